@@ -1,0 +1,31 @@
+# Two commands for a newcomer: `make demo` (set up, train the default VAE, write pictures and
+# metrics) and `make test` (set up, run the test suite). Both create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+RUN    ?= runs/demo
+
+.PHONY: setup demo test test-slow clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/vaekit train --run-dir $(RUN) --overwrite
+	$(VENV)/bin/vaekit evaluate $(RUN)
+
+test: setup
+	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

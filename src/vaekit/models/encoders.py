@@ -1,0 +1,32 @@
+"""Encoders: networks that map an image x to the parameters (mu, logvar) of q(z|x)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Why: exp(logvar) must stay finite in float32 for the KL and the reparameterization even when
+# a bad step sends the head's output far out; e^20 ~ 5e8 and e^-30 ~ 1e-13 are far beyond any
+# posterior a trained model uses, so the clamp never binds in normal training.
+ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX = -30.0, 20.0
+
+
+class MLPEncoder(nn.Module):
+    """Gaussian MLP encoder (Kingma & Welling 2013, Appendix C.2).
+
+    h = ReLU(W1 x + b1);  mu = W2 h + b2;  log sigma^2 = W3 h + b3
+    W2 and W3 are stored stacked as one (2J, H) layer: the same maps, one matrix product.
+    Shapes: x (batch, C, H, W) -> mu, logvar (batch, latent_dim).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(math.prod(image_shape), hidden_dim)  # W1, b1
+        self.heads = nn.Linear(hidden_dim, 2 * latent_dim)  # [W2; W3], [b2; b3]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.hidden(x.flatten(1)))  # (batch, hidden_dim)
+        mu, logvar = self.heads(h).chunk(2, dim=-1)  # (batch, latent_dim) each
+        return mu, logvar.clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)

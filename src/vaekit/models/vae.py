@@ -1,0 +1,79 @@
+"""The VAE: an encoder q(z|x), a decoder p(x|z) and the prior p(z) = N(0, I); the model registry."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.likelihoods import BernoulliLikelihood, DiagonalGaussian, GaussianLikelihood
+from vaekit.models.decoders import MLPDecoder
+from vaekit.models.encoders import MLPEncoder
+
+Likelihood = BernoulliLikelihood | GaussianLikelihood
+
+
+class VAE(nn.Module):
+    """Variational autoencoder (Kingma & Welling 2013, Section 3).
+
+    Holds the networks and nothing else: objectives live in vaekit.objectives, persistence in
+    vaekit.checkpoint. Images are (batch, C, H, W); latents are (batch, latent_dim).
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_dim = latent_dim
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of q(z|x): (mu, logvar), each (batch, latent_dim)."""
+        return self.encoder(x)
+
+    def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
+        """The approximate posterior q(z|x) as a distribution object."""
+        return DiagonalGaussian(*self.encode(x))
+
+    def prior(self, batch: int, device: torch.device | None = None) -> DiagonalGaussian:
+        """The prior p(z) = N(0, I) for `batch` datapoints."""
+        zeros = torch.zeros(batch, self.latent_dim, device=device or self._device())
+        return DiagonalGaussian(zeros, zeros)
+
+    def decode(self, z: torch.Tensor) -> Likelihood:
+        """The likelihood p(x|z) for latents z of shape (batch, latent_dim)."""
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoded means of n draws z ~ p(z): images (n, C, H, W) in the data's range."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self._device())
+        return self.decode(z).mean
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoded mean at the posterior mean: E[x | z = mu(x)], images shaped like x."""
+        mu, _ = self.encode(x)
+        return self.decode(mu).mean
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def _mlp(config: ModelConfig) -> VAE:
+    encoder = MLPEncoder(config.image_shape, config.hidden_dim, config.latent_dim)
+    decoder = MLPDecoder(
+        config.image_shape, config.hidden_dim, config.latent_dim, config.likelihood,
+        config.decoder_logvar_min, config.decoder_logvar_max,
+    )
+    return VAE(encoder, decoder, config.latent_dim)
+
+
+# One registry: architecture name -> builder. Names match config.ARCHITECTURES (a test checks).
+MODELS: dict[str, Callable[[ModelConfig], VAE]] = {"mlp": _mlp}
+
+
+def build_model(config: ModelConfig) -> VAE:
+    """A freshly initialised VAE for a model config (seed torch beforehand for repeatability)."""
+    return MODELS[config.architecture](config)

