@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 RUN    ?= runs/demo
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,8 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/vaekit train --run-dir $(RUN) --overwrite
-	$(VENV)/bin/vaekit evaluate $(RUN)
+	$(VENV)/bin/vaekit evaluate $(RUN) --samples 500 --no-progress
+	$(VENV)/bin/vaekit report $(RUN)
 
 test: setup
 	$(PY) -m pytest
@@ -29,3 +30,8 @@ test-slow: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# Benchmarks (not tests): need a trained default run, made by `make demo` if missing.
+bench: setup
+	test -f $(RUN)/model.safetensors || $(MAKE) demo
+	$(PY) benchmarks/bench_evaluation.py $(RUN)

@@ -38,3 +38,26 @@ def tiny_data(mnist_small) -> Dataset:
         return Split(split.images[:n], split.labels[:n])
     return Dataset(cut(mnist_small.train, 600), cut(mnist_small.valid, 200), cut(mnist_small.test, 200),
                    mnist_small.binarization, mnist_small.binarization_seed)
+
+
+@pytest.fixture(scope="session")
+def trained_small(mnist_small, tmp_path_factory):
+    """A small VAE trained for 3 epochs on 3,000 real MNIST images (shared, read-only)."""
+    from vaekit.training import train
+
+    config = RunConfig(ModelConfig(hidden_dim=128, latent_dim=8), DataConfig(train_limit=3000, eval_limit=1000),
+                       TrainConfig(epochs=3, batch_size=100))
+    result = train(config, tmp_path_factory.mktemp("trained") / "run", progress=False, dataset=mnist_small)
+    return result.model, mnist_small
+
+
+@pytest.fixture(scope="session")
+def trained_run_2d(tiny_data, tmp_path_factory):
+    """A run folder with a 2-D latent space trained for 2 epochs on 600 images."""
+    from vaekit.training import train
+
+    config = RunConfig(ModelConfig(hidden_dim=64, latent_dim=2), DataConfig(train_limit=600, eval_limit=200),
+                       TrainConfig(epochs=2, batch_size=50))
+    run = tmp_path_factory.mktemp("run2d") / "run"
+    train(config, run, progress=False, dataset=tiny_data)
+    return run

@@ -7,17 +7,19 @@ import vaekit
 
 PACKAGE = Path(vaekit.__file__).parent
 
-# Layer of each module; a module may import only modules of a strictly lower layer, except that
-# `config` and `errors` (layer 0) are open to all and `training` may use `evaluation` (its
-# validation pass); `data` sits beside `checkpoint`, below training and evaluation.
+# Layer of each module; a module may import only modules of a strictly lower layer; layer 0
+# (`config`, `errors`, `randomness`) is open to all. Two refinements of STYLE.md's picture:
+# `training` and `plots` use `evaluation` (the validation pass; latent diagnostics for the
+# traversal order), and `data` sits beside `checkpoint`, below training and evaluation.
 LAYERS = {
-    "errors": 0, "config": 0,
+    "errors": 0, "config": 0, "randomness": 0,
     "likelihoods": 1,
     "models": 2,
     "objectives": 3,
     "checkpoint": 4, "data": 4,
-    "evaluation": 5, "plots": 5,
-    "training": 6,
+    "evaluation": 5,
+    "plots": 6, "training": 6,
+    "report": 7,
     "presets": 0, "cli": 9, "__main__": 10,
 }
 

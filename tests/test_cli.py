@@ -21,17 +21,19 @@ def test_train_evaluate_sample_reconstruct_end_to_end(tmp_path, mnist_small, cap
     assert "test elbo" in out and str(run) in out
     config = json.loads((run / "config.json").read_text())
     assert (config["train"]["epochs"], config["train"]["seed"], config["model"]["latent_dim"]) == (2, 3, 4)
-    for name in ("reconstructions.png", "samples.png"):
+    for name in ("reconstructions.png", "samples.png", "interpolations.png", "traversals.png", "latents.png",
+                 "curves.png"):
         assert Image.open(run / "images" / name).size[0] > 100
+    assert (run / "report.html").stat().st_size > 10_000
 
-    assert main(["evaluate", str(run), "--json"]) == 0
+    assert main(["evaluate", str(run), "--json", "--samples", "100", "--iwae-k", "5"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"elbo", "reconstruction", "kl"} <= set(result)
     assert result["elbo"] == pytest.approx(result["reconstruction"] - result["kl"])
     summary = json.loads((run / "summary.json").read_text())
     assert result["elbo"] == pytest.approx(summary["test_elbo"])  # the same fixed binarization and noise
 
-    assert main(["evaluate", str(run), "--split", "valid"]) == 0
+    assert main(["evaluate", str(run), "--split", "valid", "--samples", "50"]) == 0
     assert "reconstruction" in capsys.readouterr().out
     assert main(["sample", str(run), "-n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert Image.open(tmp_path / "s.png").size == (2 * (4 * 30 + 2), 2 * (4 * 30 + 2) + 18)
@@ -60,11 +62,13 @@ def test_bad_input_is_one_clean_error(argv, fragment, capsys):
 
 
 def test_every_subcommand_has_help():
-    for command in ("train", "evaluate", "sample", "reconstruct", "presets", "data"):
+    for command in ("train", "evaluate", "plot", "report", "sample", "reconstruct", "presets", "data"):
         out = subprocess.run([sys.executable, "-m", "vaekit", command, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage: vaekit" in out.stdout
     out = subprocess.run([sys.executable, "-m", "vaekit", "train", "--help"], capture_output=True, text=True).stdout
     assert "--run-dir" in out and "--epochs" in out and "(default: 16)" in out
+    out = subprocess.run([sys.executable, "-m", "vaekit", "evaluate", "--help"], capture_output=True, text=True).stdout
+    assert "--samples" in out and "5000" in out
 
 
 def test_presets_load():

@@ -26,8 +26,7 @@ def test_importance_sampling_agrees_with_numerical_integration_and_the_elbo_sits
     model = build_model(ModelConfig(hidden_dim=16, latent_dim=1, image_shape=(1, 3, 3)))
     x = torch.bernoulli(torch.full((6, 1, 3, 3), 0.4), generator=torch.Generator().manual_seed(1))
     exact = _exact_log_likelihood(model, x)
-    est = importance_sampled_log_likelihood(model, x, num_importance_samples=5000, batch_size=4,
-                                            sample_chunk=700, generator=torch.Generator().manual_seed(2))
+    est = importance_sampled_log_likelihood(model, x, num_importance_samples=5000, rows_per_call=700, generator=torch.Generator().manual_seed(2))
     assert est.per_datapoint.dtype == torch.float64
     torch.testing.assert_close(est.per_datapoint, exact, atol=0.02, rtol=0)
     # The ELBO's expectation (many samples) is a lower bound on the exact log p(x).
@@ -36,16 +35,8 @@ def test_importance_sampling_agrees_with_numerical_integration_and_the_elbo_sits
     assert torch.any(bound < exact - 1e-2)  # and not a tight one for an untrained encoder
 
 
-def test_elbo_is_below_log_likelihood_on_a_trained_model(mnist_small):
-    from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from vaekit.training import train
-
-    config = RunConfig(ModelConfig(hidden_dim=128, latent_dim=8), DataConfig(train_limit=3000, eval_limit=1000),
-                       TrainConfig(epochs=3, batch_size=100))
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model = train(config, tmp, progress=False, dataset=mnist_small).model
+def test_elbo_is_below_log_likelihood_on_a_trained_model(trained_small):
+    model, mnist_small = trained_small
     x = mnist_small.evaluation_observations("test")[:200]
     ll = importance_sampled_log_likelihood(model, x, 500, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -55,3 +46,49 @@ def test_elbo_is_below_log_likelihood_on_a_trained_model(mnist_small):
     assert (gap > -0.5).float().mean() > 0.95
     summary = evaluate_elbo(model, x, num_samples=50, generator=torch.Generator().manual_seed(1))
     assert summary.elbo < ll.mean
+
+
+def test_active_units_count_a_constructed_case():
+    """Dimensions whose posterior mean ignores x are inactive; the others are counted active."""
+    from vaekit.evaluation import latent_diagnostics
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=5, image_shape=(1, 4, 4)))
+    with torch.no_grad():  # mu_j = 0 for j in {1, 3} whatever x is; logvar = 0 for every j
+        model.encoder.heads.weight[[1, 3]] = 0.0
+        model.encoder.heads.bias[[1, 3]] = 0.0
+        model.encoder.heads.weight[5:] = 0.0
+        model.encoder.heads.bias[5:] = 0.0
+        model.encoder.heads.weight[[0, 2, 4]] *= 50.0
+    x = torch.rand(300, 1, 4, 4)
+    d = latent_diagnostics(model, x, batch_size=64)
+    assert d.active.tolist() == [True, False, True, False, True]
+    assert (d.active_units, d.collapsed_units) == (3, 2)
+    assert d.kl_per_dim[1].item() == 0.0 and d.kl_per_dim[3].item() == 0.0 and d.kl_per_dim[0] > 0
+    assert d.posterior_means.shape == (300, 5)
+
+
+def test_log_likelihood_estimate_rises_with_k_on_a_trained_model(trained_small):
+    model, data = trained_small
+    x = data.evaluation_observations("test")[:100]
+    est = [importance_sampled_log_likelihood(model, x, k, generator=torch.Generator().manual_seed(k)).mean
+           for k in (1, 10, 200)]
+    assert est[0] < est[1] < est[2]
+
+
+def test_evaluate_split_reports_every_figure(trained_small):
+    from vaekit.evaluation import evaluate_split
+
+    model, data = trained_small
+    x = data.evaluation_observations("test")[:200]
+    out = evaluate_split(model, x, num_importance_samples=100, iwae_k=5, batch_size=50, seed=0)
+    for key in ("elbo", "reconstruction", "kl", "log_likelihood", "log_likelihood_stderr", "gap",
+                "iwae_bound", "active_units", "collapsed_units", "kl_per_dim"):
+        assert key in out
+    assert out["elbo"] < out["iwae_bound"] < out["log_likelihood"] + 3 * out["log_likelihood_stderr"]
+    assert out["gap"] > 0 and len(out["kl_per_dim"]) == model.latent_dim
+    assert out["active_units"] + out["collapsed_units"] == model.latent_dim
+    again = evaluate_split(model, x, num_importance_samples=100, iwae_k=5, batch_size=50, seed=0)
+    assert again["log_likelihood"] == out["log_likelihood"] and again["elbo"] == out["elbo"]
+    cont = evaluate_split(model, x, num_importance_samples=0, batch_size=50, continuous=True)
+    assert "log_likelihood" not in cont and cont["elbo_bits_per_dim"] == -cont["elbo"] / (784 * math.log(2))

@@ -1,5 +1,6 @@
 """Pictures: grids have the expected sizes and content."""
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -23,3 +24,46 @@ def test_reconstruction_and_sample_pictures(tmp_path, tiny_model):
     a = Image.open(path).tobytes()
     plots.prior_samples(tiny_model, tmp_path / "s2.png", n=9, seed=1)
     assert a == Image.open(tmp_path / "s2.png").tobytes()
+
+
+def test_slerp_ends_at_its_endpoints_and_keeps_the_norm_between_equal_norm_vectors():
+    z0, z1 = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 3.0])
+    path = plots.slerp(z0, z1, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(path[0], z0)
+    torch.testing.assert_close(path[-1], z1)
+    torch.testing.assert_close(path.norm(dim=1), torch.full((5,), 3.0))
+
+
+def test_every_picture_of_a_2d_run_and_the_report(trained_run_2d, capsys):
+    import base64
+    import json
+
+    from vaekit.cli import main
+
+    assert main(["plot", str(trained_run_2d)]) == 0
+    images = trained_run_2d / "images"
+    sizes = {p.name: Image.open(p).size for p in images.glob("*.png")}
+    assert set(sizes) == {f"{n}.png" for n in plots.PICTURES}
+    cell = 2 * 30  # 28 pixels + padding, doubled
+    assert sizes["samples.png"] == (10 * cell + 4, 10 * cell + 4 + plots.TITLE_HEIGHT)
+    assert sizes["manifold.png"][0] == 20 * 30 + 2  # a 20 x 20 grid at zoom 1
+    assert sizes["traversals.png"][1] == 2 * cell + 4 + plots.TITLE_HEIGHT  # one row per latent dimension
+    assert sizes["interpolations.png"][1] == 8 * cell + 4 + plots.TITLE_HEIGHT  # 4 pairs x (lerp, slerp)
+    for name in ("latents.png", "curves.png"):
+        assert sizes[name] in ((600, 520), (600, 400))
+        assert len(np.unique(np.asarray(Image.open(images / name).convert("L")))) > 10  # drawn, not blank
+
+    assert main(["report", str(trained_run_2d)]) == 0
+    page = (trained_run_2d / "report.html").read_text()
+    for p in images.glob("*.png"):
+        assert base64.b64encode(p.read_bytes()).decode() in page
+    metrics = [json.loads(line) for line in (trained_run_2d / "metrics.jsonl").read_text().splitlines()]
+    assert f"{metrics[-1]['valid_elbo']:.3f}" in page and "latent_dim" in page
+    assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
+
+
+def test_plot_rejects_unknown_picture_names(trained_run_2d, capsys):
+    from vaekit.cli import main
+
+    assert main(["plot", str(trained_run_2d), "--which", "mandelbrot"]) == 2
+    assert "choose from" in capsys.readouterr().err

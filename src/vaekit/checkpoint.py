@@ -37,7 +37,8 @@ SUMMARY_FILE = "summary.json"
 
 
 IMAGES_DIR = "images"
-RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, "evaluation.json", "report.html")
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, "report.html",
+             "evaluation-test.json", "evaluation-valid.json")
 
 
 def remove_run_files(run_dir: Path) -> None:
@@ -47,11 +48,21 @@ def remove_run_files(run_dir: Path) -> None:
     shutil.rmtree(Path(run_dir) / IMAGES_DIR, ignore_errors=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 0600
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a mix."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -1,4 +1,4 @@
-"""The `vaekit` command: train, evaluate, sample, reconstruct, data. The only module that prints results."""
+"""The `vaekit` command: train, evaluate, plot, report, sample, reconstruct, presets, data. The only module that prints results."""
 
 from __future__ import annotations
 
@@ -80,11 +80,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pictures", action="store_true", help="skip writing the PNG grids at the end")
     _add_config_options(p)
 
-    p = sub.add_parser("evaluate", help="print the ELBO (and its terms) of a trained run", epilog=EPILOG)
+    p = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) and latent diagnostics of a run",
+                       epilog=EPILOG, description="Evaluate a trained run on a split: the ELBO and its terms, "
+                       "log p(x) by importance sampling with its standard error, the gap between them, the IWAE "
+                       "bound for a chosen k, active units and KL per latent dimension. Writes "
+                       "RUN_DIR/evaluation-<split>.json.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--split", choices=("test", "valid"), default="test", help="which split (default: test)")
+    p.add_argument("--samples", type=int, default=5000, metavar="K",
+                   help="importance samples per image for log p(x); 0 skips it (default: 5000, the "
+                        "standard for reported figures)")
+    p.add_argument("--iwae-k", type=int, default=0, metavar="K", help="also report the IWAE bound with k "
+                   "samples (default: 0, off)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N images only (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--batch-size", type=int, default=1000, help="images per batch (default: 1000)")
+    p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the ELBO (default: 1000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("plot", help="write the standard pictures of a run as PNG files")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--which", nargs="+", default=None, metavar="NAME",
+                   help="some of: reconstructions samples interpolations traversals manifold latents curves "
+                        "(default: all that apply; manifold needs a 2-D latent space)")
+    p.add_argument("--seed", type=int, default=0, help="seed of samples and picked images (default: 0)")
+    p.add_argument("--out", type=Path, default=None, help="folder (default: RUN_DIR/images)")
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html: config, metrics, curves and pictures in one page")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
     p = sub.add_parser("sample", help="write a grid of prior samples as PNG")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -138,7 +160,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress, log=lambda s: print(s, file=sys.stderr))
     if not args.no_pictures:
-        _write_pictures(run_dir, result.model, result.config)
+        from vaekit.report import write_report
+
+        pictures = _write_pictures(run_dir, seed=config.train.seed)
+        print(f"vaekit: wrote {len(pictures)} pictures in {run_dir / 'images'} and {write_report(run_dir)}",
+              file=sys.stderr)
     t = result.test
     print(f"test elbo {t['test_elbo']:.2f} nats (reconstruction {t['test_reconstruction']:.2f}, "
           f"kl {t['test_kl']:.2f}) after {len(result.metrics)} epochs, {t['seconds_total']:.0f} s of training; "
@@ -146,35 +172,75 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_pictures(run_dir: Path, model: Any, config: RunConfig) -> None:
-    from vaekit import plots
+def _write_pictures(run_dir: Path, which: Sequence[str] | None = None, seed: int = 0,
+                    folder: Path | None = None) -> list[Path]:
+    from vaekit import checkpoint, plots
     from vaekit.data import load_dataset
 
-    data = load_dataset(config.data)
-    images = Path(run_dir) / "images"
-    plots.reconstructions(model, data.test.images[:50], images / "reconstructions.png")
-    plots.prior_samples(model, images / "samples.png", n=100, seed=config.train.seed)
-    print(f"vaekit: wrote {images}/reconstructions.png and samples.png", file=sys.stderr)
+    model, config = checkpoint.load_run(run_dir)
+    test = load_dataset(config.data).test
+    return plots.write_pictures(model, test.images, test.labels, checkpoint.read_metrics(run_dir),
+                                folder or Path(run_dir) / checkpoint.IMAGES_DIR, seed, which or plots.PICTURES)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaekit.checkpoint import load_run
+    from vaekit import checkpoint
     from vaekit.data import load_dataset
-    from vaekit.evaluation import evaluate_elbo
-    from vaekit.training import seeded_generator
+    from vaekit.evaluation import evaluate_split
 
-    model, config = load_run(args.run_dir)
+    _positive("--batch-size", args.batch_size, 1_000_000)
+    if not 0 <= args.samples <= 1_000_000 or not 0 <= args.iwae_k <= 1_000_000 or args.limit < 0:
+        raise ConfigError("--samples, --iwae-k and --limit must be between 0 and 1000000.")
+    model, config = checkpoint.load_run(args.run_dir)
     data = load_dataset(config.data)
     x = data.evaluation_observations(args.split)
-    summary = evaluate_elbo(model, x, args.batch_size, 1, seeded_generator(config.train.seed, "eval"))
-    result = {"split": args.split, "images": summary.count, **summary.as_dict()}
+    x = x[: args.limit] if args.limit else x
+    result = {"split": args.split, **evaluate_split(
+        model, x, args.samples, args.iwae_k, args.batch_size, config.train.seed,
+        continuous=config.data.binarization == "none", progress=not args.no_progress and not args.json)}
+    checkpoint.write_json(args.run_dir / f"evaluation-{args.split}.json", result)
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{args.split} split, {summary.count} images (nats per datapoint; higher is better)")
-        print(f"  elbo            {summary.elbo:10.3f}")
-        print(f"  reconstruction  {summary.reconstruction:10.3f}   E_q[log p(x|z)]")
-        print(f"  kl              {summary.kl:10.3f}   KL(q(z|x) || p(z))")
+        return 0
+    print(f"{args.split} split, {result['images']} images; nats per image, higher is better")
+    rows = [("elbo", result["elbo"], "variational lower bound"),
+            ("reconstruction", result["reconstruction"], "E_q[log p(x|z)]"),
+            ("kl", result["kl"], "KL(q(z|x) || p(z))")]
+    if "log_likelihood" in result:
+        rows += [("log p(x)", result["log_likelihood"],
+                  f"importance sampled, K={args.samples}, +- {result['log_likelihood_stderr']:.3f} (s.e.)"),
+                 ("gap", result["gap"], "log p(x) - elbo")]
+    if "iwae_bound" in result:
+        rows.append((f"iwae k={args.iwae_k}", result["iwae_bound"], "importance-weighted bound"))
+    for key in ("elbo_bits_per_dim", "log_likelihood_bits_per_dim"):
+        if key in result:
+            rows.append((key, result[key], "bits per dimension"))
+    for name, value, what in rows:
+        print(f"  {name:16s}{value:10.3f}   {what}")
+    kl = ", ".join(f"{v:.2f}" for v in result["kl_per_dim"])
+    print(f"  active units    {result['active_units']:6d}       of {len(result['kl_per_dim'])} "
+          f"({result['collapsed_units']} collapsed)")
+    print(f"  kl per dim      {kl}")
+    print(f"  ({result['seconds']:.1f} s; saved to {args.run_dir / f'evaluation-{args.split}.json'})")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from vaekit.plots import PICTURES
+
+    which = args.which or PICTURES
+    unknown = sorted(set(which) - set(PICTURES))
+    if unknown:
+        raise ConfigError(f"--which {' '.join(unknown)}: choose from {', '.join(PICTURES)}.")
+    for path in _write_pictures(args.run_dir, which=which, seed=args.seed, folder=args.out):
+        print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaekit.report import write_report
+
+    print(write_report(args.run_dir))
     return 0
 
 
@@ -221,8 +287,8 @@ def _positive(flag: str, value: int, most: int) -> None:
         raise ConfigError(f"{flag} = {value} is invalid: use 1 to {most}.")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
-            "reconstruct": cmd_reconstruct, "presets": cmd_presets, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "report": cmd_report,
+            "sample": cmd_sample, "reconstruct": cmd_reconstruct, "presets": cmd_presets, "data": cmd_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from vaekit.evaluation import latent_diagnostics
 from vaekit.models.vae import VAE
 
 TITLE_HEIGHT = 18
@@ -75,3 +77,151 @@ def prior_samples(model: VAE, path: str | Path, n: int = 100, seed: int = 0) -> 
     images = model.sample(n, generator=torch.Generator().manual_seed(seed))
     nrow = max(1, int(math.sqrt(n)))
     return save_picture(grid_image(images, nrow, f"decoded means of {n} samples z ~ N(0, I), seed {seed}"), path)
+
+
+def _save_figure(fig: Any, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation: z(t) = sin((1-t) w) / sin w * z0 + sin(t w) / sin w * z1,
+    w the angle between z0 and z1 (White 2016, "Sampling Generative Networks"); linear when w ~ 0.
+    Shapes: z0, z1 (J,), t (T,) -> (T, J)."""
+    cos = torch.dot(z0, z1) / (z0.norm() * z1.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    t = t.unsqueeze(1)
+    if omega.abs() < 1e-4:
+        return (1 - t) * z0 + t * z1
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
+
+
+@torch.no_grad()
+def interpolations(model: VAE, x0: torch.Tensor, x1: torch.Tensor, path: str | Path, steps: int = 10) -> Path:
+    """For each pair (x0[i], x1[i]): a linear and a spherical path between their posterior means,
+    decoded, with the two inputs at the ends of each row. x0, x1: (pairs, C, H, W)."""
+    mu0, _ = model.encode(x0)
+    mu1, _ = model.encode(x1)
+    t = torch.linspace(0, 1, steps)
+    rows, labels = [], []
+    for i in range(len(x0)):
+        for name, path_z in (("lerp", (1 - t).unsqueeze(1) * mu0[i] + t.unsqueeze(1) * mu1[i]),
+                             ("slerp", slerp(mu0[i], mu1[i], t))):
+            decoded = model.decode(path_z).mean
+            rows.append(torch.cat([x0[i : i + 1], decoded, x1[i : i + 1]]))
+            labels.append(name)
+    picture = grid_image(torch.cat(rows), steps + 2,
+                         "interpolations between posterior means (inputs at both ends)", row_labels=labels)
+    return save_picture(picture, path)
+
+
+@torch.no_grad()
+def traversals(model: VAE, x: torch.Tensor, kl_per_dim: torch.Tensor, path: str | Path,
+               steps: int = 11, span: float = 3.0, max_dims: int = 32) -> Path:
+    """One row per latent dimension, most informative (highest KL) first: z_j swept over
+    [-span, span] with the other coordinates held at the posterior mean of image x (1, C, H, W)."""
+    mu, _ = model.encode(x[:1])
+    order = torch.argsort(kl_per_dim, descending=True)[:max_dims]
+    values = torch.linspace(-span, span, steps)
+    rows, labels = [], []
+    for j in order.tolist():
+        z = mu.repeat(steps, 1)
+        z[:, j] = values
+        rows.append(model.decode(z).mean)
+        labels.append(f"z{j} {kl_per_dim[j].item():.2f}")
+    picture = grid_image(torch.cat(rows), steps,
+                         f"latent traversals z_j in [-{span:g}, {span:g}]; rows by KL (nats)", row_labels=labels)
+    return save_picture(picture, path)
+
+
+@torch.no_grad()
+def manifold(model: VAE, path: str | Path, n: int = 20) -> Path:
+    """The learned data manifold of a 2-D latent space (Kingma & Welling 2013, Figure 4):
+    decoded means on an n x n grid of prior quantiles, z = Phi^-1(u) for u evenly spaced in (0, 1)."""
+    if model.latent_dim != 2:
+        raise ValueError("the manifold picture needs a 2-D latent space")
+    u = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
+    q = torch.distributions.Normal(0.0, 1.0).icdf(u)
+    z = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
+    picture = grid_image(model.decode(z).mean, n, "learned manifold: z on a grid of N(0, I) quantiles", zoom=1)
+    return save_picture(picture, path)
+
+
+def latent_scatter(posterior_means: torch.Tensor, labels: torch.Tensor, path: str | Path) -> Path:
+    """Posterior means of a split coloured by label: the two coordinates for a 2-D latent space,
+    the first two principal components otherwise (a single coordinate against the label for 1-D)."""
+    from matplotlib.figure import Figure
+
+    mu = posterior_means.double()
+    if mu.shape[1] == 2:
+        xy, axes = mu, ("z0", "z1")
+        title = "posterior means E[z|x]"
+    elif mu.shape[1] == 1:
+        xy, axes = torch.cat([mu, labels.double().unsqueeze(1)], 1), ("z0", "label")
+        title = "posterior means E[z|x]"
+    else:
+        centred = mu - mu.mean(0)
+        _, s, v = torch.linalg.svd(centred, full_matrices=False)
+        xy = centred @ v[:2].T
+        share = (s[:2] ** 2).sum() / (s**2).sum()
+        axes, title = ("PC 1", "PC 2"), f"posterior means E[z|x], first two principal\ncomponents ({share:.0%} of the variance)"
+    fig = Figure(figsize=(6, 5.2), dpi=100)
+    ax = fig.subplots()
+    points = ax.scatter(xy[:, 0].numpy(), xy[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
+    fig.colorbar(points, ax=ax, ticks=range(10), label="digit label")
+    ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
+    return _save_figure(fig, path)
+
+
+def training_curves(metrics: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Train and validation ELBO against training images seen, on a log axis like the paper's Figure 2."""
+    from matplotlib.figure import Figure
+
+    seen = [m["images_seen"] for m in metrics]
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
+    ax.plot(seen, [m["train_elbo"] for m in metrics], "o-", ms=3, label="train (running mean over the epoch)")
+    ax.plot(seen, [m["valid_elbo"] for m in metrics], "s-", ms=3, label="validation")
+    ax.set_xscale("log")
+    ax.set(xlabel="training images seen", ylabel="ELBO (nats per image)", title="variational lower bound")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _save_figure(fig, path)
+
+
+PICTURES = ("reconstructions", "samples", "interpolations", "traversals", "manifold", "latents", "curves")
+
+
+@torch.no_grad()
+def write_pictures(model: VAE, images: torch.Tensor, labels: torch.Tensor, metrics: Sequence[dict[str, Any]],
+                   folder: str | Path, seed: int = 0, which: Sequence[str] = PICTURES) -> list[Path]:
+    """Every standard picture of a model into `folder`, from a split's images (N, C, H, W) in [0, 1].
+
+    The manifold needs a 2-D latent space and the curves need metrics; they are skipped otherwise.
+    """
+    folder = Path(folder)
+    model.eval()
+    out = []
+    diagnostics = None
+    if "traversals" in which or "latents" in which:
+        diagnostics = latent_diagnostics(model, images)
+    if "reconstructions" in which:
+        out.append(reconstructions(model, images[:50], folder / "reconstructions.png"))
+    if "samples" in which:
+        out.append(prior_samples(model, folder / "samples.png", n=100, seed=seed))
+    if "interpolations" in which:
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(images), generator=g)[:8]
+        out.append(interpolations(model, images[pick[:4]], images[pick[4:]], folder / "interpolations.png"))
+    if "traversals" in which:
+        out.append(traversals(model, images[:1], diagnostics.kl_per_dim, folder / "traversals.png"))
+    if "manifold" in which and model.latent_dim == 2:
+        out.append(manifold(model, folder / "manifold.png"))
+    if "latents" in which:
+        out.append(latent_scatter(diagnostics.posterior_means, labels, folder / "latents.png"))
+    if "curves" in which and metrics:
+        out.append(training_curves(metrics, folder / "curves.png"))
+    return out

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -25,24 +24,12 @@ from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from vaekit.evaluation import evaluate_elbo
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import elbo
+from vaekit.randomness import derive_seed, seeded_generator
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adagrad": torch.optim.Adagrad,
 }
-_PURPOSES = {"init": 0, "order": 1, "noise": 2, "eval": 3}
-
-
-def derive_seed(seed: int, purpose: str, index: int = 0) -> int:
-    """A well-mixed 63-bit seed for one purpose and index (NumPy's SeedSequence hashing)."""
-    state = np.random.SeedSequence([seed, _PURPOSES[purpose], index]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-def seeded_generator(seed: int, purpose: str, index: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(seed, purpose, index))
-
-
 @dataclass
 class TrainResult:
     model: VAE

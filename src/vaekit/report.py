@@ -1,0 +1,98 @@
+"""The HTML report of a run folder: one self-contained page (images embedded), no server needed."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from vaekit import checkpoint
+
+# Pictures in reading order, with the caption a reader needs.
+CAPTIONS = {
+    "curves.png": "Training curves: train and validation ELBO against images seen (log axis).",
+    "reconstructions.png": "Test images (input rows) and their reconstructions at the posterior mean.",
+    "samples.png": "Decoded means of draws from the prior N(0, I).",
+    "interpolations.png": "Linear (lerp) and spherical (slerp) paths between posterior means of test images.",
+    "traversals.png": "Each latent dimension swept from -3 to 3, most informative (highest KL) first.",
+    "manifold.png": "The learned manifold of the 2-D latent space on a grid of prior quantiles.",
+    "latents.png": "Posterior means of test images coloured by digit label.",
+}
+EVALUATION_GLOB = "evaluation-*.json"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: .9em; margin: .5em 0; }
+td, th { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th { background: #f4f4f4; } td.key, th.key { text-align: left; }
+figure { margin: 1em 0; } figcaption { color: #555; font-size: .9em; }
+img { max-width: 100%; image-rendering: pixelated; border: 1px solid #eee; }
+.note { color: #555; font-size: .9em; }
+"""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e5 else f"{value:.3f}"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
+    return html.escape(str(value))
+
+
+def _key_value_table(rows: dict[str, Any]) -> str:
+    body = "".join(f"<tr><td class='key'>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows.items())
+    return f"<table>{body}</table>"
+
+
+def _metrics_table(metrics: list[dict[str, Any]]) -> str:
+    if not metrics:
+        return "<p class='note'>No epoch has completed yet.</p>"
+    columns = list(metrics[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(m.get(c, ''))}</td>" for c in columns) + "</tr>" for m in metrics)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def build_report(run_dir: str | Path) -> str:
+    """The report page of a run folder as one HTML string."""
+    run_dir = Path(run_dir)
+    config = checkpoint.load_config(run_dir)
+    metrics = checkpoint.read_metrics(run_dir)
+    parts = [f"<h1>vaekit run: {html.escape(run_dir.resolve().name)}</h1>",
+             "<p class='note'>Bounds are in nats per image, summed over pixels; higher is better.</p>"]
+    summary_path = run_dir / checkpoint.SUMMARY_FILE
+    if summary_path.exists():
+        parts += ["<h2>Test summary</h2>", _key_value_table(json.loads(summary_path.read_text()))]
+    for path in sorted(run_dir.glob(EVALUATION_GLOB)):
+        result = json.loads(path.read_text())
+        result.pop("per_datapoint", None)
+        parts += [f"<h2>Evaluation ({html.escape(path.stem.removeprefix('evaluation-'))} split)</h2>",
+                  _key_value_table(result)]
+    parts += ["<h2>Metrics per epoch</h2>", _metrics_table(metrics), "<h2>Pictures</h2>"]
+    images = run_dir / checkpoint.IMAGES_DIR
+    names = [n for n in CAPTIONS if (images / n).exists()]
+    names += sorted(p.name for p in images.glob("*.png") if p.name not in CAPTIONS) if images.exists() else []
+    if not names:
+        parts.append("<p class='note'>No pictures yet: run <code>vaekit plot RUN_DIR</code>.</p>")
+    for name in names:
+        data = base64.b64encode((images / name).read_bytes()).decode("ascii")
+        caption = CAPTIONS.get(name, name)
+        parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{html.escape(name)}: {html.escape(caption)}</figcaption></figure>")
+    sections = {k: v for k, v in config.to_dict().items()}
+    parts.append("<h2>Config</h2>")
+    for name, values in sections.items():
+        parts += [f"<h3>{name}</h3>", _key_value_table(values)]
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>vaekit report: {html.escape(run_dir.resolve().name)}</title><style>{_STYLE}</style></head>"
+            f"<body>{''.join(parts)}</body></html>\n")
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write RUN_DIR/report.html and return its path."""
+    path = Path(run_dir) / "report.html"
+    checkpoint.atomic_write_text(path, build_report(run_dir))
+    return path
