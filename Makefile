@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 RUN    ?= runs/demo
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,13 @@ demo: setup
 	$(VENV)/bin/vaekit evaluate $(RUN) --samples 500 --no-progress
 	$(VENV)/bin/vaekit report $(RUN)
 
+# The whole suite, slow fault tests included (what CI runs).
 test: setup
 	$(PY) -m pytest
 
-test-slow: setup
-	$(PY) -m pytest -m slow
+# For a quick loop while developing: everything but the tests marked slow.
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

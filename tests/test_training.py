@@ -82,7 +82,7 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoi
     poisoned[:] = float("nan")
     bad = type(tiny_data)(type(tiny_data.train)(poisoned, tiny_data.train.labels), tiny_data.valid,
                             tiny_data.test, "none", 0)
-    with pytest.raises(TrainingDivergedError, match=r"loss became nan at step 12 \(epoch 2\)"):
+    with pytest.raises(TrainingDivergedError, match=r"loss became non-finite \(nan\) at step 12 \(epoch 2\); the input batch holds NaN"):
         train(tiny_config.with_overrides({"data.binarization": "dynamic", "train.epochs": 2}), run, resume=True,
               progress=False, dataset=bad)
     assert (run / checkpoint.CHECKPOINT_FILE).read_bytes() == good

@@ -14,12 +14,20 @@ leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import socket
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are then not protected from each other
+    fcntl = None  # type: ignore[assignment]
 
 import torch
 from safetensors.torch import load as safetensors_load
@@ -46,6 +54,40 @@ def remove_run_files(run_dir: Path) -> None:
     for name in RUN_FILES:
         (Path(run_dir) / name).unlink(missing_ok=True)
     shutil.rmtree(Path(run_dir) / IMAGES_DIR, ignore_errors=True)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder, or refuse at once if another process holds it.
+
+    An advisory flock on RUN_DIR/.lock: the operating system drops it when the holder exits,
+    however it exits (kill -9 included), so a crashed run never leaves the folder locked.
+    Stale temporary files of a writer that died mid-write are removed once the lock is held.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    with open(path, "a+") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise CheckpointError(
+                    f"{run_dir} is in use by {holder}; wait for that run to finish or stop it first."
+                ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        for stale in Path(run_dir).glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            handle.truncate(0)
 
 
 def _umask() -> int:
@@ -91,6 +133,26 @@ def load_config(run_dir: Path) -> RunConfig:
         raise CheckpointError(f"the run's config is invalid: {err}") from None
 
 
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of the tensors, in name order.
+
+    safetensors checks the header's structure but not the data: a flipped bit in a weight would
+    load silently. This digest, stored in the file's metadata, makes such damage an error.
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    metadata = {**(metadata or {}), "sha256": tensors_digest(tensors)}
+    atomic_write_bytes(path, safetensors_save(tensors, metadata))
+
+
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; any corruption becomes a CheckpointError."""
     try:
@@ -105,6 +167,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
     except Exception as err:  # safetensors raises several types for corrupt input
         raise CheckpointError(f"{path} is not a valid safetensors file (truncated or corrupt?): {err}.") from None
+    if "sha256" in metadata and tensors_digest(tensors) != metadata["sha256"]:
+        raise CheckpointError(f"{path} fails its checksum: its weights were altered or corrupted on disk.")
     return tensors, metadata
 
 
@@ -128,8 +192,7 @@ def load_weights_into(model: VAE, tensors: dict[str, torch.Tensor], origin: Path
 
 
 def save_model(run_dir: Path, model: VAE) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(Path(run_dir) / MODEL_FILE, safetensors_save(tensors))
+    _save_safetensors(Path(run_dir) / MODEL_FILE, model.state_dict())
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:
@@ -146,13 +209,13 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[V
 
 def save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Write weights, optimiser tensors and the JSON train state as one file, atomically."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     extra: dict[str, dict[str, Any]] = {}
     for pid, entries in opt["state"].items():
         for key, value in entries.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{pid}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"optimizer.{pid}.{key}"] = value
             else:
                 extra.setdefault(str(pid), {})[key] = value
     metadata = {
@@ -160,7 +223,7 @@ def save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer,
         "optimizer_param_groups": json.dumps(opt["param_groups"]),
         "optimizer_extra_state": json.dumps(extra),
     }
-    atomic_write_bytes(Path(run_dir) / CHECKPOINT_FILE, safetensors_save(tensors, metadata))
+    _save_safetensors(Path(run_dir) / CHECKPOINT_FILE, tensors, metadata)
 
 
 def load_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -173,6 +236,8 @@ def load_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer)
         extra = json.loads(metadata["optimizer_extra_state"])
     except (KeyError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} lacks its train state metadata ({err}); it was not written by vaekit.") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} has a train state that is not a JSON object; it was not written by vaekit.")
     weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     load_weights_into(model, weights, path)
     opt_state: dict[int, dict[str, Any]] = {}
@@ -184,7 +249,7 @@ def load_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer)
         opt_state.setdefault(int(pid), {}).update(entries)
     try:
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} holds optimiser state for a different optimiser or model: {err}.") from None
     return state
 

@@ -48,6 +48,11 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             default = f.default if f.default is not dataclasses.MISSING else None
             if isinstance(default, tuple):
                 default = ",".join(map(str, default))
+            if isinstance(default, bool):
+                group.add_argument("--" + f.name.replace("_", "-"), dest=f"{section}.{f.name}",
+                                   default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
+                                   help=f"{meta.get('help', '')} (default: {'on' if default else 'off'})")
+                continue
             group.add_argument(
                 "--" + f.name.replace("_", "-"), dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
                 choices=meta.get("choices"), metavar=None if meta.get("choices") else f.name.upper(),

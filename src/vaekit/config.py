@@ -131,6 +131,12 @@ class TrainConfig:
     checkpoint_minutes: float = _opt(
         10.0, "also checkpoint inside an epoch when this many minutes passed since the last"
     )
+    checkpoint_every_steps: int = _opt(
+        0, "also checkpoint every N optimisation steps, bounding what a crash loses (0: off)"
+    )
+    skip_nonfinite: bool = _opt(
+        False, "skip a step whose loss or gradient is NaN or infinite (counted in metrics) instead of stopping"
+    )
     num_threads: int = _opt(0, "CPU threads for torch (0: torch's default)")
 
     def __post_init__(self) -> None:
@@ -139,13 +145,16 @@ class TrainConfig:
         _require(1 <= self.batch_size <= 1_000_000, s, "batch_size", self.batch_size, "use 1 to 1000000")
         _require_choice(s, "optimizer", self.optimizer, OPTIMIZERS)
         lr = self.learning_rate
-        _require(math.isfinite(lr) and 0 < lr <= 10, s, "learning_rate", lr, "use a value in (0, 10]")
+        _require(math.isfinite(lr) and 0 < lr <= 1e6, s, "learning_rate", lr, "use a value in (0, 1e6]")
         _require(1 <= self.num_samples <= 10_000, s, "num_samples", self.num_samples, "use 1 to 10000")
         _require(0 <= self.seed < 2**63, s, "seed", self.seed, "use an integer from 0 to 2**63 - 1")
         _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size,
                  "use 1 to 1000000")
         cm = self.checkpoint_minutes
         _require(math.isfinite(cm) and cm > 0, s, "checkpoint_minutes", cm, "use a positive number")
+        _require(0 <= self.checkpoint_every_steps <= 10**9, s, "checkpoint_every_steps",
+                 self.checkpoint_every_steps, "use 0 (off) or a positive number of steps")
+        _require(isinstance(self.skip_nonfinite, bool), s, "skip_nonfinite", self.skip_nonfinite, "use true or false")
         _require(0 <= self.num_threads <= 1024, s, "num_threads", self.num_threads, "use 0 (default) to 1024")
 
 
@@ -258,6 +267,8 @@ def coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
         if optional:
             return None
         raise ConfigError(f"{key} must not be null.")
+    if tp is bool and isinstance(value, bool):
+        return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
@@ -275,6 +286,12 @@ def parse_value(f: dataclasses.Field[Any], text: str, key: str) -> Any:
     optional, tp = _is_optional(field_type(f))
     if optional and text.lower() in ("none", "null", ""):
         return None
+    if tp is bool:
+        if text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if text.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key} = {text!r} is not true or false.")
     try:
         if tp is int:
             return int(text)
@@ -290,4 +307,4 @@ def parse_value(f: dataclasses.Field[Any], text: str, key: str) -> Any:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is tuple:
         return "a list of integers"
-    return {int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vaekit import checkpoint
-from vaekit.config import RunConfig
+from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from vaekit.evaluation import evaluate_elbo
@@ -79,9 +79,20 @@ def train(
     dataset: Dataset | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> TrainResult:
-    """Train a VAE by stochastic gradient ascent on the ELBO (Kingma & Welling 2013, Algorithm 1)."""
+    """Train a VAE by stochastic gradient ascent on the ELBO (Kingma & Welling 2013, Algorithm 1).
+
+    Holds an exclusive lock on the run folder for the whole run, so a second process cannot
+    write into it at the same time.
+    """
     run_dir = Path(run_dir)
-    config = prepare_run_dir(run_dir, config, resume, overwrite)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with checkpoint.lock_run_dir(run_dir):
+        config = prepare_run_dir(run_dir, config, resume, overwrite)
+        return _train_locked(config, run_dir, resume, progress, dataset, log)
+
+
+def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool, dataset: Dataset | None,
+                  log: Callable[[str], None]) -> TrainResult:
     tc = config.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -90,20 +101,27 @@ def train(
     data = dataset if dataset is not None else load_dataset(config.data)
     if data.image_shape != config.model.image_shape:
         raise ConfigError(f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}.")
-    torch.manual_seed(derive_seed(tc.seed, "init"))
-    model = build_model(config.model)
-    optimizer = OPTIMIZERS[tc.optimizer](model.parameters(), lr=tc.learning_rate)
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "batch_in_epoch": 0, "sums": [0.0, 0.0, 0.0], "seconds": 0.0}
-    metrics: list[dict[str, Any]] = []
-    if resume and (run_dir / checkpoint.CHECKPOINT_FILE).exists():
-        state = checkpoint.load_checkpoint(run_dir, model, optimizer)
-        metrics = [m for m in checkpoint.read_metrics(run_dir) if m["epoch"] <= state["epoch"]]
-        log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
-
     train_x = data.train.images
     n, batch = len(train_x), tc.batch_size
     if batch > n:
         raise ConfigError(f"train.batch_size = {batch} is larger than the {n} training images.")
+    torch.manual_seed(derive_seed(tc.seed, "init"))
+    model = build_model(config.model)
+    optimizer = OPTIMIZERS[tc.optimizer](model.parameters(), lr=tc.learning_rate)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "batch_in_epoch": 0, "sums": [0.0, 0.0, 0.0, 0.0],
+                             "seconds": 0.0, "skipped": 0, "metrics": []}
+    if resume and (run_dir / checkpoint.CHECKPOINT_FILE).exists():
+        loaded = checkpoint.load_checkpoint(run_dir, model, optimizer)
+        if set(loaded) != set(state):
+            raise CheckpointError(f"{run_dir / checkpoint.CHECKPOINT_FILE} holds a train state with keys "
+                                  f"{sorted(loaded)}, expected {sorted(state)}; it is from another vaekit version.")
+        state = loaded
+        # The checkpoint is the one source of truth: files written after it by a run that died
+        # before its next checkpoint are rewritten from it.
+        checkpoint.write_metrics(run_dir, state["metrics"])
+        if state["batch_in_epoch"] == 0:
+            checkpoint.save_model(run_dir, model)
+        log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
     batches_per_epoch = -(-n // batch)
     valid_x = data.evaluation_observations("valid")
     last_save = time.monotonic()
@@ -113,7 +131,8 @@ def train(
     while state["epoch"] < tc.epochs:
         epoch = state["epoch"]
         order = torch.randperm(n, generator=seeded_generator(tc.seed, "order", epoch))
-        sums = torch.tensor(state["sums"], dtype=torch.float64)  # elbo, reconstruction, kl
+        sums = torch.tensor(state["sums"], dtype=torch.float64)  # elbo, reconstruction, kl, images
+        consecutive_skips = 0
         t0 = time.perf_counter()
         bar = tqdm(total=batches_per_epoch, initial=state["batch_in_epoch"], disable=not progress,
                    desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", leave=False)
@@ -122,52 +141,102 @@ def train(
             x = data.training_observations(train_x[order[b * batch : (b + 1) * batch]], noise)
             terms = elbo(model, x, tc.num_samples, noise)
             loss = -terms.elbo.mean()  # the optimiser minimises; the bound is maximised
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"the loss became {loss.item()} at step {state['step']} (epoch {epoch + 1}); the last good "
-                    f"checkpoint in {run_dir} is kept. Lower train.learning_rate (now {tc.learning_rate})."
-                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+            bad = None if torch.isfinite(loss) else "loss"
+            if bad is None:
+                loss.backward()
+                bad = None if _gradients_finite(model) else "gradient"
+            if bad is None:
+                optimizer.step()
+                consecutive_skips = 0
+                with torch.no_grad():
+                    sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(),
+                                         torch.tensor(float(len(x)))]).double()
+            elif tc.skip_nonfinite and consecutive_skips < MAX_CONSECUTIVE_SKIPS:
+                optimizer.zero_grad(set_to_none=True)
+                state["skipped"] += 1
+                consecutive_skips += 1
+            else:
+                raise TrainingDivergedError(_diverged_message(bad, loss, x, model, state["step"], epoch, run_dir, tc))
             state["step"] += 1
             state["batch_in_epoch"] = b + 1
             if progress and b % 25 == 0:
-                bar.set_postfix(elbo=f"{sums[0].item() / min((b + 1) * batch, n):.2f}", refresh=False)
+                bar.set_postfix(elbo=f"{sums[0].item() / max(sums[3].item(), 1):.2f}", refresh=False)
             bar.update(1)
-            if time.monotonic() - last_save > 60 * tc.checkpoint_minutes and b + 1 < batches_per_epoch:
+            due = (tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0) or \
+                time.monotonic() - last_save > 60 * tc.checkpoint_minutes
+            if due and b + 1 < batches_per_epoch:
                 state["sums"] = sums.tolist()
                 state["seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                checkpoint.save_checkpoint(run_dir, model, optimizer, state)
+                _save_checkpoint(run_dir, model, optimizer, state)
                 last_save = time.monotonic()
         bar.close()
         seconds = state["seconds"] + time.perf_counter() - t0
 
         # --- evaluate and save at the end of each epoch ------------------------------------
-        train_mean = (sums / n).tolist()
+        train_mean = (sums[:3] / max(sums[3].item(), 1)).tolist()
         valid = evaluate_elbo(model, valid_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"))
         row = {
             "epoch": epoch + 1, "step": state["step"], "images_seen": (epoch + 1) * n,
             "train_elbo": train_mean[0], "train_reconstruction": train_mean[1], "train_kl": train_mean[2],
             **valid.as_dict("valid_"), "seconds": seconds, "images_per_second": n / max(seconds, 1e-9),
+            "skipped_steps": state["skipped"],
         }
-        metrics.append(row)
-        state.update(epoch=epoch + 1, batch_in_epoch=0, sums=[0.0, 0.0, 0.0], seconds=0.0)
-        checkpoint.save_checkpoint(run_dir, model, optimizer, state)
+        state.update(epoch=epoch + 1, batch_in_epoch=0, sums=[0.0] * 4, seconds=0.0,
+                     metrics=state["metrics"] + [row])
+        # Order matters for a crash between writes: the checkpoint (which holds the metrics) first.
+        _save_checkpoint(run_dir, model, optimizer, state)
         checkpoint.save_model(run_dir, model)
-        checkpoint.write_metrics(run_dir, metrics)
+        checkpoint.write_metrics(run_dir, state["metrics"])
         last_save = time.monotonic()
         log(f"epoch {epoch + 1:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
             f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
-            f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s")
+            f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s"
+            + (f"  ({state['skipped']} non-finite steps skipped so far)" if state["skipped"] else ""))
 
     # --- final test figures ------------------------------------------------------------------
+    metrics = state["metrics"]
     test = evaluate_elbo(model, data.evaluation_observations("test"), tc.eval_batch_size, 1,
                          seeded_generator(tc.seed, "eval")).as_dict("test_")
     test["seconds_total"] = sum(m["seconds"] for m in metrics)
     checkpoint.write_json(run_dir / checkpoint.SUMMARY_FILE, {"epochs": len(metrics), **test})
     model.eval()
     return TrainResult(model, config, run_dir, metrics, test)
+
+
+# With train.skip_nonfinite, this many non-finite steps in a row still stop the run: by then
+# the weights themselves are broken and skipping only hides it.
+MAX_CONSECUTIVE_SKIPS = 50
+
+
+def _gradients_finite(model: VAE) -> bool:
+    """True when every gradient is finite (one reduction per parameter, one sync)."""
+    norms = [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
+    return bool(torch.isfinite(torch.stack(norms)).all()) if norms else True
+
+
+def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, model: VAE, step: int, epoch: int,
+                      run_dir: Path, tc: TrainConfig) -> str:
+    """One sentence: what became non-finite, where, the likely cause and what to do."""
+    if not torch.isfinite(x).all():
+        cause = "the input batch holds NaN or infinite pixels: check the dataset"
+    elif any(not torch.isfinite(p).all() for p in model.parameters()):
+        cause = "the weights are already non-finite"
+    else:
+        cause = f"the step size is likely too large: lower train.learning_rate (now {tc.learning_rate})"
+    value = f" ({loss.item()})" if what == "loss" else ""
+    kept = (f"the last good checkpoint in {run_dir} is kept" if (run_dir / checkpoint.CHECKPOINT_FILE).exists()
+            else "no checkpoint had been written yet")
+    return (f"the {what} became non-finite{value} at step {step} (epoch {epoch + 1}); {cause}. The weights were "
+            f"not updated and {kept}; --set train.skip_nonfinite=true skips such steps instead.")
+
+
+def _save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    try:
+        checkpoint.save_checkpoint(run_dir, model, optimizer, state)
+    except OSError as err:
+        raise CheckpointError(
+            f"could not write the checkpoint in {run_dir}: {err.strerror or err}; the previous checkpoint is intact. "
+            "Free disk space or fix the folder's permissions, then continue with --resume."
+        ) from None
