@@ -30,7 +30,7 @@ td, th { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
 th { background: #f4f4f4; } td.key, th.key { text-align: left; }
 figure { margin: 1em 0; } figcaption { color: #555; font-size: .9em; }
 img { max-width: 100%; image-rendering: pixelated; border: 1px solid #eee; }
-.note { color: #555; font-size: .9em; }
+.note { color: #555; font-size: .9em; } .scroll { overflow-x: auto; }
 """
 
 
@@ -53,7 +53,7 @@ def _metrics_table(metrics: list[dict[str, Any]]) -> str:
     columns = list(metrics[0])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(m.get(c, ''))}</td>" for c in columns) + "</tr>" for m in metrics)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def build_report(run_dir: str | Path) -> str:
