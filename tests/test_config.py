@@ -34,7 +34,7 @@ def test_unknown_key_suggests_the_nearest():
 
 @pytest.mark.parametrize("section,key,value,fragment", [
     ("model", "latent_dim", 0, "model.latent_dim = 0"),
-    ("model", "likelihood", "poisson", "choose one of bernoulli, gaussian"),
+    ("model", "likelihood", "poisson", "choose one of bernoulli, continuous-bernoulli, gaussian"),
     ("model", "image_shape", [1, 28], "image_shape"),
     ("train", "batch_size", -1, "train.batch_size = -1"),
     ("train", "learning_rate", float("nan"), "learning_rate"),

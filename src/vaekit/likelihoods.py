@@ -134,6 +134,50 @@ class GaussianLikelihood:
         return self.mu + torch.exp(0.5 * self.logvar) * eps
 
 
+class ContinuousBernoulliLikelihood:
+    """The continuous Bernoulli on [0, 1] (Loaiza-Ganem & Cunningham 2019), per pixel:
+
+    p(x | lambda) = C(lambda) lambda^x (1 - lambda)^(1 - x),  lambda = sigmoid(eta),
+    log C = log(eta / tanh(eta / 2))  (= log 2 at eta = 0).
+    Unlike a Bernoulli applied to grey levels, it is a normalised density on [0, 1], so its
+    bound is a true log-likelihood bound for [0, 1] data. Shapes as BernoulliLikelihood.
+    """
+
+    def __init__(self, logits: torch.Tensor, event_dims: int) -> None:
+        self.logits = logits
+        self.event_dims = event_dims
+
+    def log_normalizer(self) -> torch.Tensor:
+        """log C(eta) per pixel; a Taylor expansion near eta = 0, where eta / tanh(eta/2) is 0/0."""
+        eta = self.logits
+        small = eta.abs() < 1e-2
+        safe = torch.where(small, torch.ones_like(eta), eta)
+        exact = torch.log(safe / torch.tanh(safe / 2))
+        return torch.where(small, math.log(2.0) + eta**2 / 12, exact)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """E[x] = sigmoid(eta) / tanh(eta/2) - 1/eta  (-> 1/2 + eta/12 near eta = 0)."""
+        eta = self.logits
+        small = eta.abs() < 1e-2
+        safe = torch.where(small, torch.ones_like(eta), eta)
+        exact = torch.sigmoid(safe) / torch.tanh(safe / 2) - 1 / safe
+        return torch.where(small, 0.5 + eta / 12, exact)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        logits, x = torch.broadcast_tensors(self.logits, x)
+        per_pixel = -F.binary_cross_entropy_with_logits(logits, x, reduction="none") + self.log_normalizer()
+        return _sum_event(per_pixel, self.event_dims)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Inverse-CDF sampling: x = log(1 + u (e^eta - 1)) / eta  (u ~ U(0, 1); x = u at eta = 0)."""
+        eta = self.logits
+        u = torch.rand(eta.shape, generator=generator, dtype=eta.dtype, device=eta.device)
+        small = eta.abs() < 1e-4
+        safe = torch.where(small, torch.ones_like(eta), eta)
+        return torch.where(small, u, torch.log1p(u * torch.expm1(safe)) / safe).clamp(0, 1)
+
+
 def bounded_logvar(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """Map an unconstrained output into (low, high): logvar = low + (high - low) * sigmoid(raw).
 
@@ -142,3 +186,31 @@ def bounded_logvar(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
     with it. A smooth squashing keeps a gradient everywhere, unlike a hard clamp.
     """
     return low + (high - low) * torch.sigmoid(raw)
+
+
+# likelihood name -> (parameter maps per image channel, builder from the decoder's raw output).
+# The decoders produce `channels * maps` output channels and hand them to the builder, so every
+# decoder supports every likelihood. Names match config.LIKELIHOODS (a test checks).
+def _bernoulli(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> BernoulliLikelihood:
+    return BernoulliLikelihood(out, event_dims)
+
+
+def _continuous_bernoulli(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> ContinuousBernoulliLikelihood:
+    return ContinuousBernoulliLikelihood(out, event_dims)
+
+
+def _gaussian(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> GaussianLikelihood:
+    mu, raw = out.chunk(2, dim=1)  # channels: [means..., raw log-variances...]
+    return GaussianLikelihood(mu, bounded_logvar(raw, options["logvar_min"], options["logvar_max"]), event_dims)
+
+
+def _gaussian_fixed(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> GaussianLikelihood:
+    return GaussianLikelihood(out, torch.full_like(out, 2 * math.log(options["fixed_std"])), event_dims)
+
+
+LIKELIHOODS = {
+    "bernoulli": (1, _bernoulli),
+    "continuous-bernoulli": (1, _continuous_bernoulli),
+    "gaussian": (2, _gaussian),
+    "gaussian-fixed": (1, _gaussian_fixed),
+}

@@ -23,7 +23,7 @@ from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from vaekit.evaluation import evaluate_elbo
 from vaekit.models.vae import VAE, build_model
-from vaekit.objectives import elbo
+from vaekit.objectives import training_loss
 from vaekit.randomness import derive_seed, seeded_generator
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -139,8 +139,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
         for b in range(state["batch_in_epoch"], batches_per_epoch):
             noise = seeded_generator(tc.seed, "noise", state["step"])
             x = data.training_observations(train_x[order[b * batch : (b + 1) * batch]], noise)
-            terms = elbo(model, x, tc.num_samples, noise)
-            loss = -terms.elbo.mean()  # the optimiser minimises; the bound is maximised
+            loss, terms = training_loss(model, x, tc, state["step"], noise)  # minimised; the bound is maximised
             optimizer.zero_grad(set_to_none=True)
             bad = None if torch.isfinite(loss) else "loss"
             if bad is None:

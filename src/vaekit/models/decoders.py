@@ -1,4 +1,8 @@
-"""Decoders: networks that map a latent z to a likelihood object p(x|z) over images."""
+"""Decoders: networks that map a latent z to a likelihood object p(x|z) over images.
+
+Every decoder emits `maps * C` output channels per pixel and hands them to the likelihood's
+builder in vaekit.likelihoods.LIKELIHOODS, so every decoder supports every likelihood.
+"""
 
 from __future__ import annotations
 
@@ -7,44 +11,68 @@ import math
 import torch
 from torch import nn
 
-from vaekit.likelihoods import BernoulliLikelihood, GaussianLikelihood, bounded_logvar
+from vaekit.likelihoods import LIKELIHOODS
+
+
+class _LikelihoodHead:
+    """Turns raw decoder output (batch, maps*C, H, W) into the configured likelihood object."""
+
+    def __init__(self, likelihood: str, options: dict[str, float]) -> None:
+        self.maps, self.build = LIKELIHOODS[likelihood]
+        self.options = dict(options)
+
+    def __call__(self, out: torch.Tensor):
+        return self.build(out, 3, self.options)
 
 
 class MLPDecoder(nn.Module):
-    """MLP decoder with a Bernoulli or Gaussian output (Kingma & Welling 2013, Appendix C).
+    """MLP decoder (Kingma & Welling 2013, Appendix C).
 
-    Bernoulli (C.1):  h = ReLU(W4 z + b4);  logits = W5 h + b5
-    Gaussian  (C.2):  h = ReLU(W4 z + b4);  mu = W5 h + b5;  log sigma^2 = W6 h + b6,
-        with log sigma^2 squashed into [logvar_min, logvar_max] by `bounded_logvar` so the
-        variance cannot collapse to a spike; W5 and W6 are stored stacked as one layer.
+    h = ReLU(W4 z + b4);  parameters = W5 h + b5 (Bernoulli logits, C.1), or for the Gaussian
+    with learned variance mu = W5 h + b5 and log sigma^2 = W6 h + b6 (C.2), stored stacked as one
+    layer, with log sigma^2 squashed into [logvar_min, logvar_max] so it cannot collapse.
     Shapes: z (batch, latent_dim) -> parameters (batch, C, H, W).
     """
 
-    def __init__(
-        self,
-        image_shape: tuple[int, int, int],
-        hidden_dim: int,
-        latent_dim: int,
-        likelihood: str = "bernoulli",
-        logvar_min: float = -6.0,
-        logvar_max: float = 2.0,
-    ) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
+                 likelihood: str = "bernoulli", options: dict[str, float] | None = None) -> None:
         super().__init__()
-        if likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"unknown likelihood {likelihood!r}")
         self.image_shape = tuple(image_shape)
-        self.likelihood = likelihood
-        self.logvar_min, self.logvar_max = logvar_min, logvar_max
-        pixels = math.prod(image_shape)
+        self.head = _LikelihoodHead(likelihood, options or {})
+        c, h, w = self.image_shape
         self.hidden = nn.Linear(latent_dim, hidden_dim)  # W4, b4
-        self.out = nn.Linear(hidden_dim, pixels if likelihood == "bernoulli" else 2 * pixels)
+        self.out = nn.Linear(hidden_dim, self.head.maps * c * h * w)  # W5, b5 (and W6, b6)
 
-    def forward(self, z: torch.Tensor) -> BernoulliLikelihood | GaussianLikelihood:
-        h = torch.relu(self.hidden(z))  # (batch, hidden_dim)
-        out = self.out(h)
-        event = len(self.image_shape)
-        if self.likelihood == "bernoulli":
-            return BernoulliLikelihood(out.view(-1, *self.image_shape), event)
-        mu, raw = out.chunk(2, dim=-1)
-        logvar = bounded_logvar(raw, self.logvar_min, self.logvar_max)
-        return GaussianLikelihood(mu.view(-1, *self.image_shape), logvar.view(-1, *self.image_shape), event)
+    def forward(self, z: torch.Tensor):
+        c, h, w = self.image_shape
+        out = self.out(torch.relu(self.hidden(z)))  # (batch, maps*C*H*W)
+        return self.head(out.view(-1, self.head.maps * c, h, w))
+
+
+class ConvDecoder(nn.Module):
+    """Convolutional decoder mirroring ConvEncoder: two linear layers up to a (channels[-1], H/2^n,
+    W/2^n) map, then n transposed convolutions (kernel 4, stride 2) each doubling height and width.
+    Shapes: z (batch, latent_dim) -> parameters (batch, C, H, W).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
+                 channels: tuple[int, ...], likelihood: str = "bernoulli",
+                 options: dict[str, float] | None = None) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.head = _LikelihoodHead(likelihood, options or {})
+        c, h, w = self.image_shape
+        scale = 2 ** len(channels)
+        self.start = (channels[-1], h // scale, w // scale)
+        self.fc = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(),
+                                nn.Linear(hidden_dim, math.prod(self.start)), nn.ReLU())
+        layers: list[nn.Module] = []
+        ups = list(channels[::-1]) + [self.head.maps * c]
+        for i, (cin, cout) in enumerate(zip(ups[:-1], ups[1:])):
+            layers.append(nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1))
+            if i < len(ups) - 2:
+                layers.append(nn.ReLU())
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor):
+        return self.head(self.deconv(self.fc(z).view(-1, *self.start)))

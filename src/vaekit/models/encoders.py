@@ -30,3 +30,27 @@ class MLPEncoder(nn.Module):
         h = torch.relu(self.hidden(x.flatten(1)))  # (batch, hidden_dim)
         mu, logvar = self.heads(h).chunk(2, dim=-1)  # (batch, latent_dim) each
         return mu, logvar.clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)
+
+
+class ConvEncoder(nn.Module):
+    """Convolutional Gaussian encoder: n strided convolutions (kernel 4, stride 2, padding 1), each
+    halving height and width, then h = ReLU(W h_conv + b) and the same (mu, log sigma^2) heads
+    as MLPEncoder. Shapes: x (batch, C, H, W) with H, W divisible by 2^n -> (batch, latent_dim) x 2.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
+                 channels: tuple[int, ...]) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        layers: list[nn.Module] = []
+        for cin, cout in zip((c, *channels[:-1]), channels):
+            layers += [nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1), nn.ReLU()]
+        self.conv = nn.Sequential(*layers)
+        scale = 2 ** len(channels)
+        self.hidden = nn.Linear(channels[-1] * (h // scale) * (w // scale), hidden_dim)
+        self.heads = nn.Linear(hidden_dim, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.hidden(self.conv(x).flatten(1)))  # (batch, hidden_dim)
+        mu, logvar = self.heads(h).chunk(2, dim=-1)
+        return mu, logvar.clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)

@@ -8,11 +8,16 @@ import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
-from vaekit.likelihoods import BernoulliLikelihood, DiagonalGaussian, GaussianLikelihood
-from vaekit.models.decoders import MLPDecoder
-from vaekit.models.encoders import MLPEncoder
+from vaekit.likelihoods import (
+    BernoulliLikelihood,
+    ContinuousBernoulliLikelihood,
+    DiagonalGaussian,
+    GaussianLikelihood,
+)
+from vaekit.models.decoders import ConvDecoder, MLPDecoder
+from vaekit.models.encoders import ConvEncoder, MLPEncoder
 
-Likelihood = BernoulliLikelihood | GaussianLikelihood
+Likelihood = BernoulliLikelihood | ContinuousBernoulliLikelihood | GaussianLikelihood
 
 
 class VAE(nn.Module):
@@ -61,17 +66,27 @@ class VAE(nn.Module):
         return next(self.parameters()).device
 
 
+def _likelihood_options(config: ModelConfig) -> dict[str, float]:
+    return {"logvar_min": config.decoder_logvar_min, "logvar_max": config.decoder_logvar_max,
+            "fixed_std": config.decoder_fixed_std}
+
+
 def _mlp(config: ModelConfig) -> VAE:
     encoder = MLPEncoder(config.image_shape, config.hidden_dim, config.latent_dim)
-    decoder = MLPDecoder(
-        config.image_shape, config.hidden_dim, config.latent_dim, config.likelihood,
-        config.decoder_logvar_min, config.decoder_logvar_max,
-    )
+    decoder = MLPDecoder(config.image_shape, config.hidden_dim, config.latent_dim, config.likelihood,
+                         _likelihood_options(config))
+    return VAE(encoder, decoder, config.latent_dim)
+
+
+def _conv(config: ModelConfig) -> VAE:
+    encoder = ConvEncoder(config.image_shape, config.hidden_dim, config.latent_dim, config.conv_channels)
+    decoder = ConvDecoder(config.image_shape, config.hidden_dim, config.latent_dim, config.conv_channels,
+                          config.likelihood, _likelihood_options(config))
     return VAE(encoder, decoder, config.latent_dim)
 
 
 # One registry: architecture name -> builder. Names match config.ARCHITECTURES (a test checks).
-MODELS: dict[str, Callable[[ModelConfig], VAE]] = {"mlp": _mlp}
+MODELS: dict[str, Callable[[ModelConfig], VAE]] = {"mlp": _mlp, "conv": _conv}
 
 
 def build_model(config: ModelConfig) -> VAE:
