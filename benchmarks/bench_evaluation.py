@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model, config = load_run(args.run_dir)
-    test = load_dataset(config.data).evaluation_observations("test")
+    test = load_dataset(config.data, config.model.image_shape).evaluation_observations("test")
     x = test[: args.images]
     timings = {}
     runners = {

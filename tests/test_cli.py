@@ -61,22 +61,37 @@ def test_bad_input_is_one_clean_error(argv, fragment, capsys):
     assert fragment in err and "Traceback" not in err
 
 
-def test_every_subcommand_has_help():
+def test_every_subcommand_has_help(capsys):
     for command in ("train", "evaluate", "plot", "report", "sample", "reconstruct", "presets", "data"):
-        out = subprocess.run([sys.executable, "-m", "vaekit", command, "--help"], capture_output=True, text=True)
-        assert out.returncode == 0 and "usage: vaekit" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "vaekit", "train", "--help"], capture_output=True, text=True).stdout
-    assert "--run-dir" in out and "--epochs" in out and "(default: 16)" in out
-    out = subprocess.run([sys.executable, "-m", "vaekit", "evaluate", "--help"], capture_output=True, text=True).stdout
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0 and "usage: vaekit" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--run-dir" in out and "--epochs" in out and "(default: 16)" in out and "--skip-nonfinite" in out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = capsys.readouterr().out
     assert "--samples" in out and "5000" in out
+    # The module entry point that torchrun and `python -m vaekit` use.
+    done = subprocess.run([sys.executable, "-m", "vaekit", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "train" in done.stdout
 
 
 def test_presets_load():
-    from vaekit.cli import load_base_config, preset_names
+    from vaekit.cli import load_config_with_overrides, preset_names
 
-    assert "mnist-mlp" in preset_names()
-    for name in preset_names():
-        load_base_config(name)
+    names = preset_names()
+    assert {"mnist-mlp", "mnist-conv", "mnist-beta4", "mnist-iwae50", "images-conv64"} <= set(names)
+    for name in names:
+        extra = {"data.path": "/some/folder"} if name.startswith("images") else {}
+        config = load_config_with_overrides(name, extra)
+        assert config.model.latent_dim >= 2
+    assert load_config_with_overrides("mnist-beta4", {}).train.beta == 4.0
+    assert load_config_with_overrides("mnist-iwae50", {}).train.num_samples == 50
+    with pytest.raises(Exception, match="needs its folder or file in data.path"):
+        load_config_with_overrides("images-conv64", {})
 
 
 @settings(max_examples=60, deadline=None)
@@ -93,3 +108,25 @@ def test_any_flag_value_runs_or_gives_one_clean_error(flag, value, tmp_path_fact
         assert exit_.code == 2
     else:
         assert code == 2
+
+
+def test_a_folder_of_generated_rgb_images_trains_with_the_64px_conv_preset(tmp_path, capsys):
+    from PIL import Image, ImageDraw
+
+    rng = __import__("random").Random(0)
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    for i in range(120):
+        img = Image.new("RGB", (80, 72), tuple(rng.randrange(256) for _ in range(3)))
+        x, y, r = rng.randrange(10, 60), rng.randrange(10, 50), rng.randrange(6, 20)
+        ImageDraw.Draw(img).ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
+        img.save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["train", "--config", "images-conv64", "--path", str(folder), "--run-dir", str(run),
+                 "--epochs", "2", "--batch-size", "16", "--no-progress"]) == 0
+    assert Image.open(run / "images" / "samples.png").mode == "RGB"
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["valid_elbo"] > metrics[0]["valid_elbo"]
+    assert main(["evaluate", str(run), "--samples", "20", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["images"] == 12 and "elbo_bits_per_dim" in result and "log_likelihood" in result

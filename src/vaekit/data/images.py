@@ -1,0 +1,112 @@
+"""Your own images as a dataset: a folder of PNG/JPEG files, or a NumPy .npy/.npz array."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vaekit.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def split_arrays(x: np.ndarray, y: np.ndarray, valid_fraction: float, test_fraction: float, seed: int,
+                 origin: str) -> dict[str, np.ndarray]:
+    """Shuffle once with a seed and cut into train / valid / test by the given fractions."""
+    n = len(x)
+    n_valid, n_test = int(round(n * valid_fraction)), int(round(n * test_fraction))
+    if n - n_valid - n_test < 1 or (valid_fraction > 0 and n_valid < 1) or (test_fraction > 0 and n_test < 1):
+        raise DataError(f"{origin} holds {n} images: too few to split into train, valid and test "
+                        f"({valid_fraction:g} and {test_fraction:g} held out).")
+    order = np.random.default_rng(seed).permutation(n)
+    x, y = x[order], y[order]
+    cut = [n_valid, n_valid + n_test]
+    return {"valid_x": x[: cut[0]], "valid_y": y[: cut[0]], "test_x": x[cut[0] : cut[1]], "test_y": y[cut[0] : cut[1]],
+            "train_x": x[cut[1] :], "train_y": y[cut[1] :]}
+
+
+def read_image_folder(folder: Path, image_shape: tuple[int, int, int], on_bad_file: str = "stop") -> tuple[np.ndarray, np.ndarray]:
+    """All PNG/JPEG files under `folder` as uint8 (N, C, H, W), resized and centre-cropped to (H, W).
+
+    Labels are the index of the first-level subfolder (sorted by name), 0 for files at the top.
+    An unreadable file stops with its name (on_bad_file "stop") or is skipped and reported ("skip").
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist.")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"image folder {folder} holds no .png, .jpg or .jpeg files.")
+    classes = sorted({p.relative_to(folder).parts[0] for p in files if len(p.relative_to(folder).parts) > 1})
+    c, h, w = image_shape
+    if c not in (1, 3):
+        raise DataError(f"model.image_shape = {image_shape}: images from a folder have 1 (grey) or 3 (RGB) channels.")
+    images, labels, skipped = [], [], []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img = ImageOps.fit(img.convert("L" if c == 1 else "RGB"), (w, h), method=Image.BICUBIC)
+                array = np.asarray(img, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            if on_bad_file == "stop":
+                raise DataError(f"{path} is not a readable image ({err}); fix or remove it, or set "
+                                "data.on_bad_file=skip.") from None
+            skipped.append(path)
+            continue
+        images.append(array[None] if c == 1 else array.transpose(2, 0, 1))
+        parts = path.relative_to(folder).parts
+        labels.append(classes.index(parts[0]) if len(parts) > 1 else 0)
+    if skipped:
+        names = ", ".join(str(p) for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        print(f"vaekit: skipped {len(skipped)} unreadable image(s): {names}", file=sys.stderr)
+    if not images:
+        raise DataError(f"no readable image in {folder}.")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Images from .npy (the images) or .npz (keys x or images; optional y or labels).
+
+    Shapes (N, H, W), (N, H, W, C) or (N, C, H, W) matching the model's image shape; uint8 in
+    0..255 or floats in [0, 1]. Returns images (N, C, H, W) in their dtype and labels (N,).
+    """
+    path = Path(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"array file {path} does not exist.") from None
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path} is not a readable .npy/.npz array without pickles: {err}.") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            key = next((k for k in ("x", "images") if k in loaded.files), None)
+            if key is None:
+                raise DataError(f"{path} has arrays {loaded.files}; name the images 'x' or 'images'.")
+            x = loaded[key]
+            label_key = next((k for k in ("y", "labels") if k in loaded.files), None)
+            y = loaded[label_key] if label_key else np.zeros(len(x), np.int64)
+    else:
+        x, y = loaded, np.zeros(len(loaded), np.int64)
+    c, h, w = image_shape
+    if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[1:] == (h, w, c) and x.shape[1:] != (c, h, w):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1:] != (c, h, w):
+        raise DataError(f"{path} holds images of shape {x.shape}, but model.image_shape is {image_shape}: "
+                        "give (N, H, W), (N, H, W, C) or (N, C, H, W).")
+    if y.shape != (len(x),):
+        raise DataError(f"{path}: labels of shape {y.shape} do not match {len(x)} images.")
+    if x.dtype != np.uint8:
+        if not np.issubdtype(x.dtype, np.floating):
+            raise DataError(f"{path} holds {x.dtype} images; use uint8 (0..255) or floats in [0, 1].")
+        if not np.isfinite(x).all():
+            raise DataError(f"{path} holds NaN or infinite pixel values ({int((~np.isfinite(x)).sum())} of them).")
+        if x.min() < 0 or x.max() > 1:
+            raise DataError(f"{path} holds values from {x.min():g} to {x.max():g}; float images must lie in [0, 1].")
+        x = x.astype(np.float32)
+    return x, np.asarray(y, dtype=np.int64)
