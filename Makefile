@@ -33,7 +33,8 @@ test-fast: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
-# Benchmarks (not tests): need a trained default run, made by `make demo` if missing.
+# Benchmarks (not tests): vaekit against a plain PyTorch loop and Pythae, measured in one run;
+# figures go to benchmarks/results/bench.json. About 6 minutes on 2 CPU cores.
 bench: setup
-	test -f $(RUN)/model.safetensors || $(MAKE) demo
-	$(PY) benchmarks/bench_evaluation.py $(RUN)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/run.py

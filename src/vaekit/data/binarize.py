@@ -5,12 +5,22 @@ from __future__ import annotations
 import torch
 
 
+def bernoulli_sample(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x ~ Bernoulli(p) elementwise, as 1{u < p} with u ~ U[0, 1), in p's dtype.
+
+    Why not torch.bernoulli: on CPU it draws one element at a time (1.28 ms for a batch of 100
+    MNIST images here, against 0.43 ms for this form; benchmarks/), and this runs every step.
+    """
+    u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+    return (u < p).to(p.dtype)
+
+
 def dynamic_binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """A fresh Bernoulli draw per pixel, x_bin ~ Bernoulli(x): call it each time an image is seen."""
-    return torch.bernoulli(x, generator=generator)
+    return bernoulli_sample(x, generator)
 
 
 def static_binarize(x: torch.Tensor, seed: int) -> torch.Tensor:
     """One fixed Bernoulli draw per pixel from a seeded generator; the same seed gives the same images."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    return torch.bernoulli(x, generator=generator)
+    return bernoulli_sample(x, generator)

@@ -1,0 +1,265 @@
+"""The benchmark suite: vaekit against a plain PyTorch loop (and Pythae) in the same process.
+
+    python benchmarks/run.py [--quick] [--skip-pythae] [--out benchmarks/results/bench.json]
+
+Figures (medians over repeated epochs after a warm-up epoch; ratios are vaekit / reference):
+  1. training throughput, images/s: the paper's MLP (784-512-16, batch 100) and the conv preset
+  2. wall-clock time to a test ELBO of -103 nats (default settings, evaluation included)
+  3. importance-sampled log p(x) throughput at K = 5000 against a per-image loop
+  4. peak resident memory of training and of K = 5000 evaluation (separate processes)
+  5. achieved GFLOP/s of the MLP training step against this machine's float32 matmul peak
+Not a test: nothing here asserts; the figures go to a JSON file and a printed table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference import ReferenceVAE, make_loader, test_elbo, train_epoch  # noqa: E402
+
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from vaekit.data import Dataset, Split, load_dataset  # noqa: E402
+from vaekit.evaluation import importance_sampled_log_likelihood  # noqa: E402
+from vaekit.models.vae import build_model  # noqa: E402
+from vaekit.training import train  # noqa: E402
+
+TARGET_ELBO = -103.0
+
+
+def subset(data: Dataset, n: int) -> Dataset:
+    cut = lambda s: Split(s.images[:n], s.labels[:n])  # noqa: E731
+    return Dataset(cut(data.train), cut(data.valid), cut(data.test), data.binarization, data.binarization_seed)
+
+
+def vaekit_epochs(config: RunConfig, data: Dataset, epochs: int) -> list[float]:
+    """Training seconds of each epoch, as vaekit's own metrics record them (evaluation excluded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(config.with_overrides({"train.epochs": epochs}), tmp, progress=False, dataset=data)
+    return [m["seconds"] for m in result.metrics]
+
+
+def reference_epochs(model: torch.nn.Module, images: torch.Tensor, epochs: int, flatten: bool) -> list[float]:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = make_loader(images, 100, flatten)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        train_epoch(model, optimizer, loader)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def throughput(n: int, times: list[float]) -> float:
+    """Images per second from the median epoch after the first (warm-up) epoch."""
+    return n / statistics.median(times[1:] if len(times) > 1 else times)
+
+
+def bench_throughput(data: Dataset, epochs: int, conv_images: int) -> dict:
+    n = len(data.train)
+    torch.manual_seed(0)
+    ref = reference_epochs(ReferenceVAE(), data.train.images, epochs, flatten=True)
+    ours = vaekit_epochs(RunConfig(), data, epochs)
+    out = {"mlp_reference_images_per_s": throughput(n, ref), "mlp_vaekit_images_per_s": throughput(n, ours)}
+    out["mlp_ratio"] = out["mlp_vaekit_images_per_s"] / out["mlp_reference_images_per_s"]
+
+    conv = RunConfig.from_json(Path(__file__).parents[1].joinpath(
+        "src/vaekit/presets/mnist-conv.json").read_text())
+    small = subset(data, conv_images)
+    torch.manual_seed(0)
+    ref = reference_epochs(build_model(conv.model), small.train.images, epochs, flatten=False)
+    ours = vaekit_epochs(conv, small, epochs)
+    out.update(conv_reference_images_per_s=throughput(conv_images, ref),
+               conv_vaekit_images_per_s=throughput(conv_images, ours))
+    out["conv_ratio"] = out["conv_vaekit_images_per_s"] / out["conv_reference_images_per_s"]
+    return out
+
+
+def bench_time_to_target(data: Dataset, max_epochs: int) -> tuple[dict, torch.nn.Module]:
+    """Seconds of wall clock until the test ELBO first reaches TARGET_ELBO, per-epoch evaluation included."""
+    test_x = data.evaluation_observations("test")
+    out: dict = {}
+    torch.manual_seed(0)
+    model = ReferenceVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = make_loader(data.train.images)
+    start = time.perf_counter()
+    for epoch in range(1, max_epochs + 1):
+        train_epoch(model, optimizer, loader)
+        if test_elbo(model, test_x) >= TARGET_ELBO:
+            out.update(reference_seconds_to_target=time.perf_counter() - start, reference_epochs_to_target=epoch)
+            break
+    start = time.perf_counter()
+    trained = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for epoch in range(1, max_epochs + 1):  # resume one epoch at a time, reading the test ELBO
+            result = train(RunConfig(train=TrainConfig(epochs=epoch)), tmp, resume=epoch > 1, progress=False,
+                           dataset=data)
+            if result.test["test_elbo"] >= TARGET_ELBO:
+                out.update(vaekit_seconds_to_target=time.perf_counter() - start, vaekit_epochs_to_target=epoch)
+                break
+        trained = result.model
+    if "reference_seconds_to_target" in out and "vaekit_seconds_to_target" in out:
+        out["time_to_target_ratio"] = out["reference_seconds_to_target"] / out["vaekit_seconds_to_target"]
+    return out, trained
+
+
+def bench_log_likelihood(model, data: Dataset, images: int, k: int) -> dict:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_evaluation import reference_log_likelihood
+
+    x = data.evaluation_observations("test")[:images]
+    reference_log_likelihood(model, x[:2], k, torch.Generator().manual_seed(0))  # warm-up
+    start = time.perf_counter()
+    reference_log_likelihood(model, x, k, torch.Generator().manual_seed(0))
+    ref = time.perf_counter() - start
+    start = time.perf_counter()
+    importance_sampled_log_likelihood(model, x, k, generator=torch.Generator().manual_seed(0))
+    ours = time.perf_counter() - start
+    return {"ll_reference_images_per_s": images / ref, "ll_vaekit_images_per_s": images / ours,
+            "ll_ratio": ref / ours, "ll_vaekit_minutes_for_10k": ours / images * 10_000 / 60}
+
+
+MEMORY_SCRIPT = """
+import resource, sys, tempfile, torch
+from vaekit.config import RunConfig, TrainConfig
+from vaekit.training import train
+from vaekit.evaluation import importance_sampled_log_likelihood
+with tempfile.TemporaryDirectory() as tmp:
+    r = train(RunConfig(train=TrainConfig(epochs=1)), tmp, progress=False)
+after_training = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from vaekit.data import load_dataset
+x = load_dataset(r.config.data).evaluation_observations("test")[:100]
+importance_sampled_log_likelihood(r.model, x, 5000)
+print(after_training, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def bench_memory() -> dict:
+    """Peak RSS (MiB) of a one-epoch training run on the full dataset, then of K = 5000 evaluation."""
+    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, check=True)
+    train_kib, eval_kib = map(int, done.stdout.split()[-2:])
+    return {"train_peak_rss_mib": train_kib / 1024, "train_plus_eval_peak_rss_mib": eval_kib / 1024}
+
+
+def bench_flops(mlp_images_per_s: float) -> dict:
+    """Achieved GFLOP/s of the MLP training step against a float32 matmul peak measured here."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    peak = 2 * 2048**3 / min(times) / 1e9
+    d, h, j = 784, 512, 16
+    forward = 2 * (d * h + h * 2 * j + j * h + h * d)  # multiply-adds of the four matmuls, per image
+    achieved = 3 * forward * mlp_images_per_s / 1e9  # backward costs about twice the forward
+    return {"matmul_peak_gflops": peak, "mlp_train_gflops": achieved, "mlp_fraction_of_peak": achieved / peak}
+
+
+def bench_pythae(data: Dataset, epochs: int) -> dict:
+    """Pythae 0.1.2's VAE with the same MLP through its own trainer (statically binarized data,
+    as Pythae has no per-batch binarization); time per epoch from a callback."""
+    try:
+        import logging
+
+        from pythae.data.datasets import BaseDataset
+        from pythae.models import VAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from pythae.trainers import BaseTrainer, BaseTrainerConfig
+        from pythae.trainers.training_callbacks import TrainingCallback
+    except ImportError as err:
+        return {"pythae": f"not installed ({err}); pip install -e '.[bench]'"}
+    logging.getLogger("pythae").setLevel(logging.ERROR)
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.mu, self.logvar = torch.nn.Linear(784, 512), torch.nn.Linear(512, 16), torch.nn.Linear(512, 16)
+
+        def forward(self, x):
+            h = torch.relu(self.hidden(x.flatten(1)))
+            return ModelOutput(embedding=self.mu(h), log_covariance=self.logvar(h))
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(16, 512), torch.nn.ReLU(), torch.nn.Linear(512, 784))
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).view(-1, 1, 28, 28))
+
+    class Timer(TrainingCallback):
+        def __init__(self):
+            self.marks = [time.perf_counter()]
+
+        def on_epoch_end(self, training_config, **kwargs):
+            self.marks.append(time.perf_counter())
+
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=16, reconstruction_loss="bce")
+    model = VAE(config, encoder=Encoder(), decoder=Decoder())
+    binary = torch.bernoulli(data.train.images, generator=torch.Generator().manual_seed(0))
+    timer = Timer()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = BaseTrainer(model, BaseDataset(binary, torch.zeros(len(binary))), None,
+                              BaseTrainerConfig(output_dir=tmp, num_epochs=epochs, learning_rate=1e-3,
+                                                per_device_train_batch_size=100, no_cuda=True),
+                              callbacks=[timer])
+        trainer.train()
+    times = [b - a for a, b in zip(timer.marks[:-1], timer.marks[1:])]
+    return {"pythae_images_per_s": throughput(len(binary), times)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and images (a smoke run)")
+    parser.add_argument("--skip-pythae", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench.json"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    data = load_dataset(DataConfig())
+    epochs = 2 if args.quick else 4
+    results: dict = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                     "torch": torch.__version__}
+    print("training throughput ...", flush=True)
+    results.update(bench_throughput(data if not args.quick else subset(data, 10_000), epochs,
+                                    2000 if args.quick else 10_000))
+    print("time to a test ELBO of -103 ...", flush=True)
+    target, model = bench_time_to_target(data, 3 if args.quick else 40)
+    results.update(target)
+    print("log-likelihood throughput ...", flush=True)
+    results.update(bench_log_likelihood(model, data, 20 if args.quick else 200, 5000))
+    print("memory ...", flush=True)
+    results.update(bench_memory())
+    results.update(bench_flops(results["mlp_vaekit_images_per_s"]))
+    if not args.skip_pythae:
+        print("pythae ...", flush=True)
+        results.update(bench_pythae(data, epochs))
+        if "pythae_images_per_s" in results:
+            results["mlp_vaekit_over_pythae"] = results["mlp_vaekit_images_per_s"] / results["pythae_images_per_s"]
+    results["suite_seconds"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    width = max(map(len, results))
+    for key, value in results.items():
+        shown = f"{value:.3f}" if isinstance(value, float) and math.isfinite(value) else str(value)
+        print(f"{key:{width}s}  {shown}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
