@@ -14,7 +14,9 @@ Not a test: nothing here asserts; the figures go to a JSON file and a printed ta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import math
 import platform
 import statistics
@@ -214,7 +216,8 @@ def bench_pythae(data: Dataset, epochs: int) -> dict:
     model = VAE(config, encoder=Encoder(), decoder=Decoder())
     binary = torch.bernoulli(data.train.images, generator=torch.Generator().manual_seed(0))
     timer = Timer()
-    with tempfile.TemporaryDirectory() as tmp:
+    quiet = open(os.devnull, "w")  # Pythae prints its config and a progress bar per epoch
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         trainer = BaseTrainer(model, BaseDataset(binary, torch.zeros(len(binary))), None,
                               BaseTrainerConfig(output_dir=tmp, num_epochs=epochs, learning_rate=1e-3,
                                                 per_device_train_batch_size=100, no_cuda=True),
