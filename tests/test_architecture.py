@@ -16,7 +16,7 @@ LAYERS = {
     "likelihoods": 1,
     "models": 2,
     "objectives": 3,
-    "checkpoint": 4, "data": 4,
+    "checkpoint": 4, "data": 4, "distributed": 4,
     "evaluation": 5,
     "plots": 6, "training": 6,
     "report": 7,

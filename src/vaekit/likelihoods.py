@@ -36,16 +36,19 @@ class DiagonalGaussian:
     def std(self) -> torch.Tensor:
         return torch.exp(0.5 * self.logvar)
 
-    def rsample(self, num_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    def rsample(self, num_samples: int = 1, generator: torch.Generator | None = None,
+                eps: torch.Tensor | None = None) -> torch.Tensor:
         """Draw z by the reparameterization trick, differentiable in mu and logvar.
 
         z = mu + sigma * eps,  eps ~ N(0, I)   (Kingma & Welling 2013, Section 2.4)
-        Returns (*batch, num_samples, latent_dim).
+        eps, if given, is the noise itself, (*batch, num_samples, latent_dim); otherwise it is
+        drawn from `generator`. Returns (*batch, num_samples, latent_dim).
         """
         mu, std = self.mu.unsqueeze(-2), self.std.unsqueeze(-2)
-        shape = (*self.mu.shape[:-1], num_samples, self.mu.shape[-1])
-        eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
-        return mu + std * eps
+        if eps is None:
+            shape = (*self.mu.shape[:-1], num_samples, self.mu.shape[-1])
+            eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=generator.device if generator else mu.device)
+        return mu + std * eps.to(device=mu.device, dtype=mu.dtype)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """Log density summed over latent dimensions.

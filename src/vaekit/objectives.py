@@ -33,15 +33,16 @@ def elbo(
     x: torch.Tensor,
     num_samples: int = 1,
     generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> ElboTerms:
     """The SGVB estimator of the variational lower bound with L samples per datapoint.
 
     L(x) ~= -KL(q(z|x) || p(z)) + 1/L sum_l log p(x | z_l),  z_l = mu + sigma * eps_l
     (Kingma & Welling 2013, Section 2.3, the second estimator, with the KL in closed form).
-    Shapes: x (batch, C, H, W); z (batch, L, latent_dim); result terms (batch,).
+    Shapes: x (batch, C, H, W); z and eps, if given, (batch, L, latent_dim); terms (batch,).
     """
     posterior = model.posterior(x)
-    z = posterior.rsample(num_samples, generator)  # (batch, L, J)
+    z = posterior.rsample(num_samples, generator, eps)  # (batch, L, J)
     batch = x.shape[0]
     likelihood = model.decode(z.reshape(batch * num_samples, -1))  # parameters (batch*L, C, H, W)
     x_rep = x.repeat_interleave(num_samples, dim=0) if num_samples > 1 else x
@@ -53,10 +54,11 @@ def elbo(
 
 
 def _log_weights(
-    model: VAE, x: torch.Tensor, k: int, posterior: DiagonalGaussian, generator: torch.Generator | None
+    model: VAE, x: torch.Tensor, k: int, posterior: DiagonalGaussian, generator: torch.Generator | None,
+    eps: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log w (batch, k) and its log p(x|z) part (batch, k), for z_k ~ q(z|x)."""
-    z = posterior.rsample(k, generator)  # (batch, k, J)
+    z = posterior.rsample(k, generator, eps)  # (batch, k, J)
     batch = x.shape[0]
     likelihood = model.decode(z.reshape(batch * k, -1))
     log_px_z = likelihood.log_prob(x.repeat_interleave(k, dim=0)).view(batch, k)
@@ -70,6 +72,7 @@ def log_importance_weights(
     num_importance_samples: int,
     generator: torch.Generator | None = None,
     posterior_params: tuple[torch.Tensor, torch.Tensor] | None = None,
+    eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x),  z_k ~ q(z | x).
 
@@ -79,7 +82,7 @@ def log_importance_weights(
     Shapes: x (batch, C, H, W) -> (batch, K).
     """
     posterior = DiagonalGaussian(*(posterior_params or model.encode(x)))
-    return _log_weights(model, x, num_importance_samples, posterior, generator)[0]
+    return _log_weights(model, x, num_importance_samples, posterior, generator, eps)[0]
 
 
 def iwae_bound(
@@ -115,12 +118,12 @@ def capacity_at(step: int, capacity_max: float, capacity_steps: int) -> float:
 
 
 def iwae_training_terms(
-    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, ElboTerms]:
     """The IWAE bound (batch,) for training, with ELBO terms from the same k samples for logging:
     reconstruction is the mean over samples of log p(x|z_k), kl the closed form."""
     posterior = model.posterior(x)
-    log_w, log_px_z = _log_weights(model, x, k, posterior, generator)
+    log_w, log_px_z = _log_weights(model, x, k, posterior, generator, eps)
     bound = torch.logsumexp(log_w, dim=1) - math.log(k)
     kl_per_dim = posterior.kl_per_dimension()
     reconstruction = log_px_z.mean(dim=1)
@@ -129,7 +132,8 @@ def iwae_training_terms(
 
 
 def training_loss(
-    model: VAE, x: torch.Tensor, train: TrainConfig, step: int, generator: torch.Generator | None = None
+    model: VAE, x: torch.Tensor, train: TrainConfig, step: int, generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ElboTerms]:
     """The scalar the optimiser minimises for one minibatch, and the ELBO terms for logging.
 
@@ -138,11 +142,12 @@ def training_loss(
         gamma * |KL - C_t|                (capacity control, when capacity_max > 0), and with
         free bits lambda the KL is sum_j max(lambda, (1/M) sum_i KL_ij)  (Kingma et al. 2016).
     objective "iwae":  -(1/M) sum_i L_k(x_i), k = num_samples  (Burda et al. 2016).
+    eps, if given, is the reparameterization noise (batch, num_samples, latent_dim).
     """
     if train.objective == "iwae":
-        bound, terms = iwae_training_terms(model, x, train.num_samples, generator)
+        bound, terms = iwae_training_terms(model, x, train.num_samples, generator, eps)
         return -bound.mean(), terms
-    terms = elbo(model, x, train.num_samples, generator)
+    terms = elbo(model, x, train.num_samples, generator, eps)
     if train.free_bits > 0:
         kl = terms.kl_per_dim.mean(0).clamp_min(train.free_bits).sum()
     else:

@@ -8,6 +8,7 @@ RNG state, and a run resumed from any checkpoint repeats an uninterrupted one bi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -15,15 +16,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from vaekit import checkpoint
+from vaekit import checkpoint, distributed
 from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from vaekit.evaluation import evaluate_elbo
 from vaekit.models.vae import VAE, build_model
-from vaekit.objectives import training_loss
+from vaekit.objectives import ElboTerms, training_loss
 from vaekit.randomness import derive_seed, seeded_generator
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -95,18 +98,51 @@ def train(
 ) -> TrainResult:
     """Train a VAE by stochastic gradient ascent on the ELBO (Kingma & Welling 2013, Algorithm 1).
 
-    Holds an exclusive lock on the run folder for the whole run, so a second process cannot
-    write into it at the same time.
+    Launched by torchrun, every process runs this function as one rank of a data-parallel run
+    (DistributedDataParallel): rank r takes rows [r*M, (r+1)*M) of each global minibatch of
+    M * world_size images, gradients are averaged, and only rank 0 touches the run folder. Rank 0
+    holds an exclusive lock on the folder for the whole run, so no other run can write into it.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with checkpoint.lock_run_dir(run_dir):
-        config = prepare_run_dir(run_dir, config, resume, overwrite)
-        return _train_locked(config, run_dir, resume, progress, dataset, log)
+    ctx = distributed.init(config.train.device)
+    lock = checkpoint.lock_run_dir if ctx.is_main else (lambda _: contextlib.nullcontext())
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    error: Exception | None = None
+    with lock(run_dir):
+        if ctx.is_main:
+            try:
+                config = prepare_run_dir(run_dir, config, resume, overwrite)
+            except Exception as err:  # every rank must learn of it, or the others would wait forever
+                error = err
+        if distributed.any_rank(error is not None, ctx):
+            raise error or CheckpointError(f"rank 0 could not prepare {run_dir}; see its message.")
+        return _train_locked(config, run_dir, resume, progress and ctx.is_main, dataset,
+                             log if ctx.is_main else (lambda s: None), ctx)
+
+
+class _Objective(nn.Module):
+    """The training loss as a module, so that DistributedDataParallel can wrap it: DDP averages
+    the gradients of whatever its forward computes. The VAE itself stays unaware of it."""
+
+    def __init__(self, model: VAE, train: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.train_config = train
+
+    def forward(self, x: torch.Tensor, step: int, eps: torch.Tensor) -> tuple[torch.Tensor, ElboTerms]:
+        return training_loss(self.model, x, self.train_config, step, eps=eps)
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast: asked for, or 'auto' on a CUDA GPU that supports it; float32 otherwise."""
+    if precision == "bf16":
+        return True
+    return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool, dataset: Dataset | None,
-                  log: Callable[[str], None]) -> TrainResult:
+                  log: Callable[[str], None], ctx: distributed.Context) -> TrainResult:
     tc = config.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -115,12 +151,15 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
     data = dataset if dataset is not None else load_dataset(config.data, config.model.image_shape)
     if data.image_shape != config.model.image_shape:
         raise ConfigError(f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}.")
-    train_x = data.train.images
+    device, rank, world = ctx.device, ctx.rank, ctx.world_size
+    train_x = data.train.images.to(device)  # moved once; batches are gathered on the device
     n, batch = len(train_x), tc.batch_size
-    if batch > n:
-        raise ConfigError(f"train.batch_size = {batch} is larger than the {n} training images.")
+    global_batch = batch * world  # the effective minibatch of one optimisation step
+    if global_batch > n:
+        per = f" x {world} processes = {global_batch}" if world > 1 else ""
+        raise ConfigError(f"train.batch_size = {batch}{per} is larger than the {n} training images.")
     torch.manual_seed(derive_seed(tc.seed, "init"))
-    model = build_model(config.model)
+    model = build_model(config.model).to(device)
     optimizer = make_optimizer(tc.optimizer, model.parameters(), tc.learning_rate)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "batch_in_epoch": 0, "sums": [0.0, 0.0, 0.0, 0.0],
                              "seconds": 0.0, "skipped": 0, "metrics": []}
@@ -130,13 +169,23 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
             raise CheckpointError(f"{run_dir / checkpoint.CHECKPOINT_FILE} holds a train state with keys "
                                   f"{sorted(loaded)}, expected {sorted(state)}; it is from another vaekit version.")
         state = loaded
-        # The checkpoint is the one source of truth: files written after it by a run that died
-        # before its next checkpoint are rewritten from it.
-        checkpoint.write_metrics(run_dir, state["metrics"])
-        if state["batch_in_epoch"] == 0:
-            checkpoint.save_model(run_dir, model)
+        if ctx.is_main:
+            # The checkpoint is the one source of truth: files written after it by a run that died
+            # before its next checkpoint are rewritten from it.
+            checkpoint.write_metrics(run_dir, state["metrics"])
+            if state["batch_in_epoch"] == 0:
+                checkpoint.save_model(run_dir, model)
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
-    batches_per_epoch = -(-n // batch)
+    if ctx.distributed:
+        log(f"{world} processes x batch {batch} = effective batch {global_batch}, learning rate "
+            f"{tc.learning_rate} (not rescaled)")
+    objective = _Objective(model, tc)
+    step_fn = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None) \
+        if ctx.distributed else objective
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(tc.precision, device))
+    # A distributed run drops an epoch's incomplete last global batch, so every rank gets a full share.
+    batches_per_epoch = n // global_batch if ctx.distributed else -(-n // batch)
+    mine = slice(rank * batch, (rank + 1) * batch)
     valid_x = data.evaluation_observations("valid")
     last_save = time.monotonic()
 
@@ -144,27 +193,35 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
     model.train()
     while state["epoch"] < tc.epochs:
         epoch = state["epoch"]
-        order = torch.randperm(n, generator=seeded_generator(tc.seed, "order", epoch))
-        sums = torch.tensor(state["sums"], dtype=torch.float64)  # elbo, reconstruction, kl, images
+        order = torch.randperm(n, generator=seeded_generator(tc.seed, "order", epoch)).to(device)
+        carried = torch.tensor(state["sums"], dtype=torch.float64, device=device)  # all ranks, so far
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # this rank: elbo, rec, kl, images
         consecutive_skips = 0
         t0 = time.perf_counter()
         bar = tqdm(total=batches_per_epoch, initial=state["batch_in_epoch"], disable=not progress,
                    desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", leave=False)
         for b in range(state["batch_in_epoch"], batches_per_epoch):
+            # Noise for the whole global batch, drawn identically on every rank, then each rank
+            # keeps its rows: a run on W processes repeats a single process with batch W*M.
             noise = seeded_generator(tc.seed, "noise", state["step"])
-            x = data.training_observations(train_x[order[b * batch : (b + 1) * batch]], noise)
-            loss, terms = training_loss(model, x, tc, state["step"], noise)  # minimised; the bound is maximised
+            rows = order[b * global_batch : (b + 1) * global_batch]
+            x = data.training_observations(train_x[rows], noise)
+            eps = torch.randn((len(rows), tc.num_samples, config.model.latent_dim), generator=noise)
+            if ctx.distributed:
+                x, eps = x[mine], eps[mine]
+            with autocast:
+                loss, terms = step_fn(x, state["step"], eps.to(device))  # minimised; the bound is maximised
             optimizer.zero_grad(set_to_none=True)
-            bad = None if torch.isfinite(loss) else "loss"
+            bad = "loss" if distributed.any_rank(not bool(torch.isfinite(loss)), ctx) else None
             if bad is None:
                 loss.backward()
-                bad = None if _gradients_finite(model) else "gradient"
+                bad = None if _gradients_finite(model) else "gradient"  # gradients agree across ranks
             if bad is None:
                 optimizer.step()
                 consecutive_skips = 0
                 with torch.no_grad():
                     sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(),
-                                         torch.tensor(float(len(x)))]).double()
+                                         torch.tensor(float(len(x)), device=device)]).double()
             elif tc.skip_nonfinite and consecutive_skips < MAX_CONSECUTIVE_SKIPS:
                 optimizer.zero_grad(set_to_none=True)
                 state["skipped"] += 1
@@ -174,34 +231,42 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
             state["step"] += 1
             state["batch_in_epoch"] = b + 1
             if progress and b % 25 == 0:
-                bar.set_postfix(elbo=f"{sums[0].item() / max(sums[3].item(), 1):.2f}", refresh=False)
+                done = carried + sums
+                bar.set_postfix(elbo=f"{done[0].item() / max(done[3].item(), 1):.2f}", refresh=False)
             bar.update(1)
-            due = (tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0) or \
+            due = bool(tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0) or \
                 time.monotonic() - last_save > 60 * tc.checkpoint_minutes
-            if due and b + 1 < batches_per_epoch:
-                state["sums"] = sums.tolist()
+            if distributed.any_rank(due, ctx) and b + 1 < batches_per_epoch:
+                carried += distributed.all_reduce_sum(sums, ctx)
+                sums = torch.zeros_like(sums)
+                state["sums"] = carried.tolist()
                 state["seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                _save_checkpoint(run_dir, model, optimizer, state)
+                if ctx.is_main:
+                    _save_checkpoint(run_dir, model, optimizer, state)
                 last_save = time.monotonic()
         bar.close()
         seconds = state["seconds"] + time.perf_counter() - t0
+        totals = carried + distributed.all_reduce_sum(sums, ctx)
 
         # --- evaluate and save at the end of each epoch ------------------------------------
-        train_mean = (sums[:3] / max(sums[3].item(), 1)).tolist()
-        valid = evaluate_elbo(model, valid_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"))
+        train_mean = (totals[:3] / max(totals[3].item(), 1)).tolist()
+        valid = evaluate_elbo(model, valid_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"), ctx)
         row = {
             "epoch": epoch + 1, "step": state["step"], "images_seen": (epoch + 1) * n,
             "train_elbo": train_mean[0], "train_reconstruction": train_mean[1], "train_kl": train_mean[2],
             **valid.as_dict("valid_"), "seconds": seconds, "images_per_second": n / max(seconds, 1e-9),
             "skipped_steps": state["skipped"],
         }
+        if ctx.distributed:
+            row.update(processes=world, effective_batch=global_batch)
         state.update(epoch=epoch + 1, batch_in_epoch=0, sums=[0.0] * 4, seconds=0.0,
                      metrics=state["metrics"] + [row])
-        # Order matters for a crash between writes: the checkpoint (which holds the metrics) first.
-        _save_checkpoint(run_dir, model, optimizer, state)
-        checkpoint.save_model(run_dir, model)
-        checkpoint.write_metrics(run_dir, state["metrics"])
+        if ctx.is_main:
+            # Order matters for a crash between writes: the checkpoint (which holds the metrics) first.
+            _save_checkpoint(run_dir, model, optimizer, state)
+            checkpoint.save_model(run_dir, model)
+            checkpoint.write_metrics(run_dir, state["metrics"])
         last_save = time.monotonic()
         log(f"epoch {epoch + 1:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
             f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
@@ -211,9 +276,10 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
     # --- final test figures ------------------------------------------------------------------
     metrics = state["metrics"]
     test = evaluate_elbo(model, data.evaluation_observations("test"), tc.eval_batch_size, 1,
-                         seeded_generator(tc.seed, "eval")).as_dict("test_")
+                         seeded_generator(tc.seed, "eval"), ctx).as_dict("test_")
     test["seconds_total"] = sum(m["seconds"] for m in metrics)
-    checkpoint.write_json(run_dir / checkpoint.SUMMARY_FILE, {"epochs": len(metrics), **test})
+    if ctx.is_main:
+        checkpoint.write_json(run_dir / checkpoint.SUMMARY_FILE, {"epochs": len(metrics), **test})
     model.eval()
     return TrainResult(model, config, run_dir, metrics, test)
 
