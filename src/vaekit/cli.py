@@ -143,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="PNG path (default: RUN_DIR/images/reconstructions.png)")
 
+    p = sub.add_parser("playground", help="serve an interactive latent-space page for a trained run",
+                       description="Start a local web server with sliders over the latent space, the test set's "
+                                   "posterior means, interpolations, reconstructions and prior samples. Needs "
+                                   "the playground extra: pip install 'vaekit[playground]'. Stop with Ctrl-C.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
     sub.add_parser("presets", help="list the shipped config presets")
     p = sub.add_parser("data", help="fetch and cache an MNIST-family dataset now (otherwise the first train does it)")
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "kmnist"),
@@ -307,6 +317,26 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_playground(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from vaekit.playground.server import Playground, create_app
+    except ImportError as err:
+        raise ConfigError(f"the playground needs its extra ({err.name} is missing): pip install 'vaekit[playground]'.") from None
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is invalid: use 1 to 65535.")
+    playground = Playground(args.run_dir)  # a bad run folder stops here, before any server starts
+    url = f"http://{args.host}:{args.port}/"
+    print(f"vaekit playground for {args.run_dir} at {url} (Ctrl-C stops it)", flush=True)
+    if not args.no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    uvicorn.run(create_app(playground), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     for name in preset_names():
         print(name)
@@ -328,7 +358,8 @@ def _positive(flag: str, value: int, most: int) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "report": cmd_report,
-            "sample": cmd_sample, "reconstruct": cmd_reconstruct, "presets": cmd_presets, "data": cmd_data}
+            "sample": cmd_sample, "reconstruct": cmd_reconstruct, "playground": cmd_playground,
+            "presets": cmd_presets, "data": cmd_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

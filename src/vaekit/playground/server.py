@@ -1,0 +1,231 @@
+"""The playground's server: a Starlette app that decodes latents of one trained run on request.
+
+Every answer is JSON; images travel as PNG data URLs. A malformed or out-of-range request gets
+a 4xx answer with {"error": "..."} naming what is wrong, never a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from vaekit.checkpoint import load_run
+from vaekit.data import load_dataset
+from vaekit.evaluation import latent_diagnostics
+from vaekit.objectives import elbo
+from vaekit.plots import slerp
+
+STATIC = Path(__file__).parent / "static"
+MAX_IMAGES = 256  # most images one request may ask to decode
+MAX_ABS_Z = 1e3  # latents beyond this are no longer "exploring the prior"
+SCATTER_POINTS = 2000
+
+
+class BadRequest(HTTPException):
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=400, detail=message)
+
+
+def png_data_url(image: torch.Tensor) -> str:
+    """A (C, H, W) image in [0, 1] as a PNG data URL."""
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class Playground:
+    """A trained run with what the page needs precomputed: test posteriors, activity, a 2-D view."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.model, self.config = load_run(run_dir)
+        data = load_dataset(self.config.data, self.config.model.image_shape)
+        self.images = data.test.images
+        self.labels = data.test.labels
+        self.observations = data.evaluation_observations("test")
+        self.lock = threading.Lock()  # one decode at a time: torch already uses every core
+        diagnostics = latent_diagnostics(self.model, self.observations)
+        self.activity = diagnostics.activity
+        self.active = diagnostics.active
+        self.order = torch.argsort(self.activity, descending=True).tolist()
+        self.means = diagnostics.posterior_means  # (N, J)
+        self.projection, self.axes = self._projection()
+
+    def _projection(self) -> tuple[torch.Tensor, list[str]]:
+        """2-D view of the posterior means: the two most active coordinates for J <= 2 (the
+        coordinate and the label for J = 1), the first two principal components otherwise."""
+        mu = self.means[:SCATTER_POINTS].double()
+        j = mu.shape[1]
+        if j == 1:
+            return torch.stack([mu[:, 0], self.labels[:SCATTER_POINTS].double()], 1), ["z0", "label"]
+        if j == 2:
+            return mu, ["z0", "z1"]
+        centred = mu - mu.mean(0)
+        _, _, v = torch.linalg.svd(centred, full_matrices=False)
+        return centred @ v[:2].T, ["PC 1", "PC 2"]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    def decode(self, z: torch.Tensor) -> list[str]:
+        with self.lock, torch.no_grad():
+            return [png_data_url(img) for img in self.model.decode(z).mean]
+
+    def info(self) -> dict[str, Any]:
+        m = self.config.model
+        return {
+            "latent_dim": self.latent_dim, "image_shape": list(m.image_shape), "architecture": m.architecture,
+            "likelihood": m.likelihood, "test_images": len(self.images),
+            "dimensions": [{"index": j, "activity": round(float(self.activity[j]), 5), "active": bool(self.active[j])}
+                           for j in self.order],
+            "has_manifold": self.latent_dim == 2,
+        }
+
+    def scatter(self) -> dict[str, Any]:
+        return {"axes": self.axes, "points": [[round(float(a), 4), round(float(b), 4)] for a, b in self.projection],
+                "labels": self.labels[: len(self.projection)].tolist()}
+
+    def test_image(self, index: int) -> dict[str, Any]:
+        x = self.observations[index : index + 1]
+        with self.lock, torch.no_grad():
+            mu, _ = self.model.encode(x)
+            terms = elbo(self.model, x, num_samples=100, generator=torch.Generator().manual_seed(index))
+            recon = self.model.decode(mu).mean[0]
+        return {"index": index, "label": int(self.labels[index]), "z": [round(float(v), 5) for v in mu[0]],
+                "image": png_data_url(self.images[index]), "reconstruction": png_data_url(recon),
+                "elbo": float(terms.elbo[0]), "reconstruction_term": float(terms.reconstruction[0]),
+                "kl": float(terms.kl[0])}
+
+    def interpolate(self, a: int, b: int, steps: int, mode: str) -> list[str]:
+        with self.lock, torch.no_grad():
+            mu, _ = self.model.encode(self.observations[[a, b]])
+        t = torch.linspace(0, 1, steps)
+        path = slerp(mu[0], mu[1], t) if mode == "slerp" else (1 - t)[:, None] * mu[0] + t[:, None] * mu[1]
+        return self.decode(path)
+
+    def samples(self, n: int, temperature: float, seed: int) -> list[str]:
+        z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
+        return self.decode(z)
+
+    def manifold(self, n: int) -> list[list[str]]:
+        u = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
+        q = torch.distributions.Normal(0.0, 1.0).icdf(u)
+        rows = []
+        for y in q.flip(0):
+            rows.append(self.decode(torch.stack([q, torch.full_like(q, float(y))], 1)))
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Request parsing: every check names the field and the allowed range.
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except Exception:  # malformed JSON of any kind
+        raise BadRequest("the request body must be a JSON object.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object.")
+    return body
+
+
+def _int(body: dict[str, Any], key: str, low: int, high: int, default: int | None = None) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"'{key}' must be an integer from {low} to {high}, not {value!r}.")
+    return value
+
+
+def _float(body: dict[str, Any], key: str, low: float, high: float, default: float | None = None) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise BadRequest(f"'{key}' must be a finite number from {low:g} to {high:g}, not {value!r}.")
+    return float(value)
+
+
+def create_app(playground: Playground) -> Starlette:
+    pg = playground
+    last_index = len(pg.images) - 1
+
+    async def index(request: Request) -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    async def info(request: Request) -> JSONResponse:
+        return JSONResponse(pg.info())
+
+    async def scatter(request: Request) -> JSONResponse:
+        return JSONResponse(pg.scatter())
+
+    async def decode(request: Request) -> JSONResponse:
+        body = await _json(request)
+        z = body.get("z")
+        if not isinstance(z, list) or len(z) != pg.latent_dim:
+            raise BadRequest(f"'z' must be a list of {pg.latent_dim} numbers.")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in z):
+            raise BadRequest("every value of 'z' must be a finite number.")
+        if max(abs(v) for v in z) > MAX_ABS_Z:
+            raise BadRequest(f"values of 'z' must lie within +-{MAX_ABS_Z:g}.")
+        return JSONResponse({"image": pg.decode(torch.tensor([z], dtype=torch.float32))[0]})
+
+    async def test_image(request: Request) -> JSONResponse:
+        raw = request.path_params["index"]
+        if not raw.isdigit() or int(raw) > last_index:
+            raise HTTPException(404, f"test image {raw!r} does not exist: use 0 to {last_index}.")
+        return JSONResponse(pg.test_image(int(raw)))
+
+    async def interpolate(request: Request) -> JSONResponse:
+        body = await _json(request)
+        a, b = _int(body, "a", 0, last_index), _int(body, "b", 0, last_index)
+        steps = _int(body, "steps", 2, 64, 10)
+        mode = body.get("mode", "lerp")
+        if mode not in ("lerp", "slerp"):
+            raise BadRequest(f"'mode' must be 'lerp' or 'slerp', not {mode!r}.")
+        return JSONResponse({"images": pg.interpolate(a, b, steps, mode)})
+
+    async def samples(request: Request) -> JSONResponse:
+        body = await _json(request)
+        n = _int(body, "n", 1, MAX_IMAGES, 16)
+        temperature = _float(body, "temperature", 0.0, 10.0, 1.0)
+        seed = _int(body, "seed", 0, 2**31 - 1, 0)
+        return JSONResponse({"images": pg.samples(n, temperature, seed)})
+
+    async def manifold(request: Request) -> JSONResponse:
+        if pg.latent_dim != 2:
+            raise HTTPException(404, f"the manifold needs a 2-D latent space; this model has {pg.latent_dim}.")
+        n = request.query_params.get("n", "12")
+        if not n.isdigit() or not 2 <= int(n) <= 16:
+            raise BadRequest(f"'n' must be an integer from 2 to 16, not {n!r}.")
+        return JSONResponse({"rows": pg.manifold(int(n))})
+
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    routes = [
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/scatter", scatter),
+        Route("/api/decode", decode, methods=["POST"]),
+        Route("/api/test/{index}", test_image),
+        Route("/api/interpolate", interpolate, methods=["POST"]),
+        Route("/api/samples", samples, methods=["POST"]),
+        Route("/api/manifold", manifold),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
