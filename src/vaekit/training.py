@@ -47,6 +47,8 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
         return OPTIMIZERS[name](params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return OPTIMIZERS[name](params, lr=lr, foreach=True)
+
+
 @dataclass
 class TrainResult:
     model: VAE
