@@ -61,7 +61,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     run = tmp_path / "killed"
     ckpt = run / checkpoint.CHECKPOINT_FILE
     rng = random.Random(0)
-    kills = 0
+    kills = interrupted_writes = 0
     for _ in range(40):
         if (run / checkpoint.CONFIG_FILE).exists():
             proc = _vaekit("train", "--run-dir", str(run), "--resume", "--epochs", "4", *TINY[-2:])
@@ -76,10 +76,12 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
         proc.kill()  # SIGKILL: no handler, no cleanup
         proc.wait()
         kills += 1
+        interrupted_writes += bool(list(run.glob(".*.tmp")))  # killed inside an atomic write
         _every_file_reads(run)
     out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert kills >= 3
+    print(f"{kills} kills, {interrupted_writes} of them inside a file write")
     resumed = _weights(run)
     for name, p in _weights(reference).items():
         assert torch.equal(p, resumed[name]), name
