@@ -102,3 +102,12 @@ def test_an_existing_run_is_not_clobbered_and_a_changed_config_does_not_resume(t
     with pytest.raises(ConfigError, match="batch_size = 5000 is larger than the 600"):
         train(tiny_config.with_overrides({"train.batch_size": 5000}), tmp_path / "b", progress=False,
               dataset=tiny_data)
+
+
+def test_a_dataset_that_cannot_load_leaves_no_run_folder(tmp_path):
+    from vaekit.errors import DataError
+
+    config = RunConfig(data=DataConfig(dataset="array", path=str(tmp_path / "missing.npz")))
+    with pytest.raises(DataError, match="missing.npz does not exist"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # so the same command can simply be run again

@@ -107,6 +107,8 @@ def train(
     """
     run_dir = Path(run_dir)
     ctx = distributed.init(config.train.device)
+    # Data first: a dataset that cannot be loaded must not leave a half-made run folder behind.
+    data = dataset if dataset is not None else load_dataset(config.data, config.model.image_shape)
     lock = checkpoint.lock_run_dir if ctx.is_main else (lambda _: contextlib.nullcontext())
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,7 @@ def train(
                 error = err
         if distributed.any_rank(error is not None, ctx):
             raise error or CheckpointError(f"rank 0 could not prepare {run_dir}; see its message.")
-        return _train_locked(config, run_dir, resume, progress and ctx.is_main, dataset,
+        return _train_locked(config, run_dir, resume, progress and ctx.is_main, data,
                              log if ctx.is_main else (lambda s: None), ctx)
 
 
@@ -143,14 +145,13 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool, dataset: Dataset | None,
+def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool, data: Dataset,
                   log: Callable[[str], None], ctx: distributed.Context) -> TrainResult:
     tc = config.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
 
     # --- set up: data, model, optimiser, and where a resumed run left off -------------------
-    data = dataset if dataset is not None else load_dataset(config.data, config.model.image_shape)
     if data.image_shape != config.model.image_shape:
         raise ConfigError(f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}.")
     device, rank, world = ctx.device, ctx.rank, ctx.world_size
