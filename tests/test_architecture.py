@@ -20,7 +20,7 @@ LAYERS = {
     "evaluation": 5,
     "plots": 6, "training": 6,
     "report": 7,
-    "playground": 8,
+    "playground": 8, "experiments": 8,
     "presets": 0, "cli": 9, "__main__": 10,
 }
 

@@ -153,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
 
+    p = sub.add_parser("experiment", help="run a paper reproduction (a grid of runs) and summarise it",
+                       description="Train every run of an experiment into OUT/<run>, skipping complete runs and "
+                                   "resuming interrupted or shorter ones, estimate log p(x) for each, and write "
+                                   "summary.md, summary.json and bound_vs_images.png into OUT.")
+    p.add_argument("name", choices=("kingma2013-mnist", "burda2015-mnist", "beta-sweep"), metavar="NAME",
+                   help="kingma2013-mnist, burda2015-mnist or beta-sweep")
+    p.add_argument("--budget", choices=("smoke", "short", "long"), default="short",
+                   help="smoke: 1 epoch on 500 images; short: 10 epochs, log p(x) with K=500 on 1,000 test "
+                        "images; long: 200 epochs (10^7 images), K=5000 on the full test set (default: short)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run, overriding the budget's")
+    p.add_argument("--out", type=Path, default=None, help="folder (default: runs/experiments/NAME-BUDGET)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     sub.add_parser("presets", help="list the shipped config presets")
     p = sub.add_parser("data", help="fetch and cache an MNIST-family dataset now (otherwise the first train does it)")
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "kmnist"),
@@ -337,6 +350,17 @@ def cmd_playground(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from vaekit.experiments import run_experiment
+
+    out = args.out or Path("runs") / "experiments" / f"{args.name}-{args.budget}"
+    result = run_experiment(args.name, out, args.budget, args.epochs, progress=not args.no_progress,
+                            log=lambda s: print(f"vaekit: {s}", file=sys.stderr))
+    print((out / "summary.md").read_text(), end="")
+    print(f"summary written to {out}/summary.md, summary.json and bound_vs_images.png ({len(result['runs'])} runs)")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     for name in preset_names():
         print(name)
@@ -359,6 +383,7 @@ def _positive(flag: str, value: int, most: int) -> None:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "report": cmd_report,
             "sample": cmd_sample, "reconstruct": cmd_reconstruct, "playground": cmd_playground,
+            "experiment": cmd_experiment,
             "presets": cmd_presets, "data": cmd_data}
 
 

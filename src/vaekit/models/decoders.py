@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vaekit.likelihoods import LIKELIHOODS
+from vaekit.models.encoders import ACTIVATIONS
 
 
 class _LikelihoodHead:
@@ -35,17 +36,23 @@ class MLPDecoder(nn.Module):
     """
 
     def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
-                 likelihood: str = "bernoulli", options: dict[str, float] | None = None) -> None:
+                 likelihood: str = "bernoulli", options: dict[str, float] | None = None,
+                 hidden_layers: int = 1, activation: str = "relu") -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.head = _LikelihoodHead(likelihood, options or {})
         c, h, w = self.image_shape
         self.hidden = nn.Linear(latent_dim, hidden_dim)  # W4, b4
+        self.deeper = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(hidden_layers - 1))
         self.out = nn.Linear(hidden_dim, self.head.maps * c * h * w)  # W5, b5 (and W6, b6)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, z: torch.Tensor):
         c, h, w = self.image_shape
-        out = self.out(torch.relu(self.hidden(z)))  # (batch, maps*C*H*W)
+        hidden = self.act(self.hidden(z))
+        for layer in self.deeper:
+            hidden = self.act(layer(hidden))
+        out = self.out(hidden)  # (batch, maps*C*H*W)
         return self.head(out.view(-1, self.head.maps * c, h, w))
 
 

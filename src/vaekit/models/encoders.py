@@ -13,21 +13,31 @@ from torch import nn
 ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX = -30.0, 20.0
 
 
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+
+
 class MLPEncoder(nn.Module):
     """Gaussian MLP encoder (Kingma & Welling 2013, Appendix C.2).
 
     h = ReLU(W1 x + b1);  mu = W2 h + b2;  log sigma^2 = W3 h + b3
     W2 and W3 are stored stacked as one (2J, H) layer: the same maps, one matrix product.
+    With hidden_layers > 1, further layers h = act(W h + b) follow the first (Burda et al. 2016
+    use two tanh layers); the paper's MLP has one, with tanh in the original, ReLU here by default.
     Shapes: x (batch, C, H, W) -> mu, logvar (batch, latent_dim).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
+                 hidden_layers: int = 1, activation: str = "relu") -> None:
         super().__init__()
         self.hidden = nn.Linear(math.prod(image_shape), hidden_dim)  # W1, b1
+        self.deeper = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(hidden_layers - 1))
         self.heads = nn.Linear(hidden_dim, 2 * latent_dim)  # [W2; W3], [b2; b3]
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.relu(self.hidden(x.flatten(1)))  # (batch, hidden_dim)
+        h = self.act(self.hidden(x.flatten(1)))  # (batch, hidden_dim)
+        for layer in self.deeper:
+            h = self.act(layer(h))
         mu, logvar = self.heads(h).chunk(2, dim=-1)  # (batch, latent_dim) each
         return mu, logvar.clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)
 

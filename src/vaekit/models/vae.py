@@ -72,9 +72,10 @@ def _likelihood_options(config: ModelConfig) -> dict[str, float]:
 
 
 def _mlp(config: ModelConfig) -> VAE:
-    encoder = MLPEncoder(config.image_shape, config.hidden_dim, config.latent_dim)
+    encoder = MLPEncoder(config.image_shape, config.hidden_dim, config.latent_dim, config.hidden_layers,
+                         config.activation)
     decoder = MLPDecoder(config.image_shape, config.hidden_dim, config.latent_dim, config.likelihood,
-                         _likelihood_options(config))
+                         _likelihood_options(config), config.hidden_layers, config.activation)
     return VAE(encoder, decoder, config.latent_dim)
 
 
