@@ -97,8 +97,7 @@ def iwae_bound(
     Equals the ELBO's expectation for k = 1 and rises towards log p(x) as k grows. Computed
     with log-sum-exp so that no weight is exponentiated.
     """
-    log_w = log_importance_weights(model, x, num_importance_samples, generator)
-    return torch.logsumexp(log_w, dim=1) - math.log(num_importance_samples)
+    return iwae_training_terms(model, x, num_importance_samples, generator)[0]
 
 
 # ---------------------------------------------------------------------------------------------
