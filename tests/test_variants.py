@@ -129,3 +129,21 @@ def test_free_bits_stop_pushing_small_kls_down():
 def test_iwae_objective_with_beta_is_rejected():
     with pytest.raises(ValueError, match="apply to the elbo objective only"):
         TrainConfig(objective="iwae", beta=2.0)
+
+
+def test_shaped_objectives_have_the_stated_values():
+    """loss = -rec + beta_t * KL (warm-up) and -rec + gamma * |KL - C_t| (capacity), batch-averaged."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=3, image_shape=(1, 4, 4)))
+    x = torch.bernoulli(torch.full((8, 1, 4, 4), 0.4), generator=torch.Generator().manual_seed(1))
+
+    def value(train, step):
+        loss, terms = training_loss(model, x, train, step, torch.Generator().manual_seed(2))
+        return loss.item(), terms.reconstruction.mean().item(), terms.kl.mean().item()
+
+    loss, rec, kl = value(TrainConfig(beta=4.0, warmup_steps=100), 25)
+    assert loss == pytest.approx(-rec + 1.0 * kl, rel=1e-5)
+    loss, rec, kl = value(TrainConfig(capacity_max=10.0, capacity_steps=100, capacity_gamma=7.0), 50)
+    assert loss == pytest.approx(-rec + 7.0 * abs(kl - 5.0), rel=1e-5)
+    loss, rec, kl = value(TrainConfig(), 0)
+    assert loss == pytest.approx(-(rec - kl), rel=1e-5)
