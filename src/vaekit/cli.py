@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last checkpoint (only --epochs may change)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --run-dir")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="stop at the first epoch end past this many minutes of training (checkpointed; "
+                        "--resume continues); default: no limit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--no-pictures", action="store_true", help="skip writing the PNG grids at the end")
     _add_config_options(p)
@@ -163,7 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke: 1 epoch on 500 images; short: 10 epochs, log p(x) with K=500 on 1,000 test "
                         "images; long: 200 epochs (10^7 images), K=5000 on the full test set (default: short)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, overriding the budget's")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="also stop each run's training at the first epoch end past this many minutes; a later "
+                        "invocation continues it (default: no limit)")
+    p.add_argument("--runs", default=None, metavar="RUN[,RUN...]",
+                   help="run only these runs of the grid, e.g. z3-adam,z5-adam (default: all)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="share the runs among this many independent processes, one GPU each (round robin) "
+                        "where there are several (default: 1, one run after another)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where the runs train and are evaluated (default: auto)")
     p.add_argument("--out", type=Path, default=None, help="folder (default: runs/experiments/NAME-BUDGET)")
+    p.add_argument("--no-summary", action="store_true",
+                   help="train and evaluate only; leave the summary to a later invocation (used by --jobs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sub.add_parser("presets", help="list the shipped config presets")
@@ -208,8 +223,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     main_rank = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; only rank 0 reports
     if main_rank:
         print(f"vaekit: training into {run_dir}", file=sys.stderr)
+    if args.minutes is not None and not 0 < args.minutes <= 10**6:
+        raise ConfigError(f"--minutes {args.minutes} is invalid: use a positive number of minutes.")
     result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.no_progress, log=lambda s: print(s, file=sys.stderr))
+                   progress=not args.no_progress, log=lambda s: print(s, file=sys.stderr),
+                   max_seconds=None if args.minutes is None else 60 * args.minutes)
     if distributed.launched_by_torchrun():
         distributed.barrier(distributed.Context(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])))
         torch_dist_shutdown()
@@ -354,8 +372,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from vaekit.experiments import run_experiment
 
     out = args.out or Path("runs") / "experiments" / f"{args.name}-{args.budget}"
+    only = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None
     result = run_experiment(args.name, out, args.budget, args.epochs, progress=not args.no_progress,
-                            log=lambda s: print(f"vaekit: {s}", file=sys.stderr))
+                            log=lambda s: print(f"vaekit: {s}", file=sys.stderr), only=only,
+                            minutes=args.minutes, device=args.device, jobs=args.jobs, summary=not args.no_summary)
+    if args.no_summary:
+        print(f"vaekit: {len(result['runs'])} run(s) done in {out}; summary not written (--no-summary)",
+              file=sys.stderr)
+        return 0
     print((out / "summary.md").read_text(), end="")
     print(f"summary written to {out}/summary.md, summary.json and bound_vs_images.png ({len(result['runs'])} runs)")
     return 0

@@ -34,6 +34,9 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adagrad": torch.optim.Adagrad,
 }
 
+# Where torch has a fused kernel for each (Adagrad's is CPU-only: on CUDA it fails at the first step).
+FUSED_DEVICES = {"adam": ("cpu", "cuda", "mps"), "adagrad": ("cpu",)}
+
 
 def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     """The optimiser with its fused kernel where this torch build has one, else the foreach one.
@@ -43,10 +46,12 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     The fused kernel does the same update in one pass; results differ only in rounding.
     """
     params = list(params)
-    try:
-        return OPTIMIZERS[name](params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return OPTIMIZERS[name](params, lr=lr, foreach=True)
+    if all(p.device.type in FUSED_DEVICES[name] for p in params):
+        try:
+            return OPTIMIZERS[name](params, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return OPTIMIZERS[name](params, lr=lr, foreach=True)
 
 
 @dataclass
@@ -62,6 +67,10 @@ def _flat(config: RunConfig) -> dict[str, Any]:
     return {f"{s}.{k}": v for s, section in config.to_dict().items() for k, v in section.items()}
 
 
+# What a resumed run may change: how long it trains, and where (not what it computes).
+RESUMABLE_CHANGES = ("epochs", "device", "num_threads")
+
+
 def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> RunConfig:
     """Create the run folder, or reopen it to resume; refuse to clobber an existing run."""
     has_run = (run_dir / checkpoint.CONFIG_FILE).exists()
@@ -69,12 +78,14 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: b
         if not has_run:
             raise CheckpointError(f"cannot resume: {run_dir} holds no run (no {checkpoint.CONFIG_FILE}).")
         saved = checkpoint.load_config(run_dir)
-        # Only the length of training may change on resume; anything else would be another run.
-        if dataclasses.replace(saved.train, epochs=config.train.epochs) != config.train or \
-                (saved.model, saved.data) != (config.model, config.data):
-            changed = [k for k, v in _flat(config).items() if _flat(saved)[k] != v and k != "train.epochs"]
+        # Only the length of training and where it runs may change on resume; anything else would
+        # be another run.
+        free = [f"train.{k}" for k in RESUMABLE_CHANGES]
+        if dataclasses.replace(saved.train, **{k: getattr(config.train, k) for k in RESUMABLE_CHANGES}) != \
+                config.train or (saved.model, saved.data) != (config.model, config.data):
+            changed = [k for k, v in _flat(config).items() if _flat(saved)[k] != v and k not in free]
             raise ConfigError(f"cannot resume {run_dir} with a different config ({', '.join(changed)} changed); "
-                              "only train.epochs may change.")
+                              f"only {', '.join(free)} may change.")
         checkpoint.save_config(run_dir, config)
         return config
     if has_run and not overwrite:
@@ -97,8 +108,13 @@ def train(
     progress: bool = True,
     dataset: Dataset | None = None,
     log: Callable[[str], None] = lambda s: None,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train a VAE by stochastic gradient ascent on the ELBO (Kingma & Welling 2013, Algorithm 1).
+
+    max_seconds caps the training time of this call: the first epoch that ends past it is the
+    last, the run is checkpointed there and the test figures are computed for it, and resuming
+    continues towards train.epochs (the summary's `epochs` says how many were reached).
 
     Launched by torchrun, every process runs this function as one rank of a data-parallel run
     (DistributedDataParallel): rank r takes rows [r*M, (r+1)*M) of each global minibatch of
@@ -122,7 +138,7 @@ def train(
         if distributed.any_rank(error is not None, ctx):
             raise error or CheckpointError(f"rank 0 could not prepare {run_dir}; see its message.")
         return _train_locked(config, run_dir, resume, progress and ctx.is_main, data,
-                             log if ctx.is_main else (lambda s: None), ctx)
+                             log if ctx.is_main else (lambda s: None), ctx, max_seconds)
 
 
 class _Objective(nn.Module):
@@ -146,8 +162,10 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
 
 
 def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool, data: Dataset,
-                  log: Callable[[str], None], ctx: distributed.Context) -> TrainResult:
+                  log: Callable[[str], None], ctx: distributed.Context,
+                  max_seconds: float | None = None) -> TrainResult:
     tc = config.train
+    started = time.monotonic()
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
 
@@ -215,16 +233,14 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
             with autocast:
                 loss, terms = step_fn(x, state["step"], eps.to(device))  # minimised; the bound is maximised
             optimizer.zero_grad(set_to_none=True)
-            bad = "loss" if distributed.any_rank(not bool(torch.isfinite(loss)), ctx) else None
-            if bad is None:
-                loss.backward()
-                bad = None if _gradients_finite(model) else "gradient"  # gradients agree across ranks
+            loss.backward()  # a non-finite loss gives non-finite gradients; such a step is not taken
+            bad = _nonfinite(loss, model, ctx)
             if bad is None:
                 optimizer.step()
                 consecutive_skips = 0
                 with torch.no_grad():
-                    sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(),
-                                         torch.tensor(float(len(x)), device=device)]).double()
+                    sums[:3] += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+                    sums[3] += len(x)
             elif tc.skip_nonfinite and consecutive_skips < MAX_CONSECUTIVE_SKIPS:
                 optimizer.zero_grad(set_to_none=True)
                 state["skipped"] += 1
@@ -275,6 +291,11 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
             f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
             f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s"
             + (f"  ({state['skipped']} non-finite steps skipped so far)" if state["skipped"] else ""))
+        out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
+        if distributed.any_rank(out_of_time, ctx) and state["epoch"] < tc.epochs:
+            log(f"stopping after epoch {state['epoch']} of {tc.epochs}: the time limit of "
+                f"{max_seconds / 60:g} minutes is reached; --resume continues")
+            break
 
     # --- final test figures ------------------------------------------------------------------
     metrics = state["metrics"]
@@ -292,10 +313,18 @@ def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool
 MAX_CONSECUTIVE_SKIPS = 50
 
 
-def _gradients_finite(model: VAE) -> bool:
-    """True when every gradient is finite (one reduction per parameter, one sync)."""
-    norms = [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
-    return bool(torch.isfinite(torch.stack(norms)).all()) if norms else True
+def _nonfinite(loss: torch.Tensor, model: VAE, ctx: distributed.Context) -> str | None:
+    """"loss" or "gradient" when either is NaN or infinite on any rank, else None, with one host sync.
+
+    The gradients are checked through their total norm (one fused reduction), which is finite
+    exactly when every gradient is; after DDP's averaging they agree across ranks.
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads) if grads else loss.new_zeros(())
+    loss_bad, grad_bad = torch.stack([~torch.isfinite(loss.detach()), ~torch.isfinite(norm)]).tolist()
+    if distributed.any_rank(loss_bad, ctx):
+        return "loss"
+    return "gradient" if grad_bad else None
 
 
 def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, model: VAE, step: int, epoch: int,
