@@ -121,11 +121,15 @@ def run_experiment(name: str, out_dir: str | Path, budget: str = "short", epochs
         elif jobs > 1 and len(todo) > 1:
             pass  # a worker ran it; its folder holds what it reached
         else:
-            resume = (run_dir / checkpoint.CONFIG_FILE).exists()
-            log(f"{run_name}: {'resuming' if resume else 'training'} to {config.train.epochs} epochs"
-                + (f", at most {minutes:g} minutes" if minutes else ""))
-            train(config, run_dir, resume=resume, progress=progress, dataset=data,
-                  max_seconds=None if minutes is None else 60 * minutes)
+            trained = _read(run_dir / checkpoint.SUMMARY_FILE) or {}
+            if trained.get("epochs") == config.train.epochs:
+                log(f"{run_name}: trained to {config.train.epochs} epochs; evaluating")
+            else:
+                resume = (run_dir / checkpoint.CONFIG_FILE).exists()
+                log(f"{run_name}: {'resuming' if resume else 'training'} to {config.train.epochs} epochs"
+                    + (f", at most {minutes:g} minutes" if minutes else ""))
+                train(config, run_dir, resume=resume, progress=progress, dataset=data,
+                      max_seconds=None if minutes is None else 60 * minutes)
             model, _ = checkpoint.load_run(run_dir, device=_device(config))
             test = data.evaluation_observations("test")
             result = evaluate_split(model, test, b.importance_samples, seed=config.train.seed)
@@ -170,6 +174,8 @@ def _run_workers(name: str, out_dir: Path, budget: str, epochs: int | None, todo
         command += ["--epochs", str(epochs)] if epochs else []
         command += ["--minutes", str(minutes)] if minutes else []
         env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus > 1 else {}))
+        # The workers share the CPU cores: without this each would start a thread per core.
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(shares))))
         log(f"worker {i + 1}/{len(shares)}: {', '.join(share)}" + (f" on GPU {i % gpus}" if gpus > 1 else ""))
         workers.append((share, subprocess.Popen(command, env=env)))
     failed = []
