@@ -54,6 +54,10 @@ def test_train_evaluate_sample_reconstruct_end_to_end(tmp_path, mnist_small, cap
     (["train", "--config", "no-such-preset"], "neither a preset"),
     (["train", "--learning-rate", "fast"], "is not a number"),
     (["evaluate", "/nonexistent/run"], "does not exist"),
+    (["train", "--minutes", "0"], "--minutes 0.0 is invalid"),
+    (["experiment", "beta-sweep", "--runs", "beta3"], "beta-sweep has no run beta3: its runs are beta0.5"),
+    (["experiment", "beta-sweep", "--jobs", "0"], "--jobs 0 is invalid"),
+    (["experiment", "beta-sweep", "--minutes", "-1"], "--minutes -1.0 is invalid"),
 ])
 def test_bad_input_is_one_clean_error(argv, fragment, capsys):
     assert main(argv) == 2
