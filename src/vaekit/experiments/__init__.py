@@ -231,22 +231,34 @@ def summary_markdown(result: dict[str, Any]) -> str:
 
 
 def _plot_curves(result: dict[str, Any], path: Path) -> None:
-    """Train (solid) and held-out (dashed) ELBO against training images seen, one colour per run."""
+    """Train (solid) and validation (dashed) ELBO against training images seen on a log axis, as
+    in Kingma & Welling's Figure 2: one panel per optimiser (or objective) when the grid has
+    several, one colour per run. The y axis leaves out the first epoch's transient."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5), dpi=100)
-    ax = fig.subplots()
-    for i, r in enumerate(result["runs"]):
-        if not r["curve"]:
-            continue
-        seen, train_elbo, valid_elbo = zip(*r["curve"])
-        colour = f"C{i % 10}"
-        ax.plot(seen, train_elbo, "-", color=colour, label=r["run"])
-        ax.plot(seen, valid_elbo, "--", color=colour)
-    ax.set_xscale("log")
-    ax.set(xlabel="training images seen", ylabel="ELBO (nats per image)",
-           title=f"{result['experiment']} ({result['budget']} budget): train solid, validation dashed")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    runs = [r for r in result["runs"] if r["curve"]]
+    key = next((k for k in ("optimizer", "objective") if len({r[k] for r in runs}) > 1), None)
+    groups = sorted({r[key] for r in runs}) if key else [None]
+    fig = Figure(figsize=(5.5 * len(groups), 4.5), dpi=100)
+    axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
+    later = [v for r in runs for point in r["curve"][1:] for v in point[1:]] or \
+        [v for r in runs for point in r["curve"] for v in point[1:]]
+    for ax, group in zip(axes, groups):
+        for i, r in enumerate(runs):
+            if key and r[key] != group:
+                continue
+            seen, train_elbo, valid_elbo = zip(*r["curve"])
+            colour = f"C{i % 10}"
+            ax.plot(seen, train_elbo, "-", color=colour, label=r["run"])
+            ax.plot(seen, valid_elbo, "--", color=colour)
+        ax.set_xscale("log")
+        ax.set(xlabel="training images seen", title=f"{key} = {group}" if key else None)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    if later:
+        low, high = min(later), max(later)
+        axes[0].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    axes[0].set_ylabel("ELBO (nats per image)")
+    fig.suptitle(f"{result['experiment']} ({result['budget']} budget): train solid, validation dashed")
     fig.tight_layout()
     fig.savefig(path)
