@@ -138,14 +138,34 @@ def traversals(model: VAE, x: torch.Tensor, kl_per_dim: torch.Tensor, path: str 
 
 
 @torch.no_grad()
+def prior_quantile_grid(n: int) -> torch.Tensor:
+    """z = Phi^-1(u) on an n x n grid, u evenly spaced in (0, 1): (n*n, 2), row by row from the
+    top (z1 falling) and left to right within a row (z0 rising), as the picture is laid out."""
+    u = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
+    q = torch.distributions.Normal(0.0, 1.0).icdf(u)
+    return torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
+
+
+def project_2d(posterior_means: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str], float]:
+    """A 2-D view of posterior means (N, J): the coordinates for J = 2, the coordinate against the
+    label for J = 1, else the first two principal components. Returns (N, 2) float64 points,
+    the axis names, and the share of the variance the view shows."""
+    mu = posterior_means.double()
+    if mu.shape[1] == 2:
+        return mu, ("z0", "z1"), 1.0
+    if mu.shape[1] == 1:
+        return torch.cat([mu, labels.double().unsqueeze(1)], 1), ("z0", "label"), 1.0
+    centred = mu - mu.mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T, ("PC 1", "PC 2"), float((s[:2] ** 2).sum() / (s**2).sum())
+
+
 def manifold(model: VAE, path: str | Path, n: int = 20) -> Path:
     """The learned data manifold of a 2-D latent space (Kingma & Welling 2013, Figure 4):
     decoded means on an n x n grid of prior quantiles, z = Phi^-1(u) for u evenly spaced in (0, 1)."""
     if model.latent_dim != 2:
         raise ValueError("the manifold picture needs a 2-D latent space")
-    u = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
-    q = torch.distributions.Normal(0.0, 1.0).icdf(u)
-    z = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
+    z = prior_quantile_grid(n)
     picture = grid_image(model.decode(z).mean, n, "learned manifold: z on a grid of N(0, I) quantiles", zoom=1)
     return save_picture(picture, path)
 
@@ -155,19 +175,9 @@ def latent_scatter(posterior_means: torch.Tensor, labels: torch.Tensor, path: st
     the first two principal components otherwise (a single coordinate against the label for 1-D)."""
     from matplotlib.figure import Figure
 
-    mu = posterior_means.double()
-    if mu.shape[1] == 2:
-        xy, axes = mu, ("z0", "z1")
-        title = "posterior means E[z|x]"
-    elif mu.shape[1] == 1:
-        xy, axes = torch.cat([mu, labels.double().unsqueeze(1)], 1), ("z0", "label")
-        title = "posterior means E[z|x]"
-    else:
-        centred = mu - mu.mean(0)
-        _, s, v = torch.linalg.svd(centred, full_matrices=False)
-        xy = centred @ v[:2].T
-        share = (s[:2] ** 2).sum() / (s**2).sum()
-        axes, title = ("PC 1", "PC 2"), f"posterior means E[z|x], first two principal\ncomponents ({share:.0%} of the variance)"
+    xy, axes, share = project_2d(posterior_means, labels)
+    title = "posterior means E[z|x]" if posterior_means.shape[1] <= 2 else \
+        f"posterior means E[z|x], first two principal\ncomponents ({share:.0%} of the variance)"
     fig = Figure(figsize=(6, 5.2), dpi=100)
     ax = fig.subplots()
     points = ax.scatter(xy[:, 0].numpy(), xy[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=3, vmin=-0.5, vmax=9.5)

@@ -26,7 +26,7 @@ from vaekit.checkpoint import load_run
 from vaekit.data import load_dataset
 from vaekit.evaluation import latent_diagnostics
 from vaekit.objectives import elbo
-from vaekit.plots import slerp
+from vaekit.plots import prior_quantile_grid, project_2d, slerp
 
 STATIC = Path(__file__).parent / "static"
 MAX_IMAGES = 256  # most images one request may ask to decode
@@ -66,17 +66,9 @@ class Playground:
         self.projection, self.axes = self._projection()
 
     def _projection(self) -> tuple[torch.Tensor, list[str]]:
-        """2-D view of the posterior means: the two most active coordinates for J <= 2 (the
-        coordinate and the label for J = 1), the first two principal components otherwise."""
-        mu = self.means[:SCATTER_POINTS].double()
-        j = mu.shape[1]
-        if j == 1:
-            return torch.stack([mu[:, 0], self.labels[:SCATTER_POINTS].double()], 1), ["z0", "label"]
-        if j == 2:
-            return mu, ["z0", "z1"]
-        centred = mu - mu.mean(0)
-        _, _, v = torch.linalg.svd(centred, full_matrices=False)
-        return centred @ v[:2].T, ["PC 1", "PC 2"]
+        """2-D view of the first SCATTER_POINTS posterior means (plots.project_2d)."""
+        xy, axes, _ = project_2d(self.means[:SCATTER_POINTS], self.labels[:SCATTER_POINTS])
+        return xy, list(axes)
 
     @property
     def latent_dim(self) -> int:
@@ -123,12 +115,8 @@ class Playground:
         return self.decode(z)
 
     def manifold(self, n: int) -> list[list[str]]:
-        u = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
-        q = torch.distributions.Normal(0.0, 1.0).icdf(u)
-        rows = []
-        for y in q.flip(0):
-            rows.append(self.decode(torch.stack([q, torch.full_like(q, float(y))], 1)))
-        return rows
+        images = self.decode(prior_quantile_grid(n))
+        return [images[i * n : (i + 1) * n] for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,8 +103,18 @@ function drawScatter() {
   ctx.fillText(`↑ ${scatterData.axes[1]}`, 2, 10);
 }
 
-async function showTest(index) {
+// Runs one request of the page: on success the error line clears, on failure it says why.
+async function guarded(action) {
   try {
+    await action();
+    showError("");
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function showTest(index) {
+  return guarded(async () => {
     const data = await api(`/api/test/${index}`);
     $("test-index").value = index;
     $("test-original").src = data.image;
@@ -115,35 +125,26 @@ async function showTest(index) {
       `<tr><td>reconstruction</td><td>${data.reconstruction_term.toFixed(2)}</td></tr>` +
       `<tr><td>KL</td><td>${data.kl.toFixed(2)}</td></tr>`;
     setZ(data.z);
-    showError("");
-  } catch (err) {
-    showError(err.message);
-  }
+  });
 }
 
-async function interpolate() {
-  try {
+function interpolate() {
+  return guarded(async () => {
     const data = await api("/api/interpolate", {
       a: Number($("interp-a").value), b: Number($("interp-b").value),
       steps: Number($("interp-steps").value), mode: $("interp-mode").value,
     });
     $("interp-strip").innerHTML = data.images.map((src) => `<img src="${src}" alt="interpolation step">`).join("");
-    showError("");
-  } catch (err) {
-    showError(err.message);
-  }
+  });
 }
 
-async function sample() {
-  try {
+function sample() {
+  return guarded(async () => {
     const data = await api("/api/samples", {
       n: 24, temperature: Number($("temperature").value), seed: Number($("seed").value),
     });
     $("samples").innerHTML = data.images.map((src) => `<img src="${src}" alt="prior sample">`).join("");
-    showError("");
-  } catch (err) {
-    showError(err.message);
-  }
+  });
 }
 
 async function start() {
