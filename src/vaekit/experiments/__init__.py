@@ -112,6 +112,7 @@ def run_experiment(name: str, out_dir: str | Path, budget: str = "short", epochs
     if jobs > 1 and len(todo) > 1:
         failed = _run_workers(name, out_dir, budget, epochs, todo, minutes, device, jobs, log)
     data = dataset if dataset is not None else load_dataset(data_config)
+    test = data.evaluation_observations("test")  # one fixed binarization, shared by every run
     rows = []
     for run_name, config in grid:
         run_dir = out_dir / run_name
@@ -131,7 +132,6 @@ def run_experiment(name: str, out_dir: str | Path, budget: str = "short", epochs
                 train(config, run_dir, resume=resume, progress=progress, dataset=data,
                       max_seconds=None if minutes is None else 60 * minutes)
             model, _ = checkpoint.load_run(run_dir, device=_device(config))
-            test = data.evaluation_observations("test")
             result = evaluate_split(model, test, b.importance_samples, seed=config.train.seed)
             reached = _read(run_dir / checkpoint.SUMMARY_FILE)["epochs"]
             checkpoint.write_json(run_dir / EVALUATION_FILE, {"split": "test", "epochs": reached, **result})
@@ -142,7 +142,7 @@ def run_experiment(name: str, out_dir: str | Path, budget: str = "short", epochs
     missing = [run for run, _ in grid if run not in {r["run"] for r in rows}]
     result = {"experiment": name, "title": EXPERIMENTS[name].TITLE, "budget": budget,
               "epochs_per_run": epochs or b.epochs, "minutes_per_run": minutes,
-              "train_images": len(data.train), "test_images": len(data.evaluation_observations("test")),
+              "train_images": len(data.train), "test_images": len(test),
               "importance_samples": b.importance_samples, "runs": rows, "missing": missing}
     if summary:
         checkpoint.write_json(out_dir / "summary.json", result)
