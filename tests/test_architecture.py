@@ -1,4 +1,7 @@
-"""Imports point one way: cli -> training/evaluation/plots -> checkpoint -> objectives -> models -> likelihoods."""
+"""The shape of the package: imports point one way, and every function reads in one go.
+
+cli -> experiments / playground -> report -> training / plots -> evaluation -> rundir -> checkpoint
+/ data / distributed -> objectives -> models -> likelihoods (ARCHITECTURE.md draws it)."""
 
 import ast
 from pathlib import Path
@@ -8,21 +11,23 @@ import vaekit
 PACKAGE = Path(vaekit.__file__).parent
 
 # Layer of each module; a module may import only modules of a strictly lower layer; layer 0
-# (`config`, `errors`, `randomness`) is open to all. Two refinements of STYLE.md's picture:
-# `training` and `plots` use `evaluation` (the validation pass; latent diagnostics for the
-# traversal order), and `data` sits beside `checkpoint`, below training and evaluation.
+# (`config`, `errors`, `randomness`, `progress`) is open to all. `rundir` owns the run folder's
+# names and rules on top of `checkpoint`'s file formats; `training` and `plots` use `evaluation`
+# (the validation pass; latent diagnostics for the traversal order).
 LAYERS = {
-    "errors": 0, "config": 0, "randomness": 0,
+    "errors": 0, "config": 0, "randomness": 0, "progress": 0, "presets": 0,
     "likelihoods": 1,
     "models": 2,
     "objectives": 3,
     "checkpoint": 4, "data": 4, "distributed": 4,
-    "evaluation": 5,
-    "plots": 6, "training": 6,
-    "report": 7,
-    "playground": 8, "experiments": 8,
-    "presets": 0, "cli": 9, "__main__": 10,
+    "rundir": 5,
+    "evaluation": 6,
+    "plots": 7, "training": 7,
+    "report": 8,
+    "playground": 9, "experiments": 9,
+    "cli": 10, "__main__": 11,
 }
+MAX_FUNCTION_LINES = 60
 
 
 def _layer(module: str) -> int:
@@ -57,3 +62,20 @@ def test_models_never_touch_the_file_system():
         text = path.read_text()
         for forbidden in ("open(", "Path(", "safetensors", "torch.save", "torch.load"):
             assert forbidden not in text, (path.name, forbidden)
+
+
+def test_every_module_has_a_layer():
+    modules = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in PACKAGE.rglob("*.py")}
+    assert modules - {"__init__"} <= set(LAYERS), sorted(modules - set(LAYERS))
+
+
+def test_no_function_is_longer_than_a_screen():
+    """Counted from the `def` line (or its first decorator) to the last line of the body."""
+    lengths = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                lengths.append((node.end_lineno - start + 1, f"{path.relative_to(PACKAGE)}:{node.name}"))
+    too_long = [f"{where} has {n} lines" for n, where in lengths if n > MAX_FUNCTION_LINES]
+    assert not too_long, too_long

@@ -90,3 +90,13 @@ def test_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         ModelConfig().latent_dim = 3  # type: ignore[misc]
     assert TrainConfig(epochs=2).epochs == 2
+
+
+def test_conv_rejects_sizes_it_cannot_halve():
+    with pytest.raises(ValueError, match="divisible by 8"):
+        ModelConfig(architecture="conv", image_shape=(3, 30, 30), conv_channels=(8, 8, 8))
+
+
+def test_iwae_objective_with_beta_is_rejected():
+    with pytest.raises(ValueError, match="apply to the elbo objective only"):
+        TrainConfig(objective="iwae", beta=2.0)

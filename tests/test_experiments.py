@@ -4,13 +4,21 @@ import json
 
 import pytest
 
-from vaekit.experiments import EXPERIMENTS, run_experiment
+from vaekit import rundir
+
+from vaekit.experiments import EXPERIMENTS, ExperimentPlan
+from vaekit.experiments.runner import run_experiment
+
+
+def _run(name, out, budget="short", epochs=None, only=(), minutes=None, device="auto", jobs=1, **kwargs):
+    plan = ExperimentPlan(name, budget, epochs, tuple(only), minutes, device)
+    return run_experiment(plan, out, jobs, **kwargs)
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_each_experiment_runs_with_the_smoke_budget(name, tmp_path, tiny_data):
     out = tmp_path / name
-    result = run_experiment(name, out, "smoke", dataset=tiny_data)
+    result = _run(name, out, "smoke", dataset=tiny_data)
     expected = len(EXPERIMENTS[name].runs(1, None))
     assert len(result["runs"]) == expected
     for row in result["runs"]:
@@ -27,13 +35,13 @@ def test_each_experiment_runs_with_the_smoke_budget(name, tmp_path, tiny_data):
 
 def test_complete_runs_are_skipped_and_shorter_ones_resumed(tmp_path, tiny_data):
     out = tmp_path / "beta"
-    run_experiment("beta-sweep", out, "smoke", dataset=tiny_data)
+    _run("beta-sweep", out, "smoke", dataset=tiny_data)
     stamp = (out / "beta4" / "model.safetensors").stat().st_mtime_ns
     logs = []
-    run_experiment("beta-sweep", out, "smoke", dataset=tiny_data, log=logs.append)
+    _run("beta-sweep", out, "smoke", dataset=tiny_data, log=logs.append)
     assert all("skipped" in line for line in logs) and len(logs) == 5
     assert (out / "beta4" / "model.safetensors").stat().st_mtime_ns == stamp
-    result = run_experiment("beta-sweep", out, "smoke", epochs=2, dataset=tiny_data)
+    result = _run("beta-sweep", out, "smoke", epochs=2, dataset=tiny_data)
     assert {r["epochs"] for r in result["runs"]} == {2}  # continued, not restarted
 
 
@@ -41,31 +49,31 @@ def test_unknown_names_are_clean_errors(tmp_path):
     from vaekit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown experiment"):
-        run_experiment("hinton2006", tmp_path)
+        _run("hinton2006", tmp_path)
     with pytest.raises(ConfigError, match="unknown budget"):
-        run_experiment("beta-sweep", tmp_path, "forever")
+        _run("beta-sweep", tmp_path, "forever")
 
 
 def test_runs_picks_part_of_the_grid_and_a_later_full_call_adds_the_rest(tmp_path, tiny_data):
     out = tmp_path / "part"
-    result = run_experiment("beta-sweep", out, "smoke", dataset=tiny_data, only=["beta4", "beta1"])
+    result = _run("beta-sweep", out, "smoke", dataset=tiny_data, only=["beta4", "beta1"])
     assert [r["run"] for r in result["runs"]] == ["beta1", "beta4"] and result["missing"] == []  # grid order
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["beta1", "beta4"]
     logs = []
-    result = run_experiment("beta-sweep", out, "smoke", dataset=tiny_data, log=logs.append)
+    result = _run("beta-sweep", out, "smoke", dataset=tiny_data, log=logs.append)
     assert len(result["runs"]) == 5 and logs.count("beta1: complete, skipped") == 1
     assert sum("training to 1 epochs" in line for line in logs) == 3
 
 
 def test_minutes_stop_a_run_at_an_epoch_end_and_the_next_call_continues_it(tmp_path, tiny_data):
     out = tmp_path / "timed"
-    first = run_experiment("beta-sweep", out, "smoke", epochs=3, minutes=1e-6, dataset=tiny_data, only=["beta1"])
+    first = _run("beta-sweep", out, "smoke", epochs=3, minutes=1e-6, dataset=tiny_data, only=["beta1"])
     row = first["runs"][0]
     assert (row["epochs"], row["epochs_planned"], row["images_seen"]) == (1, 3, len(tiny_data.train))
     summary = (out / "summary.md").read_text()
     assert "at most 1e-06 minutes of training" in summary and "| 1 of 3 |" in summary
     logs = []
-    second = run_experiment("beta-sweep", out, "smoke", epochs=3, dataset=tiny_data, only=["beta1"], log=logs.append)
+    second = _run("beta-sweep", out, "smoke", epochs=3, dataset=tiny_data, only=["beta1"], log=logs.append)
     assert logs == ["beta1: resuming to 3 epochs"]
     row = second["runs"][0]
     assert (row["epochs"], row["images_seen"]) == (3, 3 * len(tiny_data.train))  # continued, not restarted
@@ -73,32 +81,29 @@ def test_minutes_stop_a_run_at_an_epoch_end_and_the_next_call_continues_it(tmp_p
 
 
 def test_a_trained_run_whose_evaluation_was_lost_is_evaluated_not_retrained(tmp_path, tiny_data):
-    from vaekit import checkpoint
-
     out = tmp_path / "eval"
-    first = run_experiment("beta-sweep", out, "smoke", dataset=tiny_data, only=["beta2"])["runs"][0]
+    first = _run("beta-sweep", out, "smoke", dataset=tiny_data, only=["beta2"])["runs"][0]
     run = out / "beta2"
     (run / "evaluation-test.json").unlink()
-    (run / checkpoint.CHECKPOINT_FILE).unlink()  # e.g. only the weights were copied off a GPU machine
-    stamp = (run / checkpoint.MODEL_FILE).stat().st_mtime_ns
+    (run / rundir.CHECKPOINT_FILE).unlink()  # e.g. only the weights were copied off a GPU machine
+    stamp = (run / rundir.MODEL_FILE).stat().st_mtime_ns
     logs = []
-    again = run_experiment("beta-sweep", out, "smoke", dataset=tiny_data, only=["beta2"], log=logs.append)["runs"][0]
+    again = _run("beta-sweep", out, "smoke", dataset=tiny_data, only=["beta2"], log=logs.append)["runs"][0]
     assert logs == ["beta2: trained to 1 epochs; evaluating"]
-    assert (run / checkpoint.MODEL_FILE).stat().st_mtime_ns == stamp
+    assert (run / rundir.MODEL_FILE).stat().st_mtime_ns == stamp
     assert again["log_likelihood"] == pytest.approx(first["log_likelihood"], abs=1e-9)  # same weights, same seeds
 
 
 def test_jobs_share_the_runs_among_worker_processes_and_a_failed_one_is_named(tmp_path, mnist_small):
     from vaekit.config import ModelConfig, RunConfig
     from vaekit.errors import VaekitError
-    from vaekit.training import prepare_run_dir
 
     out = tmp_path / "jobs"
     # beta8's folder holds a run of another model, so its worker must refuse to resume it.
-    prepare_run_dir(out / "beta8", RunConfig(ModelConfig(latent_dim=3)), resume=False, overwrite=False)
+    rundir.prepare(out / "beta8", RunConfig(ModelConfig(latent_dim=3)), resume=False, overwrite=False)
     logs = []
     with pytest.raises(VaekitError, match="run\\(s\\) beta8 of beta-sweep failed"):
-        run_experiment("beta-sweep", out, "smoke", only=["beta1", "beta2", "beta8"], jobs=3, device="cpu",
+        _run("beta-sweep", out, "smoke", only=["beta1", "beta2", "beta8"], jobs=3, device="cpu",
                        log=logs.append)
     assert sum(line.startswith("worker ") for line in logs) == 3
     summary = json.loads((out / "summary.json").read_text())
@@ -106,5 +111,5 @@ def test_jobs_share_the_runs_among_worker_processes_and_a_failed_one_is_named(tm
     for row in summary["runs"]:
         assert row["epochs"] == 1 and row["log_likelihood"] > row["test_elbo"] - 5
     logs.clear()
-    run_experiment("beta-sweep", out, "smoke", only=["beta1", "beta2"], jobs=2, device="cpu", log=logs.append)
+    _run("beta-sweep", out, "smoke", only=["beta1", "beta2"], jobs=2, device="cpu", log=logs.append)
     assert logs == ["beta1: complete, skipped", "beta2: complete, skipped"]  # nothing left for workers

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaekit import checkpoint
+from vaekit import checkpoint, rundir
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import Dataset, Split
 from vaekit.errors import CheckpointError, TrainingDivergedError
@@ -30,17 +30,17 @@ def _vaekit(*args: str, **kwargs) -> subprocess.Popen:
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    model, _ = checkpoint.load_run(run)
+    model, _ = rundir.load_run(run)
     return model.state_dict()
 
 
 def _every_file_reads(run: Path) -> None:
     """No half-written file: everything vaekit left in the folder loads."""
-    checkpoint.load_config(run)
-    for name in (checkpoint.MODEL_FILE, checkpoint.CHECKPOINT_FILE):
+    rundir.read_config(run)
+    for name in (rundir.MODEL_FILE, rundir.CHECKPOINT_FILE):
         if (run / name).exists():
-            checkpoint._read_safetensors(run / name)
-    for line in (run / checkpoint.METRICS_FILE).read_text().splitlines() if (run / checkpoint.METRICS_FILE).exists() else []:
+            checkpoint.read_tensors(run / name)
+    for line in (run / rundir.METRICS_FILE).read_text().splitlines() if (run / rundir.METRICS_FILE).exists() else []:
         json.loads(line)
 
 
@@ -59,11 +59,11 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     assert done.returncode == 0, done.stderr
 
     run = tmp_path / "killed"
-    ckpt = run / checkpoint.CHECKPOINT_FILE
+    ckpt = run / rundir.CHECKPOINT_FILE
     rng = random.Random(0)
     kills = interrupted_writes = 0
     for _ in range(40):
-        if (run / checkpoint.CONFIG_FILE).exists():
+        if (run / rundir.CONFIG_FILE).exists():
             proc = _vaekit("train", "--run-dir", str(run), "--resume", "--epochs", "4", *TINY[-2:])
         else:
             proc = _vaekit("train", "--run-dir", str(run), "--epochs", "4", *config)
@@ -85,7 +85,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     resumed = _weights(run)
     for name, p in _weights(reference).items():
         assert torch.equal(p, resumed[name]), name
-    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in rundir.read_metrics(run)] == [1, 2, 3, 4]
     assert not list(run.glob(".*.tmp"))  # the last resume cleared what killed writers left
 
 
@@ -96,8 +96,8 @@ def test_an_absurd_learning_rate_stops_with_the_step_and_cause_and_keeps_the_las
                                                     r"size is likely too large: lower train.learning_rate"):
         train(config, tmp_path / "run", progress=False, dataset=tiny_data)
     fresh = __import__("vaekit").build_model(config.model)
-    state = checkpoint.load_checkpoint(tmp_path / "run", fresh, torch.optim.Adam(fresh.parameters()))
-    assert state["step"] == 1 and all(torch.isfinite(p).all() for p in fresh.parameters())
+    state = rundir.load_checkpoint(tmp_path / "run", fresh, torch.optim.Adam(fresh.parameters()))
+    assert state.step == 1 and all(torch.isfinite(p).all() for p in fresh.parameters())
 
 
 def test_skip_nonfinite_skips_and_counts_bad_steps(tmp_path, tiny_data):
@@ -117,7 +117,7 @@ def test_a_full_disk_while_checkpointing_is_a_clear_error_and_the_previous_check
     first = subprocess.run([sys.executable, "-m", "vaekit", "train", "--run-dir", str(run), "--epochs", "1", *TINY],
                            capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
-    before = (run / checkpoint.CHECKPOINT_FILE).read_bytes()
+    before = (run / rundir.CHECKPOINT_FILE).read_bytes()
     size = len(before)
 
     def small_disk():  # the kernel refuses writes past this size: EFBIG, as a full disk gives ENOSPC
@@ -130,14 +130,14 @@ def test_a_full_disk_while_checkpointing_is_a_clear_error_and_the_previous_check
     assert second.returncode == 2
     assert "could not write the checkpoint" in second.stderr and "previous checkpoint is intact" in second.stderr
     assert "Traceback" not in second.stderr
-    assert (run / checkpoint.CHECKPOINT_FILE).read_bytes() == before
+    assert (run / rundir.CHECKPOINT_FILE).read_bytes() == before
     assert not list(run.glob(".*.tmp"))
 
 
 def test_a_second_run_in_the_same_folder_refuses(tmp_path, tiny_data, tiny_config):
     run = tmp_path / "run"
     train(tiny_config.with_overrides({"train.epochs": 1}), run, progress=False, dataset=tiny_data)
-    with checkpoint.lock_run_dir(run):  # as a live training process holds it
+    with rundir.lock(run):  # as a live training process holds it
         with pytest.raises(CheckpointError, match=rf"{run} is in use by process {os.getpid()}"):
             train(tiny_config, run, resume=True, progress=False, dataset=tiny_data)
         with pytest.raises(CheckpointError, match="is in use"):
@@ -148,12 +148,12 @@ def test_a_second_run_in_the_same_folder_refuses(tmp_path, tiny_data, tiny_confi
 def test_a_flipped_weight_byte_is_caught_by_the_checksum(tmp_path, tiny_data, tiny_config):
     run = tmp_path / "run"
     train(tiny_config.with_overrides({"train.epochs": 1}), run, progress=False, dataset=tiny_data)
-    for name in (checkpoint.MODEL_FILE, checkpoint.CHECKPOINT_FILE):
+    for name in (rundir.MODEL_FILE, rundir.CHECKPOINT_FILE):
         data = bytearray((run / name).read_bytes())
         data[-100] ^= 0x01  # inside the tensor data, where safetensors itself checks nothing
         (run / name).write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="model.safetensors fails its checksum"):
-        checkpoint.load_run(run)
+        rundir.load_run(run)
     with pytest.raises(CheckpointError, match="checkpoint.safetensors fails its checksum"):
         train(tiny_config, run, resume=True, progress=False, dataset=tiny_data)
 
@@ -161,14 +161,14 @@ def test_a_flipped_weight_byte_is_caught_by_the_checksum(tmp_path, tiny_data, ti
 def test_a_truncated_or_foreign_checkpoint_refuses_to_resume(tmp_path, tiny_data, tiny_config):
     run = tmp_path / "run"
     train(tiny_config.with_overrides({"train.epochs": 1}), run, progress=False, dataset=tiny_data)
-    good = (run / checkpoint.CHECKPOINT_FILE).read_bytes()
-    (run / checkpoint.CHECKPOINT_FILE).write_bytes(good[:1000])
+    good = (run / rundir.CHECKPOINT_FILE).read_bytes()
+    (run / rundir.CHECKPOINT_FILE).write_bytes(good[:1000])
     with pytest.raises(CheckpointError, match="checkpoint.safetensors is not a valid safetensors file"):
         train(tiny_config, run, resume=True, progress=False, dataset=tiny_data)
     other = tmp_path / "other"
     train(tiny_config.with_overrides({"train.epochs": 1, "model.latent_dim": 6}), other, progress=False,
           dataset=tiny_data)
-    (run / checkpoint.CHECKPOINT_FILE).write_bytes((other / checkpoint.CHECKPOINT_FILE).read_bytes())
+    (run / rundir.CHECKPOINT_FILE).write_bytes((other / rundir.CHECKPOINT_FILE).read_bytes())
     with pytest.raises(CheckpointError, match="written by a different model"):
         train(tiny_config, run, resume=True, progress=False, dataset=tiny_data)
 

@@ -6,8 +6,11 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Independent, Normal
 
+from vaekit.config import LIKELIHOOD_NAMES
 from vaekit.likelihoods import (
+    LIKELIHOOD_BUILDERS,
     BernoulliLikelihood,
+    ContinuousBernoulliLikelihood,
     DiagonalGaussian,
     GaussianLikelihood,
     bounded_logvar,
@@ -79,3 +82,40 @@ def test_reparameterized_samples_have_the_right_moments_and_gradients():
 def test_bounded_logvar_stays_inside_its_bounds(raw):
     out = bounded_logvar(torch.tensor(raw), -6.0, 2.0)
     assert -6.0 <= out.item() <= 2.0
+
+
+def test_likelihood_registry_matches_config():
+    assert set(LIKELIHOOD_BUILDERS) == set(LIKELIHOOD_NAMES)
+
+
+def _single_pixel(values):
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("eta", [-30.0, -4.0, -0.5, -1e-3, 0.0, 2e-3, 0.7, 5.0, 25.0])
+def test_continuous_bernoulli_integrates_to_one_and_its_mean_is_right(eta):
+    grid = torch.linspace(0, 1, 200_001)
+    lik = ContinuousBernoulliLikelihood(torch.full((len(grid), 1, 1, 1), eta), event_dims=3)
+    density = lik.log_prob(grid.view(-1, 1, 1, 1)).double().exp()
+    assert torch.trapezoid(density, grid.double()).item() == pytest.approx(1.0, abs=2e-3)
+    mean = torch.trapezoid(density * grid.double(), grid.double()).item()
+    assert lik.mean[0].item() == pytest.approx(mean, abs=2e-3)
+    samples = ContinuousBernoulliLikelihood(torch.full((100_000, 1, 1, 1), eta), 3).sample(torch.Generator().manual_seed(0))
+    assert samples.min() >= 0 and samples.max() <= 1
+    assert samples.mean().item() == pytest.approx(mean, abs=0.01)
+
+
+@pytest.mark.parametrize("mu,logvar", [(0.3, -6.0), (0.5, 0.0), (-1.0, 2.0)])
+def test_gaussian_likelihood_integrates_to_one(mu, logvar):
+    sd = math.exp(0.5 * logvar)
+    grid = torch.linspace(mu - 12 * sd, mu + 12 * sd, 100_001)
+    lik = GaussianLikelihood(torch.full((len(grid), 1, 1, 1), mu), torch.full((len(grid), 1, 1, 1), logvar), 3)
+    density = lik.log_prob(grid.view(-1, 1, 1, 1)).double().exp()
+    assert torch.trapezoid(density, grid.double()).item() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("logit", [-20.0, -1.0, 0.0, 3.0])
+def test_bernoulli_sums_to_one(logit):
+    lik = BernoulliLikelihood(torch.full((2, 1, 1, 1), logit), 3)
+    total = lik.log_prob(_single_pixel([0.0, 1.0])).exp().sum().item()
+    assert total == pytest.approx(1.0, abs=1e-6)

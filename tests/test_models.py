@@ -1,16 +1,18 @@
 """Contract tests run on every registered model and likelihood."""
 
+import math
+
 import pytest
 import torch
 
-from vaekit.config import ARCHITECTURES, LIKELIHOODS, ModelConfig
-from vaekit.models.vae import MODELS, build_model
+from vaekit.config import ARCHITECTURE_NAMES, LIKELIHOOD_NAMES, ModelConfig
+from vaekit.models.vae import ARCHITECTURE_BUILDERS, build_model
 
-CASES = [(a, lik) for a in MODELS for lik in LIKELIHOODS]
+CASES = [(a, lik) for a in ARCHITECTURE_BUILDERS for lik in LIKELIHOOD_NAMES]
 
 
 def test_registry_and_config_agree():
-    assert set(MODELS) == set(ARCHITECTURES)
+    assert set(ARCHITECTURE_BUILDERS) == set(ARCHITECTURE_NAMES)
 
 
 def _build(architecture, likelihood, latent_dim=5):
@@ -74,3 +76,23 @@ def test_extreme_encoder_outputs_keep_the_elbo_finite():
     assert torch.isfinite(terms.kl).all()
     (-terms.elbo.mean()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("shape,channels", [((1, 28, 28), (32, 64)), ((3, 32, 32), (32, 32, 64)),
+                                            ((3, 64, 64), (32, 32, 64, 64)), ((1, 16, 24), (8, 8))])
+@pytest.mark.parametrize("architecture", ARCHITECTURE_NAMES)
+def test_shapes_round_trip_for_every_image_size(shape, channels, architecture):
+    model = build_model(ModelConfig(architecture=architecture, image_shape=shape, hidden_dim=32, latent_dim=5,
+                                    conv_channels=channels, likelihood="gaussian"))
+    x = torch.rand(3, *shape)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (3, 5)
+    lik = model.decode(mu)
+    assert lik.mean.shape == x.shape and lik.logvar.shape == x.shape
+    assert model.sample(2).shape == (2, *shape)
+
+
+def test_fixed_variance_gaussian_uses_the_configured_std():
+    model = build_model(ModelConfig(likelihood="gaussian-fixed", decoder_fixed_std=0.2, hidden_dim=8, latent_dim=2))
+    lik = model.decode(torch.zeros(1, 2))
+    assert torch.allclose(lik.logvar, torch.full_like(lik.logvar, 2 * math.log(0.2)))

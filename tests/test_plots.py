@@ -1,6 +1,7 @@
 """Pictures: grids have the expected sizes and content."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -65,5 +66,6 @@ def test_every_picture_of_a_2d_run_and_the_report(trained_run_2d, capsys):
 def test_plot_rejects_unknown_picture_names(trained_run_2d, capsys):
     from vaekit.cli import main
 
-    assert main(["plot", str(trained_run_2d), "--which", "mandelbrot"]) == 2
-    assert "choose from" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["plot", str(trained_run_2d), "--which", "mandelbrot"])
+    assert exit_.value.code == 2 and "invalid choice: 'mandelbrot'" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from vaekit import checkpoint
+from vaekit import checkpoint, rundir
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from vaekit.models.vae import build_model
@@ -45,8 +45,8 @@ def test_resume_from_a_checkpoint_inside_an_epoch(tmp_path, tiny_config, tiny_da
     calls = {"n": 0}
     real_save = checkpoint.save_checkpoint
 
-    def save_then_die(run_dir, model, optimizer, state):
-        real_save(run_dir, model, optimizer, state)
+    def save_then_die(path, model, optimizer, state):
+        real_save(path, model, optimizer, state)
         calls["n"] += 1
         raise KeyboardInterrupt  # killed right after the first mid-epoch checkpoint
 
@@ -56,8 +56,8 @@ def test_resume_from_a_checkpoint_inside_an_epoch(tmp_path, tiny_config, tiny_da
         train(cut, tmp_path / "cut", progress=False, dataset=tiny_data)
     monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
     fresh = build_model(config.model)
-    state = checkpoint.load_checkpoint(tmp_path / "cut", fresh, torch.optim.Adam(fresh.parameters()))
-    assert state["batch_in_epoch"] == 1 and state["epoch"] == 0
+    state = rundir.load_checkpoint(tmp_path / "cut", fresh, torch.optim.Adam(fresh.parameters()))
+    assert state.batch_in_epoch == 1 and state.epoch == 0
     resumed = train(cut, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data).model
     for p, q in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(p, q)
@@ -75,8 +75,8 @@ def test_same_seed_repeats_and_another_seed_differs(tmp_path, tiny_config, tiny_
 def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config, tiny_data):
     run = tmp_path / "run"
     train(tiny_config.with_overrides({"train.epochs": 1}), run, progress=False, dataset=tiny_data)
-    good = (run / checkpoint.CHECKPOINT_FILE).read_bytes()
-    model_bytes = (run / checkpoint.MODEL_FILE).read_bytes()
+    good = (run / rundir.CHECKPOINT_FILE).read_bytes()
+    model_bytes = (run / rundir.MODEL_FILE).read_bytes()
     # Poison the data of the next epoch: the loss turns NaN in its first step.
     poisoned = tiny_data.train.images.clone()
     poisoned[:] = float("nan")
@@ -85,8 +85,8 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoi
     with pytest.raises(TrainingDivergedError, match=r"loss became non-finite \(nan\) at step 12 \(epoch 2\); the input batch holds NaN"):
         train(tiny_config.with_overrides({"data.binarization": "dynamic", "train.epochs": 2}), run, resume=True,
               progress=False, dataset=bad)
-    assert (run / checkpoint.CHECKPOINT_FILE).read_bytes() == good
-    assert (run / checkpoint.MODEL_FILE).read_bytes() == model_bytes
+    assert (run / rundir.CHECKPOINT_FILE).read_bytes() == good
+    assert (run / rundir.MODEL_FILE).read_bytes() == model_bytes
 
 
 def test_an_existing_run_is_not_clobbered_and_a_changed_config_does_not_resume(tmp_path, tiny_config, tiny_data):
@@ -94,7 +94,7 @@ def test_an_existing_run_is_not_clobbered_and_a_changed_config_does_not_resume(t
     train(tiny_config.with_overrides({"train.epochs": 1}), run, progress=False, dataset=tiny_data)
     with pytest.raises(CheckpointError, match="already holds a run; pass --resume"):
         train(tiny_config, run, progress=False, dataset=tiny_data)
-    with pytest.raises(ConfigError, match="model.latent_dim changed"):
+    with pytest.raises(ConfigError, match="model.latent_dim is 4 in the saved run, 5 was given"):
         train(tiny_config.with_overrides({"model.latent_dim": 5}), run, resume=True, progress=False,
               dataset=tiny_data)
     with pytest.raises(CheckpointError, match="holds no run"):

@@ -1,10 +1,10 @@
 """vaekit: variational autoencoders as Kingma & Welling (2013) derive them, in PyTorch."""
 
-from vaekit.checkpoint import load_run
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.errors import VaekitError
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import elbo, iwae_bound
+from vaekit.rundir import load_run
 
 __all__ = [
     "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VAE", "VaekitError",

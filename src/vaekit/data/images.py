@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,6 @@ def read_image_folder(folder: Path, image_shape: tuple[int, int, int], on_bad_fi
     Labels are the index of the first-level subfolder (sorted by name), 0 for files at the top.
     An unreadable file stops with its name (on_bad_file "stop") or is skipped and reported ("skip").
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist.")
@@ -48,10 +47,8 @@ def read_image_folder(folder: Path, image_shape: tuple[int, int, int], on_bad_fi
     images, labels, skipped = [], [], []
     for path in files:
         try:
-            with Image.open(path) as img:
-                img = ImageOps.fit(img.convert("L" if c == 1 else "RGB"), (w, h), method=Image.BICUBIC)
-                array = np.asarray(img, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
+            array = _read_image(path, c, h, w)
+        except Exception as err:  # Pillow raises many types: unidentified, truncated, decompression bombs, ...
             if on_bad_file == "stop":
                 raise DataError(f"{path} is not a readable image ({err}); fix or remove it, or set "
                                 "data.on_bad_file=skip.") from None
@@ -68,29 +65,47 @@ def read_image_folder(folder: Path, image_shape: tuple[int, int, int], on_bad_fi
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+def _read_image(path: Path, c: int, h: int, w: int) -> np.ndarray:
+    """One image file as uint8 (H, W) or (H, W, 3), resized and centre-cropped to (h, w)."""
+    from PIL import Image, ImageOps
+
+    with warnings.catch_warnings():
+        # A header claiming more pixels than Pillow's limit is refused, not decoded into memory.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            img = ImageOps.fit(img.convert("L" if c == 1 else "RGB"), (w, h), method=Image.BICUBIC)
+            return np.asarray(img, dtype=np.uint8)
+
+
+def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels (zeros when absent) as NumPy reads them; whatever NumPy raises, for a
+    damaged file, a pickled object array or a zip without the arrays, is one error naming the file."""
+    if not path.exists():
+        raise DataError(f"array file {path} does not exist.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded, np.zeros(len(loaded), np.int64)
+        with loaded:
+            key = next((k for k in ("x", "images") if k in loaded.files), None)
+            if key is None:
+                raise DataError(f"{path} has arrays {loaded.files}; name the images 'x' or 'images'.")
+            label_key = next((k for k in ("y", "labels") if k in loaded.files), None)
+            x = loaded[key]  # NpzFile reads lazily: an object array fails here, not in np.load
+            return x, loaded[label_key] if label_key else np.zeros(len(x), np.int64)
+    except DataError:
+        raise
+    except Exception as err:  # NumPy raises ValueError, OSError, EOFError, zipfile errors, ...
+        raise DataError(f"{path} is not a readable .npy/.npz array without pickles: {err}.") from None
+
+
 def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Images from .npy (the images) or .npz (keys x or images; optional y or labels).
 
     Shapes (N, H, W), (N, H, W, C) or (N, C, H, W) matching the model's image shape; uint8 in
     0..255 or floats in [0, 1]. Returns images (N, C, H, W) in their dtype and labels (N,).
     """
-    path = Path(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"array file {path} does not exist.") from None
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path} is not a readable .npy/.npz array without pickles: {err}.") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            key = next((k for k in ("x", "images") if k in loaded.files), None)
-            if key is None:
-                raise DataError(f"{path} has arrays {loaded.files}; name the images 'x' or 'images'.")
-            x = loaded[key]
-            label_key = next((k for k in ("y", "labels") if k in loaded.files), None)
-            y = loaded[label_key] if label_key else np.zeros(len(x), np.int64)
-    else:
-        x, y = loaded, np.zeros(len(loaded), np.int64)
+    x, y = _load_arrays(Path(path))
     c, h, w = image_shape
     if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
         x = x[:, None]

@@ -199,7 +199,7 @@ def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
 
 def download_idx(folder: Path, dataset: str = "mnist", mirrors: list[str] | None = None) -> Path:
     """Download a dataset's four IDX archives into `folder`, trying each mirror, verifying each MD5."""
-    from tqdm.auto import tqdm
+    from vaekit.progress import progress_bar
 
     folder.mkdir(parents=True, exist_ok=True)
     spec = IDX_DATASETS[dataset]
@@ -215,7 +215,7 @@ def download_idx(folder: Path, dataset: str = "mnist", mirrors: list[str] | None
             try:
                 with urllib.request.urlopen(url, timeout=60) as response, part.open("wb") as out:
                     total = int(response.headers.get("Content-Length") or 0) or None
-                    with tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False) as bar:
+                    with progress_bar(total, unit="B", unit_scale=True, desc=name, leave=False) as bar:
                         while chunk := response.read(1 << 16):
                             out.write(chunk)
                             bar.update(len(chunk))

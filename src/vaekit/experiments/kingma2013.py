@@ -8,7 +8,7 @@ from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 LATENT_SIZES = (3, 5, 10, 20, 200)
 # The paper tuned Adagrad's step size from {0.01, 0.02, 0.1}; 0.02 is the middle choice.
-OPTIMIZERS = {"adagrad": 0.02, "adam": 1e-3}
+LEARNING_RATES = {"adagrad": 0.02, "adam": 1e-3}
 TITLE = "Kingma & Welling (2013), Figure 2: lower bound vs training images, MNIST"
 PUBLISHED: dict[str, float] = {}  # the paper gives curves, not a table
 
@@ -18,5 +18,5 @@ def runs(epochs: int, data: DataConfig) -> list[tuple[str, RunConfig]]:
         (f"z{j}-{name}", RunConfig(
             ModelConfig(hidden_dim=500, latent_dim=j, activation="tanh"), data,
             TrainConfig(epochs=epochs, batch_size=100, optimizer=name, learning_rate=lr, num_samples=1)))
-        for name, lr in OPTIMIZERS.items() for j in LATENT_SIZES
+        for name, lr in LEARNING_RATES.items() for j in LATENT_SIZES
     ]

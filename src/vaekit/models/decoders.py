@@ -1,7 +1,7 @@
 """Decoders: networks that map a latent z to a likelihood object p(x|z) over images.
 
 Every decoder emits `maps * C` output channels per pixel and hands them to the likelihood's
-builder in vaekit.likelihoods.LIKELIHOODS, so every decoder supports every likelihood.
+builder in vaekit.likelihoods.LIKELIHOOD_BUILDERS, so every decoder supports every likelihood.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import math
 import torch
 from torch import nn
 
-from vaekit.likelihoods import LIKELIHOODS
-from vaekit.models.encoders import ACTIVATIONS
+from vaekit.likelihoods import LIKELIHOOD_BUILDERS
+from vaekit.models.encoders import ACTIVATION_FUNCTIONS
 
 
 class _LikelihoodHead:
     """Turns raw decoder output (batch, maps*C, H, W) into the configured likelihood object."""
 
     def __init__(self, likelihood: str, options: dict[str, float]) -> None:
-        self.maps, self.build = LIKELIHOODS[likelihood]
+        self.maps, self.build = LIKELIHOOD_BUILDERS[likelihood]
         self.options = dict(options)
 
     def __call__(self, out: torch.Tensor):
@@ -45,7 +45,7 @@ class MLPDecoder(nn.Module):
         self.hidden = nn.Linear(latent_dim, hidden_dim)  # W4, b4
         self.deeper = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(hidden_layers - 1))
         self.out = nn.Linear(hidden_dim, self.head.maps * c * h * w)  # W5, b5 (and W6, b6)
-        self.act = ACTIVATIONS[activation]
+        self.act = ACTIVATION_FUNCTIONS[activation]
 
     def forward(self, z: torch.Tensor):
         c, h, w = self.image_shape

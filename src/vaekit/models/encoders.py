@@ -13,7 +13,7 @@ from torch import nn
 ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX = -30.0, 20.0
 
 
-ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
 
 class MLPEncoder(nn.Module):
@@ -32,7 +32,7 @@ class MLPEncoder(nn.Module):
         self.hidden = nn.Linear(math.prod(image_shape), hidden_dim)  # W1, b1
         self.deeper = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(hidden_layers - 1))
         self.heads = nn.Linear(hidden_dim, 2 * latent_dim)  # [W2; W3], [b2; b3]
-        self.act = ACTIVATIONS[activation]
+        self.act = ACTIVATION_FUNCTIONS[activation]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.act(self.hidden(x.flatten(1)))  # (batch, hidden_dim)

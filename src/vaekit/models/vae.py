@@ -86,10 +86,10 @@ def _conv(config: ModelConfig) -> VAE:
     return VAE(encoder, decoder, config.latent_dim)
 
 
-# One registry: architecture name -> builder. Names match config.ARCHITECTURES (a test checks).
-MODELS: dict[str, Callable[[ModelConfig], VAE]] = {"mlp": _mlp, "conv": _conv}
+# One registry: architecture name -> builder. Names match config.ARCHITECTURE_NAMES (a test checks).
+ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig], VAE]] = {"mlp": _mlp, "conv": _conv}
 
 
 def build_model(config: ModelConfig) -> VAE:
     """A freshly initialised VAE for a model config (seed torch beforehand for repeatability)."""
-    return MODELS[config.architecture](config)
+    return ARCHITECTURE_BUILDERS[config.architecture](config)

@@ -22,7 +22,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from vaekit.checkpoint import load_run
+from vaekit.rundir import load_run
 from vaekit.data import load_dataset
 from vaekit.evaluation import latent_diagnostics
 from vaekit.objectives import elbo
@@ -148,63 +148,77 @@ def _float(body: dict[str, Any], key: str, low: float, high: float, default: flo
     return float(value)
 
 
-def create_app(playground: Playground) -> Starlette:
-    pg = playground
+def _playground(request: Request) -> Playground:
+    return request.app.state.playground
+
+
+async def index(request: Request) -> FileResponse:
+    return FileResponse(STATIC / "index.html")
+
+
+async def info(request: Request) -> JSONResponse:
+    return JSONResponse(_playground(request).info())
+
+
+async def scatter(request: Request) -> JSONResponse:
+    return JSONResponse(_playground(request).scatter())
+
+
+async def decode(request: Request) -> JSONResponse:
+    pg, body = _playground(request), await _json(request)
+    z = body.get("z")
+    if not isinstance(z, list) or len(z) != pg.latent_dim:
+        raise BadRequest(f"'z' must be a list of {pg.latent_dim} numbers.")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in z):
+        raise BadRequest("every value of 'z' must be a finite number.")
+    if max(abs(v) for v in z) > MAX_ABS_Z:
+        raise BadRequest(f"values of 'z' must lie within +-{MAX_ABS_Z:g}.")
+    return JSONResponse({"image": pg.decode(torch.tensor([z], dtype=torch.float32))[0]})
+
+
+async def test_image(request: Request) -> JSONResponse:
+    pg, raw = _playground(request), request.path_params["index"]
     last_index = len(pg.images) - 1
+    if not raw.isdigit() or int(raw) > last_index:
+        raise HTTPException(404, f"test image {raw!r} does not exist: use 0 to {last_index}.")
+    return JSONResponse(pg.test_image(int(raw)))
 
-    async def index(request: Request) -> FileResponse:
-        return FileResponse(STATIC / "index.html")
 
-    async def info(request: Request) -> JSONResponse:
-        return JSONResponse(pg.info())
+async def interpolate(request: Request) -> JSONResponse:
+    pg, body = _playground(request), await _json(request)
+    last_index = len(pg.images) - 1
+    a, b = _int(body, "a", 0, last_index), _int(body, "b", 0, last_index)
+    steps = _int(body, "steps", 2, 64, 10)
+    mode = body.get("mode", "lerp")
+    if mode not in ("lerp", "slerp"):
+        raise BadRequest(f"'mode' must be 'lerp' or 'slerp', not {mode!r}.")
+    return JSONResponse({"images": pg.interpolate(a, b, steps, mode)})
 
-    async def scatter(request: Request) -> JSONResponse:
-        return JSONResponse(pg.scatter())
 
-    async def decode(request: Request) -> JSONResponse:
-        body = await _json(request)
-        z = body.get("z")
-        if not isinstance(z, list) or len(z) != pg.latent_dim:
-            raise BadRequest(f"'z' must be a list of {pg.latent_dim} numbers.")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in z):
-            raise BadRequest("every value of 'z' must be a finite number.")
-        if max(abs(v) for v in z) > MAX_ABS_Z:
-            raise BadRequest(f"values of 'z' must lie within +-{MAX_ABS_Z:g}.")
-        return JSONResponse({"image": pg.decode(torch.tensor([z], dtype=torch.float32))[0]})
+async def samples(request: Request) -> JSONResponse:
+    body = await _json(request)
+    n = _int(body, "n", 1, MAX_IMAGES, 16)
+    temperature = _float(body, "temperature", 0.0, 10.0, 1.0)
+    seed = _int(body, "seed", 0, 2**31 - 1, 0)
+    return JSONResponse({"images": _playground(request).samples(n, temperature, seed)})
 
-    async def test_image(request: Request) -> JSONResponse:
-        raw = request.path_params["index"]
-        if not raw.isdigit() or int(raw) > last_index:
-            raise HTTPException(404, f"test image {raw!r} does not exist: use 0 to {last_index}.")
-        return JSONResponse(pg.test_image(int(raw)))
 
-    async def interpolate(request: Request) -> JSONResponse:
-        body = await _json(request)
-        a, b = _int(body, "a", 0, last_index), _int(body, "b", 0, last_index)
-        steps = _int(body, "steps", 2, 64, 10)
-        mode = body.get("mode", "lerp")
-        if mode not in ("lerp", "slerp"):
-            raise BadRequest(f"'mode' must be 'lerp' or 'slerp', not {mode!r}.")
-        return JSONResponse({"images": pg.interpolate(a, b, steps, mode)})
+async def manifold(request: Request) -> JSONResponse:
+    pg = _playground(request)
+    if pg.latent_dim != 2:
+        raise HTTPException(404, f"the manifold needs a 2-D latent space; this model has {pg.latent_dim}.")
+    n = request.query_params.get("n", "12")
+    if not n.isdigit() or not 2 <= int(n) <= 16:
+        raise BadRequest(f"'n' must be an integer from 2 to 16, not {n!r}.")
+    return JSONResponse({"rows": pg.manifold(int(n))})
 
-    async def samples(request: Request) -> JSONResponse:
-        body = await _json(request)
-        n = _int(body, "n", 1, MAX_IMAGES, 16)
-        temperature = _float(body, "temperature", 0.0, 10.0, 1.0)
-        seed = _int(body, "seed", 0, 2**31 - 1, 0)
-        return JSONResponse({"images": pg.samples(n, temperature, seed)})
 
-    async def manifold(request: Request) -> JSONResponse:
-        if pg.latent_dim != 2:
-            raise HTTPException(404, f"the manifold needs a 2-D latent space; this model has {pg.latent_dim}.")
-        n = request.query_params.get("n", "12")
-        if not n.isdigit() or not 2 <= int(n) <= 16:
-            raise BadRequest(f"'n' must be an integer from 2 to 16, not {n!r}.")
-        return JSONResponse({"rows": pg.manifold(int(n))})
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
+def create_app(playground: Playground) -> Starlette:
+    """The playground's web app: the page, its static files and the JSON endpoints, over one run."""
     routes = [
         Route("/", index),
         Route("/api/info", info),
@@ -216,4 +230,6 @@ def create_app(playground: Playground) -> Starlette:
         Route("/api/manifold", manifold),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.playground = playground
+    return app

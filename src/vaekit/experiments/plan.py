@@ -1,0 +1,98 @@
+"""The plan of an experiment: which paper, which budget, and the grid of runs it makes.
+
+Light on purpose (configs only, no torch), so that the command line takes its choices from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from types import ModuleType
+
+from vaekit.config import DEVICES, DataConfig, RunConfig
+from vaekit.errors import ConfigError
+from vaekit.experiments import beta_sweep, burda2015, kingma2013
+
+# experiment name -> the module that defines its runs (`runs(epochs, data)`), TITLE and PUBLISHED figures
+EXPERIMENTS: dict[str, ModuleType] = {
+    "kingma2013-mnist": kingma2013, "burda2015-mnist": burda2015, "beta-sweep": beta_sweep,
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much each run of an experiment gets: epochs, data, and K for log p(x)."""
+
+    epochs: int
+    train_limit: int  # 0: all 50,000 training images
+    eval_limit: int  # 0: all 10,000 test images
+    num_importance_samples: int  # K of the test log p(x)
+
+
+# budget name -> what each run gets
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(epochs=1, train_limit=500, eval_limit=100, num_importance_samples=10),
+    "short": Budget(epochs=10, train_limit=0, eval_limit=1000, num_importance_samples=500),
+    "long": Budget(epochs=200, train_limit=0, eval_limit=0, num_importance_samples=5000),
+}
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """One invocation of an experiment: its runs (all, or those in `only`), epochs per run (the
+    budget's unless given), an optional time cap in minutes of training per run and invocation,
+    and the device the runs train and are evaluated on (in float32, comparable with the papers)."""
+
+    name: str
+    budget: str = "short"
+    epochs: int | None = None
+    only: tuple[str, ...] = ()
+    minutes: float | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.name not in EXPERIMENTS:
+            raise ConfigError(f"unknown experiment '{self.name}': choose one of {', '.join(EXPERIMENTS)}.")
+        if self.budget not in BUDGETS:
+            raise ConfigError(f"unknown budget '{self.budget}': choose one of {', '.join(BUDGETS)}.")
+        if self.epochs is not None and not 1 <= self.epochs <= 100_000:
+            raise ConfigError(f"--epochs {self.epochs} is invalid: use 1 to 100000.")
+        if self.minutes is not None and not 0 < self.minutes <= 10**6:
+            raise ConfigError(f"--minutes {self.minutes} is invalid: use a positive number of minutes.")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device {self.device} is invalid: choose one of {', '.join(DEVICES)}.")
+        names = [run for run, _ in self._grid()]
+        unknown = sorted(set(self.only) - set(names))
+        if unknown:
+            raise ConfigError(f"{self.name} has no run {', '.join(unknown)}: its runs are {', '.join(names)}.")
+
+    @property
+    def spec(self) -> Budget:
+        return BUDGETS[self.budget]
+
+    @property
+    def epochs_per_run(self) -> int:
+        return self.epochs or self.spec.epochs
+
+    @property
+    def data_config(self) -> DataConfig:
+        return DataConfig(train_limit=self.spec.train_limit, eval_limit=self.spec.eval_limit)
+
+    def _grid(self) -> list[tuple[str, RunConfig]]:
+        return EXPERIMENTS[self.name].runs(self.epochs_per_run, self.data_config)
+
+    def runs(self) -> list[tuple[str, RunConfig]]:
+        """(run name, config) in grid order, set to train on the plan's device in float32."""
+        return [
+            (run, dataclasses.replace(config, train=dataclasses.replace(config.train, device=self.device,
+                                                                         precision="float32")))
+            for run, config in self._grid() if not self.only or run in self.only
+        ]
+
+    def command_line(self) -> list[str]:
+        """The `vaekit experiment` arguments that give this plan (how worker processes get theirs)."""
+        args = [self.name, "--budget", self.budget, "--device", self.device]
+        args += ["--runs", ",".join(self.only)] if self.only else []
+        args += ["--epochs", str(self.epochs)] if self.epochs else []
+        args += ["--minutes", str(self.minutes)] if self.minutes else []
+        return args

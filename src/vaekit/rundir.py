@@ -1,0 +1,253 @@
+"""The run folder: the names of its files, its lock, and what --resume and --overwrite mean.
+
+Layout of a run folder:
+    config.json              the resolved RunConfig (rebuilds the model with no other input)
+    model.safetensors        weights of the last completed epoch (what evaluation and pictures use)
+    checkpoint.safetensors   everything to resume: weights, optimiser tensors and the TrainState
+    metrics.jsonl            one JSON line per completed epoch
+    summary.json             the final test figures of the training run
+    evaluation-SPLIT.json    what `vaekit evaluate` measured on a split
+    report.html              the one-page report
+    images/                  PNG pictures
+    .lock                    held by the process writing into the folder
+Every reader and writer of these files, in training, evaluation, the CLI, the report, the
+playground and the experiments, takes the names from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are then not protected from each other
+    fcntl = None  # type: ignore[assignment]
+
+import torch
+
+from vaekit import checkpoint
+from vaekit.checkpoint import TrainState
+from vaekit.config import RunConfig, load_config
+from vaekit.errors import CheckpointError, ConfigError
+from vaekit.models.vae import VAE, build_model
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
+IMAGES_DIR = "images"
+LOCK_FILE = ".lock"
+EVALUATION_GLOB = "evaluation-*.json"
+
+# What a resumed run may change: how long it trains, and where (not what it computes).
+RESUMABLE_KEYS = ("train.epochs", "train.device", "train.num_threads")
+
+
+def evaluation_file(split: str) -> str:
+    """The name of the file that holds a split's evaluation, e.g. evaluation-test.json."""
+    return f"evaluation-{split}.json"
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / CONFIG_FILE).exists()
+
+
+def remove_run_files(run_dir: Path) -> None:
+    """Delete the files vaekit writes in a run folder (for --overwrite), and nothing else."""
+    run_dir = Path(run_dir)
+    written = [CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE]
+    for path in [run_dir / name for name in written] + list(run_dir.glob(EVALUATION_GLOB)):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(run_dir / IMAGES_DIR, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder, or refuse at once if another process holds it.
+
+    An advisory flock on RUN_DIR/.lock: the operating system drops it when the holder exits,
+    however it exits (kill -9 included), so a crashed run never leaves the folder locked.
+    Stale temporary files of a writer that died mid-write are removed once the lock is held.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    with open(path, "a+") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise CheckpointError(
+                    f"{run_dir} is in use by {holder}; wait for that run to finish or stop it first."
+                ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        for stale in Path(run_dir).glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+
+
+# --- config and weights ----------------------------------------------------------------------
+
+
+def write_config(run_dir: Path, config: RunConfig) -> None:
+    checkpoint.atomic_write_text(Path(run_dir) / CONFIG_FILE, config.to_json())
+
+
+def read_config(run_dir: str | Path) -> RunConfig:
+    if not holds_run(run_dir):
+        raise CheckpointError(f"{run_dir} is not a vaekit run folder: it has no {CONFIG_FILE}.")
+    try:
+        return RunConfig.load(Path(run_dir) / CONFIG_FILE)
+    except ConfigError as err:
+        raise CheckpointError(f"the run's config is invalid: {err}") from None
+
+
+def save_model(run_dir: Path, model: VAE) -> None:
+    checkpoint.save_weights(Path(run_dir) / MODEL_FILE, model)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:
+    """Rebuild a trained model from its run folder (config.json + model.safetensors), in eval mode."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist.")
+    config = read_config(run_dir)
+    model = build_model(config.model)
+    checkpoint.load_weights(run_dir / MODEL_FILE, model)
+    return model.to(device).eval(), config
+
+
+def save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
+    """Write the resume checkpoint; a full disk or a read-only folder is one sentence, the old checkpoint intact."""
+    try:
+        checkpoint.save_checkpoint(Path(run_dir) / CHECKPOINT_FILE, model, optimizer, state)
+    except OSError as err:
+        raise CheckpointError(
+            f"could not write the checkpoint in {run_dir}: {err.strerror or err}; the previous checkpoint is intact. "
+            "Free disk space or fix the folder's permissions, then continue with --resume."
+        ) from None
+
+
+def load_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer) -> TrainState:
+    return checkpoint.load_checkpoint(Path(run_dir) / CHECKPOINT_FILE, model, optimizer)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT_FILE).exists()
+
+
+# --- metrics, summary, evaluations -----------------------------------------------------------
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch metric lines of a run (an unreadable trailing line from a crash is skipped)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    checkpoint.atomic_write_text(Path(run_dir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    return checkpoint.read_json(Path(run_dir) / SUMMARY_FILE)
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    checkpoint.write_json(Path(run_dir) / SUMMARY_FILE, summary)
+
+
+def read_evaluation(run_dir: str | Path, split: str = "test") -> dict[str, Any] | None:
+    return checkpoint.read_json(Path(run_dir) / evaluation_file(split))
+
+
+def write_evaluation(run_dir: str | Path, result: dict[str, Any]) -> Path:
+    """Save an evaluation result (its 'split' key names the file); return the file's path."""
+    path = Path(run_dir) / evaluation_file(result["split"])
+    checkpoint.write_json(path, result)
+    return path
+
+
+def evaluations(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Every saved evaluation of a run, by split."""
+    found = {}
+    for path in sorted(Path(run_dir).glob(EVALUATION_GLOB)):
+        result = checkpoint.read_json(path)
+        if result is not None:
+            found[path.stem.removeprefix("evaluation-")] = result
+    return found
+
+
+# --- what --resume and --overwrite mean ------------------------------------------------------
+
+
+def flat(config: RunConfig) -> dict[str, Any]:
+    """The config as {"model.latent_dim": 16, ...}."""
+    return {f"{s}.{k}": v for s, section in config.to_dict().items() for k, v in section.items()}
+
+
+def check_resumable(run_dir: Path, saved: RunConfig, config: RunConfig) -> None:
+    """Refuse a resume whose config differs from the saved one outside RESUMABLE_KEYS, naming
+    each key with its saved value and the one given: anything else would be another run."""
+    before, after = flat(saved), flat(config)
+    changed = [k for k in after if after[k] != before[k] and k not in RESUMABLE_KEYS]
+    if changed:
+        details = "; ".join(f"{k} is {before[k]!r} in the saved run, {after[k]!r} was given" for k in changed)
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different config: {details}. Only {', '.join(RESUMABLE_KEYS)} "
+            "may change on resume; train into a new --run-dir for anything else."
+        )
+
+
+def resume_config(run_dir: Path, given: dict[str, Any], source: str | None = None) -> RunConfig:
+    """The saved config of a run with what the user gave on resuming applied: dotted keys, and
+    with `source` (a preset or config file, as --config) every key of that config.
+
+    A value equal to the saved one is accepted (the same command line with --resume added
+    works); a value that differs is refused unless its key is in RESUMABLE_KEYS.
+    """
+    if source is not None:
+        given = flat(load_config(source, given))
+    saved = read_config(run_dir)
+    config = saved.with_overrides(given)
+    check_resumable(run_dir, saved, config)
+    return config
+
+
+def prepare(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> None:
+    """Create the run folder's config, or reopen it to resume; refuse to clobber an existing run."""
+    if resume:
+        if not holds_run(run_dir):
+            raise CheckpointError(f"cannot resume: {run_dir} holds no run (no {CONFIG_FILE}).")
+        check_resumable(run_dir, read_config(run_dir), config)
+    elif holds_run(run_dir):
+        if not overwrite:
+            raise CheckpointError(
+                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
+            )
+        read_config(run_dir)  # delete only what is recognisably a vaekit run
+        remove_run_files(run_dir)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, config)
