@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 RUN    ?= runs/demo
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,19 @@ demo: setup
 	$(VENV)/bin/vaekit evaluate $(RUN) --samples 500 --no-progress
 	$(VENV)/bin/vaekit report $(RUN)
 
-# The whole suite, slow fault tests included (what CI runs).
-test: setup
+# Style first (ruff: formatting and lint, as configured in pyproject.toml), then the whole suite,
+# slow fault tests included (what CI runs).
+test: setup lint
 	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
+
+# Apply the formatter and the safe lint fixes.
+format: setup
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 # For a quick loop while developing: everything but the tests marked slow.
 test-fast: setup

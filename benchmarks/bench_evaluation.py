@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from vaekit.checkpoint import load_run
 from vaekit.data import load_dataset
 from vaekit.evaluation import importance_sampled_log_likelihood
 from vaekit.likelihoods import DiagonalGaussian, standard_normal_log_prob
+from vaekit.rundir import load_run
 
 
 @torch.no_grad()
@@ -55,8 +55,7 @@ def main() -> None:
     timings = {}
     runners = {
         "reference": lambda xs: reference_log_likelihood(model, xs, args.samples, torch.Generator().manual_seed(0)),
-        "vaekit": lambda xs: importance_sampled_log_likelihood(
-            model, xs, args.samples, seed=0).per_datapoint,
+        "vaekit": lambda xs: importance_sampled_log_likelihood(model, xs, args.samples, seed=0).per_datapoint,
     }
     for name, run in runners.items():
         run(x[:5])  # warm-up
@@ -66,8 +65,12 @@ def main() -> None:
     per_image = timings["vaekit"]["seconds"] / len(x)
     result = {
         "benchmark": "importance-sampled log p(x)",
-        "run_dir": str(args.run_dir), "num_importance_samples": args.samples, "images_timed": len(x),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "run_dir": str(args.run_dir),
+        "num_importance_samples": args.samples,
+        "images_timed": len(x),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
         "reference_images_per_second": len(x) / timings["reference"]["seconds"],
         "vaekit_images_per_second": len(x) / timings["vaekit"]["seconds"],
         "speedup_vs_reference": timings["reference"]["seconds"] / timings["vaekit"]["seconds"],
@@ -78,8 +81,12 @@ def main() -> None:
     if args.full:
         start = time.perf_counter()
         ll = importance_sampled_log_likelihood(model, test, args.samples, seed=0)
-        result.update(vaekit_minutes_for_full_test_set=(time.perf_counter() - start) / 60,
-                      full_test_log_likelihood=ll.mean, full_test_stderr=ll.stderr, full_test_images=len(test))
+        result.update(
+            vaekit_minutes_for_full_test_set=(time.perf_counter() - start) / 60,
+            full_test_log_likelihood=ll.mean,
+            full_test_stderr=ll.stderr,
+            full_test_images=len(test),
+        )
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

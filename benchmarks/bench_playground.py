@@ -35,8 +35,13 @@ def main() -> None:
         assert client.post("/api/decode", json={"z": z}).status_code == 200
         if i >= 5:  # the first few warm up
             times.append(time.perf_counter() - start)
-    result = {"run_dir": str(args.run_dir), "requests": len(times), "latent_dim": playground.latent_dim,
-              "median_ms": statistics.median(times) * 1000, "p90_ms": sorted(times)[int(0.9 * len(times))] * 1000}
+    result = {
+        "run_dir": str(args.run_dir),
+        "requests": len(times),
+        "latent_dim": playground.latent_dim,
+        "median_ms": statistics.median(times) * 1000,
+        "p90_ms": sorted(times)[int(0.9 * len(times))] * 1000,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

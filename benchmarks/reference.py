@@ -68,5 +68,6 @@ def test_elbo(model: nn.Module, x_binary: torch.Tensor, flatten: bool = True) ->
     """ELBO (one sample) on fixed binarized images, nats per image."""
     model.eval()
     data = x_binary.flatten(1) if flatten else x_binary
-    return -sum(reference_loss(model, data[i : i + 1000]).item() * len(data[i : i + 1000])
-                for i in range(0, len(data), 1000)) / len(data)
+    return -sum(
+        reference_loss(model, data[i : i + 1000]).item() * len(data[i : i + 1000]) for i in range(0, len(data), 1000)
+    ) / len(data)

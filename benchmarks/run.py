@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -30,8 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference import ReferenceVAE, make_loader, test_elbo, train_epoch  # noqa: E402
-
-from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from vaekit.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from vaekit.data import Dataset, Split, load_dataset  # noqa: E402
 from vaekit.evaluation import importance_sampled_log_likelihood  # noqa: E402
 from vaekit.models.vae import build_model  # noqa: E402
@@ -45,8 +44,9 @@ def subset(data: Dataset, n: int) -> Dataset:
     return Dataset(cut(data.train), cut(data.valid), cut(data.test), data.binarization, data.binarization_seed)
 
 
-def interleaved_epochs(config: RunConfig, data: Dataset, reference: torch.nn.Module, epochs: int,
-                       flatten: bool) -> tuple[list[float], list[float]]:
+def interleaved_epochs(
+    config: RunConfig, data: Dataset, reference: torch.nn.Module, epochs: int, flatten: bool
+) -> tuple[list[float], list[float]]:
     """Seconds per epoch of the reference and of vaekit, alternating epoch by epoch so that both
     see the same machine (shared CPUs drift by tens of percent over minutes). vaekit's figure is
     its own metric: the training loop only, not its per-epoch validation or checkpoint."""
@@ -58,8 +58,9 @@ def interleaved_epochs(config: RunConfig, data: Dataset, reference: torch.nn.Mod
             start = time.perf_counter()
             train_epoch(reference, optimizer, loader)
             ref.append(time.perf_counter() - start)
-            result = train(config.with_overrides({"train.epochs": epoch}), tmp, resume=epoch > 1,
-                           progress=False, dataset=data)
+            result = train(
+                config.with_overrides({"train.epochs": epoch}), tmp, resume=epoch > 1, progress=False, dataset=data
+            )
             ours.append(result.metrics[-1]["seconds"])
     return ref, ours
 
@@ -79,15 +80,20 @@ def bench_throughput(data: Dataset, epochs: int, conv_images: int) -> dict:
     n = len(data.train)
     torch.manual_seed(0)
     ref, ours = interleaved_epochs(RunConfig(), data, ReferenceVAE(), epochs, flatten=True)
-    out = {"mlp_reference_images_per_s": throughput(n, ref), "mlp_vaekit_images_per_s": throughput(n, ours),
-           "mlp_ratio": paired_ratio(ref, ours)}
-    conv = RunConfig.from_json(Path(__file__).parents[1].joinpath(
-        "src/vaekit/presets/mnist-conv.json").read_text())
+    out = {
+        "mlp_reference_images_per_s": throughput(n, ref),
+        "mlp_vaekit_images_per_s": throughput(n, ours),
+        "mlp_ratio": paired_ratio(ref, ours),
+    }
+    conv = RunConfig.from_json(Path(__file__).parents[1].joinpath("src/vaekit/presets/mnist-conv.json").read_text())
     small = subset(data, conv_images)
     torch.manual_seed(0)
     ref, ours = interleaved_epochs(conv, small, build_model(conv.model), epochs, flatten=False)
-    out.update(conv_reference_images_per_s=throughput(conv_images, ref),
-               conv_vaekit_images_per_s=throughput(conv_images, ours), conv_ratio=paired_ratio(ref, ours))
+    out.update(
+        conv_reference_images_per_s=throughput(conv_images, ref),
+        conv_vaekit_images_per_s=throughput(conv_images, ours),
+        conv_ratio=paired_ratio(ref, ours),
+    )
     return out
 
 
@@ -109,8 +115,9 @@ def bench_time_to_target(data: Dataset, max_epochs: int) -> tuple[dict, torch.nn
     trained = None
     with tempfile.TemporaryDirectory() as tmp:
         for epoch in range(1, max_epochs + 1):  # resume one epoch at a time, reading the test ELBO
-            result = train(RunConfig(train=TrainConfig(epochs=epoch)), tmp, resume=epoch > 1, progress=False,
-                           dataset=data)
+            result = train(
+                RunConfig(train=TrainConfig(epochs=epoch)), tmp, resume=epoch > 1, progress=False, dataset=data
+            )
             if result.test["test_elbo"] >= TARGET_ELBO:
                 out.update(vaekit_seconds_to_target=time.perf_counter() - start, vaekit_epochs_to_target=epoch)
                 break
@@ -132,8 +139,12 @@ def bench_log_likelihood(model, data: Dataset, images: int, k: int) -> dict:
     start = time.perf_counter()
     importance_sampled_log_likelihood(model, x, k, seed=0)
     ours = time.perf_counter() - start
-    return {"ll_reference_images_per_s": images / ref, "ll_vaekit_images_per_s": images / ours,
-            "ll_ratio": ref / ours, "ll_vaekit_minutes_for_10k": ours / images * 10_000 / 60}
+    return {
+        "ll_reference_images_per_s": images / ref,
+        "ll_vaekit_images_per_s": images / ours,
+        "ll_ratio": ref / ours,
+        "ll_vaekit_minutes_for_10k": ours / images * 10_000 / 60,
+    }
 
 
 MEMORY_SCRIPT = """
@@ -194,7 +205,11 @@ def bench_pythae(data: Dataset, epochs: int) -> dict:
     class Encoder(BaseEncoder):
         def __init__(self):
             super().__init__()
-            self.hidden, self.mu, self.logvar = torch.nn.Linear(784, 512), torch.nn.Linear(512, 16), torch.nn.Linear(512, 16)
+            self.hidden, self.mu, self.logvar = (
+                torch.nn.Linear(784, 512),
+                torch.nn.Linear(512, 16),
+                torch.nn.Linear(512, 16),
+            )
 
         def forward(self, x):
             h = torch.relu(self.hidden(x.flatten(1)))
@@ -219,12 +234,22 @@ def bench_pythae(data: Dataset, epochs: int) -> dict:
     model = VAE(config, encoder=Encoder(), decoder=Decoder())
     binary = torch.bernoulli(data.train.images, generator=torch.Generator().manual_seed(0))
     timer = Timer()
-    quiet = open(os.devnull, "w")  # Pythae prints its config and a progress bar per epoch
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        trainer = BaseTrainer(model, BaseDataset(binary, torch.zeros(len(binary))), None,
-                              BaseTrainerConfig(output_dir=tmp, num_epochs=epochs, learning_rate=1e-3,
-                                                per_device_train_batch_size=100, no_cuda=True),
-                              callbacks=[timer])
+    # Pythae prints its config and a progress bar per epoch
+    with (
+        open(os.devnull, "w") as quiet,
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+    ):
+        trainer = BaseTrainer(
+            model,
+            BaseDataset(binary, torch.zeros(len(binary))),
+            None,
+            BaseTrainerConfig(
+                output_dir=tmp, num_epochs=epochs, learning_rate=1e-3, per_device_train_batch_size=100, no_cuda=True
+            ),
+            callbacks=[timer],
+        )
         trainer.train()
     times = [b - a for a, b in zip(timer.marks[:-1], timer.marks[1:])]
     return {"pythae_images_per_s": throughput(len(binary), times)}
@@ -239,11 +264,15 @@ def main() -> None:
     started = time.perf_counter()
     data = load_dataset(DataConfig())
     epochs = 2 if args.quick else 6
-    results: dict = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                     "torch": torch.__version__}
+    results: dict = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     print("training throughput ...", flush=True)
-    results.update(bench_throughput(data if not args.quick else subset(data, 10_000), epochs,
-                                    2000 if args.quick else 10_000))
+    results.update(
+        bench_throughput(data if not args.quick else subset(data, 10_000), epochs, 2000 if args.quick else 10_000)
+    )
     print("time to a test ELBO of -103 ...", flush=True)
     target, model = bench_time_to_target(data, 3 if args.quick else 40)
     results.update(target)

@@ -8,15 +8,15 @@ import pytest
 import torch
 from hypothesis import settings
 
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.data import Dataset, Split, load_dataset
+from vaekit.models.vae import build_model
+
 # CI runs the property tests on a fixed sequence of examples so that a landing never depends on
 # luck; locally they explore new examples on every run.
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaekit.data import Dataset, Split, load_dataset
-from vaekit.models.vae import build_model
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +43,17 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_data(mnist_small) -> Dataset:
     """600 training and 200 validation/test images: enough for loop mechanics, fast."""
+
     def cut(split, n):
         return Split(split.images[:n], split.labels[:n])
-    return Dataset(cut(mnist_small.train, 600), cut(mnist_small.valid, 200), cut(mnist_small.test, 200),
-                   mnist_small.binarization, mnist_small.binarization_seed)
+
+    return Dataset(
+        cut(mnist_small.train, 600),
+        cut(mnist_small.valid, 200),
+        cut(mnist_small.test, 200),
+        mnist_small.binarization,
+        mnist_small.binarization_seed,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +61,11 @@ def trained_small(mnist_small, tmp_path_factory):
     """A small VAE trained for 3 epochs on 3,000 real MNIST images (shared, read-only)."""
     from vaekit.training import train
 
-    config = RunConfig(ModelConfig(hidden_dim=128, latent_dim=8), DataConfig(train_limit=3000, eval_limit=1000),
-                       TrainConfig(epochs=3, batch_size=100))
+    config = RunConfig(
+        ModelConfig(hidden_dim=128, latent_dim=8),
+        DataConfig(train_limit=3000, eval_limit=1000),
+        TrainConfig(epochs=3, batch_size=100),
+    )
     result = train(config, tmp_path_factory.mktemp("trained") / "run", progress=False, dataset=mnist_small)
     return result.model, mnist_small
 
@@ -65,8 +75,11 @@ def trained_run_2d(tiny_data, tmp_path_factory):
     """A run folder with a 2-D latent space trained for 2 epochs on 600 images."""
     from vaekit.training import train
 
-    config = RunConfig(ModelConfig(hidden_dim=64, latent_dim=2), DataConfig(train_limit=600, eval_limit=200),
-                       TrainConfig(epochs=2, batch_size=50))
+    config = RunConfig(
+        ModelConfig(hidden_dim=64, latent_dim=2),
+        DataConfig(train_limit=600, eval_limit=200),
+        TrainConfig(epochs=2, batch_size=50),
+    )
     run = tmp_path_factory.mktemp("run2d") / "run"
     train(config, run, progress=False, dataset=tiny_data)
     return run

@@ -15,17 +15,26 @@ PACKAGE = Path(vaekit.__file__).parent
 # names and rules on top of `checkpoint`'s file formats; `training` and `plots` use `evaluation`
 # (the validation pass; latent diagnostics for the traversal order).
 LAYERS = {
-    "errors": 0, "config": 0, "randomness": 0, "progress": 0, "presets": 0,
+    "errors": 0,
+    "config": 0,
+    "randomness": 0,
+    "progress": 0,
+    "presets": 0,
     "likelihoods": 1,
     "models": 2,
     "objectives": 3,
-    "checkpoint": 4, "data": 4, "distributed": 4,
+    "checkpoint": 4,
+    "data": 4,
+    "distributed": 4,
     "rundir": 5,
     "evaluation": 6,
-    "plots": 7, "training": 7,
+    "plots": 7,
+    "training": 7,
     "report": 8,
-    "playground": 9, "experiments": 9,
-    "cli": 10, "__main__": 11,
+    "playground": 9,
+    "experiments": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 MAX_FUNCTION_LINES = 60
 

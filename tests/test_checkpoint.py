@@ -38,8 +38,15 @@ def test_checkpoint_round_trip_restores_optimizer_state(tmp_path):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.decode(model.encode(torch.rand(2, 1, 28, 28))[0]).logits.sum().backward()
     opt.step()
-    saved = TrainState(epoch=1, step=7, batch_in_epoch=3, totals=EpochTotals(-1234.5, -1200.25, 34.25, 150.0),
-                       seconds=2.5, skipped_steps=1, metrics=[{"epoch": 1, "train_elbo": -100.0}])
+    saved = TrainState(
+        epoch=1,
+        step=7,
+        batch_in_epoch=3,
+        totals=EpochTotals(-1234.5, -1200.25, 34.25, 150.0),
+        seconds=2.5,
+        skipped_steps=1,
+        metrics=[{"epoch": 1, "train_elbo": -100.0}],
+    )
     rundir.save_checkpoint(run, model, opt, saved)
     torch.manual_seed(5)
     other = build_model(ModelConfig(hidden_dim=16, latent_dim=3))
@@ -82,7 +89,10 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     run3, _ = _saved_run(tmp_path, 3)
     run5, _ = _saved_run(tmp_path, 5)
     (run3 / rundir.MODEL_FILE).write_bytes((run5 / rundir.MODEL_FILE).read_bytes())
-    with pytest.raises(CheckpointError, match=r"different model: encoder.heads.weight has shape \(10, 16\) but this config needs \(6, 16\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"different model: encoder.heads.weight has shape \(10, 16\) but this config needs \(6, 16\)",
+    ):
         rundir.load_run(run3)
 
 
@@ -113,11 +123,14 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypat
 
 def test_a_train_state_written_by_vaekit_0_1_still_loads(tmp_path):
     """vaekit 0.1 saved the state as an untyped dict with its running sums as a list."""
-    old = ('{"epoch": 2, "step": 24, "batch_in_epoch": 5, "sums": [-500.5, -480.25, 20.25, 250.0], '
-           '"seconds": 1.5, "skipped": 3, "metrics": [{"epoch": 1}, {"epoch": 2}]}')
+    old = (
+        '{"epoch": 2, "step": 24, "batch_in_epoch": 5, "sums": [-500.5, -480.25, 20.25, 250.0], '
+        '"seconds": 1.5, "skipped": 3, "metrics": [{"epoch": 1}, {"epoch": 2}]}'
+    )
     state = TrainState.from_json(old, tmp_path / "checkpoint.safetensors")
-    assert state == TrainState(2, 24, 5, EpochTotals(-500.5, -480.25, 20.25, 250.0), 1.5, 3,
-                               [{"epoch": 1}, {"epoch": 2}])
+    assert state == TrainState(
+        2, 24, 5, EpochTotals(-500.5, -480.25, 20.25, 250.0), 1.5, 3, [{"epoch": 1}, {"epoch": 2}]
+    )
     assert state.totals.means() == (-500.5 / 250, -480.25 / 250, 20.25 / 250)
     with pytest.raises(CheckpointError, match="checkpoint.safetensors holds a train state this vaekit cannot read"):
         TrainState.from_json('{"epoch": 1, "learning_rate_schedule": 3}', tmp_path / "checkpoint.safetensors")

@@ -14,15 +14,37 @@ from vaekit.cli import main
 
 def test_train_evaluate_sample_reconstruct_end_to_end(tmp_path, mnist_small, capsys):
     run = tmp_path / "run"
-    args = ["train", "--run-dir", str(run), "--epochs", "2", "--seed", "3", "--train-limit", "1000",
-            "--eval-limit", "300", "--hidden-dim", "64", "--set", "model.latent_dim=4", "--no-progress"]
+    args = [
+        "train",
+        "--run-dir",
+        str(run),
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--train-limit",
+        "1000",
+        "--eval-limit",
+        "300",
+        "--hidden-dim",
+        "64",
+        "--set",
+        "model.latent_dim=4",
+        "--no-progress",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "test elbo" in out and str(run) in out
     config = json.loads((run / "config.json").read_text())
     assert (config["train"]["epochs"], config["train"]["seed"], config["model"]["latent_dim"]) == (2, 3, 4)
-    for name in ("reconstructions.png", "samples.png", "interpolations.png", "traversals.png", "latents.png",
-                 "curves.png"):
+    for name in (
+        "reconstructions.png",
+        "samples.png",
+        "interpolations.png",
+        "traversals.png",
+        "latents.png",
+        "curves.png",
+    ):
         assert Image.open(run / "images" / name).size[0] > 100
     assert (run / "report.html").stat().st_size > 10_000
 
@@ -45,18 +67,21 @@ def test_train_evaluate_sample_reconstruct_end_to_end(tmp_path, mnist_small, cap
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["train", "--latent-dim", "0"], "model.latent_dim = 0"),
-    (["train", "--set", "model.latnt_dim=3"], "did you mean 'latent_dim'"),
-    (["train", "--set", "oops"], "must look like key=value"),
-    (["train", "--config", "no-such-preset"], "neither a preset"),
-    (["train", "--learning-rate", "fast"], "is not a number"),
-    (["evaluate", "/nonexistent/run"], "does not exist"),
-    (["train", "--minutes", "0"], "--minutes 0.0 is invalid"),
-    (["experiment", "beta-sweep", "--runs", "beta3"], "beta-sweep has no run beta3: its runs are beta0.5"),
-    (["experiment", "beta-sweep", "--jobs", "0"], "--jobs 0 is invalid"),
-    (["experiment", "beta-sweep", "--minutes", "-1"], "--minutes -1.0 is invalid"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["train", "--latent-dim", "0"], "model.latent_dim = 0"),
+        (["train", "--set", "model.latnt_dim=3"], "did you mean 'latent_dim'"),
+        (["train", "--set", "oops"], "must look like key=value"),
+        (["train", "--config", "no-such-preset"], "neither a preset"),
+        (["train", "--learning-rate", "fast"], "is not a number"),
+        (["evaluate", "/nonexistent/run"], "does not exist"),
+        (["train", "--minutes", "0"], "--minutes 0.0 is invalid"),
+        (["experiment", "beta-sweep", "--runs", "beta3"], "beta-sweep has no run beta3: its runs are beta0.5"),
+        (["experiment", "beta-sweep", "--jobs", "0"], "--jobs 0 is invalid"),
+        (["experiment", "beta-sweep", "--minutes", "-1"], "--minutes -1.0 is invalid"),
+    ],
+)
 def test_bad_input_is_one_clean_error(argv, fragment, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -98,9 +123,23 @@ def test_presets_load():
 
 
 @settings(max_examples=60, deadline=None)
-@given(flag=st.sampled_from(["--latent-dim", "--hidden-dim", "--batch-size", "--learning-rate", "--epochs",
-                             "--num-samples", "--seed", "--image-shape", "--likelihood", "--source"]),
-       value=st.text(alphabet="0123456789-.,eanx", max_size=6))
+@given(
+    flag=st.sampled_from(
+        [
+            "--latent-dim",
+            "--hidden-dim",
+            "--batch-size",
+            "--learning-rate",
+            "--epochs",
+            "--num-samples",
+            "--seed",
+            "--image-shape",
+            "--likelihood",
+            "--source",
+        ]
+    ),
+    value=st.text(alphabet="0123456789-.,eanx", max_size=6),
+)
 def test_any_flag_value_runs_or_gives_one_clean_error(flag, value, tmp_path_factory):
     """Bad values must be rejected before any work starts; good ones are stopped before training
     by pointing --resume at an empty folder, which is itself a clean error."""
@@ -125,8 +164,25 @@ def test_a_folder_of_generated_rgb_images_trains_with_the_64px_conv_preset(tmp_p
         ImageDraw.Draw(img).ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
         img.save(folder / f"{i}.png")
     run = tmp_path / "run"
-    assert main(["train", "--config", "images-conv64", "--path", str(folder), "--run-dir", str(run),
-                 "--epochs", "2", "--batch-size", "16", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "images-conv64",
+                "--path",
+                str(folder),
+                "--run-dir",
+                str(run),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert Image.open(run / "images" / "samples.png").mode == "RGB"
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["valid_elbo"] > metrics[0]["valid_elbo"]
@@ -135,8 +191,21 @@ def test_a_folder_of_generated_rgb_images_trains_with_the_64px_conv_preset(tmp_p
     assert result["images"] == 12 and "elbo_bits_per_dim" in result and "log_likelihood" in result
 
 
-TINY_RUN = ["--train-limit", "600", "--eval-limit", "200", "--hidden-dim", "32", "--latent-dim", "4",
-            "--batch-size", "100", "--seed", "0", "--no-pictures"]
+TINY_RUN = [
+    "--train-limit",
+    "600",
+    "--eval-limit",
+    "200",
+    "--hidden-dim",
+    "32",
+    "--latent-dim",
+    "4",
+    "--batch-size",
+    "100",
+    "--seed",
+    "0",
+    "--no-pictures",
+]
 
 
 def test_the_same_command_line_with_resume_added_continues_the_run(tmp_path, mnist_small, capsys):
@@ -158,8 +227,11 @@ def test_the_same_command_line_with_resume_added_continues_the_run(tmp_path, mni
 def test_a_log_file_gets_no_progress_bars_and_one_line_per_epoch(tmp_path, mnist_small):
     log = tmp_path / "log"
     with log.open("w") as out:
-        done = subprocess.run([sys.executable, "-m", "vaekit", "train", "--run-dir", str(tmp_path / "run"),
-                               "--epochs", "2", *TINY_RUN], stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [sys.executable, "-m", "vaekit", "train", "--run-dir", str(tmp_path / "run"), "--epochs", "2", *TINY_RUN],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     text = log.read_text()
     assert done.returncode == 0, text
     assert "\r" not in text and "batch/s" not in text and "it/s" not in text

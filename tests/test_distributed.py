@@ -14,20 +14,53 @@ from vaekit import rundir
 from vaekit.distributed import Context, select_device
 from vaekit.errors import ConfigError
 
-COMMON = ["--epochs", "2", "--train-limit", "600", "--eval-limit", "200", "--hidden-dim", "64", "--latent-dim", "4",
-          "--seed", "5", "--device", "cpu", "--no-progress", "--no-pictures"]
+COMMON = [
+    "--epochs",
+    "2",
+    "--train-limit",
+    "600",
+    "--eval-limit",
+    "200",
+    "--hidden-dim",
+    "64",
+    "--latent-dim",
+    "4",
+    "--seed",
+    "5",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--no-pictures",
+]
 
 
 def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                           "-m", "vaekit", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "vaekit",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batches(tmp_path, mnist_small):
-    single = subprocess.run([sys.executable, "-m", "vaekit", "train", "--run-dir", str(tmp_path / "one"),
-                             "--batch-size", "100", *COMMON], capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    single = subprocess.run(
+        [sys.executable, "-m", "vaekit", "train", "--run-dir", str(tmp_path / "one"), "--batch-size", "100", *COMMON],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert single.returncode == 0, single.stderr
     double = _torchrun(2, "train", "--run-dir", str(tmp_path / "two"), "--batch-size", "50", *COMMON)
     assert double.returncode == 0, double.stderr
@@ -45,12 +78,29 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batches(tmp_p
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
 
     # A distributed run resumes: one more epoch on two processes equals three epochs on one.
-    more = _torchrun(2, "train", "--run-dir", str(tmp_path / "two"), "--resume", "--epochs", "3",
-                     "--no-progress", "--no-pictures")
+    more = _torchrun(
+        2, "train", "--run-dir", str(tmp_path / "two"), "--resume", "--epochs", "3", "--no-progress", "--no-pictures"
+    )
     assert more.returncode == 0, more.stderr
-    three = subprocess.run([sys.executable, "-m", "vaekit", "train", "--run-dir", str(tmp_path / "three"),
-                            "--batch-size", "100", *COMMON[:0], "--epochs", "3", *COMMON[2:]],
-                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    three = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vaekit",
+            "train",
+            "--run-dir",
+            str(tmp_path / "three"),
+            "--batch-size",
+            "100",
+            *COMMON[:0],
+            "--epochs",
+            "3",
+            *COMMON[2:],
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert three.returncode == 0, three.stderr
     a, _ = rundir.load_run(tmp_path / "two")
     b, _ = rundir.load_run(tmp_path / "three")
@@ -84,9 +134,13 @@ def test_sharded_evaluation_equals_the_single_process_one(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(SHARDED_EVAL)
     out = tmp_path / "out.json"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), str(out)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr
     sharded = json.loads(out.read_text())
     torch.manual_seed(0)
@@ -111,8 +165,12 @@ def test_bf16_autocast_trains_on_cpu(tmp_path, tiny_data, tiny_config):
     """The mixed-precision path (bf16 autocast, float32 bounds) runs and learns; on a GPU it is the default."""
     from vaekit.training import train
 
-    result = train(tiny_config.with_overrides({"train.precision": "bf16", "train.epochs": 2}), tmp_path / "r",
-                   progress=False, dataset=tiny_data)
+    result = train(
+        tiny_config.with_overrides({"train.precision": "bf16", "train.epochs": 2}),
+        tmp_path / "r",
+        progress=False,
+        dataset=tiny_data,
+    )
     assert result.metrics[-1]["valid_elbo"] > result.metrics[0]["valid_elbo"] - 1
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
 
@@ -121,8 +179,12 @@ def test_bf16_autocast_trains_on_cpu(tmp_path, tiny_data, tiny_config):
 def test_training_on_cuda_matches_the_cpu_contract(tmp_path, tiny_data, tiny_config):
     from vaekit.training import train
 
-    result = train(tiny_config.with_overrides({"train.device": "cuda", "train.epochs": 2}), tmp_path / "gpu",
-                   progress=False, dataset=tiny_data)
+    result = train(
+        tiny_config.with_overrides({"train.device": "cuda", "train.epochs": 2}),
+        tmp_path / "gpu",
+        progress=False,
+        dataset=tiny_data,
+    )
     assert next(result.model.parameters()).is_cuda
     assert result.metrics[-1]["valid_elbo"] > result.metrics[0]["valid_elbo"]
     loaded, _ = rundir.load_run(tmp_path / "gpu")

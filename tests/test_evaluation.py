@@ -71,8 +71,7 @@ def test_active_units_count_a_constructed_case():
 def test_log_likelihood_estimate_rises_with_k_on_a_trained_model(trained_small):
     model, data = trained_small
     x = data.evaluation_observations("test")[:100]
-    est = [importance_sampled_log_likelihood(model, x, k, seed=k).mean
-           for k in (1, 10, 200)]
+    est = [importance_sampled_log_likelihood(model, x, k, seed=k).mean for k in (1, 10, 200)]
     assert est[0] < est[1] < est[2]
 
 
@@ -82,8 +81,18 @@ def test_evaluate_split_reports_every_figure(trained_small):
     model, data = trained_small
     x = data.evaluation_observations("test")[:200]
     out = evaluate_split(model, x, num_importance_samples=100, iwae_num_importance_samples=5, batch_size=50, seed=0)
-    for key in ("elbo", "reconstruction", "kl", "log_likelihood", "log_likelihood_stderr", "gap",
-                "iwae_bound", "active_units", "collapsed_units", "kl_per_dim"):
+    for key in (
+        "elbo",
+        "reconstruction",
+        "kl",
+        "log_likelihood",
+        "log_likelihood_stderr",
+        "gap",
+        "iwae_bound",
+        "active_units",
+        "collapsed_units",
+        "kl_per_dim",
+    ):
         assert key in out
     assert out["elbo"] < out["iwae_bound"] < out["log_likelihood"] + 3 * out["log_likelihood_stderr"]
     assert out["gap"] > 0 and len(out["kl_per_dim"]) == model.latent_dim

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from vaekit import rundir
-
 from vaekit.experiments import EXPERIMENTS, ExperimentPlan
 from vaekit.experiments.runner import run_experiment
 
@@ -103,8 +102,7 @@ def test_jobs_share_the_runs_among_worker_processes_and_a_failed_one_is_named(tm
     rundir.prepare(out / "beta8", RunConfig(ModelConfig(latent_dim=3)), resume=False, overwrite=False)
     logs = []
     with pytest.raises(VaekitError, match="run\\(s\\) beta8 of beta-sweep failed"):
-        _run("beta-sweep", out, "smoke", only=["beta1", "beta2", "beta8"], jobs=3, device="cpu",
-                       log=logs.append)
+        _run("beta-sweep", out, "smoke", only=["beta1", "beta2", "beta8"], jobs=3, device="cpu", log=logs.append)
     assert sum(line.startswith("worker ") for line in logs) == 3
     summary = json.loads((out / "summary.json").read_text())
     assert [r["run"] for r in summary["runs"]] == ["beta1", "beta2"] and summary["missing"] == ["beta8"]

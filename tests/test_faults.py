@@ -20,13 +20,28 @@ from vaekit.data import Dataset, Split
 from vaekit.errors import CheckpointError, TrainingDivergedError
 from vaekit.training import train
 
-TINY = ["--train-limit", "600", "--eval-limit", "200", "--hidden-dim", "64", "--latent-dim", "4",
-        "--batch-size", "50", "--seed", "7", "--no-progress", "--no-pictures"]
+TINY = [
+    "--train-limit",
+    "600",
+    "--eval-limit",
+    "200",
+    "--hidden-dim",
+    "64",
+    "--latent-dim",
+    "4",
+    "--batch-size",
+    "50",
+    "--seed",
+    "7",
+    "--no-progress",
+    "--no-pictures",
+]
 
 
 def _vaekit(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vaekit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vaekit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -54,8 +69,11 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     # inside batches and inside checkpoint writes.
     config = [*TINY, "--batch-size", "10", "--checkpoint-every-steps", "3"]
     reference = tmp_path / "reference"
-    done = subprocess.run([sys.executable, "-m", "vaekit", "train", "--run-dir", str(reference), "--epochs", "4",
-                           *config], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "vaekit", "train", "--run-dir", str(reference), "--epochs", "4", *config],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
 
     run = tmp_path / "killed"
@@ -90,10 +108,16 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
 
 
 def test_an_absurd_learning_rate_stops_with_the_step_and_cause_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data):
-    config = RunConfig(ModelConfig(hidden_dim=64, latent_dim=4), DataConfig(train_limit=600, eval_limit=200),
-                       TrainConfig(epochs=2, batch_size=50, learning_rate=1e6, checkpoint_every_steps=1))
-    with pytest.raises(TrainingDivergedError, match=r"gradient became non-finite at step 1 \(epoch 1\); the step "
-                                                    r"size is likely too large: lower train.learning_rate"):
+    config = RunConfig(
+        ModelConfig(hidden_dim=64, latent_dim=4),
+        DataConfig(train_limit=600, eval_limit=200),
+        TrainConfig(epochs=2, batch_size=50, learning_rate=1e6, checkpoint_every_steps=1),
+    )
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"gradient became non-finite at step 1 \(epoch 1\); the step "
+        r"size is likely too large: lower train.learning_rate",
+    ):
         train(config, tmp_path / "run", progress=False, dataset=tiny_data)
     fresh = __import__("vaekit").build_model(config.model)
     state = rundir.load_checkpoint(tmp_path / "run", fresh, torch.optim.Adam(fresh.parameters()))
@@ -104,8 +128,11 @@ def test_skip_nonfinite_skips_and_counts_bad_steps(tmp_path, tiny_data):
     images = tiny_data.train.images.clone()
     images[17] = float("nan")  # one poisoned image: one bad batch per epoch
     data = Dataset(Split(images, tiny_data.train.labels), tiny_data.valid, tiny_data.test, "none", 0)
-    config = RunConfig(ModelConfig(hidden_dim=64, latent_dim=4), DataConfig(train_limit=600, eval_limit=200,
-                       binarization="none"), TrainConfig(epochs=3, batch_size=50, skip_nonfinite=True))
+    config = RunConfig(
+        ModelConfig(hidden_dim=64, latent_dim=4),
+        DataConfig(train_limit=600, eval_limit=200, binarization="none"),
+        TrainConfig(epochs=3, batch_size=50, skip_nonfinite=True),
+    )
     result = train(config, tmp_path / "run", progress=False, dataset=data)
     assert [m["skipped_steps"] for m in result.metrics] == [1, 2, 3]
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
@@ -114,19 +141,27 @@ def test_skip_nonfinite_skips_and_counts_bad_steps(tmp_path, tiny_data):
 
 def test_a_full_disk_while_checkpointing_is_a_clear_error_and_the_previous_checkpoint_survives(tmp_path, mnist_small):
     run = tmp_path / "run"
-    first = subprocess.run([sys.executable, "-m", "vaekit", "train", "--run-dir", str(run), "--epochs", "1", *TINY],
-                           capture_output=True, text=True)
+    first = subprocess.run(
+        [sys.executable, "-m", "vaekit", "train", "--run-dir", str(run), "--epochs", "1", *TINY],
+        capture_output=True,
+        text=True,
+    )
     assert first.returncode == 0, first.stderr
     before = (run / rundir.CHECKPOINT_FILE).read_bytes()
     size = len(before)
 
     def small_disk():  # the kernel refuses writes past this size: EFBIG, as a full disk gives ENOSPC
         import resource
+
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
 
-    second = subprocess.run([sys.executable, "-m", "vaekit", "train", "--run-dir", str(run), "--epochs", "2",
-                             "--resume", *TINY[-2:]], capture_output=True, text=True, preexec_fn=small_disk)
+    second = subprocess.run(
+        [sys.executable, "-m", "vaekit", "train", "--run-dir", str(run), "--epochs", "2", "--resume", *TINY[-2:]],
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+    )
     assert second.returncode == 2
     assert "could not write the checkpoint" in second.stderr and "previous checkpoint is intact" in second.stderr
     assert "Traceback" not in second.stderr
@@ -166,8 +201,9 @@ def test_a_truncated_or_foreign_checkpoint_refuses_to_resume(tmp_path, tiny_data
     with pytest.raises(CheckpointError, match="checkpoint.safetensors is not a valid safetensors file"):
         train(tiny_config, run, resume=True, progress=False, dataset=tiny_data)
     other = tmp_path / "other"
-    train(tiny_config.with_overrides({"train.epochs": 1, "model.latent_dim": 6}), other, progress=False,
-          dataset=tiny_data)
+    train(
+        tiny_config.with_overrides({"train.epochs": 1, "model.latent_dim": 6}), other, progress=False, dataset=tiny_data
+    )
     (run / rundir.CHECKPOINT_FILE).write_bytes((other / rundir.CHECKPOINT_FILE).read_bytes())
     with pytest.raises(CheckpointError, match="written by a different model"):
         train(tiny_config, run, resume=True, progress=False, dataset=tiny_data)

@@ -100,7 +100,9 @@ def test_continuous_bernoulli_integrates_to_one_and_its_mean_is_right(eta):
     assert torch.trapezoid(density, grid.double()).item() == pytest.approx(1.0, abs=2e-3)
     mean = torch.trapezoid(density * grid.double(), grid.double()).item()
     assert lik.mean[0].item() == pytest.approx(mean, abs=2e-3)
-    samples = ContinuousBernoulliLikelihood(torch.full((100_000, 1, 1, 1), eta), 3).sample(torch.Generator().manual_seed(0))
+    samples = ContinuousBernoulliLikelihood(torch.full((100_000, 1, 1, 1), eta), 3).sample(
+        torch.Generator().manual_seed(0)
+    )
     assert samples.min() >= 0 and samples.max() <= 1
     assert samples.mean().item() == pytest.approx(mean, abs=0.01)
 

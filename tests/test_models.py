@@ -17,8 +17,15 @@ def test_registry_and_config_agree():
 
 def _build(architecture, likelihood, latent_dim=5):
     torch.manual_seed(0)
-    return build_model(ModelConfig(architecture=architecture, likelihood=likelihood, hidden_dim=32,
-                                   latent_dim=latent_dim, image_shape=(1, 28, 28)))
+    return build_model(
+        ModelConfig(
+            architecture=architecture,
+            likelihood=likelihood,
+            hidden_dim=32,
+            latent_dim=latent_dim,
+            image_shape=(1, 28, 28),
+        )
+    )
 
 
 @pytest.mark.parametrize("architecture,likelihood", CASES)
@@ -78,12 +85,22 @@ def test_extreme_encoder_outputs_keep_the_elbo_finite():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("shape,channels", [((1, 28, 28), (32, 64)), ((3, 32, 32), (32, 32, 64)),
-                                            ((3, 64, 64), (32, 32, 64, 64)), ((1, 16, 24), (8, 8))])
+@pytest.mark.parametrize(
+    "shape,channels",
+    [((1, 28, 28), (32, 64)), ((3, 32, 32), (32, 32, 64)), ((3, 64, 64), (32, 32, 64, 64)), ((1, 16, 24), (8, 8))],
+)
 @pytest.mark.parametrize("architecture", ARCHITECTURE_NAMES)
 def test_shapes_round_trip_for_every_image_size(shape, channels, architecture):
-    model = build_model(ModelConfig(architecture=architecture, image_shape=shape, hidden_dim=32, latent_dim=5,
-                                    conv_channels=channels, likelihood="gaussian"))
+    model = build_model(
+        ModelConfig(
+            architecture=architecture,
+            image_shape=shape,
+            hidden_dim=32,
+            latent_dim=5,
+            conv_channels=channels,
+            likelihood="gaussian",
+        )
+    )
     x = torch.rand(3, *shape)
     mu, logvar = model.encode(x)
     assert mu.shape == logvar.shape == (3, 5)

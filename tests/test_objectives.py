@@ -32,7 +32,7 @@ def test_elbo_reconstruction_is_the_mean_over_samples_of_log_likelihoods():
     terms = elbo(model, x, 4, g)
     g = torch.Generator().manual_seed(3)
     z = model.posterior(x).rsample(4, g)  # the same noise
-    by_hand = torch.stack([model.decode(z[:, l]).log_prob(x) for l in range(4)], 1).mean(1)
+    by_hand = torch.stack([model.decode(z[:, i]).log_prob(x) for i in range(4)], 1).mean(1)
     torch.testing.assert_close(terms.reconstruction, by_hand)
 
 
@@ -49,8 +49,10 @@ def test_iwae_with_one_sample_equals_the_elbo_in_expectation():
 
 def test_iwae_bound_rises_with_k_on_average():
     model, x = _model_and_data(seed=1)
-    means = [iwae_bound(model, x.repeat(300, 1, 1, 1), k, torch.Generator().manual_seed(k)).mean().item()
-             for k in (1, 10, 100)]
+    means = [
+        iwae_bound(model, x.repeat(300, 1, 1, 1), k, torch.Generator().manual_seed(k)).mean().item()
+        for k in (1, 10, 100)
+    ]
     assert means[0] < means[1] < means[2]
 
 
@@ -76,8 +78,11 @@ OBJECTIVES = {
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_every_combination_learns(architecture, likelihood, objective, tiny_data):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(architecture=architecture, likelihood=likelihood, hidden_dim=64, latent_dim=4,
-                                    conv_channels=(8, 16)))
+    model = build_model(
+        ModelConfig(
+            architecture=architecture, likelihood=likelihood, hidden_dim=64, latent_dim=4, conv_channels=(8, 16)
+        )
+    )
     x = tiny_data.train.images[:64]
     if likelihood == "bernoulli":
         x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))

@@ -54,20 +54,23 @@ def test_test_image_interpolation_samples_manifold(client):
     assert len(rows) == 4 and all(len(r) == 4 for r in rows)
 
 
-@pytest.mark.parametrize("method,path,body,status,fragment", [
-    ("post", "/api/decode", {"z": [0.0]}, 400, "list of 2 numbers"),
-    ("post", "/api/decode", {"z": [0.0, "x"]}, 400, "finite number"),
-    ("post", "/api/decode", {"z": [1e9, 0.0]}, 400, "within"),
-    ("post", "/api/decode", [1, 2], 400, "JSON object"),
-    ("get", "/api/test/99999", None, 404, "does not exist"),
-    ("get", "/api/test/-1", None, 404, "does not exist"),
-    ("post", "/api/interpolate", {"a": 0, "b": 10**9}, 400, "'b' must be an integer"),
-    ("post", "/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, 400, "'steps'"),
-    ("post", "/api/interpolate", {"a": 0, "b": 1, "mode": "cubic"}, 400, "'mode'"),
-    ("post", "/api/samples", {"n": 100000}, 400, "'n' must be an integer from 1 to 256"),
-    ("post", "/api/samples", {"temperature": -1}, 400, "'temperature'"),
-    ("get", "/api/manifold?n=500", None, 400, "'n'"),
-])
+@pytest.mark.parametrize(
+    "method,path,body,status,fragment",
+    [
+        ("post", "/api/decode", {"z": [0.0]}, 400, "list of 2 numbers"),
+        ("post", "/api/decode", {"z": [0.0, "x"]}, 400, "finite number"),
+        ("post", "/api/decode", {"z": [1e9, 0.0]}, 400, "within"),
+        ("post", "/api/decode", [1, 2], 400, "JSON object"),
+        ("get", "/api/test/99999", None, 404, "does not exist"),
+        ("get", "/api/test/-1", None, 404, "does not exist"),
+        ("post", "/api/interpolate", {"a": 0, "b": 10**9}, 400, "'b' must be an integer"),
+        ("post", "/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, 400, "'steps'"),
+        ("post", "/api/interpolate", {"a": 0, "b": 1, "mode": "cubic"}, 400, "'mode'"),
+        ("post", "/api/samples", {"n": 100000}, 400, "'n' must be an integer from 1 to 256"),
+        ("post", "/api/samples", {"temperature": -1}, 400, "'temperature'"),
+        ("get", "/api/manifold?n=500", None, 400, "'n'"),
+    ],
+)
 def test_bad_requests_get_a_4xx_with_a_message(client, method, path, body, status, fragment):
     response = getattr(client, method)(path, json=body) if body is not None else getattr(client, method)(path)
     assert response.status_code == status
@@ -92,12 +95,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 def test_the_page_in_a_real_browser(trained_run_2d, tmp_path):
     playwright_api = pytest.importorskip("playwright.sync_api")
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "vaekit", "playground", str(trained_run_2d), "--port", str(port),
-                               "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vaekit", "playground", str(trained_run_2d), "--port", str(port), "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -109,9 +118,18 @@ def test_the_page_in_a_real_browser(trained_run_2d, tmp_path):
         else:
             pytest.fail(f"the server did not start: {server.stderr.read() if server.poll() is not None else ''}")
         with playwright_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--disable-quic"])
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium"),
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function("document.getElementById('decoded').dataset.version >= '1'")

@@ -10,8 +10,11 @@ from vaekit.errors import CheckpointError, ConfigError
 
 
 def _config(**train):
-    return RunConfig(ModelConfig(hidden_dim=32, latent_dim=4), DataConfig(train_limit=600),
-                     TrainConfig(**{"epochs": 2, "seed": 3, **train}))
+    return RunConfig(
+        ModelConfig(hidden_dim=32, latent_dim=4),
+        DataConfig(train_limit=600),
+        TrainConfig(**{"epochs": 2, "seed": 3, **train}),
+    )
 
 
 def test_resume_accepts_values_equal_to_the_saved_ones(tmp_path):
@@ -25,9 +28,12 @@ def test_resume_accepts_values_equal_to_the_saved_ones(tmp_path):
 
 def test_resume_refuses_a_conflicting_value_naming_key_saved_and_given(tmp_path):
     rundir.prepare(tmp_path, _config(), resume=False, overwrite=False)
-    with pytest.raises(ConfigError, match=r"model.latent_dim is 4 in the saved run, 5 was given; "
-                                          r"train.learning_rate is 0.001 in the saved run, 0.01 was given\. "
-                                          r"Only train.epochs, train.device, train.num_threads may change"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.latent_dim is 4 in the saved run, 5 was given; "
+        r"train.learning_rate is 0.001 in the saved run, 0.01 was given\. "
+        r"Only train.epochs, train.device, train.num_threads may change",
+    ):
         rundir.resume_config(tmp_path, {"model.latent_dim": "5", "train.learning_rate": "0.01"})
     with pytest.raises(ConfigError, match="model.hidden_dim is 32 in the saved run, 512 was given"):
         rundir.resume_config(tmp_path, {}, "mnist-mlp")  # a preset that is another model
@@ -71,8 +77,10 @@ def test_overwrite_refuses_a_folder_that_is_not_a_vaekit_run(tmp_path):
 def test_evaluations_are_found_by_split_and_a_damaged_one_is_named(tmp_path):
     rundir.write_evaluation(tmp_path, {"split": "test", "elbo": -90.0})
     rundir.write_evaluation(tmp_path, {"split": "valid", "elbo": -91.0})
-    assert rundir.evaluations(tmp_path) == {"test": {"split": "test", "elbo": -90.0},
-                                            "valid": {"split": "valid", "elbo": -91.0}}
+    assert rundir.evaluations(tmp_path) == {
+        "test": {"split": "test", "elbo": -90.0},
+        "valid": {"split": "valid", "elbo": -91.0},
+    }
     (tmp_path / rundir.evaluation_file("test")).write_text("{not json")
     with pytest.raises(CheckpointError, match="evaluation-test.json cannot be read as JSON"):
         rundir.read_evaluation(tmp_path, "test")

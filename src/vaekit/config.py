@@ -71,7 +71,9 @@ class ModelConfig:
     image_shape: tuple[int, int, int] = _opt((1, 28, 28), "shape of one image: channels,height,width")
     hidden_dim: int = _opt(512, "units in the hidden layer of encoder and decoder")
     hidden_layers: int = _opt(1, "hidden layers of the MLP encoder and decoder (Burda et al. use 2)")
-    activation: str = _opt("relu", "nonlinearity of the MLP hidden layers: relu, or tanh as in the paper", ACTIVATION_NAMES)
+    activation: str = _opt(
+        "relu", "nonlinearity of the MLP hidden layers: relu, or tanh as in the paper", ACTIVATION_NAMES
+    )
     latent_dim: int = _opt(16, "dimension J of the latent variable z")
     decoder_logvar_min: float = _opt(
         -6.0, "lower bound on the Gaussian decoder's log-variance (stops variance collapse)"
@@ -89,26 +91,43 @@ class ModelConfig:
         shape = self.image_shape
         _require(
             len(shape) == 3 and all(isinstance(n, int) and 1 <= n <= 4096 for n in shape),
-            s, "image_shape", shape, "give three integers channels,height,width between 1 and 4096",
+            s,
+            "image_shape",
+            shape,
+            "give three integers channels,height,width between 1 and 4096",
         )
         _require(1 <= self.hidden_dim <= 65536, s, "hidden_dim", self.hidden_dim, "use 1 to 65536")
         _require(1 <= self.hidden_layers <= 16, s, "hidden_layers", self.hidden_layers, "use 1 to 16")
         _require_choice(s, "activation", self.activation, ACTIVATION_NAMES)
         _require(1 <= self.latent_dim <= 4096, s, "latent_dim", self.latent_dim, "use 1 to 4096")
         lo, hi = self.decoder_logvar_min, self.decoder_logvar_max
-        _require(math.isfinite(lo) and -30 <= lo, s, "decoder_logvar_min", lo, "use a finite value >= -30")
-        _require(math.isfinite(hi) and lo < hi <= 30, s, "decoder_logvar_max", hi,
-                 "use a finite value above decoder_logvar_min and at most 30")
+        _require(math.isfinite(lo) and lo >= -30, s, "decoder_logvar_min", lo, "use a finite value >= -30")
+        _require(
+            math.isfinite(hi) and lo < hi <= 30,
+            s,
+            "decoder_logvar_max",
+            hi,
+            "use a finite value above decoder_logvar_min and at most 30",
+        )
         std = self.decoder_fixed_std
         _require(math.isfinite(std) and 1e-4 <= std <= 100, s, "decoder_fixed_std", std, "use 1e-4 to 100")
         ch = self.conv_channels
-        _require(1 <= len(ch) <= 8 and all(isinstance(n, int) and 1 <= n <= 4096 for n in ch), s,
-                 "conv_channels", ch, "give 1 to 8 channel counts between 1 and 4096")
+        _require(
+            1 <= len(ch) <= 8 and all(isinstance(n, int) and 1 <= n <= 4096 for n in ch),
+            s,
+            "conv_channels",
+            ch,
+            "give 1 to 8 channel counts between 1 and 4096",
+        )
         if self.architecture == "conv":
             scale = 2 ** len(ch)
-            _require(shape[1] % scale == 0 and shape[2] % scale == 0, s, "image_shape", shape,
-                     f"the conv architecture with {len(ch)} strided layers needs height and width "
-                     f"divisible by {scale}")
+            _require(
+                shape[1] % scale == 0 and shape[2] % scale == 0,
+                s,
+                "image_shape",
+                shape,
+                f"the conv architecture with {len(ch)} strided layers needs height and width divisible by {scale}",
+            )
 
 
 @dataclass(frozen=True)
@@ -116,8 +135,10 @@ class DataConfig:
     """Which images to train on and how pixels become observations."""
 
     dataset: str = _opt(
-        "mnist", "mnist, fashion-mnist, kmnist; image-folder (PNG/JPEG files under --path, resized and "
-        "centre-cropped to model.image_shape) or array (a .npy/.npz file at --path)", DATASET_NAMES,
+        "mnist",
+        "mnist, fashion-mnist, kmnist; image-folder (PNG/JPEG files under --path, resized and "
+        "centre-cropped to model.image_shape) or array (a .npy/.npz file at --path)",
+        DATASET_NAMES,
     )
     source: str = _opt(
         "auto",
@@ -130,17 +151,16 @@ class DataConfig:
     valid_fraction: float = _opt(0.1, "share of an image-folder or array dataset held out for validation")
     test_fraction: float = _opt(0.1, "share of an image-folder or array dataset held out for testing")
     split_seed: int = _opt(0, "seed of the shuffle that splits an image-folder or array dataset")
-    on_bad_file: str = _opt("stop", "an unreadable image in a folder: stop with its name, or skip it",
-                            BAD_FILE_POLICIES)
+    on_bad_file: str = _opt(
+        "stop", "an unreadable image in a folder: stop with its name, or skip it", BAD_FILE_POLICIES
+    )
     binarization: str = _opt(
         "dynamic",
         "dynamic: a fresh Bernoulli sample of each image every time it is seen; static: one "
         "fixed seeded sample; none: keep grey levels in [0, 1] (for the gaussian likelihood)",
         BINARIZATIONS,
     )
-    binarization_seed: int = _opt(
-        0, "seed of the fixed binarization used for static training and for every evaluation"
-    )
+    binarization_seed: int = _opt(0, "seed of the fixed binarization used for static training and for every evaluation")
     train_limit: int = _opt(0, "use only the first N training images (0: all 50,000)")
     eval_limit: int = _opt(0, "use only the first N validation and test images (0: all 10,000)")
 
@@ -149,10 +169,20 @@ class DataConfig:
         _require_choice(s, "dataset", self.dataset, DATASET_NAMES)
         _require_choice(s, "source", self.source, DATA_SOURCES)
         _require_choice(s, "binarization", self.binarization, BINARIZATIONS)
-        _require(self.source != "folder" or bool(self.path), s, "path", self.path,
-                 "source 'folder' needs the folder of IDX files in data.path")
-        _require(self.dataset not in ("image-folder", "array") or bool(self.path), s, "path", self.path,
-                 f"dataset '{self.dataset}' needs its folder or file in data.path")
+        _require(
+            self.source != "folder" or bool(self.path),
+            s,
+            "path",
+            self.path,
+            "source 'folder' needs the folder of IDX files in data.path",
+        )
+        _require(
+            self.dataset not in ("image-folder", "array") or bool(self.path),
+            s,
+            "path",
+            self.path,
+            f"dataset '{self.dataset}' needs its folder or file in data.path",
+        )
         _require_choice(s, "on_bad_file", self.on_bad_file, BAD_FILE_POLICIES)
         for name in ("valid_fraction", "test_fraction"):
             value = getattr(self, name)
@@ -172,15 +202,14 @@ class TrainConfig:
     optimizer: str = _opt("adam", "adam, or adagrad as in the paper", OPTIMIZER_NAMES)
     learning_rate: float = _opt(1e-3, "step size of the optimiser")
     objective: str = _opt(
-        "elbo", "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with "
-        "k = num_samples", OBJECTIVES,
+        "elbo",
+        "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with k = num_samples",
+        OBJECTIVES,
     )
     num_samples: int = _opt(1, "samples of z per datapoint: L for the ELBO, k for the IWAE objective")
     beta: float = _opt(1.0, "weight on the KL term (beta-VAE; 1 is the ELBO)")
     warmup_steps: int = _opt(0, "raise the KL weight linearly from 0 to beta over this many steps (0: off)")
-    capacity_max: float = _opt(
-        0.0, "capacity control: penalise |KL - C| with C raised to this many nats (0: off)"
-    )
+    capacity_max: float = _opt(0.0, "capacity control: penalise |KL - C| with C raised to this many nats (0: off)")
     capacity_steps: int = _opt(0, "steps over which the capacity C rises from 0 to capacity_max")
     capacity_gamma: float = _opt(100.0, "weight gamma of the capacity penalty gamma * |KL - C|")
     free_bits: float = _opt(0.0, "minimum KL in nats per latent dimension (free bits; 0: off)")
@@ -217,15 +246,24 @@ class TrainConfig:
         _require(0 <= self.capacity_steps <= 10**9, s, "capacity_steps", self.capacity_steps, "use 0 or more")
         if self.objective == "iwae":
             shaped = (self.beta != 1.0, self.warmup_steps > 0, self.capacity_max > 0, self.free_bits > 0)
-            _require(not any(shaped), s, "objective", self.objective,
-                     "beta, warm-up, capacity and free bits apply to the elbo objective only")
+            _require(
+                not any(shaped),
+                s,
+                "objective",
+                self.objective,
+                "beta, warm-up, capacity and free bits apply to the elbo objective only",
+            )
         _require(0 <= self.seed < 2**63, s, "seed", self.seed, "use an integer from 0 to 2**63 - 1")
-        _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size,
-                 "use 1 to 1000000")
+        _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size, "use 1 to 1000000")
         cm = self.checkpoint_minutes
         _require(math.isfinite(cm) and cm > 0, s, "checkpoint_minutes", cm, "use a positive number")
-        _require(0 <= self.checkpoint_every_steps <= 10**9, s, "checkpoint_every_steps",
-                 self.checkpoint_every_steps, "use 0 (off) or a positive number of steps")
+        _require(
+            0 <= self.checkpoint_every_steps <= 10**9,
+            s,
+            "checkpoint_every_steps",
+            self.checkpoint_every_steps,
+            "use 0 (off) or a positive number of steps",
+        )
         _require(isinstance(self.skip_nonfinite, bool), s, "skip_nonfinite", self.skip_nonfinite, "use true or false")
         _require_choice(s, "device", self.device, DEVICES)
         _require_choice(s, "precision", self.precision, PRECISIONS)
@@ -366,6 +404,10 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
     return False, tp
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # bool is an int subclass
+
+
 def coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
     """Check a JSON value against the field's type (ints are accepted for floats)."""
     optional, tp = _is_optional(field_type(f))
@@ -377,13 +419,12 @@ def coerce(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
         return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+    if tp is int and _is_int(value):
         return value
     if tp is str and isinstance(value, str):
         return value
-    if typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)):
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return tuple(value)
+    if typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)) and all(map(_is_int, value)):
+        return tuple(value)
     raise ConfigError(f"{key} = {value!r} has the wrong type: expected {_type_name(tp)}.")
 
 

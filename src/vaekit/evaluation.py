@@ -169,7 +169,9 @@ class LatentDiagnostics:
 
 
 @torch.no_grad()
-def latent_diagnostics(model: VAE, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01) -> LatentDiagnostics:
+def latent_diagnostics(
+    model: VAE, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01
+) -> LatentDiagnostics:
     """Active units and KL per latent dimension over the images x (N, C, H, W)."""
     means, kls = [], []
     device = next(model.parameters()).device
@@ -210,15 +212,22 @@ def evaluate_split(
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
     if num_importance_samples > 0:
         ll = importance_sampled_log_likelihood(model, x, num_importance_samples, seed=seed, progress=progress, ctx=ctx)
-        out.update(log_likelihood=ll.mean, log_likelihood_stderr=ll.stderr,
-                   num_importance_samples=num_importance_samples, gap=ll.mean - bound.elbo)
+        out.update(
+            log_likelihood=ll.mean,
+            log_likelihood_stderr=ll.stderr,
+            num_importance_samples=num_importance_samples,
+            gap=ll.mean - bound.elbo,
+        )
     if iwae_num_importance_samples > 0:
         # One draw of log (1/k) sum_k w_k per image is an unbiased estimate of the IWAE bound L_k.
         iwae = importance_sampled_log_likelihood(model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx)
         out.update(iwae_num_importance_samples=iwae_num_importance_samples, iwae_bound=iwae.mean)
     latents = latent_diagnostics(model, x, batch_size)
-    out.update(active_units=latents.active_units, collapsed_units=latents.collapsed_units,
-               kl_per_dim=[round(v, 6) for v in latents.kl_per_dim.tolist()])
+    out.update(
+        active_units=latents.active_units,
+        collapsed_units=latents.collapsed_units,
+        kl_per_dim=[round(v, 6) for v in latents.kl_per_dim.tolist()],
+    )
     if continuous:
         dims = math.prod(x.shape[1:])
         out["elbo_bits_per_dim"] = bits_per_dim(bound.elbo, dims)
@@ -242,7 +251,17 @@ def evaluate_run(
     model, config = rundir.load_run(run_dir)
     x = load_dataset(config.data, config.model.image_shape).evaluation_observations(split)
     x = x[:limit] if limit else x
-    result = {"split": split, **evaluate_split(
-        model, x, num_importance_samples, iwae_num_importance_samples, batch_size, config.train.seed,
-        continuous=config.data.binarization == "none", progress=progress)}
+    result = {
+        "split": split,
+        **evaluate_split(
+            model,
+            x,
+            num_importance_samples,
+            iwae_num_importance_samples,
+            batch_size,
+            config.train.seed,
+            continuous=config.data.binarization == "none",
+            progress=progress,
+        ),
+    }
     return result, rundir.write_evaluation(run_dir, result)

@@ -36,8 +36,9 @@ class DiagonalGaussian:
     def std(self) -> torch.Tensor:
         return torch.exp(0.5 * self.logvar)
 
-    def rsample(self, num_samples: int = 1, generator: torch.Generator | None = None,
-                eps: torch.Tensor | None = None) -> torch.Tensor:
+    def rsample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Draw z by the reparameterization trick, differentiable in mu and logvar.
 
         z = mu + sigma * eps,  eps ~ N(0, I)   (Kingma & Welling 2013, Section 2.4)
@@ -47,7 +48,9 @@ class DiagonalGaussian:
         mu, std = self.mu.unsqueeze(-2), self.std.unsqueeze(-2)
         if eps is None:
             shape = (*self.mu.shape[:-1], num_samples, self.mu.shape[-1])
-            eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=generator.device if generator else mu.device)
+            eps = torch.randn(
+                shape, generator=generator, dtype=mu.dtype, device=generator.device if generator else mu.device
+            )
         return mu + std * eps.to(device=mu.device, dtype=mu.dtype)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -198,7 +201,9 @@ def _bernoulli(out: torch.Tensor, event_dims: int, options: dict[str, float]) ->
     return BernoulliLikelihood(out, event_dims)
 
 
-def _continuous_bernoulli(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> ContinuousBernoulliLikelihood:
+def _continuous_bernoulli(
+    out: torch.Tensor, event_dims: int, options: dict[str, float]
+) -> ContinuousBernoulliLikelihood:
     return ContinuousBernoulliLikelihood(out, event_dims)
 
 

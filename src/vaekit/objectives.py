@@ -54,7 +54,11 @@ def elbo(
 
 
 def _log_weights(
-    model: VAE, x: torch.Tensor, k: int, posterior: DiagonalGaussian, generator: torch.Generator | None,
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    posterior: DiagonalGaussian,
+    generator: torch.Generator | None,
     eps: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log w (batch, k) and its log p(x|z) part (batch, k), for z_k ~ q(z|x)."""
@@ -131,7 +135,11 @@ def iwae_training_terms(
 
 
 def training_loss(
-    model: VAE, x: torch.Tensor, train: TrainConfig, step: int, generator: torch.Generator | None = None,
+    model: VAE,
+    x: torch.Tensor,
+    train: TrainConfig,
+    step: int,
+    generator: torch.Generator | None = None,
     eps: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ElboTerms]:
     """The scalar the optimiser minimises for one minibatch, and the ELBO terms for logging.

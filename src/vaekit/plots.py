@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -31,8 +32,9 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: floa
     return grid
 
 
-def grid_image(images: torch.Tensor, nrow: int, title: str | None = None, zoom: int = 2,
-               row_labels: list[str] | None = None) -> Image.Image:
+def grid_image(
+    images: torch.Tensor, nrow: int, title: str | None = None, zoom: int = 2, row_labels: list[str] | None = None
+) -> Image.Image:
     """A Pillow image of a grid of images in [0, 1], enlarged `zoom` times, with a title strip
     above and optional labels left of each row, so a reader knows what they are looking at."""
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow)
@@ -70,8 +72,7 @@ def reconstructions(model: VAE, x: torch.Tensor, path: str | Path, per_row: int 
     for start in range(0, len(x), per_row):
         rows += [x[start : start + per_row], recon[start : start + per_row]]
     labels = ["input", "recon"] * (len(rows) // 2)
-    picture = grid_image(torch.cat(rows), per_row, "test images (input) and reconstructions (recon)",
-                         row_labels=labels)
+    picture = grid_image(torch.cat(rows), per_row, "test images (input) and reconstructions (recon)", row_labels=labels)
     return save_picture(picture, path)
 
 
@@ -112,19 +113,29 @@ def interpolations(model: VAE, x0: torch.Tensor, x1: torch.Tensor, path: str | P
     t = torch.linspace(0, 1, steps)
     rows, labels = [], []
     for i in range(len(x0)):
-        for name, path_z in (("lerp", (1 - t).unsqueeze(1) * mu0[i] + t.unsqueeze(1) * mu1[i]),
-                             ("slerp", slerp(mu0[i], mu1[i], t))):
+        for name, path_z in (
+            ("lerp", (1 - t).unsqueeze(1) * mu0[i] + t.unsqueeze(1) * mu1[i]),
+            ("slerp", slerp(mu0[i], mu1[i], t)),
+        ):
             decoded = model.decode(path_z).mean
             rows.append(torch.cat([x0[i : i + 1], decoded, x1[i : i + 1]]))
             labels.append(name)
-    picture = grid_image(torch.cat(rows), steps + 2,
-                         "interpolations between posterior means (inputs at both ends)", row_labels=labels)
+    picture = grid_image(
+        torch.cat(rows), steps + 2, "interpolations between posterior means (inputs at both ends)", row_labels=labels
+    )
     return save_picture(picture, path)
 
 
 @torch.no_grad()
-def traversals(model: VAE, x: torch.Tensor, kl_per_dim: torch.Tensor, path: str | Path,
-               steps: int = 11, span: float = 3.0, max_dims: int = 32) -> Path:
+def traversals(
+    model: VAE,
+    x: torch.Tensor,
+    kl_per_dim: torch.Tensor,
+    path: str | Path,
+    steps: int = 11,
+    span: float = 3.0,
+    max_dims: int = 32,
+) -> Path:
     """One row per latent dimension, most informative (highest KL) first: z_j swept over
     [-span, span] with the other coordinates held at the posterior mean of image x (1, C, H, W)."""
     mu, _ = model.encode(x[:1])
@@ -136,8 +147,9 @@ def traversals(model: VAE, x: torch.Tensor, kl_per_dim: torch.Tensor, path: str 
         z[:, j] = values
         rows.append(model.decode(z).mean)
         labels.append(f"z{j} {kl_per_dim[j].item():.2f}")
-    picture = grid_image(torch.cat(rows), steps,
-                         f"latent traversals z_j in [-{span:g}, {span:g}]; rows by KL (nats)", row_labels=labels)
+    picture = grid_image(
+        torch.cat(rows), steps, f"latent traversals z_j in [-{span:g}, {span:g}]; rows by KL (nats)", row_labels=labels
+    )
     return save_picture(picture, path)
 
 
@@ -180,8 +192,11 @@ def latent_scatter(posterior_means: torch.Tensor, labels: torch.Tensor, path: st
     from matplotlib.figure import Figure
 
     xy, axes, share = project_2d(posterior_means, labels)
-    title = "posterior means E[z|x]" if posterior_means.shape[1] <= 2 else \
-        f"posterior means E[z|x], first two principal\ncomponents ({share:.0%} of the variance)"
+    title = (
+        "posterior means E[z|x]"
+        if posterior_means.shape[1] <= 2
+        else f"posterior means E[z|x], first two principal\ncomponents ({share:.0%} of the variance)"
+    )
     fig = Figure(figsize=(6, 5.2), dpi=100)
     ax = fig.subplots()
     points = ax.scatter(xy[:, 0].numpy(), xy[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
@@ -190,8 +205,9 @@ def latent_scatter(posterior_means: torch.Tensor, labels: torch.Tensor, path: st
     return _save_figure(fig, path)
 
 
-def elbo_curves(runs: dict[str, Sequence[dict[str, Any]]], path: str | Path, title: str,
-                panel_of: dict[str, str] | None = None) -> Path:
+def elbo_curves(
+    runs: dict[str, Sequence[dict[str, Any]]], path: str | Path, title: str, panel_of: dict[str, str] | None = None
+) -> Path:
     """Train (solid) and validation (dashed) ELBO against training images seen, on a log axis like
     Kingma & Welling's Figure 2: one colour per run (label -> its metrics rows), one panel per
     distinct value of `panel_of` (label -> panel name). The y axis leaves out the first epoch's
@@ -208,10 +224,22 @@ def elbo_curves(runs: dict[str, Sequence[dict[str, Any]]], path: str | Path, tit
                 continue
             seen = [m["images_seen"] for m in rows]
             solo = len(runs) == 1
-            ax.plot(seen, [m["train_elbo"] for m in rows], "o-", ms=3, color=f"C{i % 10}",
-                    label="train (running mean over the epoch)" if solo else label)
-            ax.plot(seen, [m["valid_elbo"] for m in rows], "s--", ms=3, color=f"C{(i + solo) % 10}",
-                    label="validation" if solo else None)
+            ax.plot(
+                seen,
+                [m["train_elbo"] for m in rows],
+                "o-",
+                ms=3,
+                color=f"C{i % 10}",
+                label="train (running mean over the epoch)" if solo else label,
+            )
+            ax.plot(
+                seen,
+                [m["valid_elbo"] for m in rows],
+                "s--",
+                ms=3,
+                color=f"C{(i + solo) % 10}",
+                label="validation" if solo else None,
+            )
         ax.set_xscale("log")
         ax.set(xlabel="training images seen", title=panel or None)
         ax.grid(True, which="both", alpha=0.3)
@@ -280,15 +308,27 @@ def _curves(p: PictureInputs, folder: Path) -> Path | None:
 # picture name -> what draws it into a folder; None where it does not apply (the manifold of a
 # latent space that is not 2-D, the curves of a run without metrics)
 PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
-    "reconstructions": _reconstructions, "samples": _samples, "interpolations": _interpolations,
-    "traversals": _traversals, "manifold": _manifold, "latents": _latents, "curves": _curves,
+    "reconstructions": _reconstructions,
+    "samples": _samples,
+    "interpolations": _interpolations,
+    "traversals": _traversals,
+    "manifold": _manifold,
+    "latents": _latents,
+    "curves": _curves,
 }
 
 
 @torch.no_grad()
-def write_pictures(model: VAE, images: torch.Tensor, labels: torch.Tensor, metrics: Sequence[dict[str, Any]],
-                   folder: str | Path, seed: int = 0, which: Sequence[str] = tuple(PICTURES),
-                   log: Callable[[str], None] = lambda s: None) -> list[Path]:
+def write_pictures(
+    model: VAE,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    metrics: Sequence[dict[str, Any]],
+    folder: str | Path,
+    seed: int = 0,
+    which: Sequence[str] = tuple(PICTURES),
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Path]:
     """The named pictures of a model into `folder`, from a split's images (N, C, H, W) in [0, 1].
 
     A picture that does not apply is left out; one that cannot be drawn from the data at hand
@@ -309,10 +349,23 @@ def write_pictures(model: VAE, images: torch.Tensor, labels: torch.Tensor, metri
     return written
 
 
-def write_run_pictures(run_dir: str | Path, which: Sequence[str] = tuple(PICTURES), seed: int = 0,
-                       folder: str | Path | None = None, log: Callable[[str], None] = lambda s: None) -> list[Path]:
+def write_run_pictures(
+    run_dir: str | Path,
+    which: Sequence[str] = tuple(PICTURES),
+    seed: int = 0,
+    folder: str | Path | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Path]:
     """The pictures of a run folder, from its model, its test split and its metrics (into RUN_DIR/images)."""
     model, config = rundir.load_run(run_dir)
     test = load_dataset(config.data, config.model.image_shape).test
-    return write_pictures(model, test.images, test.labels, rundir.read_metrics(run_dir),
-                          folder or Path(run_dir) / rundir.IMAGES_DIR, seed, which, log)
+    return write_pictures(
+        model,
+        test.images,
+        test.labels,
+        rundir.read_metrics(run_dir),
+        folder or Path(run_dir) / rundir.IMAGES_DIR,
+        seed,
+        which,
+        log,
+    )

@@ -59,8 +59,10 @@ def build_report(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     metrics = rundir.read_metrics(run_dir)
-    parts = [f"<h1>vaekit run: {html.escape(run_dir.resolve().name)}</h1>",
-             "<p class='note'>Bounds are in nats per image, summed over pixels; higher is better.</p>"]
+    parts = [
+        f"<h1>vaekit run: {html.escape(run_dir.resolve().name)}</h1>",
+        "<p class='note'>Bounds are in nats per image, summed over pixels; higher is better.</p>",
+    ]
     summary = rundir.read_summary(run_dir)
     if summary is not None:
         parts += ["<h2>Test summary</h2>", _key_value_table(summary)]
@@ -75,15 +77,19 @@ def build_report(run_dir: str | Path) -> str:
     for name in names:
         data = base64.b64encode((images / name).read_bytes()).decode("ascii")
         caption = CAPTIONS.get(name, name)
-        parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{html.escape(name)}: {html.escape(caption)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(name)}: {html.escape(caption)}</figcaption></figure>"
+        )
     sections = {k: v for k, v in config.to_dict().items()}
     parts.append("<h2>Config</h2>")
     for name, values in sections.items():
         parts += [f"<h3>{name}</h3>", _key_value_table(values)]
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>vaekit report: {html.escape(run_dir.resolve().name)}</title><style>{_STYLE}</style></head>"
-            f"<body>{''.join(parts)}</body></html>\n")
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>vaekit report: {html.escape(run_dir.resolve().name)}</title><style>{_STYLE}</style></head>"
+        f"<body>{''.join(parts)}</body></html>\n"
+    )
 
 
 def write_report(run_dir: str | Path) -> Path:

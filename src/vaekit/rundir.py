@@ -21,8 +21,9 @@ import json
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 try:
     import fcntl

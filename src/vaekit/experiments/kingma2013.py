@@ -15,8 +15,14 @@ PUBLISHED: dict[str, float] = {}  # the paper gives curves, not a table
 
 def runs(epochs: int, data: DataConfig) -> list[tuple[str, RunConfig]]:
     return [
-        (f"z{j}-{name}", RunConfig(
-            ModelConfig(hidden_dim=500, latent_dim=j, activation="tanh"), data,
-            TrainConfig(epochs=epochs, batch_size=100, optimizer=name, learning_rate=lr, num_samples=1)))
-        for name, lr in LEARNING_RATES.items() for j in LATENT_SIZES
+        (
+            f"z{j}-{name}",
+            RunConfig(
+                ModelConfig(hidden_dim=500, latent_dim=j, activation="tanh"),
+                data,
+                TrainConfig(epochs=epochs, batch_size=100, optimizer=name, learning_rate=lr, num_samples=1),
+            ),
+        )
+        for name, lr in LEARNING_RATES.items()
+        for j in LATENT_SIZES
     ]

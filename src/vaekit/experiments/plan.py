@@ -15,7 +15,9 @@ from vaekit.experiments import beta_sweep, burda2015, kingma2013
 
 # experiment name -> the module that defines its runs (`runs(epochs, data)`), TITLE and PUBLISHED figures
 EXPERIMENTS: dict[str, ModuleType] = {
-    "kingma2013-mnist": kingma2013, "burda2015-mnist": burda2015, "beta-sweep": beta_sweep,
+    "kingma2013-mnist": kingma2013,
+    "burda2015-mnist": burda2015,
+    "beta-sweep": beta_sweep,
 }
 
 
@@ -84,9 +86,14 @@ class ExperimentPlan:
     def runs(self) -> list[tuple[str, RunConfig]]:
         """(run name, config) in grid order, set to train on the plan's device in float32."""
         return [
-            (run, dataclasses.replace(config, train=dataclasses.replace(config.train, device=self.device,
-                                                                         precision="float32")))
-            for run, config in self._grid() if not self.only or run in self.only
+            (
+                run,
+                dataclasses.replace(
+                    config, train=dataclasses.replace(config.train, device=self.device, precision="float32")
+                ),
+            )
+            for run, config in self._grid()
+            if not self.only or run in self.only
         ]
 
     def command_line(self) -> list[str]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vaekit import rundir
 from vaekit.config import RunConfig
@@ -29,20 +30,30 @@ from vaekit.training import train
 def evaluated(run_dir: Path, num_importance_samples: int) -> bool:
     """True when the run's test evaluation is of its latest trained state, with this K."""
     summary, evaluation = rundir.read_summary(run_dir), rundir.read_evaluation(run_dir, "test")
-    return summary is not None and evaluation is not None and \
-        evaluation.get("num_importance_samples") == num_importance_samples and \
-        evaluation.get("epochs") == summary["epochs"]
+    return (
+        summary is not None
+        and evaluation is not None
+        and evaluation.get("num_importance_samples") == num_importance_samples
+        and evaluation.get("epochs") == summary["epochs"]
+    )
 
 
 def complete(run_dir: Path, config: RunConfig, num_importance_samples: int) -> bool:
     summary = rundir.read_summary(run_dir)
-    return evaluated(run_dir, num_importance_samples) and summary is not None and \
-        summary["epochs"] == config.train.epochs
+    return (
+        evaluated(run_dir, num_importance_samples) and summary is not None and summary["epochs"] == config.train.epochs
+    )
 
 
-def run_experiment(plan: ExperimentPlan, out_dir: str | Path, jobs: int = 1, summary: bool = True,
-                   progress: bool = False, dataset: Dataset | None = None,
-                   log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def run_experiment(
+    plan: ExperimentPlan,
+    out_dir: str | Path,
+    jobs: int = 1,
+    summary: bool = True,
+    progress: bool = False,
+    dataset: Dataset | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """Run (or continue) the runs of a plan into out_dir/RUN; return the summary, and write it unless told not.
 
     jobs > 1 shares the runs still to do among that many worker processes (`python -m vaekit
@@ -67,39 +78,63 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, jobs: int = 1, sum
         if evaluated(out_dir / run, K):
             rows.append(run_row(plan, run, config, out_dir / run))
     done = {r["run"] for r in rows}
-    result = summarise(plan, rows, [run for run, _ in plan.runs() if run not in done], len(data.train),
-                       len(data.test))
+    result = summarise(plan, rows, [run for run, _ in plan.runs() if run not in done], len(data.train), len(data.test))
     if summary:
         write_summary(result, out_dir)
     if failed:
-        raise VaekitError(f"run(s) {', '.join(failed)} of {plan.name} failed (see their messages above); the "
-                          "summary holds the others. Run the same command again to resume them.")
+        raise VaekitError(
+            f"run(s) {', '.join(failed)} of {plan.name} failed (see their messages above); the "
+            "summary holds the others. Run the same command again to resume them."
+        )
     return result
 
 
-def train_and_evaluate(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path, data: Dataset,
-                       progress: bool, log: Callable[[str], None]) -> None:
+def train_and_evaluate(
+    plan: ExperimentPlan,
+    run: str,
+    config: RunConfig,
+    run_dir: Path,
+    data: Dataset,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
     """Train a run to its planned epochs (or the plan's minutes), then evaluate it on the test split."""
     summary = rundir.read_summary(run_dir) or {}
     if summary.get("epochs") == config.train.epochs:
         log(f"{run}: trained to {config.train.epochs} epochs; evaluating")
     else:
         resume = rundir.holds_run(run_dir)
-        log(f"{run}: {'resuming' if resume else 'training'} to {config.train.epochs} epochs"
-            + (f", at most {plan.minutes:g} minutes" if plan.minutes else ""))
-        train(config, run_dir, resume=resume, progress=progress, dataset=data,
-              max_seconds=None if plan.minutes is None else 60 * plan.minutes)
+        log(
+            f"{run}: {'resuming' if resume else 'training'} to {config.train.epochs} epochs"
+            + (f", at most {plan.minutes:g} minutes" if plan.minutes else "")
+        )
+        train(
+            config,
+            run_dir,
+            resume=resume,
+            progress=progress,
+            dataset=data,
+            max_seconds=None if plan.minutes is None else 60 * plan.minutes,
+        )
     model, _ = rundir.load_run(run_dir, device=select_device(config.train.device))
     test = data.evaluation_observations("test")  # one fixed binarization, shared by every run
     result = evaluate_split(model, test, plan.spec.num_importance_samples, seed=config.train.seed)
     reached = (rundir.read_summary(run_dir) or {}).get("epochs")
     rundir.write_evaluation(run_dir, {"split": "test", "epochs": reached, **result})
-    write_pictures(model.cpu(), data.test.images, data.test.labels, [], run_dir / rundir.IMAGES_DIR,
-                   config.train.seed, which=("traversals", "samples"))
+    write_pictures(
+        model.cpu(),
+        data.test.images,
+        data.test.labels,
+        [],
+        run_dir / rundir.IMAGES_DIR,
+        config.train.seed,
+        which=("traversals", "samples"),
+    )
 
 
-def run_workers(plan: ExperimentPlan, out_dir: Path, todo: list[str], jobs: int,
-                log: Callable[[str], None]) -> list[str]:
+def run_workers(
+    plan: ExperimentPlan, out_dir: Path, todo: list[str], jobs: int, log: Callable[[str], None]
+) -> list[str]:
     """Run `todo` as min(jobs, len(todo)) worker processes, round robin; return the runs of failed workers."""
     import torch
 
@@ -108,8 +143,17 @@ def run_workers(plan: ExperimentPlan, out_dir: Path, todo: list[str], jobs: int,
     workers = []
     for i, share in enumerate(shares):
         worker_plan = ExperimentPlan(plan.name, plan.budget, plan.epochs, tuple(share), plan.minutes, plan.device)
-        command = [sys.executable, "-m", "vaekit", "experiment", *worker_plan.command_line(),
-                   "--out", str(out_dir), "--no-summary", "--no-progress"]
+        command = [
+            sys.executable,
+            "-m",
+            "vaekit",
+            "experiment",
+            *worker_plan.command_line(),
+            "--out",
+            str(out_dir),
+            "--no-summary",
+            "--no-progress",
+        ]
         env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus > 1 else {}))
         # The workers share the CPU cores: without this each would start a thread per core.
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(shares))))

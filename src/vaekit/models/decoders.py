@@ -35,9 +35,16 @@ class MLPDecoder(nn.Module):
     Shapes: z (batch, latent_dim) -> parameters (batch, C, H, W).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
-                 likelihood: str = "bernoulli", options: dict[str, float] | None = None,
-                 hidden_layers: int = 1, activation: str = "relu") -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        hidden_dim: int,
+        latent_dim: int,
+        likelihood: str = "bernoulli",
+        options: dict[str, float] | None = None,
+        hidden_layers: int = 1,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.head = _LikelihoodHead(likelihood, options or {})
@@ -62,17 +69,24 @@ class ConvDecoder(nn.Module):
     Shapes: z (batch, latent_dim) -> parameters (batch, C, H, W).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
-                 channels: tuple[int, ...], likelihood: str = "bernoulli",
-                 options: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        hidden_dim: int,
+        latent_dim: int,
+        channels: tuple[int, ...],
+        likelihood: str = "bernoulli",
+        options: dict[str, float] | None = None,
+    ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.head = _LikelihoodHead(likelihood, options or {})
         c, h, w = self.image_shape
         scale = 2 ** len(channels)
         self.start = (channels[-1], h // scale, w // scale)
-        self.fc = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(),
-                                nn.Linear(hidden_dim, math.prod(self.start)), nn.ReLU())
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, math.prod(self.start)), nn.ReLU()
+        )
         layers: list[nn.Module] = []
         ups = list(channels[::-1]) + [self.head.maps * c]
         for i, (cin, cout) in enumerate(zip(ups[:-1], ups[1:])):

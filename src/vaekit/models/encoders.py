@@ -26,8 +26,14 @@ class MLPEncoder(nn.Module):
     Shapes: x (batch, C, H, W) -> mu, logvar (batch, latent_dim).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
-                 hidden_layers: int = 1, activation: str = "relu") -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        hidden_dim: int,
+        latent_dim: int,
+        hidden_layers: int = 1,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         self.hidden = nn.Linear(math.prod(image_shape), hidden_dim)  # W1, b1
         self.deeper = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(hidden_layers - 1))
@@ -48,8 +54,9 @@ class ConvEncoder(nn.Module):
     as MLPEncoder. Shapes: x (batch, C, H, W) with H, W divisible by 2^n -> (batch, latent_dim) x 2.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int,
-                 channels: tuple[int, ...]) -> None:
+    def __init__(
+        self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int, channels: tuple[int, ...]
+    ) -> None:
         super().__init__()
         c, h, w = image_shape
         layers: list[nn.Module] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -67,22 +67,39 @@ class VAE(nn.Module):
 
 
 def _likelihood_options(config: ModelConfig) -> dict[str, float]:
-    return {"logvar_min": config.decoder_logvar_min, "logvar_max": config.decoder_logvar_max,
-            "fixed_std": config.decoder_fixed_std}
+    return {
+        "logvar_min": config.decoder_logvar_min,
+        "logvar_max": config.decoder_logvar_max,
+        "fixed_std": config.decoder_fixed_std,
+    }
 
 
 def _mlp(config: ModelConfig) -> VAE:
-    encoder = MLPEncoder(config.image_shape, config.hidden_dim, config.latent_dim, config.hidden_layers,
-                         config.activation)
-    decoder = MLPDecoder(config.image_shape, config.hidden_dim, config.latent_dim, config.likelihood,
-                         _likelihood_options(config), config.hidden_layers, config.activation)
+    encoder = MLPEncoder(
+        config.image_shape, config.hidden_dim, config.latent_dim, config.hidden_layers, config.activation
+    )
+    decoder = MLPDecoder(
+        config.image_shape,
+        config.hidden_dim,
+        config.latent_dim,
+        config.likelihood,
+        _likelihood_options(config),
+        config.hidden_layers,
+        config.activation,
+    )
     return VAE(encoder, decoder, config.latent_dim)
 
 
 def _conv(config: ModelConfig) -> VAE:
     encoder = ConvEncoder(config.image_shape, config.hidden_dim, config.latent_dim, config.conv_channels)
-    decoder = ConvDecoder(config.image_shape, config.hidden_dim, config.latent_dim, config.conv_channels,
-                          config.likelihood, _likelihood_options(config))
+    decoder = ConvDecoder(
+        config.image_shape,
+        config.hidden_dim,
+        config.latent_dim,
+        config.conv_channels,
+        config.likelihood,
+        _likelihood_options(config),
+    )
     return VAE(encoder, decoder, config.latent_dim)
 
 

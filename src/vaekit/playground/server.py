@@ -22,11 +22,11 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from vaekit.rundir import load_run
 from vaekit.data import load_dataset
 from vaekit.evaluation import latent_diagnostics
 from vaekit.objectives import elbo
 from vaekit.plots import prior_quantile_grid, project_2d, slerp
+from vaekit.rundir import load_run
 
 STATIC = Path(__file__).parent / "static"
 MAX_IMAGES = 256  # most images one request may ask to decode
@@ -81,16 +81,24 @@ class Playground:
     def info(self) -> dict[str, Any]:
         m = self.config.model
         return {
-            "latent_dim": self.latent_dim, "image_shape": list(m.image_shape), "architecture": m.architecture,
-            "likelihood": m.likelihood, "test_images": len(self.images),
-            "dimensions": [{"index": j, "activity": round(float(self.activity[j]), 5), "active": bool(self.active[j])}
-                           for j in self.order],
+            "latent_dim": self.latent_dim,
+            "image_shape": list(m.image_shape),
+            "architecture": m.architecture,
+            "likelihood": m.likelihood,
+            "test_images": len(self.images),
+            "dimensions": [
+                {"index": j, "activity": round(float(self.activity[j]), 5), "active": bool(self.active[j])}
+                for j in self.order
+            ],
             "has_manifold": self.latent_dim == 2,
         }
 
     def scatter(self) -> dict[str, Any]:
-        return {"axes": self.axes, "points": [[round(float(a), 4), round(float(b), 4)] for a, b in self.projection],
-                "labels": self.labels[: len(self.projection)].tolist()}
+        return {
+            "axes": self.axes,
+            "points": [[round(float(a), 4), round(float(b), 4)] for a, b in self.projection],
+            "labels": self.labels[: len(self.projection)].tolist(),
+        }
 
     def test_image(self, index: int) -> dict[str, Any]:
         x = self.observations[index : index + 1]
@@ -98,10 +106,16 @@ class Playground:
             mu, _ = self.model.encode(x)
             terms = elbo(self.model, x, num_samples=100, generator=torch.Generator().manual_seed(index))
             recon = self.model.decode(mu).mean[0]
-        return {"index": index, "label": int(self.labels[index]), "z": [round(float(v), 5) for v in mu[0]],
-                "image": png_data_url(self.images[index]), "reconstruction": png_data_url(recon),
-                "elbo": float(terms.elbo[0]), "reconstruction_term": float(terms.reconstruction[0]),
-                "kl": float(terms.kl[0])}
+        return {
+            "index": index,
+            "label": int(self.labels[index]),
+            "z": [round(float(v), 5) for v in mu[0]],
+            "image": png_data_url(self.images[index]),
+            "reconstruction": png_data_url(recon),
+            "elbo": float(terms.elbo[0]),
+            "reconstruction_term": float(terms.reconstruction[0]),
+            "kl": float(terms.kl[0]),
+        }
 
     def interpolate(self, a: int, b: int, steps: int, mode: str) -> list[str]:
         with self.lock, torch.no_grad():
@@ -142,8 +156,12 @@ def _int(body: dict[str, Any], key: str, low: int, high: int, default: int | Non
 
 def _float(body: dict[str, Any], key: str, low: float, high: float, default: float | None = None) -> float:
     value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
         raise BadRequest(f"'{key}' must be a finite number from {low:g} to {high:g}, not {value!r}.")
     return float(value)
 
