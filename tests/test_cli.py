@@ -236,22 +236,3 @@ def test_a_log_file_gets_no_progress_bars_and_one_line_per_epoch(tmp_path, mnist
     assert done.returncode == 0, text
     assert "\r" not in text and "batch/s" not in text and "it/s" not in text
     assert sum(line.startswith("epoch ") for line in text.splitlines()) == 2
-
-
-def test_progress_bars_show_on_a_terminal_only():
-    import io
-
-    from vaekit.progress import progress_bar
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    terminal, file = Terminal(), io.StringIO()
-    for stream in (terminal, file):
-        with progress_bar(3, file=stream, desc="epoch 1/1") as bar:
-            bar.update(3)
-    assert "epoch 1/1" in terminal.getvalue() and "\r" in terminal.getvalue()
-    assert file.getvalue() == ""
-    with progress_bar(3, enabled=False, file=Terminal()) as bar:
-        assert bar.disable

@@ -112,7 +112,7 @@ def _evaluate_parser(sub: Any) -> None:
         "RUN_DIR/evaluation-<split>.json.",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--split", choices=SPLIT_NAMES[1:], default="test", help="which split (default: test)")
+    p.add_argument("--split", choices=("valid", "test"), default="test", help="which split (default: test)")
     p.add_argument(
         "--samples",
         type=int,
@@ -434,6 +434,7 @@ def cmd_playground(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from vaekit.experiments import ExperimentPlan
     from vaekit.experiments.runner import run_experiment
+    from vaekit.experiments.summary import summary_markdown
 
     only = tuple(r.strip() for r in args.runs.split(",") if r.strip()) if args.runs else ()
     plan = ExperimentPlan(args.name, args.budget, args.epochs, only, args.minutes, args.device)
@@ -449,7 +450,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.no_summary:
         _log(f"vaekit: {len(result['runs'])} run(s) done in {out}; summary not written (--no-summary)")
         return 0
-    print((out / "summary.md").read_text(), end="")
+    print(summary_markdown(result), end="")
     print(f"summary written to {out}/summary.md, summary.json and bound_vs_images.png ({len(result['runs'])} runs)")
     return 0
 

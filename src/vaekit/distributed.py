@@ -102,8 +102,3 @@ def gather_rows(tensor: torch.Tensor, ctx: Context) -> torch.Tensor:
     parts: list[torch.Tensor | None] = [None] * ctx.world_size
     dist.all_gather_object(parts, tensor.cpu())
     return torch.cat([p for p in parts if p is not None]).to(tensor.device)
-
-
-def barrier(ctx: Context) -> None:
-    if ctx.distributed:
-        dist.barrier()

@@ -10,7 +10,7 @@ from vaekit import checkpoint, plots, rundir
 from vaekit.config import RunConfig
 from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan
 
-SUMMARY_FILES = ("summary.md", "summary.json", "bound_vs_images.png")
+SUMMARY_JSON, SUMMARY_MARKDOWN, SUMMARY_FIGURE = "summary.json", "summary.md", "bound_vs_images.png"
 
 
 def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -63,8 +63,8 @@ def summarise(
 
 def write_summary(result: dict[str, Any], out_dir: Path) -> None:
     """summary.json, summary.md and bound_vs_images.png into out_dir."""
-    checkpoint.write_json(out_dir / "summary.json", result)
-    checkpoint.atomic_write_text(out_dir / "summary.md", summary_markdown(result))
+    checkpoint.write_json(out_dir / SUMMARY_JSON, result)
+    checkpoint.atomic_write_text(out_dir / SUMMARY_MARKDOWN, summary_markdown(result))
     runs = {
         r["run"]: [{"images_seen": s, "train_elbo": t, "valid_elbo": v} for s, t, v in r["curve"]]
         for r in result["runs"]
@@ -73,7 +73,7 @@ def write_summary(result: dict[str, Any], out_dir: Path) -> None:
     key = next((k for k in ("optimizer", "objective") if len({r[k] for r in result["runs"]}) > 1), None)
     panels = {r["run"]: f"{key} = {r[key]}" for r in result["runs"]} if key else None
     title = f"{result['experiment']} ({result['budget']} budget): train solid, validation dashed"
-    plots.elbo_curves(runs, out_dir / "bound_vs_images.png", title, panels)
+    plots.elbo_curves(runs, out_dir / SUMMARY_FIGURE, title, panels)
 
 
 def summary_markdown(result: dict[str, Any]) -> str:
