@@ -53,6 +53,7 @@ def tiny_data(mnist_small) -> Dataset:
         cut(mnist_small.test, 200),
         mnist_small.binarization,
         mnist_small.binarization_seed,
+        mnist_small.class_names,
     )
 
 

@@ -236,3 +236,26 @@ def test_a_log_file_gets_no_progress_bars_and_one_line_per_epoch(tmp_path, mnist
     assert done.returncode == 0, text
     assert "\r" not in text and "batch/s" not in text and "it/s" not in text
     assert sum(line.startswith("epoch ") for line in text.splitlines()) == 2
+
+
+def test_sigterm_ends_training_with_a_message_and_exit_status_143_and_resume_finishes(tmp_path, mnist_small):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "vaekit", "train", "--run-dir", str(run), "--epochs", "200", *TINY_RUN,
+               "--batch-size", "10"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # the first epoch is done: the loop is running
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM at step" in err and "--resume continues" in err and "Traceback" not in err
+    step, epoch = (int(err.split(word)[1].split()[0].rstrip(")")) for word in ("at step ", "(epoch "))
+    assert step >= 60  # 60 steps per epoch, and the first epoch had ended
+    finish = str(epoch + 1)
+    assert main(["train", "--run-dir", str(run), "--resume", "--epochs", finish, "--no-pictures", "--no-progress"]) == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["epoch"] == epoch + 1 and metrics[-1]["step"] == 60 * (epoch + 1)

@@ -83,7 +83,7 @@ def test_a_trained_run_whose_evaluation_was_lost_is_evaluated_not_retrained(tmp_
     out = tmp_path / "eval"
     first = _run("beta-sweep", out, "smoke", dataset=tiny_data, only=["beta2"])["runs"][0]
     run = out / "beta2"
-    (run / "evaluation-test.json").unlink()
+    (run / rundir.evaluation_file("test", 10)).unlink()  # the smoke budget's K
     (run / rundir.CHECKPOINT_FILE).unlink()  # e.g. only the weights were copied off a GPU machine
     stamp = (run / rundir.MODEL_FILE).stat().st_mtime_ns
     logs = []

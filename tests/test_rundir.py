@@ -74,13 +74,25 @@ def test_overwrite_refuses_a_folder_that_is_not_a_vaekit_run(tmp_path):
     assert json.loads((tmp_path / rundir.CONFIG_FILE).read_text()) == {"something": "else"}
 
 
-def test_evaluations_are_found_by_split_and_a_damaged_one_is_named(tmp_path):
-    rundir.write_evaluation(tmp_path, {"split": "test", "elbo": -90.0})
-    rundir.write_evaluation(tmp_path, {"split": "valid", "elbo": -91.0})
-    assert rundir.evaluations(tmp_path) == {
-        "test": {"split": "test", "elbo": -90.0},
-        "valid": {"split": "valid", "elbo": -91.0},
-    }
-    (tmp_path / rundir.evaluation_file("test")).write_text("{not json")
-    with pytest.raises(CheckpointError, match="evaluation-test.json cannot be read as JSON"):
-        rundir.read_evaluation(tmp_path, "test")
+def test_each_evaluation_setting_keeps_its_own_file_and_the_most_complete_one_is_found(tmp_path):
+    full = {"split": "test", "images": 10000, "num_importance_samples": 5000, "limit": 0, "elbo": -90.0}
+    quick = {"split": "test", "images": 10000, "num_importance_samples": 0, "limit": 0, "elbo": -90.1}
+    part = {"split": "test", "images": 200, "num_importance_samples": 5000, "limit": 200, "elbo": -89.0}
+    valid = {"split": "valid", "images": 10000, "num_importance_samples": 500, "limit": 0, "elbo": -91.0}
+    paths = [rundir.write_evaluation(tmp_path, r) for r in (full, quick, part, valid)]
+    assert [p.name for p in paths] == [
+        "evaluation-test-k5000.json",
+        "evaluation-test-k0.json",
+        "evaluation-test-k5000-first200.json",
+        "evaluation-valid-k500.json",
+    ]
+    assert rundir.best_evaluation(tmp_path, "test") == full  # a quick check never hides the expensive result
+    assert (
+        rundir.find_evaluation(tmp_path, "test", 5000) == full and rundir.find_evaluation(tmp_path, "test", 50) is None
+    )
+    # a file of an earlier vaekit (evaluation-test.json) is still found by what it holds
+    (tmp_path / "evaluation-test.json").write_text(json.dumps({**full, "num_importance_samples": 50}))
+    assert rundir.find_evaluation(tmp_path, "test", 50)["num_importance_samples"] == 50
+    (tmp_path / "evaluation-test-k0.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="evaluation-test-k0.json cannot be read as JSON"):
+        rundir.best_evaluation(tmp_path, "test")

@@ -121,3 +121,36 @@ def test_a_dataset_that_cannot_load_leaves_no_run_folder(tmp_path):
     with pytest.raises(DataError, match="missing.npz does not exist"):
         train(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # so the same command can simply be run again
+
+
+def test_sigterm_saves_a_checkpoint_at_the_current_step_and_resume_continues_exactly(
+    tmp_path, tiny_config, tiny_data, monkeypatch
+):
+    import os
+    import signal
+
+    from vaekit import training
+    from vaekit.errors import TrainingStopped
+
+    config = tiny_config.with_overrides({"train.epochs": 2})
+    full = train(config, tmp_path / "full", progress=False, dataset=tiny_data).model
+    real_step = training.train_step
+
+    def step_then_signal(loop, *args):
+        skips = real_step(loop, *args)
+        if loop.state.step == 16:  # the fifth step of epoch 2 (12 steps per epoch)
+            os.kill(os.getpid(), signal.SIGTERM)  # what a cluster scheduler or `docker stop` sends
+        return skips
+
+    monkeypatch.setattr(training, "train_step", step_then_signal)
+    with pytest.raises(TrainingStopped, match=r"stopped by SIGTERM at step 17 \(epoch 2\); a checkpoint was saved"):
+        train(config, tmp_path / "cut", progress=False, dataset=tiny_data)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the loop
+    monkeypatch.setattr(training, "train_step", real_step)
+    fresh = build_model(config.model)
+    state = rundir.load_checkpoint(tmp_path / "cut", fresh, torch.optim.Adam(fresh.parameters()))
+    assert (state.step, state.epoch, state.batch_in_epoch) == (17, 1, 5)  # nothing since the epoch end is lost
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data)
+    for p, q in zip(full.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q)
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import sys
 import time
@@ -15,12 +16,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vaekit.config import DEVICES, FETCH_SOURCES, IDX_DATASET_NAMES, SECTIONS, SPLIT_NAMES, load_config, preset_names
-from vaekit.errors import ConfigError, VaekitError
+from vaekit import rundir
+from vaekit.config import (
+    DEVICES,
+    FETCH_SOURCES,
+    IDX_DATASET_NAMES,
+    SECTIONS,
+    SPLIT_NAMES,
+    RunConfig,
+    load_config,
+    preset_description,
+    preset_names,
+)
+from vaekit.errors import ConfigError, TrainingStopped, VaekitError
 from vaekit.experiments import BUDGETS, EXPERIMENTS
 from vaekit.plots import PICTURES
 
 EPILOG = "Bounds are in nats per datapoint, summed over pixels; higher is better."
+RUN_DIR_HELP = "a run folder written by `vaekit train` (config.json and model.safetensors)"
 
 
 def _log(line: str) -> None:
@@ -108,10 +121,11 @@ def _evaluate_parser(sub: Any) -> None:
         epilog=EPILOG,
         description="Evaluate a trained run on a split: the ELBO and its terms, "
         "log p(x) by importance sampling with its standard error, the gap between them, the IWAE "
-        "bound for a chosen k, active units and KL per latent dimension. Writes "
-        "RUN_DIR/evaluation-<split>.json.",
+        "bound for a chosen k, active units and KL per latent dimension. Writes one file per setting, "
+        "RUN_DIR/evaluation-SPLIT-kK[-iwaeI][-firstN].json, so a quick check never replaces a long one; "
+        "the report shows the most complete.",
     )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("--split", choices=("valid", "test"), default="test", help="which split (default: test)")
     p.add_argument(
         "--samples",
@@ -136,7 +150,7 @@ def _evaluate_parser(sub: Any) -> None:
 
 def _picture_parsers(sub: Any) -> None:
     p = sub.add_parser("plot", help="write the standard pictures of a run as PNG files")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument(
         "--which",
         nargs="+",
@@ -149,19 +163,26 @@ def _picture_parsers(sub: Any) -> None:
     p.add_argument("--out", type=Path, default=None, help="folder (default: RUN_DIR/images)")
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html: config, metrics, curves and pictures in one page")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
 
     p = sub.add_parser("sample", help="write a grid of prior samples as PNG")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("-n", "--num", type=int, default=100, help="number of samples (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of z ~ N(0, I) (default: 0)")
-    p.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN_DIR/images/samples.png)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="PNG path (default: RUN_DIR/images/samples-nN-seedS.png, beside the run's own samples.png)",
+    )
 
     p = sub.add_parser("reconstruct", help="write images beside their reconstructions as PNG")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("-n", "--num", type=int, default=50, help="number of images (default: 50)")
     p.add_argument("--split", choices=SPLIT_NAMES, default="test", help="(default: test)")
-    p.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN_DIR/images/reconstructions.png)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="PNG path (default: RUN_DIR/images/reconstructions-SPLIT-nN.png)"
+    )
 
 
 def _playground_parser(sub: Any) -> None:
@@ -172,7 +193,7 @@ def _playground_parser(sub: Any) -> None:
         "posterior means, interpolations, reconstructions and prior samples. Needs "
         "the playground extra: pip install 'vaekit[playground]'. Stop with Ctrl-C.",
     )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
     p.add_argument(
         "--host",
@@ -242,13 +263,44 @@ def _data_parsers(sub: Any) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, which also knows its subcommands' parsers (to name the one a mistyped flag belongs to)."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+
+def _nearest_flag(typed: str, parser: argparse.ArgumentParser) -> str | None:
+    """The flag a user probably meant: the same with hyphens (--latent_dim), a close spelling, or the
+    one flag whose initials were typed (--lr for --learning-rate)."""
+    flags = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    word = typed.split("=", 1)[0].replace("_", "-")
+    close = difflib.get_close_matches(word, flags, n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    initials = [f for f in flags if "".join(part[0] for part in f[2:].split("-")) == word[2:]]
+    return initials[0] if len(initials) == 1 else None
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse a command line; an unknown flag is reported with the subcommand's usage and a suggestion."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = parser.commands[args.command]
+        suggestion = next((s for s in map(lambda u: _nearest_flag(u, command), unknown) if s), None)
+        hint = f"; did you mean {suggestion}?" if suggestion else f"; see vaekit {args.command} --help"
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
+def build_parser() -> Parser:
+    parser = Parser(
         prog="vaekit",
         epilog=EPILOG,
         description="Variational autoencoders (Kingma & Welling 2013) in PyTorch: train, evaluate, draw.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices
     for add in (
         _train_parser,
         _evaluate_parser,
@@ -264,9 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
 # --- commands ------------------------------------------------------------------------------------
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config keys given on the command line: flags (dest 'section.key') and --set key=value."""
-    values = {k: v for k, v in vars(args).items() if "." in k}
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Config keys given by their own flags (dest 'section.key'), e.g. {"model.latent_dim": "4"}."""
+    return {k: v for k, v in vars(args).items() if "." in k}
+
+
+def _sets(args: argparse.Namespace) -> dict[str, str]:
+    """Config keys given with --set key=value."""
+    values = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -275,13 +332,39 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def _named_by_source(err: ConfigError, flags: dict[str, Any], sets: dict[str, str]) -> ConfigError:
+    """An invalid config value, reported by the flag or --set that gave it, or the flag that would set it."""
+    if err.key is None or "." not in err.key:
+        return err
+    flag = "--" + err.key.split(".", 1)[1].replace("_", "-")
+    if err.key in sets:
+        return ConfigError(f"--set {err.key}={sets[err.key]} is invalid: {err.allowed}.")
+    if err.key in flags:
+        return ConfigError(f"{flag} {flags[err.key]} is invalid: {err.allowed}.")
+    if err.value is None:
+        return ConfigError(f"{flag} is needed: {err.allowed}.")
+    return ConfigError(f"{err} Set it with {flag}.")
+
+
+def train_config(args: argparse.Namespace) -> RunConfig:
+    """The config a `vaekit train` command line asks for: the run's saved one with --resume, else
+    --config (or the defaults) with the flags and --set applied; errors name the flag."""
+    flags, sets = _flags(args), _sets(args)
+    try:
+        if args.resume:
+            return rundir.resume_config(args.run_dir, {**flags, **sets}, args.config)
+        return load_config(args.config, {**flags, **sets})
+    except ConfigError as err:
+        raise _named_by_source(err, flags, sets) from None
+
+
 def _positive(flag: str, value: float, most: float) -> None:
     if not 0 < value <= most:
         raise ConfigError(f"{flag} {value} is invalid: use a positive number up to {most:g}.")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vaekit import distributed, plots, rundir
+    from vaekit import distributed, plots
     from vaekit.report import write_report
     from vaekit.training import train
 
@@ -289,10 +372,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --run-dir, the folder of the run to continue.")
     if args.minutes is not None:
         _positive("--minutes", args.minutes, 10**6)
-    if args.resume:
-        config = rundir.resume_config(args.run_dir, _overrides(args), args.config)
-    else:
-        config = load_config(args.config, _overrides(args))
+    config = train_config(args)
     run_dir = args.run_dir or Path("runs") / f"{Path(args.config or 'mnist-mlp').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(
         config,
@@ -309,11 +389,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.no_pictures:
         pictures = plots.write_run_pictures(run_dir, seed=config.train.seed, log=lambda s: _log(f"vaekit: {s}"))
         _log(f"vaekit: wrote {len(pictures)} pictures in {run_dir / rundir.IMAGES_DIR} and {write_report(run_dir)}")
-    t = result.test
+    t, epochs = result.test, len(result.metrics)
     print(
         f"test elbo {t['test_elbo']:.2f} nats (reconstruction {t['test_reconstruction']:.2f}, "
-        f"kl {t['test_kl']:.2f}) after {len(result.metrics)} epochs, {t['seconds_total']:.0f} s of training; "
-        f"run folder {run_dir}"
+        f"kl {t['test_kl']:.2f}) after {epochs} epoch{'s' * (epochs != 1)}, {t['seconds_total']:.0f} s of "
+        f"training; run folder {run_dir}"
     )
     return 0
 
@@ -390,22 +470,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from vaekit import plots, rundir
+    from vaekit import plots
 
     _positive("--num", args.num, 10_000)
     model, _ = rundir.load_run(args.run_dir)
-    print(plots.prior_samples(model, args.out or args.run_dir / rundir.IMAGES_DIR / "samples.png", args.num, args.seed))
+    default = args.run_dir / rundir.IMAGES_DIR / f"samples-n{args.num}-seed{args.seed}.png"
+    print(plots.prior_samples(model, args.out or default, args.num, args.seed))
     return 0
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from vaekit import plots, rundir
+    from vaekit import plots
     from vaekit.data import load_dataset
 
     _positive("--num", args.num, 10_000)
     model, config = rundir.load_run(args.run_dir)
     x = load_dataset(config.data, config.model.image_shape).split(args.split).images[: args.num]
-    print(plots.reconstructions(model, x, args.out or args.run_dir / rundir.IMAGES_DIR / "reconstructions.png"))
+    default = args.run_dir / rundir.IMAGES_DIR / f"reconstructions-{args.split}-n{args.num}.png"
+    print(plots.reconstructions(model, x, args.out or default))
     return 0
 
 
@@ -456,7 +538,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    print("\n".join(preset_names()))
+    for name in preset_names():
+        print(f"{name:22s}{preset_description(name)}")
     return 0
 
 
@@ -484,9 +567,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     try:
         return COMMANDS[args.command](args)
+    except TrainingStopped as err:
+        print(f"vaekit: {err}", file=sys.stderr)
+        return 128 + err.signum  # the shell's convention for a process ended by a signal
     except VaekitError as err:
         print(f"vaekit: error: {err}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
 
 def _require(ok: bool, section: str, name: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{section}.{name} = {value!r} is invalid: {allowed}.")
+        raise ConfigError(f"{section}.{name} = {value!r} is invalid: {allowed}.", f"{section}.{name}", value, allowed)
 
 
 def _require_choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -161,8 +161,8 @@ class DataConfig:
         BINARIZATIONS,
     )
     binarization_seed: int = _opt(0, "seed of the fixed binarization used for static training and for every evaluation")
-    train_limit: int = _opt(0, "use only the first N training images (0: all 50,000)")
-    eval_limit: int = _opt(0, "use only the first N validation and test images (0: all 10,000)")
+    train_limit: int = _opt(0, "use only the first N training images (0: all)")
+    eval_limit: int = _opt(0, "use only the first N validation and test images (0: all)")
 
     def __post_init__(self) -> None:
         s = "data"
@@ -288,10 +288,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: Any, origin: str = "config") -> RunConfig:
-        """Build and validate a config; unknown keys are errors that suggest the nearest name."""
+        """Build and validate a config; unknown keys are errors that suggest the nearest name.
+
+        A top-level "description" (what a preset is for) is allowed and is not part of the config.
+        """
         if not isinstance(raw, dict):
             raise ConfigError(f"{origin} must be a JSON object with sections model, data, train.")
-        _reject_unknown(raw, SECTIONS, origin)
+        _reject_unknown(raw, [*SECTIONS, "description"], origin)
         parts = {}
         for name, klass in SECTIONS.items():
             section = raw.get(name, {})
@@ -303,7 +306,7 @@ class RunConfig:
             try:
                 parts[name] = klass(**values)
             except ConfigError as err:
-                raise ConfigError(f"{origin}: {err}") from None
+                raise err.within(origin) from None
         return cls(**parts)
 
     @classmethod
@@ -365,6 +368,12 @@ def preset_names() -> list[str]:
     return sorted(p.name.removesuffix(".json") for p in files if p.name.endswith(".json"))
 
 
+def preset_description(name: str) -> str:
+    """What a preset is for: the "description" in its JSON file."""
+    raw = json.loads(resources.files("vaekit.presets").joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    return str(raw.get("description", ""))
+
+
 def load_config(source: str | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """The one config loader: a preset name (see `vaekit presets`), a JSON file of the shape of
     config.json, or None for the defaults (the paper's MNIST model), with dotted overrides."""
@@ -374,7 +383,11 @@ def load_config(source: str | None = None, overrides: dict[str, Any] | None = No
         text = resources.files("vaekit.presets").joinpath(f"{source}.json").read_text(encoding="utf-8")
         return RunConfig.from_json(text, f"preset {source}", overrides)
     if not Path(source).is_file():
-        raise ConfigError(f"--config {source} is neither a preset ({', '.join(preset_names())}) nor an existing file.")
+        nearest = difflib.get_close_matches(source, preset_names(), n=1)
+        hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+        raise ConfigError(
+            f"--config {source} is neither a preset ({', '.join(preset_names())}) nor an existing file{hint}"
+        )
     return RunConfig.load(source, overrides)
 
 
@@ -438,7 +451,7 @@ def parse_value(f: dataclasses.Field[Any], text: str, key: str) -> Any:
             return True
         if text.lower() in ("false", "0", "no", "off"):
             return False
-        raise ConfigError(f"{key} = {text!r} is not true or false.")
+        raise ConfigError(f"{key} = {text!r} is not true or false.", key, text, "use true or false")
     try:
         if tp is int:
             return int(text)
@@ -447,7 +460,7 @@ def parse_value(f: dataclasses.Field[Any], text: str, key: str) -> Any:
         if typing.get_origin(tp) is tuple:
             return tuple(int(p) for p in text.replace("x", ",").split(","))
     except ValueError:
-        raise ConfigError(f"{key} = {text!r} is not {_type_name(tp)}.") from None
+        raise ConfigError(f"{key} = {text!r} is not {_type_name(tp)}.", key, text, f"use {_type_name(tp)}") from None
     return text
 
 

@@ -10,7 +10,19 @@ class VaekitError(Exception):
 
 
 class ConfigError(VaekitError, ValueError):
-    """A configuration value, key or file is invalid."""
+    """A configuration value, key or file is invalid.
+
+    For an invalid value, `key` is its dotted name (model.latent_dim), `value` the value and
+    `allowed` what is allowed, so that the command line can name the flag the value came from.
+    """
+
+    def __init__(self, message: str, key: str | None = None, value: object = None, allowed: str = "") -> None:
+        super().__init__(message)
+        self.key, self.value, self.allowed = key, value, allowed
+
+    def within(self, origin: str) -> "ConfigError":
+        """The same error, its message prefixed with where the config came from."""
+        return ConfigError(f"{origin}: {self}", self.key, self.value, self.allowed)
 
 
 class DataError(VaekitError):
@@ -23,3 +35,12 @@ class CheckpointError(VaekitError):
 
 class TrainingDivergedError(VaekitError):
     """The training loss or its gradient became non-finite."""
+
+
+class TrainingStopped(VaekitError):
+    """Training was stopped by a signal (Ctrl-C, or SIGTERM from a scheduler or `docker stop`) after
+    a checkpoint at the current step; `signum` is the signal's number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -253,6 +253,7 @@ def evaluate_run(
     x = x[:limit] if limit else x
     result = {
         "split": split,
+        "limit": limit,
         **evaluate_split(
             model,
             x,

@@ -186,9 +186,17 @@ def manifold(model: VAE, path: str | Path, n: int = 20) -> Path:
     return save_picture(picture, path)
 
 
-def latent_scatter(posterior_means: torch.Tensor, labels: torch.Tensor, path: str | Path) -> Path:
-    """Posterior means of a split coloured by label: the two coordinates for a 2-D latent space,
-    the first two principal components otherwise (a single coordinate against the label for 1-D)."""
+def latent_scatter(
+    posterior_means: torch.Tensor, labels: torch.Tensor, path: str | Path, class_names: Sequence[str] = ()
+) -> Path:
+    """Posterior means of a split coloured by class, saved as PNG (see latent_scatter_figure)."""
+    return _save_figure(latent_scatter_figure(posterior_means, labels, class_names), path)
+
+
+def latent_scatter_figure(posterior_means: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str] = ()) -> Any:
+    """Posterior means (N, J) of a split coloured by class: the two coordinates for a 2-D latent space,
+    the first two principal components otherwise (a single coordinate against the label for 1-D).
+    Up to 20 classes get a legend with their names (class_names[label]); more get a colour bar."""
     from matplotlib.figure import Figure
 
     xy, axes, share = project_2d(posterior_means, labels)
@@ -199,10 +207,19 @@ def latent_scatter(posterior_means: torch.Tensor, labels: torch.Tensor, path: st
     )
     fig = Figure(figsize=(6, 5.2), dpi=100)
     ax = fig.subplots()
-    points = ax.scatter(xy[:, 0].numpy(), xy[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
-    fig.colorbar(points, ax=ax, ticks=range(10), label="digit label")
+    present = sorted(set(labels.tolist()))
+    names = [class_names[c] if c < len(class_names) else str(c) for c in present]
+    if len(present) <= 20:
+        for i, (c, name) in enumerate(zip(present, names)):
+            mine = labels == c
+            marker = "o" if i < 10 else "^"  # ten colours, then the same colours as triangles
+            ax.scatter(xy[mine, 0].numpy(), xy[mine, 1].numpy(), s=3, color=f"C{i % 10}", marker=marker, label=name)
+        ax.legend(title="class", markerscale=3, fontsize=8, loc="best")
+    else:
+        points = ax.scatter(xy[:, 0].numpy(), xy[:, 1].numpy(), c=labels.numpy(), cmap="viridis", s=3)
+        fig.colorbar(points, ax=ax, label="class")
     ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
-    return _save_figure(fig, path)
+    return fig
 
 
 def elbo_curves(
@@ -267,6 +284,7 @@ class PictureInputs:
     labels: torch.Tensor
     metrics: Sequence[dict[str, Any]]
     seed: int = 0
+    class_names: Sequence[str] = ()  # the name of each label
 
     @cached_property
     def diagnostics(self) -> LatentDiagnostics:
@@ -298,7 +316,7 @@ def _manifold(p: PictureInputs, folder: Path) -> Path | None:
 
 
 def _latents(p: PictureInputs, folder: Path) -> Path:
-    return latent_scatter(p.diagnostics.posterior_means, p.labels, folder / "latents.png")
+    return latent_scatter(p.diagnostics.posterior_means, p.labels, folder / "latents.png", p.class_names)
 
 
 def _curves(p: PictureInputs, folder: Path) -> Path | None:
@@ -320,23 +338,18 @@ PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
 
 @torch.no_grad()
 def write_pictures(
-    model: VAE,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    metrics: Sequence[dict[str, Any]],
+    inputs: PictureInputs,
     folder: str | Path,
-    seed: int = 0,
     which: Sequence[str] = tuple(PICTURES),
     log: Callable[[str], None] = lambda s: None,
 ) -> list[Path]:
-    """The named pictures of a model into `folder`, from a split's images (N, C, H, W) in [0, 1].
+    """The named pictures of a model into `folder`.
 
     A picture that does not apply is left out; one that cannot be drawn from the data at hand
     (interpolations from a split of one image) is left out with one line to `log` saying why,
     and the others are still drawn.
     """
-    model.eval()
-    inputs = PictureInputs(model, images, labels, metrics, seed)
+    inputs.model.eval()
     written = []
     for name in which:
         try:
@@ -358,14 +371,8 @@ def write_run_pictures(
 ) -> list[Path]:
     """The pictures of a run folder, from its model, its test split and its metrics (into RUN_DIR/images)."""
     model, config = rundir.load_run(run_dir)
-    test = load_dataset(config.data, config.model.image_shape).test
-    return write_pictures(
-        model,
-        test.images,
-        test.labels,
-        rundir.read_metrics(run_dir),
-        folder or Path(run_dir) / rundir.IMAGES_DIR,
-        seed,
-        which,
-        log,
+    data = load_dataset(config.data, config.model.image_shape)
+    inputs = PictureInputs(
+        model, data.test.images, data.test.labels, rundir.read_metrics(run_dir), seed, data.class_names
     )
+    return write_pictures(inputs, folder or Path(run_dir) / rundir.IMAGES_DIR, which, log)

@@ -17,7 +17,7 @@ CAPTIONS = {
     "interpolations.png": "Linear (lerp) and spherical (slerp) paths between posterior means of test images.",
     "traversals.png": "Each latent dimension swept from -3 to 3, most informative (highest KL) first.",
     "manifold.png": "The learned manifold of the 2-D latent space on a grid of prior quantiles.",
-    "latents.png": "Posterior means of test images coloured by digit label.",
+    "latents.png": "Posterior means of test images coloured by class.",
 }
 
 _STYLE = """
@@ -66,8 +66,10 @@ def build_report(run_dir: str | Path) -> str:
     summary = rundir.read_summary(run_dir)
     if summary is not None:
         parts += ["<h2>Test summary</h2>", _key_value_table(summary)]
-    for split, result in rundir.evaluations(run_dir).items():
-        parts += [f"<h2>Evaluation ({html.escape(split)} split)</h2>", _key_value_table(result)]
+    for split in ("test", "valid"):  # the most complete evaluation of each split
+        result = rundir.best_evaluation(run_dir, split)
+        if result is not None:
+            parts += [f"<h2>Evaluation ({split} split)</h2>", _key_value_table(result)]
     parts += ["<h2>Metrics per epoch</h2>", _metrics_table(metrics), "<h2>Pictures</h2>"]
     images = run_dir / rundir.IMAGES_DIR
     names = [n for n in CAPTIONS if (images / n).exists()]

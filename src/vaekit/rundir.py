@@ -6,7 +6,10 @@ Layout of a run folder:
     checkpoint.safetensors   everything to resume: weights, optimiser tensors and the TrainState
     metrics.jsonl            one JSON line per completed epoch
     summary.json             the final test figures of the training run
-    evaluation-SPLIT.json    what `vaekit evaluate` measured on a split
+    evaluation-SPLIT-kK[-iwaeI][-firstN].json
+                             what `vaekit evaluate` measured, one file per setting (split, K of
+                             log p(x), k of the IWAE bound, first N images), so that a quick check
+                             never replaces an expensive result
     report.html              the one-page report
     images/                  PNG pictures
     .lock                    held by the process writing into the folder
@@ -52,9 +55,13 @@ EVALUATION_GLOB = "evaluation-*.json"
 RESUMABLE_KEYS = ("train.epochs", "train.device", "train.num_threads")
 
 
-def evaluation_file(split: str) -> str:
-    """The name of the file that holds a split's evaluation, e.g. evaluation-test.json."""
-    return f"evaluation-{split}.json"
+def evaluation_file(
+    split: str, num_importance_samples: int, iwae_num_importance_samples: int = 0, limit: int = 0
+) -> str:
+    """The file of one evaluation setting, e.g. evaluation-test-k5000.json or evaluation-valid-k0-first200.json."""
+    iwae = f"-iwae{iwae_num_importance_samples}" if iwae_num_importance_samples else ""
+    first = f"-first{limit}" if limit else ""
+    return f"evaluation-{split}-k{num_importance_samples}{iwae}{first}.json"
 
 
 def holds_run(run_dir: str | Path) -> bool:
@@ -180,25 +187,47 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     checkpoint.write_json(Path(run_dir) / SUMMARY_FILE, summary)
 
 
-def read_evaluation(run_dir: str | Path, split: str = "test") -> dict[str, Any] | None:
-    return checkpoint.read_json(Path(run_dir) / evaluation_file(split))
-
-
 def write_evaluation(run_dir: str | Path, result: dict[str, Any]) -> Path:
-    """Save an evaluation result (its 'split' key names the file); return the file's path."""
-    path = Path(run_dir) / evaluation_file(result["split"])
+    """Save an evaluation result under the name of its setting (its split, num_importance_samples,
+    iwae_num_importance_samples and limit keys); return the file's path."""
+    name = evaluation_file(
+        result["split"],
+        result.get("num_importance_samples", 0),
+        result.get("iwae_num_importance_samples", 0),
+        result.get("limit", 0),
+    )
+    path = Path(run_dir) / name
     checkpoint.write_json(path, result)
     return path
 
 
-def evaluations(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Every saved evaluation of a run, by split."""
-    found = {}
-    for path in sorted(Path(run_dir).glob(EVALUATION_GLOB)):
-        result = checkpoint.read_json(path)
-        if result is not None:
-            found[path.stem.removeprefix("evaluation-")] = result
-    return found
+def evaluations(run_dir: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+    """Every saved evaluation of a run (of one split, if given), whatever vaekit version named the file."""
+    found = [checkpoint.read_json(path) for path in sorted(Path(run_dir).glob(EVALUATION_GLOB))]
+    return [r for r in found if r is not None and (split is None or r.get("split") == split)]
+
+
+def _completeness(result: dict[str, Any]) -> tuple[int, int, int]:
+    return (
+        result.get("images", 0),
+        result.get("num_importance_samples", 0),
+        result.get("iwae_num_importance_samples", 0),
+    )
+
+
+def best_evaluation(run_dir: str | Path, split: str) -> dict[str, Any] | None:
+    """The most complete evaluation of a split: the most images, then the largest K, then the IWAE bound."""
+    return max(evaluations(run_dir, split), key=_completeness, default=None)
+
+
+def find_evaluation(run_dir: str | Path, split: str, num_importance_samples: int) -> dict[str, Any] | None:
+    """The evaluation of a split with this K over the whole split (no --limit), if one was saved."""
+    matches = [
+        r
+        for r in evaluations(run_dir, split)
+        if r.get("num_importance_samples", 0) == num_importance_samples and not r.get("limit")
+    ]
+    return max(matches, key=_completeness, default=None)
 
 
 # --- what --resume and --overwrite mean ------------------------------------------------------

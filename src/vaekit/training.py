@@ -15,9 +15,11 @@ RNG state, and a run resumed from any checkpoint repeats an uninterrupted one bi
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from vaekit import distributed, rundir
 from vaekit.checkpoint import EpochTotals, TrainState
 from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
-from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
+from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingStopped
 from vaekit.evaluation import evaluate_elbo
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import ElboTerms, training_loss
@@ -100,11 +102,13 @@ def train(
     check_data(config, data, ctx.world_size)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    with rundir.lock(run_dir) if ctx.is_main else contextlib.nullcontext():
+    with rundir.lock(run_dir) if ctx.is_main else contextlib.nullcontext(), StopRequests() as stop:
         _prepare_on_every_rank(run_dir, config, resume, overwrite, ctx)
         loop = set_up(config, run_dir, data, ctx, resume, log if ctx.is_main else (lambda s: None), progress)
+        loop.stop = stop
         while loop.state.epoch < config.train.epochs:
             end_epoch(loop, *train_epoch(loop))
+            _stop_if_asked(loop)
             out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
             if distributed.any_rank(out_of_time, ctx) and loop.state.epoch < config.train.epochs:
                 loop.log(
@@ -156,6 +160,32 @@ class _Objective(nn.Module):
         return training_loss(self.model, x, self.train_config, step, eps=eps)
 
 
+class StopRequests:
+    """Ctrl-C (SIGINT) and SIGTERM ask the loop to stop at the end of the current step, after a
+    checkpoint there, rather than kill it mid-update; a second signal interrupts at once. Signal
+    handlers exist in the main thread only; elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
 @dataclass
 class Loop:
     """What `set_up` builds and every later stage reads; `state` is what a checkpoint saves."""
@@ -174,6 +204,7 @@ class Loop:
     log: Callable[[str], None]
     progress: bool
     last_save: float = 0.0  # time.monotonic() of the last checkpoint
+    stop: StopRequests = field(default_factory=StopRequests)  # signals asking the loop to stop
 
     @property
     def global_batch(self) -> int:
@@ -310,6 +341,7 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float]:
         if b + 1 < total and _checkpoint_due(loop):
             state.totals, state.seconds = epoch.fold(ctx)
             save_checkpoint(loop)
+            _stop_if_asked(loop)
     bar.close()
     return epoch.fold(ctx)
 
@@ -358,8 +390,19 @@ def _checkpoint_due(loop: Loop) -> bool:
     """A checkpoint inside the epoch: every train.checkpoint_every_steps steps, or train.checkpoint_minutes."""
     tc = loop.config.train
     due = bool(tc.checkpoint_every_steps and loop.state.step % tc.checkpoint_every_steps == 0)
-    due = due or time.monotonic() - loop.last_save > 60 * tc.checkpoint_minutes
+    due = due or time.monotonic() - loop.last_save > 60 * tc.checkpoint_minutes or loop.stop.signum is not None
     return distributed.any_rank(due, loop.ctx)
+
+
+def _stop_if_asked(loop: Loop) -> None:
+    """After a checkpoint: end the run here if a signal asked for it (on any rank)."""
+    if distributed.any_rank(loop.stop.signum is not None, loop.ctx):
+        state, name = loop.state, signal.Signals(loop.stop.signum or signal.SIGTERM).name
+        raise TrainingStopped(
+            f"stopped by {name} at step {state.step} (epoch {state.epoch + (state.batch_in_epoch > 0)}); a checkpoint "
+            f"was saved there and --resume continues from it.",
+            loop.stop.signum or signal.SIGTERM,
+        )
 
 
 def save_checkpoint(loop: Loop) -> None:

@@ -12,21 +12,25 @@ import torch
 from vaekit.config import SPLIT_NAMES, DataConfig
 from vaekit.data.binarize import dynamic_binarize, static_binarize
 from vaekit.data.images import read_array_file, read_image_folder, split_arrays
-from vaekit.data.mnist import load_idx_dataset
+from vaekit.data.mnist import CLASS_NAMES, load_idx_dataset
 from vaekit.errors import DataError
 
 Loader = Callable[[DataConfig, tuple[int, int, int]], dict[str, np.ndarray]]
 
 
 def _idx(name: str) -> Loader:
-    return lambda config, image_shape: load_idx_dataset(name, config.source, config.path)
+    def load(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+        return {**load_idx_dataset(name, config.source, config.path), "class_names": np.array(CLASS_NAMES[name])}
+
+    return load
 
 
 def _image_folder(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    x, y = read_image_folder(Path(config.path or ""), image_shape, config.on_bad_file)
+    x, y, class_names = read_image_folder(Path(config.path or ""), image_shape, config.on_bad_file)
     return {
         **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
         "scale": np.array(255.0),
+        "class_names": np.array(class_names),
     }
 
 
@@ -35,10 +39,12 @@ def _array(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, n
     return {
         **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
         "scale": np.array(255.0 if x.dtype == np.uint8 else 1.0),
+        "class_names": np.array([str(i) for i in range(int(y.max(initial=0)) + 1)]),  # the labels are the names
     }
 
 
-# dataset name -> loader of arrays {train,valid,test}_{x,y} and `scale` (x / scale lies in [0, 1]);
+# dataset name -> loader of arrays {train,valid,test}_{x,y}, `scale` (x / scale lies in [0, 1]) and
+# `class_names` (the name of each label);
 # x is (N, H, W) or (N, C, H, W), uint8 or float32. Names match config.DATASET_NAMES (a test checks).
 DATASET_LOADERS: dict[str, Loader] = {
     "mnist": _idx("mnist"),
@@ -72,6 +78,7 @@ class Dataset:
     test: Split
     binarization: str
     binarization_seed: int
+    class_names: tuple[str, ...] = ()  # the name of each label: "0".."9" for MNIST, subfolders for a folder
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -113,4 +120,7 @@ def load_dataset(config: DataConfig, image_shape: tuple[int, int, int] = (1, 28,
         if config.binarization == "static" and name == "train":
             images = static_binarize(images, config.binarization_seed * 3)
         splits[name] = Split(images, torch.from_numpy(np.asarray(y, dtype=np.int64)))
-    return Dataset(**splits, binarization=config.binarization, binarization_seed=config.binarization_seed)
+    names = tuple(str(n) for n in arrays["class_names"])
+    return Dataset(
+        **splits, binarization=config.binarization, binarization_seed=config.binarization_seed, class_names=names
+    )

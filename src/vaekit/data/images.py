@@ -39,10 +39,12 @@ def split_arrays(
 
 def read_image_folder(
     folder: Path, image_shape: tuple[int, int, int], on_bad_file: str = "stop"
-) -> tuple[np.ndarray, np.ndarray]:
-    """All PNG/JPEG files under `folder` as uint8 (N, C, H, W), resized and centre-cropped to (H, W).
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All PNG/JPEG files under `folder` as uint8 (N, C, H, W), resized and centre-cropped to (H, W),
+    their labels (N,) and the class names the labels index.
 
-    Labels are the index of the first-level subfolder (sorted by name), 0 for files at the top.
+    The classes are the first-level subfolders (sorted by name), and "(top folder)" after them
+    for files directly in `folder`.
     An unreadable file stops with its name (on_bad_file "stop") or is skipped and reported ("skip").
     """
     folder = Path(folder)
@@ -52,6 +54,7 @@ def read_image_folder(
     if not files:
         raise DataError(f"image folder {folder} holds no .png, .jpg or .jpeg files.")
     classes = sorted({p.relative_to(folder).parts[0] for p in files if len(p.relative_to(folder).parts) > 1})
+    top_label = len(classes)  # files directly in the folder
     c, h, w = image_shape
     if c not in (1, 3):
         raise DataError(f"model.image_shape = {image_shape}: images from a folder have 1 (grey) or 3 (RGB) channels.")
@@ -68,13 +71,14 @@ def read_image_folder(
             continue
         images.append(array[None] if c == 1 else array.transpose(2, 0, 1))
         parts = path.relative_to(folder).parts
-        labels.append(classes.index(parts[0]) if len(parts) > 1 else 0)
+        labels.append(classes.index(parts[0]) if len(parts) > 1 else top_label)
     if skipped:
         names = ", ".join(str(p) for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
         print(f"vaekit: skipped {len(skipped)} unreadable image(s): {names}", file=sys.stderr)
     if not images:
         raise DataError(f"no readable image in {folder}.")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    names = classes + ["(top folder)"] * (top_label in labels)
+    return np.stack(images), np.asarray(labels, dtype=np.int64), names
 
 
 def _read_image(path: Path, c: int, h: int, w: int) -> np.ndarray:

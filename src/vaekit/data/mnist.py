@@ -48,6 +48,24 @@ IDX_NAMES = {
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 # Mirrors and the published MD5 digests of the four archives of each dataset.
+# The name of each label, in label order (KMNIST: the romanized hiragana of its ten classes).
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple("0123456789"),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+}
+
 IDX_DATASETS: dict[str, dict[str, list[str] | dict[str, str]]] = {
     "mnist": {
         "mirrors": [

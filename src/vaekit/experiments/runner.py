@@ -23,19 +23,15 @@ from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation import evaluate_split
 from vaekit.experiments.plan import ExperimentPlan
 from vaekit.experiments.summary import run_row, summarise, write_summary
-from vaekit.plots import write_pictures
+from vaekit.plots import PictureInputs, write_pictures
 from vaekit.training import train
 
 
 def evaluated(run_dir: Path, num_importance_samples: int) -> bool:
     """True when the run's test evaluation is of its latest trained state, with this K."""
-    summary, evaluation = rundir.read_summary(run_dir), rundir.read_evaluation(run_dir, "test")
-    return (
-        summary is not None
-        and evaluation is not None
-        and evaluation.get("num_importance_samples") == num_importance_samples
-        and evaluation.get("epochs") == summary["epochs"]
-    )
+    summary = rundir.read_summary(run_dir)
+    evaluation = rundir.find_evaluation(run_dir, "test", num_importance_samples)
+    return summary is not None and evaluation is not None and evaluation.get("epochs") == summary["epochs"]
 
 
 def complete(run_dir: Path, config: RunConfig, num_importance_samples: int) -> bool:
@@ -121,15 +117,8 @@ def train_and_evaluate(
     result = evaluate_split(model, test, plan.spec.num_importance_samples, seed=config.train.seed)
     reached = (rundir.read_summary(run_dir) or {}).get("epochs")
     rundir.write_evaluation(run_dir, {"split": "test", "epochs": reached, **result})
-    write_pictures(
-        model.cpu(),
-        data.test.images,
-        data.test.labels,
-        [],
-        run_dir / rundir.IMAGES_DIR,
-        config.train.seed,
-        which=("traversals", "samples"),
-    )
+    pictures = PictureInputs(model.cpu(), data.test.images, data.test.labels, [], config.train.seed, data.class_names)
+    write_pictures(pictures, run_dir / rundir.IMAGES_DIR, which=("traversals", "samples"))
 
 
 def run_workers(

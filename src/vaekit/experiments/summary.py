@@ -15,7 +15,10 @@ SUMMARY_JSON, SUMMARY_MARKDOWN, SUMMARY_FIGURE = "summary.json", "summary.md", "
 
 def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) -> dict[str, Any]:
     """One run's figures, as its folder holds them: the training summary, the test evaluation, the metrics."""
-    summary, evaluation = rundir.read_summary(run_dir), rundir.read_evaluation(run_dir, "test")
+    summary, evaluation = (
+        rundir.read_summary(run_dir),
+        rundir.find_evaluation(run_dir, "test", plan.spec.num_importance_samples),
+    )
     assert summary is not None and evaluation is not None  # only evaluated runs are summarised
     metrics = rundir.read_metrics(run_dir)
     last = metrics[-1] if metrics else {}

@@ -56,6 +56,7 @@ class Playground:
         data = load_dataset(self.config.data, self.config.model.image_shape)
         self.images = data.test.images
         self.labels = data.test.labels
+        self.class_names = data.class_names
         self.observations = data.evaluation_observations("test")
         self.lock = threading.Lock()  # one decode at a time: torch already uses every core
         diagnostics = latent_diagnostics(self.model, self.observations)
@@ -93,11 +94,15 @@ class Playground:
             "has_manifold": self.latent_dim == 2,
         }
 
+    def class_name(self, label: int) -> str:
+        return self.class_names[label] if label < len(self.class_names) else str(label)
+
     def scatter(self) -> dict[str, Any]:
         return {
             "axes": self.axes,
             "points": [[round(float(a), 4), round(float(b), 4)] for a, b in self.projection],
             "labels": self.labels[: len(self.projection)].tolist(),
+            "class_names": list(self.class_names),
         }
 
     def test_image(self, index: int) -> dict[str, Any]:
@@ -109,6 +114,7 @@ class Playground:
         return {
             "index": index,
             "label": int(self.labels[index]),
+            "class_name": self.class_name(int(self.labels[index])),
             "z": [round(float(v), 5) for v in mu[0]],
             "image": png_data_url(self.images[index]),
             "reconstruction": png_data_url(recon),

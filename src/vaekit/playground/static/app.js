@@ -81,6 +81,18 @@ function setZ(values) {
   requestDecode();
 }
 
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+// One swatch per class present, named by the dataset (digits, or an image folder's subfolders).
+function drawLegend() {
+  const present = [...new Set(scatterData.labels)].sort((a, b) => a - b);
+  const name = (label) => scatterData.class_names[label] ?? String(label);
+  $("scatter-legend").innerHTML = present.length > 20 ? "" : present.map((label) =>
+    `<span class="swatch" style="background:${COLOURS[label % 10]}"></span>${escapeHtml(name(label))}`).join(" ");
+}
+
 function drawScatter() {
   const canvas = $("scatter");
   const ctx = canvas.getContext("2d");
@@ -120,7 +132,7 @@ function showTest(index) {
     $("test-original").src = data.image;
     $("test-reconstruction").src = data.reconstruction;
     $("test-terms").innerHTML =
-      `<tr><td>label</td><td>${data.label}</td></tr>` +
+      `<tr><td>class</td><td>${escapeHtml(data.class_name)}</td></tr>` +
       `<tr><td>ELBO</td><td>${data.elbo.toFixed(2)} nats</td></tr>` +
       `<tr><td>reconstruction</td><td>${data.reconstruction_term.toFixed(2)}</td></tr>` +
       `<tr><td>KL</td><td>${data.kl.toFixed(2)}</td></tr>`;
@@ -159,8 +171,9 @@ async function start() {
     scatterData = await api("/api/scatter");
     $("scatter-note").textContent =
       `Posterior means of ${scatterData.points.length} test images (${scatterData.axes.join(" vs ")}), ` +
-      "coloured by label. Click a point to decode it.";
+      "coloured by class. Click a point to decode it.";
     drawScatter();
+    drawLegend();
     if (info.has_manifold) {
       $("manifold-panel").hidden = false;
       const m = await api("/api/manifold?n=12");
