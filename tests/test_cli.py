@@ -3,8 +3,10 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -70,11 +72,15 @@ def test_train_evaluate_sample_reconstruct_end_to_end(tmp_path, mnist_small, cap
 @pytest.mark.parametrize(
     "argv,fragment",
     [
-        (["train", "--latent-dim", "0"], "model.latent_dim = 0"),
+        # a value is reported by the flag or --set that gave it, a missing one by the flag that sets it
+        (["train", "--latent-dim", "0"], "error: --latent-dim 0 is invalid: use 1 to 4096."),
+        (["train", "--set", "model.latent_dim=0"], "error: --set model.latent_dim=0 is invalid: use 1 to 4096."),
+        (["train", "--config", "images-conv64"], "error: --path is needed: dataset 'image-folder' needs its folder"),
+        (["train", "--config", "mnist-gausian"], "did you mean 'mnist-gaussian'?"),
         (["train", "--set", "model.latnt_dim=3"], "did you mean 'latent_dim'"),
         (["train", "--set", "oops"], "must look like key=value"),
         (["train", "--config", "no-such-preset"], "neither a preset"),
-        (["train", "--learning-rate", "fast"], "is not a number"),
+        (["train", "--learning-rate", "fast"], "error: --learning-rate fast is invalid: use a number."),
         (["evaluate", "/nonexistent/run"], "does not exist"),
         (["train", "--minutes", "0"], "--minutes 0.0 is invalid"),
         (["experiment", "beta-sweep", "--runs", "beta3"], "beta-sweep has no run beta3: its runs are beta0.5"),
@@ -243,8 +249,19 @@ def test_sigterm_ends_training_with_a_message_and_exit_status_143_and_resume_fin
     import time
 
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "vaekit", "train", "--run-dir", str(run), "--epochs", "200", *TINY_RUN,
-               "--batch-size", "10"]
+    command = [
+        sys.executable,
+        "-m",
+        "vaekit",
+        "train",
+        "--run-dir",
+        str(run),
+        "--epochs",
+        "200",
+        *TINY_RUN,
+        "--batch-size",
+        "10",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -253,9 +270,155 @@ def test_sigterm_ends_training_with_a_message_and_exit_status_143_and_resume_fin
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM at step" in err and "--resume continues" in err and "Traceback" not in err
-    step, epoch = (int(err.split(word)[1].split()[0].rstrip(")")) for word in ("at step ", "(epoch "))
+    step, epoch = (int(err.split(word)[1].split()[0].rstrip(");")) for word in ("at step ", "(epoch "))
     assert step >= 60  # 60 steps per epoch, and the first epoch had ended
     finish = str(epoch + 1)
     assert main(["train", "--run-dir", str(run), "--resume", "--epochs", finish, "--no-pictures", "--no-progress"]) == 0
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["epoch"] == epoch + 1 and metrics[-1]["step"] == 60 * (epoch + 1)
+
+
+@pytest.mark.parametrize(
+    "argv,suggestion",
+    [
+        (["train", "--latent_dim", "3"], "did you mean --latent-dim?"),
+        (["train", "--lr", "0.01"], "did you mean --learning-rate?"),
+        (["train", "--epohcs", "3"], "did you mean --epochs?"),
+        (["evaluate", "runs/x", "--sampels", "50"], "did you mean --samples?"),
+    ],
+)
+def test_a_mistyped_flag_gets_the_subcommands_usage_and_the_nearest_flag(argv, suggestion, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and suggestion in err
+    assert err.startswith(f"usage: vaekit {argv[0]} ") and f"vaekit {argv[0]}: error: unrecognized arguments" in err
+
+
+def test_presets_are_listed_with_what_they_are_for(capsys):
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("mnist-mlp") and "the paper's model" in line for line in lines)
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # every preset has its description
+
+
+def test_help_explains_run_dir_limits_and_positive_elbos(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "RUN_DIR a run folder written by `vaekit train`" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the first N training images (0: all)" in out and "50,000" not in out
+    assert "densities, not probabilities, so their log p(x|z) and ELBO can be positive" in out
+
+
+def _shape_folder(folder, per_class=3):
+    """Subfolders circle/, square/, triangle/ of small RGB drawings, and one file that is not an image."""
+    from PIL import ImageDraw
+
+    for k, shape in enumerate(("circle", "square", "triangle")):
+        (folder / shape).mkdir(parents=True)
+        for i in range(per_class):
+            img = Image.new("RGB", (40, 40), (255, 255, 255))
+            draw, box, colour = ImageDraw.Draw(img), (8 + i, 8, 32 - i, 32), (40 * k, 80, 200 - 50 * k)
+            if shape == "circle":
+                draw.ellipse(box, fill=colour)
+            elif shape == "square":
+                draw.rectangle(box, fill=colour)
+            else:
+                draw.polygon([(20, 6 + i), (6, 34), (34, 34)], fill=colour)
+            img.save(folder / shape / f"{i}.png")
+    (folder / "circle" / "broken.png").write_bytes(b"not a png")
+
+
+def test_a_small_image_folder_trains_draws_what_it_can_and_names_its_classes(tmp_path, capsys):
+    folder, run = tmp_path / "shapes", tmp_path / "run"
+    _shape_folder(folder)  # 9 usable images: 7 train, 1 valid, 1 test
+    command = [
+        "train",
+        "--config",
+        "images-conv64",
+        "--path",
+        str(folder),
+        "--run-dir",
+        str(run),
+        "--epochs",
+        "1",
+        "--on-bad-file",
+        "skip",
+        "--no-progress",
+    ]
+    # A start that fails validation leaves no run behind, so the corrected command simply works.
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "train.batch_size = 64 is larger than the 7 training images" in err and "training into" not in err
+    assert not (run / "config.json").exists()
+    assert main([*command, "--batch-size", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "no interpolations picture: interpolations need 2 images and the split has 1" in captured.err
+    assert "warning: this run takes only 2 optimisation steps (1 epochs of 2 batches)" in captured.err
+    assert "after 1 epoch," in captured.out and "Traceback" not in captured.err
+    assert "no latents picture: the latent scatter needs 2 images and the split has 1" in captured.err
+    assert {p.name for p in (run / "images").iterdir()} >= {"reconstructions.png", "samples.png", "traversals.png"}
+    assert main(["plot", str(run), "--which", "latents", "--out", str(tmp_path / "valid")]) == 0  # test split: 1 image
+    from vaekit import plots
+    from vaekit.data import load_dataset
+    from vaekit.rundir import load_run
+
+    model, config = load_run(run)
+    data = load_dataset(config.data, config.model.image_shape)
+    images = torch.cat([data.train.images, data.test.images])
+    labels = torch.cat([data.train.labels, data.test.labels])
+    inputs = plots.PictureInputs(model, images, labels, [], 0, data.class_names)
+    assert plots.write_pictures(inputs, run / "images", ["latents"]) == [run / "images" / "latents.png"]
+    report = __import__("vaekit.report").report.build_report(run)
+    assert "coloured by class" in report and "the ELBO can be positive" in report
+
+    from vaekit.playground.server import Playground
+    from vaekit.plots import latent_scatter_figure
+
+    assert data.class_names == ("circle", "square", "triangle")
+    labels = torch.tensor([0, 1, 2, 2])
+    figure = latent_scatter_figure(torch.randn(4, 3), labels, data.class_names)
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["circle", "square", "triangle"]
+    assert Playground(run).scatter()["class_names"] == ["circle", "square", "triangle"]
+
+
+def test_evaluations_of_different_settings_are_kept_and_the_report_shows_the_most_complete(
+    trained_run_2d, tmp_path, capsys
+):
+    import shutil
+
+    from vaekit import rundir
+    from vaekit.report import build_report
+
+    run = Path(shutil.copytree(trained_run_2d, tmp_path / "run"))
+    assert main(["plot", str(run), "--which", "samples"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--samples", "20", "--json"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(run), "--samples", "0", "--json"]) == 0
+    assert main(["evaluate", str(run), "--samples", "100", "--limit", "50", "--json"]) == 0
+    capsys.readouterr()
+    names = {p.name for p in run.glob("evaluation-*.json")}
+    assert {"evaluation-test-k20.json", "evaluation-test-k0.json", "evaluation-test-k100-first50.json"} <= names
+    assert rundir.best_evaluation(run, "test")["log_likelihood"] == full["log_likelihood"]
+    assert f"{full['log_likelihood']:.3f}" in build_report(run)
+    before = (run / "images" / "samples.png").read_bytes()
+    assert main(["sample", str(run), "-n", "16", "--seed", "3"]) == 0
+    assert (run / "images" / "samples.png").read_bytes() == before  # the run's own picture is kept
+    assert (run / "images" / "samples-n16-seed3.png").exists()
+
+
+def test_a_busy_port_is_named_before_anything_is_printed(trained_run_2d, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["playground", str(trained_run_2d), "--port", str(port), "--no-browser"]) == 2
+    captured = capsys.readouterr()
+    assert f"port {port} is in use on 127.0.0.1; pick another with --port." in captured.err
+    assert "http://" not in captured.out

@@ -300,3 +300,15 @@ def test_the_command_line_gives_one_sentence_for_both_files(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err and ("obj.npz" in err or "huge.png" in err)
         assert not (tmp_path / "run").exists()
+
+
+def test_a_channel_last_array_of_another_size_names_the_flag_to_pass(tmp_path):
+    np.savez(tmp_path / "rgb.npz", x=np.zeros((20, 32, 32, 3), np.uint8))
+    with pytest.raises(
+        DataError,
+        match=r"rgb.npz holds images of shape \(20, 32, 32, 3\), but model.image_shape is "
+        r"\(1, 28, 28\): pass --image-shape 3,32,32 \(channels, height, width\)",
+    ):
+        load_dataset(DataConfig(dataset="array", path=str(tmp_path / "rgb.npz")), (1, 28, 28))
+    data = load_dataset(DataConfig(dataset="array", path=str(tmp_path / "rgb.npz"), binarization="none"), (3, 32, 32))
+    assert data.image_shape == (3, 32, 32)  # with the flag it names, the same file loads

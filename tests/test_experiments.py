@@ -26,6 +26,7 @@ def test_each_experiment_runs_with_the_smoke_budget(name, tmp_path, tiny_data):
         assert (out / row["run"] / "images" / "traversals.png").exists()
     table = (out / "summary.md").read_text()
     assert table.count("\n| ") == expected + 1  # header and one row per run
+    assert "| test rec. |" in table and f"| {result['runs'][0]['test_reconstruction']:.2f} |" in table
     assert json.loads((out / "summary.json").read_text())["budget"] == "smoke"
     assert (out / "bound_vs_images.png").stat().st_size > 1000
     if name == "burda2015-mnist":

@@ -154,3 +154,18 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_resume_continues_exa
     for p, q in zip(full.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(p, q)
     assert [m["epoch"] for m in resumed.metrics] == [1, 2]
+
+
+def test_images_per_second_leaves_out_the_first_steps_start_up():
+    import time
+
+    from vaekit.checkpoint import TrainState
+    from vaekit.training import EpochProgress
+
+    epoch = EpochProgress(TrainState(), torch.device("cpu"))
+    time.sleep(0.2)  # the first step pays for allocations and the optimiser's state
+    epoch.step_done(100)
+    for _ in range(9):
+        epoch.step_done(100)
+    overall = 1000 / epoch.seconds()
+    assert overall < 5000 and epoch.images_per_second() > 10 * overall

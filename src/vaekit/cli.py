@@ -73,6 +73,7 @@ def _train_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train a VAE into a run folder",
+        usage="vaekit train [--run-dir DIR] [--config PRESET|FILE] [--resume | --overwrite] [OPTION ...]",
         epilog=EPILOG,
         description="Train a VAE by maximising the ELBO; writes config.json, checkpoints, "
         "metrics.jsonl, summary.json, images/ and report.html into the run folder.",
@@ -491,6 +492,21 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port that another server holds, before printing the address or opening a browser on it."""
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} is in use on {host}; pick another with --port.") from None
+            raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror}); check --host and --port.") from None
+
+
 def cmd_playground(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -502,6 +518,7 @@ def cmd_playground(args: argparse.Namespace) -> int:
         ) from None
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is invalid: use 1 to 65535.")
+    _check_port_free(args.host, args.port)
     playground = Playground(args.run_dir)  # a bad run folder stops here, before any server starts
     url = f"http://{args.host}:{args.port}/"
     print(f"vaekit playground for {args.run_dir} at {url} (Ctrl-C stops it)", flush=True)

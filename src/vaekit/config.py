@@ -65,7 +65,8 @@ class ModelConfig:
         "bernoulli",
         "decoder distribution p(x|z): bernoulli for binary data; for grey levels in [0, 1] "
         "gaussian (learned diagonal variance), gaussian-fixed (variance fixed by decoder_fixed_std) "
-        "or continuous-bernoulli",
+        "or continuous-bernoulli. These three are densities, not probabilities, so their log p(x|z) "
+        "and ELBO can be positive",
         LIKELIHOOD_NAMES,
     )
     image_shape: tuple[int, int, int] = _opt((1, 28, 28), "shape of one image: channels,height,width")

@@ -173,7 +173,10 @@ def project_2d(posterior_means: torch.Tensor, labels: torch.Tensor) -> tuple[tor
         return torch.cat([mu, labels.double().unsqueeze(1)], 1), ("z0", "label"), 1.0
     centred = mu - mu.mean(0)
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
-    return centred @ v[:2].T, ("PC 1", "PC 2"), float((s[:2] ** 2).sum() / (s**2).sum())
+    points = centred @ v[:2].T  # (N, 2), or (1, 1) for a single point, which has one component
+    points = torch.cat([points, points.new_zeros(len(mu), 2 - points.shape[1])], 1)
+    total = float((s**2).sum())
+    return points, ("PC 1", "PC 2"), float((s[:2] ** 2).sum()) / total if total > 0 else 1.0
 
 
 def manifold(model: VAE, path: str | Path, n: int = 20) -> Path:
@@ -316,6 +319,8 @@ def _manifold(p: PictureInputs, folder: Path) -> Path | None:
 
 
 def _latents(p: PictureInputs, folder: Path) -> Path:
+    if len(p.images) < 2:
+        raise PictureSkipped(f"the latent scatter needs 2 images and the split has {len(p.images)}")
     return latent_scatter(p.diagnostics.posterior_means, p.labels, folder / "latents.png", p.class_names)
 
 

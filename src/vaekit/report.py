@@ -63,6 +63,12 @@ def build_report(run_dir: str | Path) -> str:
         f"<h1>vaekit run: {html.escape(run_dir.resolve().name)}</h1>",
         "<p class='note'>Bounds are in nats per image, summed over pixels; higher is better.</p>",
     ]
+    if config.model.likelihood != "bernoulli":
+        parts.append(
+            f"<p class='note'>The {html.escape(config.model.likelihood)} likelihood is a density over grey levels, "
+            "not a probability, so log p(x|z) and the ELBO can be positive; they compare between models of "
+            "the same data, not with Bernoulli figures on binarized images.</p>"
+        )
     summary = rundir.read_summary(run_dir)
     if summary is not None:
         parts += ["<h2>Test summary</h2>", _key_value_table(summary)]

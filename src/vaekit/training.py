@@ -106,6 +106,7 @@ def train(
         _prepare_on_every_rank(run_dir, config, resume, overwrite, ctx)
         loop = set_up(config, run_dir, data, ctx, resume, log if ctx.is_main else (lambda s: None), progress)
         loop.stop = stop
+        _warn_if_short(loop)
         while loop.state.epoch < config.train.epochs:
             end_epoch(loop, *train_epoch(loop))
             _stop_if_asked(loop)
@@ -119,6 +120,22 @@ def train(
         test = test_figures(loop)
     loop.model.eval()
     return TrainResult(loop.model, config, run_dir, loop.state.metrics, test)
+
+
+# Fewer optimisation steps than this in a whole run rarely get past the mean image.
+MIN_USEFUL_STEPS = 1000
+
+
+def _warn_if_short(loop: Loop) -> None:
+    """A run of too few optimisation steps (a small image folder, a large batch) ends with blurry grey
+    reconstructions; say so at the start, with the epochs that would give MIN_USEFUL_STEPS."""
+    tc, per_epoch = loop.config.train, loop.batches_per_epoch
+    if loop.state.step == 0 and tc.epochs * per_epoch < MIN_USEFUL_STEPS:
+        loop.log(
+            f"warning: this run takes only {tc.epochs * per_epoch} optimisation steps ({tc.epochs} epochs of "
+            f"{per_epoch} batches); a VAE needs about {MIN_USEFUL_STEPS} or more to learn more than the mean image: "
+            f"raise --epochs to about {-(-MIN_USEFUL_STEPS // per_epoch)} or lower --batch-size."
+        )
 
 
 def check_data(config: RunConfig, data: Dataset, world_size: int = 1) -> None:
@@ -292,6 +309,20 @@ class EpochProgress:
         self.mine = torch.zeros(4, dtype=torch.float64, device=device)
         self.seconds_before = state.seconds
         self.t0 = time.perf_counter()
+        self.images_this_process = 0  # images trained on (all ranks) since this process began the epoch
+        self.warm: tuple[float, int] | None = None  # clock and images after this process's first step
+
+    def step_done(self, images: int) -> None:
+        self.images_this_process += images
+        if self.warm is None:
+            self.warm = (time.perf_counter(), self.images_this_process)
+
+    def images_per_second(self) -> float:
+        """Training speed after this process's first step, which pays for one-off start-up (allocations,
+        the optimiser's state); over the whole epoch when it had a single step."""
+        if self.warm is None or self.images_this_process == self.warm[1]:
+            return self.images_this_process / max(self.seconds(), 1e-9)
+        return (self.images_this_process - self.warm[1]) / max(time.perf_counter() - self.warm[0], 1e-9)
 
     def add(self, terms: ElboTerms, images: int) -> None:
         with torch.no_grad():
@@ -313,10 +344,10 @@ class EpochProgress:
         return EpochTotals.from_tensor(self.carried), self.seconds_before
 
 
-def train_epoch(loop: Loop) -> tuple[EpochTotals, float]:
+def train_epoch(loop: Loop) -> tuple[EpochTotals, float, float]:
     """Minibatch steps from where the state stands to the end of the epoch (Kingma & Welling 2013,
     Algorithm 1: draw a minibatch and the noise eps, take the gradient of the estimator, update).
-    Returns the epoch's totals over all ranks and its training seconds."""
+    Returns the epoch's totals over all ranks, its training seconds and images per second."""
     state, tc, ctx = loop.state, loop.config.train, loop.ctx
     order = torch.randperm(len(loop.train_x), generator=seeded_generator(tc.seed, "order", state.epoch))
     order = order.to(ctx.device)
@@ -335,6 +366,7 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float]:
         x, eps = minibatch(loop, order, b)
         skips_in_a_row = train_step(loop, x, eps, epoch, skips_in_a_row)
         state.step, state.batch_in_epoch = state.step + 1, b + 1
+        epoch.step_done(len(x) * ctx.world_size)
         if loop.progress and b % 25 == 0:
             bar.set_postfix(elbo=f"{epoch.mean_elbo():.2f}", refresh=False)
         bar.update(1)
@@ -343,7 +375,7 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float]:
             save_checkpoint(loop)
             _stop_if_asked(loop)
     bar.close()
-    return epoch.fold(ctx)
+    return (*epoch.fold(ctx), epoch.images_per_second())
 
 
 def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -411,7 +443,7 @@ def save_checkpoint(loop: Loop) -> None:
     loop.last_save = time.monotonic()
 
 
-def end_epoch(loop: Loop, totals: EpochTotals, seconds: float) -> dict[str, Any]:
+def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second: float) -> dict[str, Any]:
     """Validate, then save the checkpoint, the model and the metrics line, and log one line."""
     state, tc, ctx = loop.state, loop.config.train, loop.ctx
     n = len(loop.train_x)
@@ -426,7 +458,7 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float) -> dict[str, Any]
         "train_kl": train_kl,
         **valid.as_dict("valid_"),
         "seconds": seconds,
-        "images_per_second": n / max(seconds, 1e-9),
+        "images_per_second": images_per_second,
         "skipped_steps": state.skipped_steps,
     }
     if ctx.distributed:

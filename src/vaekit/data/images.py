@@ -115,6 +115,18 @@ def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path} is not a readable .npy/.npz array without pickles: {err}.") from None
 
 
+def image_shape_of(array_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """The (C, H, W) of images stored as (N, H, W), (N, H, W, C) or (N, C, H, W) with 1 or 3
+    channels; None when the shape is none of these."""
+    if len(array_shape) == 3:
+        return (1, *array_shape[1:])
+    if len(array_shape) == 4 and array_shape[3] in (1, 3):
+        return (array_shape[3], array_shape[1], array_shape[2])
+    if len(array_shape) == 4 and array_shape[1] in (1, 3):
+        return tuple(array_shape[1:])  # type: ignore[return-value]
+    return None
+
+
 def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Images from .npy (the images) or .npz (keys x or images; optional y or labels).
 
@@ -128,10 +140,13 @@ def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.n
     elif x.ndim == 4 and x.shape[1:] == (h, w, c) and x.shape[1:] != (c, h, w):
         x = x.transpose(0, 3, 1, 2)
     if x.ndim != 4 or x.shape[1:] != (c, h, w):
-        raise DataError(
-            f"{path} holds images of shape {x.shape}, but model.image_shape is {image_shape}: "
-            "give (N, H, W), (N, H, W, C) or (N, C, H, W)."
+        shape = image_shape_of(x.shape)
+        fix = (
+            f"pass --image-shape {','.join(map(str, shape))} (channels, height, width)"
+            if shape
+            else "store the images as (N, H, W), (N, H, W, C) or (N, C, H, W) with 1 or 3 channels"
         )
+        raise DataError(f"{path} holds images of shape {x.shape}, but model.image_shape is {image_shape}: {fix}.")
     if y.shape != (len(x),):
         raise DataError(f"{path}: labels of shape {y.shape} do not match {len(x)} images.")
     if x.dtype != np.uint8:

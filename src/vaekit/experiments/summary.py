@@ -95,8 +95,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
         "evaluation.",
         "",
         "| run | latent | optimizer | objective | samples | beta | epochs | images seen | train ELBO | "
-        "test ELBO | test KL | log p(x) | active units | published -log p(x) | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "test ELBO | test rec. | test KL | log p(x) | active units | published -log p(x) | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_markdown_row(r) for r in result["runs"]]
     if result.get("missing"):
@@ -112,6 +112,6 @@ def _markdown_row(r: dict[str, Any]) -> str:
     return (
         f"| {r['run']} | {r['latent_dim']} | {r['optimizer']} | {r['objective']} | {r['num_samples']} | "
         f"{r['beta']:g} | {epochs} | {r['images_seen']:,} | {train_elbo} | {r['test_elbo']:.2f} | "
-        f"{r['test_kl']:.2f} | {ll} | {r['active_units']} | {published} | "
+        f"{r['test_reconstruction']:.2f} | {r['test_kl']:.2f} | {ll} | {r['active_units']} | {published} | "
         f"{r['training_minutes']:.1f} + {r['evaluation_minutes']:.1f} |"
     )
