@@ -242,24 +242,13 @@ def elbo_curves(
         for i, (label, rows) in enumerate(runs.items()):
             if panel_of and panel_of[label] != panel:
                 continue
-            seen = [m["images_seen"] for m in rows]
-            solo = len(runs) == 1
-            ax.plot(
-                seen,
-                [m["train_elbo"] for m in rows],
-                "o-",
-                ms=3,
-                color=f"C{i % 10}",
-                label="train (running mean over the epoch)" if solo else label,
+            seen, solo = [m["images_seen"] for m in rows], len(runs) == 1
+            curves = (
+                ("train_elbo", "o-", i, "train (running mean over the epoch)" if solo else label),
+                ("valid_elbo", "s--", i + solo, "validation" if solo else None),
             )
-            ax.plot(
-                seen,
-                [m["valid_elbo"] for m in rows],
-                "s--",
-                ms=3,
-                color=f"C{(i + solo) % 10}",
-                label="validation" if solo else None,
-            )
+            for key, style, colour, text in curves:
+                ax.plot(seen, [m[key] for m in rows], style, ms=3, color=f"C{colour % 10}", label=text)
         ax.set_xscale("log")
         ax.set(xlabel="training images seen", title=panel or None)
         ax.grid(True, which="both", alpha=0.3)
