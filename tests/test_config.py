@@ -117,3 +117,28 @@ def test_conv_rejects_sizes_it_cannot_halve():
 def test_iwae_objective_with_beta_is_rejected():
     with pytest.raises(ValueError, match="apply to the elbo objective only"):
         TrainConfig(objective="iwae", beta=2.0)
+
+
+@pytest.mark.parametrize(
+    "model,train,fragment",
+    [
+        ({"prior": "vampprior"}, {"free_bits": 0.5}, "free bits need the per-dimension KL of a standard prior"),
+        ({"posterior_flow": "iaf"}, {"gradient_estimator": "stl"}, "stl and dreg need a posterior without a flow"),
+        ({}, {"gradient_estimator": "dreg"}, "dreg applies to the iwae objective"),
+        ({"prior": "gaussian-mixture"}, {}, "model.prior = 'gaussian-mixture' is invalid: choose one of standard"),
+        ({"flow_steps": 0}, {}, "model.flow_steps = 0 is invalid: use 1 to 64"),
+    ],
+)
+def test_options_that_need_a_closed_form_or_another_objective_are_refused_by_name(model, train, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        RunConfig(ModelConfig(**model), train=TrainConfig(**train))
+
+
+def test_configs_written_before_priors_and_flows_existed_still_load():
+    old = {"model": {"latent_dim": 8}, "data": {}, "train": {"epochs": 3}}  # no prior, flow or estimator keys
+    config = RunConfig.from_dict(old)
+    assert (config.model.prior, config.model.posterior_flow, config.train.gradient_estimator) == (
+        "standard",
+        "none",
+        "reparameterization",
+    )

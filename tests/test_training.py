@@ -169,3 +169,17 @@ def test_images_per_second_leaves_out_the_first_steps_start_up():
         epoch.step_done(100)
     overall = 1000 / epoch.seconds()
     assert overall < 5000 and epoch.images_per_second() > 10 * overall
+
+
+@pytest.mark.parametrize(
+    "model", [{"prior": "vampprior", "prior_components": 3}, {"posterior_flow": "iaf", "flow_steps": 2}]
+)
+def test_learned_priors_and_flows_resume_bit_for_bit(model, tmp_path, tiny_config, tiny_data):
+    overrides = {f"model.{k}": v for k, v in model.items()}
+    config = tiny_config.with_overrides({**overrides, "train.epochs": 2})
+    full = train(config, tmp_path / "full", progress=False, dataset=tiny_data)
+    train(config.with_overrides({"train.epochs": 1}), tmp_path / "cut", progress=False, dataset=tiny_data)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data)
+    for (name, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert full.metrics[-1]["valid_elbo"] > full.metrics[0]["valid_elbo"]

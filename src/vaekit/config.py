@@ -40,6 +40,9 @@ OBJECTIVES = ("elbo", "iwae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
 SPLIT_NAMES = ("train", "valid", "test")
+PRIOR_NAMES = ("standard", "mixture", "vampprior")  # models.priors
+FLOW_NAMES = ("none", "planar", "iaf")  # models.flows
+GRADIENT_ESTIMATORS = ("reparameterization", "stl", "dreg")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -84,9 +87,25 @@ class ModelConfig:
     conv_channels: tuple[int, ...] = _opt(
         (32, 64), "channels of the conv architecture's strided convolutions; each halves the image size"
     )
+    prior: str = _opt(
+        "standard",
+        "p(z): standard (N(0, I)), mixture (a learned mixture of prior_components Gaussians) or vampprior "
+        "(a mixture of the encoder's posteriors at prior_components learned pseudo-inputs, Tomczak & Welling 2018)",
+        PRIOR_NAMES,
+    )
+    prior_components: int = _opt(500, "components K of the mixture prior or pseudo-inputs of the VampPrior")
+    posterior_flow: str = _opt(
+        "none",
+        "a normalizing flow on the Gaussian posterior: none, planar (Rezende & Mohamed 2015) or iaf (inverse "
+        "autoregressive flow, Kingma et al. 2016)",
+        FLOW_NAMES,
+    )
+    flow_steps: int = _opt(4, "steps of the posterior's flow (when posterior_flow is not none)")
+    flow_hidden_dim: int = _opt(256, "hidden units of each IAF step's masked network (MADE)")
 
     def __post_init__(self) -> None:
         s = "model"
+        self._check_latent_model()
         _require_choice(s, "architecture", self.architecture, ARCHITECTURE_NAMES)
         _require_choice(s, "likelihood", self.likelihood, LIKELIHOOD_NAMES)
         shape = self.image_shape
@@ -129,6 +148,15 @@ class ModelConfig:
                 shape,
                 f"the conv architecture with {len(ch)} strided layers needs height and width divisible by {scale}",
             )
+
+    def _check_latent_model(self) -> None:
+        """The prior and the posterior's flow."""
+        s = "model"
+        _require_choice(s, "prior", self.prior, PRIOR_NAMES)
+        _require(1 <= self.prior_components <= 100_000, s, "prior_components", self.prior_components, "use 1 to 100000")
+        _require_choice(s, "posterior_flow", self.posterior_flow, FLOW_NAMES)
+        _require(1 <= self.flow_steps <= 64, s, "flow_steps", self.flow_steps, "use 1 to 64")
+        _require(1 <= self.flow_hidden_dim <= 65536, s, "flow_hidden_dim", self.flow_hidden_dim, "use 1 to 65536")
 
 
 @dataclass(frozen=True)
@@ -230,6 +258,13 @@ class TrainConfig:
     precision: str = _opt(
         "auto", "auto (bf16 autocast on CUDA GPUs that support it, float32 elsewhere), float32 or bf16", PRECISIONS
     )
+    gradient_estimator: str = _opt(
+        "reparameterization",
+        "the encoder's gradient: reparameterization (the plain pathwise gradient), stl (path derivative, "
+        "'sticking the landing', Roeder et al. 2017) or dreg (doubly reparameterized, Tucker et al. 2019; iwae "
+        "objective only)",
+        GRADIENT_ESTIMATORS,
+    )
 
     def __post_init__(self) -> None:
         s = "train"
@@ -269,6 +304,14 @@ class TrainConfig:
         _require_choice(s, "device", self.device, DEVICES)
         _require_choice(s, "precision", self.precision, PRECISIONS)
         _require(0 <= self.num_threads <= 1024, s, "num_threads", self.num_threads, "use 0 (default) to 1024")
+        _require_choice(s, "gradient_estimator", self.gradient_estimator, GRADIENT_ESTIMATORS)
+        _require(
+            self.gradient_estimator != "dreg" or self.objective == "iwae",
+            s,
+            "gradient_estimator",
+            self.gradient_estimator,
+            "dreg applies to the iwae objective",
+        )
 
 
 @dataclass(frozen=True)
@@ -278,6 +321,25 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        """What the sections allow together: options that need a closed-form KL or posterior density."""
+        m, t = self.model, self.train
+        analytic = m.prior == "standard" and m.posterior_flow == "none"
+        _require(
+            t.free_bits == 0 or analytic,
+            "train",
+            "free_bits",
+            t.free_bits,
+            "free bits need the per-dimension KL of a standard prior and no posterior flow",
+        )
+        _require(
+            t.gradient_estimator == "reparameterization" or m.posterior_flow == "none",
+            "train",
+            "gradient_estimator",
+            t.gradient_estimator,
+            "stl and dreg need a posterior without a flow",
+        )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out = dataclasses.asdict(self)

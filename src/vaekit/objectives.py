@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.config import TrainConfig
-from vaekit.likelihoods import DiagonalGaussian, standard_normal_log_prob
+from vaekit.likelihoods import DiagonalGaussian
 from vaekit.models.vae import VAE
 
 
@@ -28,28 +28,54 @@ class ElboTerms:
     kl_per_dim: torch.Tensor
 
 
+def _log_likelihood(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x | z_l) for each of L latents per image: x (batch, C, H, W), z (batch, L, J) -> (batch, L)."""
+    batch, num_samples = z.shape[:2]
+    likelihood = model.decode(z.reshape(batch * num_samples, -1))  # parameters (batch*L, C, H, W)
+    x_rep = x.repeat_interleave(num_samples, dim=0) if num_samples > 1 else x
+    return likelihood.log_prob(x_rep).view(batch, num_samples)
+
+
+def _log_posterior_at_stopped_parameters(posterior: DiagonalGaussian, z: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) with the encoder's outputs detached, so that its gradient reaches the encoder
+    through z only: the path derivative (Roeder et al. 2017). Shapes: z (batch, L, J) -> (batch, L)."""
+    return DiagonalGaussian(posterior.mu.detach().unsqueeze(1), posterior.logvar.detach().unsqueeze(1)).log_prob(z)
+
+
 def elbo(
     model: VAE,
     x: torch.Tensor,
     num_samples: int = 1,
     generator: torch.Generator | None = None,
     eps: torch.Tensor | None = None,
+    estimator: str = "reparameterization",
 ) -> ElboTerms:
     """The SGVB estimator of the variational lower bound with L samples per datapoint.
 
     L(x) ~= -KL(q(z|x) || p(z)) + 1/L sum_l log p(x | z_l),  z_l = mu + sigma * eps_l
-    (Kingma & Welling 2013, Section 2.3, the second estimator, with the KL in closed form).
+    (Kingma & Welling 2013, Section 2.3, the second estimator, with the KL in closed form) when the
+    model has a closed-form KL (`model.analytic_kl`). Otherwise (a learned prior, a flow) the KL is
+    the Monte-Carlo estimate over the same samples, 1/L sum_l [log q(z_l|x) - log p(z_l)] (the
+    first estimator, Section 2.3), and kl_per_dim is the closed-form KL of the Gaussian q_0 to
+    N(0, I), a diagnostic. estimator "stl" takes the Monte-Carlo form with log q at stopped
+    parameters (the path derivative, Roeder et al. 2017): the same values, another gradient.
     Shapes: x (batch, C, H, W); z and eps, if given, (batch, L, latent_dim); terms (batch,).
     """
+    # The order of the operations is that of the runs vaekit has always trained: autograd adds the
+    # gradients that meet at mu and logvar in the order the graph was built, so a new order would
+    # change the last bits of every step and, over a run, the published figures.
     posterior = model.posterior(x)
-    z = posterior.rsample(num_samples, generator, eps)  # (batch, L, J)
-    batch = x.shape[0]
-    likelihood = model.decode(z.reshape(batch * num_samples, -1))  # parameters (batch*L, C, H, W)
-    x_rep = x.repeat_interleave(num_samples, dim=0) if num_samples > 1 else x
-    log_px_z = likelihood.log_prob(x_rep).view(batch, num_samples)  # (batch, L)
-    reconstruction = log_px_z.mean(dim=1)
+    z0 = posterior.rsample(num_samples, generator, eps)  # (batch, L, J)
+    z, log_det = model.flow(z0)
+    reconstruction = _log_likelihood(model, x, z).mean(dim=1)
     kl_per_dim = posterior.kl_per_dimension()  # (batch, J)
-    kl = kl_per_dim.sum(-1)
+    if model.analytic_kl and estimator == "reparameterization":
+        kl = kl_per_dim.sum(-1)
+    else:
+        log_q = model.log_posterior(posterior, z0, log_det)
+        if estimator == "stl":
+            log_q = _log_posterior_at_stopped_parameters(posterior, z)
+        kl = (log_q - model.log_prior(z)).mean(dim=1)
     return ElboTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl, kl_per_dim=kl_per_dim)
 
 
@@ -60,14 +86,18 @@ def _log_weights(
     posterior: DiagonalGaussian,
     generator: torch.Generator | None,
     eps: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """log w (batch, k) and its log p(x|z) part (batch, k), for z_k ~ q(z|x)."""
-    z = posterior.rsample(k, generator, eps)  # (batch, k, J)
-    batch = x.shape[0]
-    likelihood = model.decode(z.reshape(batch * k, -1))
-    log_px_z = likelihood.log_prob(x.repeat_interleave(k, dim=0)).view(batch, k)
-    log_qz = DiagonalGaussian(posterior.mu.unsqueeze(1), posterior.logvar.unsqueeze(1)).log_prob(z)
-    return log_px_z + standard_normal_log_prob(z) - log_qz, log_px_z
+    estimator: str = "reparameterization",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log w (batch, k), its log p(x|z) part (batch, k) and z (batch, k, J), for z_k ~ q(z|x);
+    with estimator stl or dreg, log q is taken at stopped parameters (see `elbo`)."""
+    z0 = posterior.rsample(k, generator, eps)  # (batch, k, J); the order of operations as in `elbo`
+    z, log_det = model.flow(z0)
+    log_px_z = _log_likelihood(model, x, z)
+    if estimator == "reparameterization":
+        log_q = model.log_posterior(posterior, z0, log_det)
+    else:
+        log_q = _log_posterior_at_stopped_parameters(posterior, z)
+    return log_px_z + model.log_prior(z) - log_q, log_px_z, z
 
 
 def log_importance_weights(
@@ -121,16 +151,36 @@ def capacity_at(step: int, capacity_max: float, capacity_steps: int) -> float:
 
 
 def iwae_training_terms(
-    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
+    estimator: str = "reparameterization",
 ) -> tuple[torch.Tensor, ElboTerms]:
     """The IWAE bound (batch,) for training, with ELBO terms from the same k samples for logging:
-    reconstruction is the mean over samples of log p(x|z_k), kl the closed form."""
+    reconstruction is the mean over samples of log p(x|z_k); kl the closed form where the model has
+    one, else the Monte-Carlo estimate mean_k [log q(z_k|x) - log p(z_k)].
+
+    estimator "stl": log q at stopped parameters (Roeder et al. 2017). "dreg": the doubly
+    reparameterized gradient (Tucker et al. 2019, Eq. 5), which for the encoder weights each
+    sample's path gradient by the squared normalised weight w~_k^2 instead of w~_k, removing the
+    score-function term whose variance grows with k; the decoder's gradient stays the IWAE one.
+    It is computed as the gradient of sum_k w~_k log w_k (w~ held fixed) with z's gradient
+    multiplied by w~_k on its way back to the encoder. The returned bound then carries that
+    gradient and still has the bound's value.
+    """
     posterior = model.posterior(x)
-    log_w, log_px_z = _log_weights(model, x, k, posterior, generator, eps)
+    log_w, log_px_z, z = _log_weights(model, x, k, posterior, generator, eps, estimator)
     bound = torch.logsumexp(log_w, dim=1) - math.log(k)
+    if estimator == "dreg" and z.requires_grad:
+        weights = torch.softmax(log_w.detach(), dim=1)  # w~_k, (batch, k)
+        z.register_hook(lambda grad: grad * weights.unsqueeze(-1))
+        surrogate = (weights * log_w).sum(dim=1)
+        bound = surrogate + (bound - surrogate).detach()  # the bound's value, the DReG gradient
     kl_per_dim = posterior.kl_per_dimension()
     reconstruction = log_px_z.mean(dim=1)
-    kl = kl_per_dim.sum(-1)
+    kl = kl_per_dim.sum(-1) if model.analytic_kl else (log_px_z - log_w).mean(dim=1).detach()
     return bound, ElboTerms(reconstruction - kl, reconstruction, kl, kl_per_dim)
 
 
@@ -152,9 +202,9 @@ def training_loss(
     eps, if given, is the reparameterization noise (batch, num_samples, latent_dim).
     """
     if train.objective == "iwae":
-        bound, terms = iwae_training_terms(model, x, train.num_samples, generator, eps)
+        bound, terms = iwae_training_terms(model, x, train.num_samples, generator, eps, train.gradient_estimator)
         return -bound.mean(), terms
-    terms = elbo(model, x, train.num_samples, generator, eps)
+    terms = elbo(model, x, train.num_samples, generator, eps, train.gradient_estimator)
     if train.free_bits > 0:
         kl = terms.kl_per_dim.mean(0).clamp_min(train.free_bits).sum()
     else:

@@ -15,9 +15,11 @@ from PIL import Image, ImageDraw, ImageFont
 from vaekit import rundir
 from vaekit.data import load_dataset
 from vaekit.evaluation import LatentDiagnostics, latent_diagnostics
+from vaekit.models.priors import VampPrior
 from vaekit.models.vae import VAE
 
 TITLE_HEIGHT = 18
+PRIOR_LABELS = {"StandardNormalPrior": "N(0, I)", "MixturePrior": "learned mixture", "VampPrior": "VampPrior"}
 
 
 def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
@@ -78,10 +80,11 @@ def reconstructions(model: VAE, x: torch.Tensor, path: str | Path, per_row: int 
 
 @torch.no_grad()
 def prior_samples(model: VAE, path: str | Path, n: int = 100, seed: int = 0) -> Path:
-    """Decoded means of n draws from the prior p(z) = N(0, I)."""
+    """Decoded means of n draws from the model's prior p(z)."""
     images = model.sample(n, generator=torch.Generator().manual_seed(seed))
-    nrow = max(1, int(math.sqrt(n)))
-    return save_picture(grid_image(images, nrow, f"decoded means of {n} samples z ~ N(0, I), seed {seed}"), path)
+    prior = PRIOR_LABELS.get(type(model.prior).__name__, "the prior")
+    title = f"decoded means of {n} samples z ~ p(z), {prior}, seed {seed}"
+    return save_picture(grid_image(images, max(1, int(math.sqrt(n))), title), path)
 
 
 def _save_figure(fig: Any, path: str | Path) -> Path:
@@ -317,6 +320,15 @@ def _curves(p: PictureInputs, folder: Path) -> Path | None:
     return None if not p.metrics else elbo_curves({"run": p.metrics}, folder / "curves.png", "variational lower bound")
 
 
+def _pseudo_inputs(p: PictureInputs, folder: Path) -> Path | None:
+    """The VampPrior's learned pseudo-inputs u_k, the images whose posteriors make up the prior."""
+    if not isinstance(p.model.prior, VampPrior):
+        return None
+    u = p.model.prior.pseudo_inputs()[:100].detach()
+    title = f"the VampPrior's first {len(u)} of {len(p.model.prior.raw)} pseudo-inputs"
+    return save_picture(grid_image(u, max(1, int(math.sqrt(len(u)))), title), folder / "pseudo-inputs.png")
+
+
 # picture name -> what draws it into a folder; None where it does not apply (the manifold of a
 # latent space that is not 2-D, the curves of a run without metrics)
 PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
@@ -324,6 +336,7 @@ PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
     "samples": _samples,
     "interpolations": _interpolations,
     "traversals": _traversals,
+    "pseudo-inputs": _pseudo_inputs,
     "manifold": _manifold,
     "latents": _latents,
     "curves": _curves,

@@ -13,9 +13,10 @@ from vaekit import checkpoint, rundir
 CAPTIONS = {
     "curves.png": "Training curves: train and validation ELBO against images seen (log axis).",
     "reconstructions.png": "Test images (input rows) and their reconstructions at the posterior mean.",
-    "samples.png": "Decoded means of draws from the prior N(0, I).",
+    "samples.png": "Decoded means of draws from the model's prior p(z).",
     "interpolations.png": "Linear (lerp) and spherical (slerp) paths between posterior means of test images.",
     "traversals.png": "Each latent dimension swept from -3 to 3, most informative (highest KL) first.",
+    "pseudo-inputs.png": "The VampPrior's learned pseudo-inputs: the prior is the mixture of the posteriors at them.",
     "manifold.png": "The learned manifold of the 2-D latent space on a grid of prior quantiles.",
     "latents.png": "Posterior means of test images coloured by class.",
 }

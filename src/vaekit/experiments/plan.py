@@ -11,13 +11,14 @@ from types import ModuleType
 
 from vaekit.config import DEVICES, DataConfig, RunConfig
 from vaekit.errors import ConfigError
-from vaekit.experiments import beta_sweep, burda2015, kingma2013
+from vaekit.experiments import beta_sweep, burda2015, kingma2013, tomczak2018
 
 # experiment name -> the module that defines its runs (`runs(epochs, data)`), TITLE and PUBLISHED figures
 EXPERIMENTS: dict[str, ModuleType] = {
     "kingma2013-mnist": kingma2013,
     "burda2015-mnist": burda2015,
     "beta-sweep": beta_sweep,
+    "tomczak2018-vampprior": tomczak2018,
 }
 
 

@@ -1,4 +1,4 @@
-"""The VAE: an encoder q(z|x), a decoder p(x|z) and the prior p(z) = N(0, I); the model registry."""
+"""The VAE: an encoder q(z|x) (with an optional flow), a decoder p(x|z) and a prior p(z); the registries."""
 
 from __future__ import annotations
 
@@ -16,45 +16,103 @@ from vaekit.likelihoods import (
 )
 from vaekit.models.decoders import ConvDecoder, MLPDecoder
 from vaekit.models.encoders import ConvEncoder, MLPEncoder
+from vaekit.models.flows import build_flows
+from vaekit.models.priors import MixturePrior, StandardNormalPrior, VampPrior
 
 Likelihood = BernoulliLikelihood | ContinuousBernoulliLikelihood | GaussianLikelihood
 
 
 class VAE(nn.Module):
-    """Variational autoencoder (Kingma & Welling 2013, Section 3).
+    """Variational autoencoder (Kingma & Welling 2013, Section 3), as the latent-variable model
+    that every objective and the evaluator use:
+
+    posterior(x)              the diagonal Gaussian q_0(z|x) the encoder gives
+    sample_posterior(q_0, L)  z ~ q(z|x) by reparameterization through the flows, and log q(z|x)
+    log_prior(z)              log p(z): N(0, I), a learned mixture or the VampPrior
+    decode(z)                 the likelihood p(x|z)
+    analytic_kl               whether KL(q || p) has a closed form (N(0, I) prior, no flow)
 
     Holds the networks and nothing else: objectives live in vaekit.objectives, persistence in
     vaekit.checkpoint. Images are (batch, C, H, W); latents are (batch, latent_dim).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        latent_dim: int,
+        prior: nn.Module | None = None,
+        flows: nn.ModuleList | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.latent_dim = latent_dim
+        self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
+        self.flows = flows if flows is not None else nn.ModuleList()
+
+    @property
+    def analytic_kl(self) -> bool:
+        """True when KL(q(z|x) || p(z)) has the closed form of Appendix B: a diagonal Gaussian
+        posterior (no flow) against the N(0, I) prior; otherwise the KL is estimated by Monte Carlo."""
+        return isinstance(self.prior, StandardNormalPrior) and len(self.flows) == 0
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters of q(z|x): (mu, logvar), each (batch, latent_dim)."""
+        """Parameters of q_0(z|x): (mu, logvar), each (batch, latent_dim)."""
         return self.encoder(x)
 
     def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
-        """The approximate posterior q(z|x) as a distribution object."""
+        """The encoder's diagonal Gaussian q_0(z|x) (the posterior itself when there is no flow)."""
         return DiagonalGaussian(*self.encode(x))
 
-    def prior(self, batch: int, device: torch.device | None = None) -> DiagonalGaussian:
-        """The prior p(z) = N(0, I) for `batch` datapoints."""
-        zeros = torch.zeros(batch, self.latent_dim, device=device or self._device())
-        return DiagonalGaussian(zeros, zeros)
+    def sample_posterior(
+        self,
+        posterior: DiagonalGaussian,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z ~ q(z|x) by reparameterization, and log q(z|x) at it.
+
+        z_0 = mu + sigma * eps, then z_K = f_K(... f_1(z_0)) through the flows, with
+        log q(z_K|x) = log q_0(z_0|x) - sum_k log |det J_f_k|   (Rezende & Mohamed 2015, Eq. 6).
+        Shapes: posterior (batch, J); eps, if given, (batch, L, J) -> z (batch, L, J), log q (batch, L).
+        """
+        z0 = posterior.rsample(num_samples, generator, eps)
+        z, log_det = self.flow(z0)
+        return z, self.log_posterior(posterior, z0, log_det)
+
+    def flow(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """z_K = f_K(... f_1(z_0)) and sum_k log |det J_f_k| (*batch,); z_0 itself and None without a flow."""
+        z, log_det = z0, None
+        for flow in self.flows:
+            z, step_log_det = flow(z)
+            log_det = step_log_det if log_det is None else log_det + step_log_det
+        return z, log_det
+
+    @staticmethod
+    def log_posterior(posterior: DiagonalGaussian, z0: torch.Tensor, log_det: torch.Tensor | None) -> torch.Tensor:
+        """log q(z_K|x) = log q_0(z_0|x) - sum_k log |det J_f_k|: z0 (batch, L, J) -> (batch, L)."""
+        log_q0 = DiagonalGaussian(posterior.mu.unsqueeze(-2), posterior.logvar.unsqueeze(-2)).log_prob(z0)
+        return log_q0 if log_det is None else log_q0 - log_det
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) summed over latent dimensions: z (*batch, J) -> (*batch,)."""
+        return self.prior.log_prob(z, self.encode)
 
     def decode(self, z: torch.Tensor) -> Likelihood:
         """The likelihood p(x|z) for latents z of shape (batch, latent_dim)."""
         return self.decoder(z)
 
     @torch.no_grad()
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws z ~ p(z) from the model's prior, (n, latent_dim), on the model's device."""
+        return self.prior.sample(n, generator, self.encode).to(self._device())
+
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoded means of n draws z ~ p(z): images (n, C, H, W) in the data's range."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self._device())
-        return self.decode(z).mean
+        return self.decode(self.sample_prior(n, generator)).mean
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +132,10 @@ def _likelihood_options(config: ModelConfig) -> dict[str, float]:
     }
 
 
-def _mlp(config: ModelConfig) -> VAE:
+Networks = tuple[nn.Module, nn.Module]  # (encoder, decoder)
+
+
+def _mlp(config: ModelConfig) -> Networks:
     encoder = MLPEncoder(
         config.image_shape, config.hidden_dim, config.latent_dim, config.hidden_layers, config.activation
     )
@@ -87,10 +148,10 @@ def _mlp(config: ModelConfig) -> VAE:
         config.hidden_layers,
         config.activation,
     )
-    return VAE(encoder, decoder, config.latent_dim)
+    return encoder, decoder
 
 
-def _conv(config: ModelConfig) -> VAE:
+def _conv(config: ModelConfig) -> Networks:
     encoder = ConvEncoder(config.image_shape, config.hidden_dim, config.latent_dim, config.conv_channels)
     decoder = ConvDecoder(
         config.image_shape,
@@ -100,13 +161,28 @@ def _conv(config: ModelConfig) -> VAE:
         config.likelihood,
         _likelihood_options(config),
     )
-    return VAE(encoder, decoder, config.latent_dim)
+    return encoder, decoder
 
 
-# One registry: architecture name -> builder. Names match config.ARCHITECTURE_NAMES (a test checks).
-ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig], VAE]] = {"mlp": _mlp, "conv": _conv}
+# architecture name -> builder of the encoder and decoder. Names match config.ARCHITECTURE_NAMES (a test checks).
+ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig], Networks]] = {"mlp": _mlp, "conv": _conv}
+
+# prior name -> builder. Names match config.PRIOR_NAMES (a test checks).
+PRIOR_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "standard": lambda c: StandardNormalPrior(c.latent_dim),
+    "mixture": lambda c: MixturePrior(c.latent_dim, c.prior_components),
+    "vampprior": lambda c: VampPrior(c.image_shape, c.prior_components),
+}
 
 
 def build_model(config: ModelConfig) -> VAE:
-    """A freshly initialised VAE for a model config (seed torch beforehand for repeatability)."""
-    return ARCHITECTURE_BUILDERS[config.architecture](config)
+    """A freshly initialised VAE for a model config (seed torch beforehand for repeatability).
+
+    The encoder and decoder are built first, so that a model with the standard prior and no flow
+    draws exactly the initial weights it always did; the prior and the flow follow.
+    """
+    encoder, decoder = ARCHITECTURE_BUILDERS[config.architecture](config)
+    prior = PRIOR_BUILDERS[config.prior](config)
+    steps = config.flow_steps if config.posterior_flow != "none" else 0
+    flows = build_flows(config.posterior_flow, config.latent_dim, steps, config.flow_hidden_dim)
+    return VAE(encoder, decoder, config.latent_dim, prior, flows)

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from vaekit.data import load_dataset
 from vaekit.evaluation import latent_diagnostics
+from vaekit.models.priors import StandardNormalPrior
 from vaekit.objectives import elbo
 from vaekit.plots import prior_quantile_grid, project_2d, slerp
 from vaekit.rundir import load_run
@@ -131,8 +132,15 @@ class Playground:
         return self.decode(path)
 
     def samples(self, n: int, temperature: float, seed: int) -> list[str]:
-        z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
-        return self.decode(z)
+        """Decoded draws from the model's own prior, their spread scaled by the temperature around
+        the prior's mean (for N(0, I): z = temperature * eps)."""
+        with self.lock, torch.no_grad():
+            z = self.model.sample_prior(n, torch.Generator().manual_seed(seed))
+            if isinstance(self.model.prior, StandardNormalPrior):
+                centre = torch.zeros(self.latent_dim)
+            else:  # the learned prior's mean, estimated once per request from a fixed draw
+                centre = self.model.sample_prior(4096, torch.Generator().manual_seed(0)).mean(0)
+        return self.decode(centre + temperature * (z - centre))
 
     def manifold(self, n: int) -> list[list[str]]:
         images = self.decode(prior_quantile_grid(n))
