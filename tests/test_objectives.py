@@ -234,11 +234,17 @@ def test_stl_has_the_same_value_and_changes_only_the_encoders_gradient():
             torch.testing.assert_close(g_plain[name], g_stl[name], msg=name)
 
 
-@pytest.mark.parametrize("name", [n for n in LATENT_MODELS if n != "standard"])
-@pytest.mark.parametrize("objective", ["elbo", "iwae-k5", "iwae-k5-dreg"])
+@pytest.mark.parametrize(
+    "name,objective",
+    [
+        (name, objective)
+        for name in LATENT_MODELS
+        if name != "standard"
+        for objective in ("elbo", "iwae-k5", "iwae-k5-dreg")
+        if not (objective.endswith("dreg") and name in ("planar", "iaf"))  # dreg needs a posterior without a flow
+    ],
+)
 def test_every_latent_model_learns(name, objective, tiny_data):
-    if objective.endswith("dreg") and "flow" in str(LATENT_MODELS[name]):
-        pytest.skip("dreg needs a posterior without a flow")
     model = _latent_model(name)
     x = torch.bernoulli(tiny_data.train.images[:64], generator=torch.Generator().manual_seed(0))
     train = {
