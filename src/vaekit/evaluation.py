@@ -116,7 +116,10 @@ def importance_sampled_log_likelihood(
     model.eval()
     mine = _my_rows(len(x), ctx)
     indices = range(mine.start, mine.stop)
-    results = []
+    # One buffer for every image's estimate, written in place: a small tensor kept per image would
+    # sit between the large temporaries that the allocator frees and reuses, so that the heap could
+    # not be reused or trimmed and grew by about a decoder output per image (8.6 GB over 10,000).
+    local = torch.empty(len(indices), dtype=torch.float64)
     bar = progress_bar(len(indices), progress, desc=f"log p(x), K={num_importance_samples}", unit="img")
     for start in range(0, len(indices), batch_size):
         rows = indices[start : start + batch_size]
@@ -129,11 +132,10 @@ def importance_sampled_log_likelihood(
             eps = torch.stack([torch.randn((k, model.latent_dim), generator=g) for g in generators])
             log_w = log_importance_weights(model, xb, k, posterior_params=params, eps=eps)
             acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=1))
-        results.append((acc - math.log(num_importance_samples)).cpu())
+        local[start : start + len(xb)] = acc - math.log(num_importance_samples)
         bar.update(len(xb))
     bar.close()
     model.train(was_training)
-    local = torch.cat(results) if results else torch.zeros(0, dtype=torch.float64)
     per_datapoint = gather_rows(local, ctx) if ctx is not None else local
     n = len(per_datapoint)
     stderr = per_datapoint.std().item() / math.sqrt(n) if n > 1 else float("nan")
