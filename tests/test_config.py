@@ -123,7 +123,8 @@ def test_iwae_objective_with_beta_is_rejected():
     "model,train,fragment",
     [
         ({"prior": "vampprior"}, {"free_bits": 0.5}, "free bits need the per-dimension KL of a standard prior"),
-        ({"posterior_flow": "iaf"}, {"gradient_estimator": "stl"}, "stl and dreg need a posterior without a flow"),
+        ({"posterior_flow": "iaf"}, {"gradient_estimator": "stl"}, "stl and dreg need a one-layer posterior without"),
+        ({"hierarchy": "two-layer", "prior": "vampprior"}, {}, "a two-layer model takes a standard or mixture prior"),
         ({}, {"gradient_estimator": "dreg"}, "dreg applies to the iwae objective"),
         ({"prior": "gaussian-mixture"}, {}, "model.prior = 'gaussian-mixture' is invalid: choose one of standard"),
         ({"flow_steps": 0}, {}, "model.flow_steps = 0 is invalid: use 1 to 64"),

@@ -120,6 +120,7 @@ LATENT_MODELS = {
     "vampprior": {"prior": "vampprior", "prior_components": 4},
     "planar": {"posterior_flow": "planar", "flow_steps": 2},
     "iaf": {"posterior_flow": "iaf", "flow_steps": 2, "flow_hidden_dim": 12},
+    "two-layer": {"hierarchy": "two-layer", "top_latent_dim": 2, "top_hidden_dim": 8, "prior": "mixture"},
 }
 
 
@@ -137,12 +138,12 @@ def test_learned_priors_and_flows_rebuild_from_the_run_folder(name, tmp_path):
     rundir.write_config(tmp_path, config)
     rundir.save_model(tmp_path, model)
     loaded, _ = rundir.load_run(tmp_path)
-    x, eps = torch.rand(3, 1, 28, 28), torch.randn(3, 2, 3)
+    x, eps = torch.rand(3, 1, 28, 28), torch.randn(3, 2, model.latent_dim)
     for a, b in zip(
         model.sample_posterior(model.posterior(x), 2, eps=eps), loaded.sample_posterior(loaded.posterior(x), 2, eps=eps)
     ):
         assert torch.equal(a, b)
-    z = torch.randn(5, 3)
+    z = torch.randn(5, model.latent_dim)
     assert torch.equal(model.log_prior(z), loaded.log_prior(z))
     g = torch.Generator
     assert torch.equal(model.sample(2, g().manual_seed(1)), loaded.sample(2, g().manual_seed(1)))

@@ -44,7 +44,9 @@ def test_every_picture_of_a_2d_run_and_the_report(trained_run_2d, capsys):
     assert main(["plot", str(trained_run_2d)]) == 0
     images = trained_run_2d / "images"
     sizes = {p.name: Image.open(p).size for p in images.glob("*.png")}
-    assert set(sizes) == {f"{n}.png" for n in plots.PICTURES if n != "pseudo-inputs"}  # a VampPrior's only
+    assert set(sizes) == {
+        f"{n}.png" for n in plots.PICTURES if n not in ("pseudo-inputs", "layer-samples")
+    }  # a VampPrior's only
     cell = 2 * 30  # 28 pixels + padding, doubled
     assert sizes["samples.png"] == (10 * cell + 4, 10 * cell + 4 + plots.TITLE_HEIGHT)
     assert sizes["manifold.png"][0] == 20 * 30 + 2  # a 20 x 20 grid at zoom 1
@@ -69,3 +71,21 @@ def test_plot_rejects_unknown_picture_names(trained_run_2d, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["plot", str(trained_run_2d), "--which", "mandelbrot"])
     assert exit_.value.code == 2 and "invalid choice: 'mandelbrot'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "model,picture",
+    [({"prior": "vampprior", "prior_components": 9}, "pseudo-inputs"), ({"hierarchy": "two-layer"}, "layer-samples")],
+)
+def test_the_pictures_of_learned_priors_and_hierarchies(model, picture, tmp_path):
+    from vaekit.config import ModelConfig
+    from vaekit.models.vae import build_model
+
+    torch.manual_seed(0)
+    vae = build_model(ModelConfig(hidden_dim=16, latent_dim=4, top_latent_dim=2, top_hidden_dim=8, **model))
+    inputs = plots.PictureInputs(vae, torch.rand(20, 1, 28, 28), torch.zeros(20, dtype=torch.long), [], 0)
+    written = plots.write_pictures(inputs, tmp_path, [picture, "samples"])
+    assert [p.name for p in written] == [f"{picture}.png", "samples.png"]
+    cell = 2 * 30
+    rows = 3 if picture == "pseudo-inputs" else 8  # 9 pseudo-inputs in a 3 x 3 grid; 8 rows of 10
+    assert Image.open(written[0]).size[1] == rows * cell + 4 + plots.TITLE_HEIGHT

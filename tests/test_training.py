@@ -172,7 +172,12 @@ def test_images_per_second_leaves_out_the_first_steps_start_up():
 
 
 @pytest.mark.parametrize(
-    "model", [{"prior": "vampprior", "prior_components": 3}, {"posterior_flow": "iaf", "flow_steps": 2}]
+    "model",
+    [
+        {"prior": "vampprior", "prior_components": 3},
+        {"posterior_flow": "iaf", "flow_steps": 2},
+        {"hierarchy": "two-layer", "top_latent_dim": 2},
+    ],
 )
 def test_learned_priors_and_flows_resume_bit_for_bit(model, tmp_path, tiny_config, tiny_data):
     overrides = {f"model.{k}": v for k, v in model.items()}

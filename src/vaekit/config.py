@@ -43,6 +43,7 @@ SPLIT_NAMES = ("train", "valid", "test")
 PRIOR_NAMES = ("standard", "mixture", "vampprior")  # models.priors
 FLOW_NAMES = ("none", "planar", "iaf")  # models.flows
 GRADIENT_ESTIMATORS = ("reparameterization", "stl", "dreg")
+HIERARCHY_NAMES = ("none", "two-layer")  # models.hierarchy
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -102,6 +103,14 @@ class ModelConfig:
     )
     flow_steps: int = _opt(4, "steps of the posterior's flow (when posterior_flow is not none)")
     flow_hidden_dim: int = _opt(256, "hidden units of each IAF step's masked network (MADE)")
+    hierarchy: str = _opt(
+        "none",
+        "stochastic layers: none (one, z of latent_dim) or two-layer (Burda et al. 2016: z1 of latent_dim from "
+        "the encoder, z2 of top_latent_dim above it; q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1))",
+        HIERARCHY_NAMES,
+    )
+    top_latent_dim: int = _opt(50, "dimension of the upper stochastic layer z2 of a two-layer model")
+    top_hidden_dim: int = _opt(50, "units of the hidden layers between z1 and z2 (hidden_layers of them)")
 
     def __post_init__(self) -> None:
         s = "model"
@@ -157,6 +166,24 @@ class ModelConfig:
         _require_choice(s, "posterior_flow", self.posterior_flow, FLOW_NAMES)
         _require(1 <= self.flow_steps <= 64, s, "flow_steps", self.flow_steps, "use 1 to 64")
         _require(1 <= self.flow_hidden_dim <= 65536, s, "flow_hidden_dim", self.flow_hidden_dim, "use 1 to 65536")
+        _require_choice(s, "hierarchy", self.hierarchy, HIERARCHY_NAMES)
+        _require(1 <= self.top_latent_dim <= 4096, s, "top_latent_dim", self.top_latent_dim, "use 1 to 4096")
+        _require(1 <= self.top_hidden_dim <= 65536, s, "top_hidden_dim", self.top_hidden_dim, "use 1 to 65536")
+        if self.hierarchy != "none":
+            _require(
+                self.prior != "vampprior",
+                s,
+                "prior",
+                self.prior,
+                "a two-layer model takes a standard or mixture prior on its top layer",
+            )
+            _require(
+                self.posterior_flow == "none",
+                s,
+                "posterior_flow",
+                self.posterior_flow,
+                "a two-layer model's posterior has no flow",
+            )
 
 
 @dataclass(frozen=True)
@@ -325,7 +352,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         """What the sections allow together: options that need a closed-form KL or posterior density."""
         m, t = self.model, self.train
-        analytic = m.prior == "standard" and m.posterior_flow == "none"
+        analytic = m.prior == "standard" and m.posterior_flow == "none" and m.hierarchy == "none"
         _require(
             t.free_bits == 0 or analytic,
             "train",
@@ -334,11 +361,11 @@ class RunConfig:
             "free bits need the per-dimension KL of a standard prior and no posterior flow",
         )
         _require(
-            t.gradient_estimator == "reparameterization" or m.posterior_flow == "none",
+            t.gradient_estimator == "reparameterization" or (m.posterior_flow, m.hierarchy) == ("none", "none"),
             "train",
             "gradient_estimator",
             t.gradient_estimator,
-            "stl and dreg need a posterior without a flow",
+            "stl and dreg need a one-layer posterior without a flow",
         )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

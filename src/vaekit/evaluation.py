@@ -174,12 +174,17 @@ class LatentDiagnostics:
 def latent_diagnostics(
     model: VAE, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01
 ) -> LatentDiagnostics:
-    """Active units and KL per latent dimension over the images x (N, C, H, W)."""
+    """Active units and KL per latent dimension over the images x (N, C, H, W).
+
+    The posterior mean is the encoder's mu carried through the model's flow (for two stochastic
+    layers: [mu1(x), mu2(mu1(x))]), exact without a flow and a stand-in for E_q[z] with one; the KL
+    per dimension is that of the encoder's Gaussian to N(0, I) (zero for an upper layer's noise).
+    """
     means, kls = [], []
     device = next(model.parameters()).device
     for start in range(0, len(x), batch_size):
         posterior = model.posterior(x[start : start + batch_size].to(device))
-        means.append(posterior.mu.double().cpu())  # latents are small: gathered on the CPU
+        means.append(model.flow(posterior.mu)[0].double().cpu())  # latents are small: gathered on the CPU
         kls.append(posterior.kl_per_dimension().double().cpu())
     mu = torch.cat(means)
     activity = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from vaekit import rundir
 from vaekit.data import load_dataset
 from vaekit.evaluation import LatentDiagnostics, latent_diagnostics
+from vaekit.models.hierarchy import HierarchicalPrior
 from vaekit.models.priors import VampPrior
 from vaekit.models.vae import VAE
 
@@ -329,6 +330,22 @@ def _pseudo_inputs(p: PictureInputs, folder: Path) -> Path | None:
     return save_picture(grid_image(u, max(1, int(math.sqrt(len(u)))), title), folder / "pseudo-inputs.png")
 
 
+@torch.no_grad()
+def _layer_samples(p: PictureInputs, folder: Path) -> Path | None:
+    """For a two-layer model: each row fixes one draw of the top layer z2 ~ p(z2) and redraws the
+    lower layer z1 ~ p(z1|z2), so a row shows what the top layer decides and the lower one varies."""
+    prior = p.model.prior
+    if not isinstance(prior, HierarchicalPrior):
+        return None
+    g = torch.Generator().manual_seed(p.seed)
+    z2 = prior.top.sample(8, g).repeat_interleave(10, dim=0)  # (80, J2): 8 rows of 10
+    mu, logvar = prior.conditional(z2)
+    z1 = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g)
+    images = p.model.decode(torch.cat([z1, z2], -1)).mean
+    title = "rows: one top-layer draw z2 ~ p(z2), lower layer z1 ~ p(z1|z2) redrawn along the row"
+    return save_picture(grid_image(images, 10, title), folder / "layer-samples.png")
+
+
 # picture name -> what draws it into a folder; None where it does not apply (the manifold of a
 # latent space that is not 2-D, the curves of a run without metrics)
 PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
@@ -337,6 +354,7 @@ PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
     "interpolations": _interpolations,
     "traversals": _traversals,
     "pseudo-inputs": _pseudo_inputs,
+    "layer-samples": _layer_samples,
     "manifold": _manifold,
     "latents": _latents,
     "curves": _curves,

@@ -17,6 +17,7 @@ CAPTIONS = {
     "interpolations.png": "Linear (lerp) and spherical (slerp) paths between posterior means of test images.",
     "traversals.png": "Each latent dimension swept from -3 to 3, most informative (highest KL) first.",
     "pseudo-inputs.png": "The VampPrior's learned pseudo-inputs: the prior is the mixture of the posteriors at them.",
+    "layer-samples.png": "Two stochastic layers: each row fixes a draw of the top layer and redraws the lower one.",
     "manifold.png": "The learned manifold of the 2-D latent space on a grid of prior quantiles.",
     "latents.png": "Posterior means of test images coloured by class.",
 }

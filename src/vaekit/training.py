@@ -388,7 +388,7 @@ def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[torch.Tensor, to
     noise = seeded_generator(tc.seed, "noise", loop.state.step)
     rows = order[b * loop.global_batch : (b + 1) * loop.global_batch]
     x = loop.data.training_observations(loop.train_x[rows], noise)
-    eps = torch.randn((len(rows), tc.num_samples, loop.config.model.latent_dim), generator=noise)
+    eps = torch.randn((len(rows), tc.num_samples, loop.model.latent_dim), generator=noise)  # all layers' noise
     if ctx.distributed:
         mine = slice(ctx.rank * tc.batch_size, (ctx.rank + 1) * tc.batch_size)
         x, eps = x[mine], eps[mine]

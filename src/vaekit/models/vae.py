@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -17,6 +18,13 @@ from vaekit.likelihoods import (
 from vaekit.models.decoders import ConvDecoder, MLPDecoder
 from vaekit.models.encoders import ConvEncoder, MLPEncoder
 from vaekit.models.flows import build_flows
+from vaekit.models.hierarchy import (
+    BottomDecoder,
+    ConditionalGaussianStep,
+    GaussianMLP,
+    HierarchicalPrior,
+    PaddedEncoder,
+)
 from vaekit.models.priors import MixturePrior, StandardNormalPrior, VampPrior
 
 Likelihood = BernoulliLikelihood | ContinuousBernoulliLikelihood | GaussianLikelihood
@@ -175,6 +183,16 @@ PRIOR_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
 }
 
 
+def _two_layer(config: ModelConfig, encoder: nn.Module, decoder: nn.Module) -> VAE:
+    """Burda et al.'s two stochastic layers around the one-layer networks (see models/hierarchy.py)."""
+    j1, j2, h = config.latent_dim, config.top_latent_dim, config.top_hidden_dim
+    layers, act = config.hidden_layers, config.activation
+    step = ConditionalGaussianStep(j1, GaussianMLP(j1, h, j2, layers, act))  # q(z2|z1)
+    top = PRIOR_BUILDERS[config.prior](dataclasses.replace(config, latent_dim=j2, hierarchy="none"))
+    prior = HierarchicalPrior(j1, top, GaussianMLP(j2, h, j1, layers, act))  # p(z2) p(z1|z2)
+    return VAE(PaddedEncoder(encoder, j2), BottomDecoder(decoder, j1), j1 + j2, prior, nn.ModuleList([step]))
+
+
 def build_model(config: ModelConfig) -> VAE:
     """A freshly initialised VAE for a model config (seed torch beforehand for repeatability).
 
@@ -182,6 +200,8 @@ def build_model(config: ModelConfig) -> VAE:
     draws exactly the initial weights it always did; the prior and the flow follow.
     """
     encoder, decoder = ARCHITECTURE_BUILDERS[config.architecture](config)
+    if config.hierarchy == "two-layer":
+        return _two_layer(config, encoder, decoder)
     prior = PRIOR_BUILDERS[config.prior](config)
     steps = config.flow_steps if config.posterior_flow != "none" else 0
     flows = build_flows(config.posterior_flow, config.latent_dim, steps, config.flow_hidden_dim)

@@ -1,0 +1,153 @@
+"""Two stochastic layers: a linear-Gaussian hierarchy whose log p(x) is exact, and the built model."""
+
+import math
+
+import torch
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.evaluation import importance_sampled_log_likelihood
+from vaekit.likelihoods import GaussianLikelihood
+from vaekit.models.hierarchy import (
+    BottomDecoder,
+    ConditionalGaussianStep,
+    GaussianMLP,
+    HierarchicalPrior,
+    PaddedEncoder,
+)
+from vaekit.models.priors import StandardNormalPrior
+from vaekit.models.vae import VAE, build_model
+from vaekit.objectives import elbo
+
+D, J1, J2 = 3, 1, 1  # pixels, lower and upper latents: one each, so the exact posteriors are diagonal
+
+
+def _linear_gaussian(net: GaussianMLP, seed: int) -> GaussianMLP:
+    """mu linear in the input, logvar a constant: a linear-Gaussian conditional."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        w, b = net.heads.weight, net.heads.bias
+        w.copy_(torch.randn(w.shape, generator=g))
+        b.copy_(0.3 * torch.randn(b.shape, generator=g))
+        w[w.shape[0] // 2 :] = 0  # the logvar half does not depend on the input
+    return net
+
+
+class LinearGaussianDecoder(nn.Module):
+    """p(x|z1) = N(B z1 + b, diag exp(logvar)) over images of shape (1, 1, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.B, self.b = torch.randn(D, J1, generator=g), 0.2 * torch.randn(D, generator=g)
+        self.logvar = torch.tensor([-0.5, 0.0, 0.4])
+
+    def forward(self, z1: torch.Tensor) -> GaussianLikelihood:
+        mu = (z1 @ self.B.T + self.b).view(-1, 1, 1, D)
+        return GaussianLikelihood(mu, self.logvar.expand_as(mu), event_dims=3)
+
+
+class LinearEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _linear_gaussian(GaussianMLP(D, 1, J1, 0, "tanh"), 4)
+
+    def forward(self, x: torch.Tensor):
+        return self.net(x.flatten(1))
+
+
+def _model() -> VAE:
+    step = ConditionalGaussianStep(J1, _linear_gaussian(GaussianMLP(J1, 1, J2, 0, "tanh"), 1))
+    prior = HierarchicalPrior(J1, StandardNormalPrior(J2), _linear_gaussian(GaussianMLP(J2, 1, J1, 0, "tanh"), 2))
+    decoder = BottomDecoder(LinearGaussianDecoder(), J1)
+    return VAE(PaddedEncoder(LinearEncoder(), J2), decoder, J1 + J2, prior, nn.ModuleList([step]))
+
+
+def _exact_log_likelihood(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """z2 ~ N(0, I), z1 = A z2 + a + noise, x = B z1 + b + noise: x is Gaussian with mean B a + b and
+    covariance B (A A^T + D1) B^T + D0."""
+    A, a, D1, B, b, D0 = _parameters(model)
+    cov = B @ (A @ A.T + D1) @ B.T + D0
+    return torch.distributions.MultivariateNormal(B @ a + b, cov).log_prob(x.flatten(1).double())
+
+
+def _parameters(model: VAE):
+    heads = model.prior.conditional.heads
+    A, a, D1 = heads.weight[:J1].double(), heads.bias[:J1].double(), torch.diag(heads.bias[J1:].double().exp())
+    dec = model.decoder.decoder
+    return A, a, D1, dec.B.double(), dec.b.double(), torch.diag(dec.logvar.double().exp())
+
+
+def _set_exact_posteriors(model: VAE, shift: float = 0.0) -> None:
+    """q(z1|x) = p(z1|x) and q(z2|z1) = p(z2|z1) = p(z2|z1, x), both Gaussian and linear; `shift`
+    moves q(z1|x)'s mean away from the exact one."""
+    A, a, D1, B, b, D0 = _parameters(model)
+    S1 = A @ A.T + D1  # z1's marginal covariance
+    cov1 = torch.linalg.inv(torch.linalg.inv(S1) + B.T @ torch.linalg.inv(D0) @ B)
+    M, m = cov1 @ B.T @ torch.linalg.inv(D0), cov1 @ (torch.linalg.inv(S1) @ a - B.T @ torch.linalg.inv(D0) @ b)
+    cov2 = torch.linalg.inv(torch.eye(J2, dtype=torch.float64) + A.T @ torch.linalg.inv(D1) @ A)
+    K = cov2 @ A.T @ torch.linalg.inv(D1)  # E[z2 | z1] = K (z1 - a)
+    with torch.no_grad():
+        enc = model.encoder.bottom.net.heads
+        enc.weight.zero_(), enc.bias.zero_()
+        enc.weight[:J1], enc.bias[:J1], enc.bias[J1:] = M.float(), (m + shift).float(), cov1.diag().log().float()
+        step = model.flows[0].conditional.heads
+        step.weight.zero_(), step.bias.zero_()
+        step.weight[:J2], step.bias[:J2], step.bias[J2:] = K.float(), (-K @ a).float(), cov2.diag().log().float()
+
+
+def test_with_the_exact_posterior_every_importance_weight_is_the_exact_likelihood():
+    model = _model()
+    _set_exact_posteriors(model)
+    x = torch.randn(6, 1, 1, D, generator=torch.Generator().manual_seed(5)) * 2
+    exact = _exact_log_likelihood(model, x)
+    estimate = importance_sampled_log_likelihood(model, x, 10, seed=0).per_datapoint
+    torch.testing.assert_close(estimate, exact, atol=1e-4, rtol=0)
+    with torch.no_grad():
+        bound = elbo(model, x, 10, torch.Generator().manual_seed(1)).elbo.double()
+    torch.testing.assert_close(bound, exact, atol=1e-4, rtol=0)  # the bound is tight: KL(q || p(z|x)) = 0
+
+
+def test_importance_sampling_converges_to_the_exact_likelihood_and_the_elbo_stays_below():
+    model = _model()
+    _set_exact_posteriors(model, shift=0.3)
+    x = torch.randn(6, 1, 1, D, generator=torch.Generator().manual_seed(5)) * 2
+    exact = _exact_log_likelihood(model, x)
+    estimate = importance_sampled_log_likelihood(model, x, 20_000, seed=0).per_datapoint
+    torch.testing.assert_close(estimate, exact, atol=0.02, rtol=0)  # K = 20,000 with a near-exact proposal
+    with torch.no_grad():
+        bound = elbo(model, x, 20_000, torch.Generator().manual_seed(1)).elbo.double()
+    assert (bound < exact - 0.01).all()  # a shifted q: a strict gap
+
+
+def test_the_two_layer_posterior_density_is_q_z1_given_x_times_q_z2_given_z1():
+    model = _model()
+    x = torch.randn(4, 1, 1, D)
+    posterior = model.posterior(x)
+    eps = torch.randn(4, 3, J1 + J2)
+    z, log_q = model.sample_posterior(posterior, 3, eps=eps)
+    mu1, logvar1 = model.encoder.bottom(x)
+    mu2, logvar2 = model.flows[0].conditional(z[..., :J1])
+    from vaekit.likelihoods import DiagonalGaussian
+
+    expected = DiagonalGaussian(mu1.unsqueeze(1), logvar1.unsqueeze(1)).log_prob(z[..., :J1])
+    expected = expected + DiagonalGaussian(mu2, logvar2).log_prob(z[..., J1:])
+    torch.testing.assert_close(log_q, expected)
+
+
+def test_the_built_two_layer_model_has_burdas_shapes_and_samples_from_its_prior():
+    config = ModelConfig(hidden_dim=100, hidden_layers=2, activation="tanh", latent_dim=100, hierarchy="two-layer",
+                         top_latent_dim=50, top_hidden_dim=50)  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(config)
+    assert model.latent_dim == 150 and not model.analytic_kl
+    x = torch.rand(3, 1, 28, 28)
+    terms = elbo(model, x, 2, torch.Generator().manual_seed(0))
+    assert terms.elbo.shape == (3,) and torch.isfinite(terms.elbo).all()
+    assert model.sample(4, torch.Generator().manual_seed(1)).shape == (4, 1, 28, 28)
+    prior_z = model.sample_prior(5, torch.Generator().manual_seed(2))
+    assert prior_z.shape == (5, 150) and torch.isfinite(model.log_prior(prior_z)).all()
+    sizes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    assert sizes["flows.0.conditional.heads.weight"] == (100, 50)  # q(z2|z1): 50 units -> (mu, logvar) of 50
+    assert sizes["prior.conditional.heads.weight"] == (200, 50)  # p(z1|z2): 50 units -> (mu, logvar) of 100
+    assert math.isclose(sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters()))
