@@ -54,6 +54,26 @@ def test_test_image_interpolation_samples_manifold(client):
     assert len(rows) == 4 and all(len(r) == 4 for r in rows)
 
 
+def test_a_two_layer_model_gets_sliders_for_its_top_layer_and_samples_from_its_own_prior(tiny_data, tmp_path):
+    from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from vaekit.training import train
+
+    model = ModelConfig(hidden_dim=32, latent_dim=6, hierarchy="two-layer", top_latent_dim=3, top_hidden_dim=16,
+                        prior="mixture", prior_components=4)  # fmt: skip
+    config = RunConfig(model, DataConfig(train_limit=600, eval_limit=200), TrainConfig(epochs=1, batch_size=50))
+    train(config, tmp_path / "run", progress=False, dataset=tiny_data)
+    client = TestClient(create_app(Playground(tmp_path / "run")))
+    info = client.get("/api/info").json()
+    assert info["latent_dim"] == 3 and len(info["dimensions"]) == 3  # z2, not z1 + z2
+    assert len(client.get("/api/test/0").json()["z"]) == 3
+    a = client.post("/api/decode", json={"z": [0.0, 0.0, 0.0]}).json()["image"]
+    b = client.post("/api/decode", json={"z": [2.0, -2.0, 1.0]}).json()["image"]
+    assert a != b  # moving the top layer changes the picture through p(z1|z2)
+    strip = client.post("/api/interpolate", json={"a": 0, "b": 5, "steps": 4}).json()["images"]
+    samples = client.post("/api/samples", json={"n": 4, "seed": 1}).json()["images"]
+    assert len(strip) == 4 and len(samples) == 4
+
+
 @pytest.mark.parametrize(
     "method,path,body,status,fragment",
     [

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from vaekit.data import load_dataset
 from vaekit.evaluation import latent_diagnostics
+from vaekit.models.hierarchy import HierarchicalPrior
 from vaekit.models.priors import StandardNormalPrior
 from vaekit.objectives import elbo
 from vaekit.plots import prior_quantile_grid, project_2d, slerp
@@ -50,7 +51,11 @@ def png_data_url(image: torch.Tensor) -> str:
 
 
 class Playground:
-    """A trained run with what the page needs precomputed: test posteriors, activity, a 2-D view."""
+    """A trained run with what the page needs precomputed: test posteriors, activity, a 2-D view.
+
+    The sliders move the top stochastic layer: all of z for one layer, z2 for two, whose lower
+    layer is then the mean of p(z1|z2).
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.model, self.config = load_run(run_dir)
@@ -61,10 +66,12 @@ class Playground:
         self.observations = data.evaluation_observations("test")
         self.lock = threading.Lock()  # one decode at a time: torch already uses every core
         diagnostics = latent_diagnostics(self.model, self.observations)
-        self.activity = diagnostics.activity
-        self.active = diagnostics.active
+        prior = self.model.prior
+        self.sliders = slice(prior.bottom_dim, None) if isinstance(prior, HierarchicalPrior) else slice(None)
+        self.activity = diagnostics.activity[self.sliders]
+        self.active = diagnostics.active[self.sliders]
         self.order = torch.argsort(self.activity, descending=True).tolist()
-        self.means = diagnostics.posterior_means  # (N, J)
+        self.means = diagnostics.posterior_means[:, self.sliders]  # (N, slider dims)
         self.projection, self.axes = self._projection()
 
     def _projection(self) -> tuple[torch.Tensor, list[str]]:
@@ -74,11 +81,25 @@ class Playground:
 
     @property
     def latent_dim(self) -> int:
-        return self.model.latent_dim
+        """How many sliders: the dimension of the top stochastic layer."""
+        return self.means.shape[1]
 
-    def decode(self, z: torch.Tensor) -> list[str]:
+    def full_latent(self, v: torch.Tensor) -> torch.Tensor:
+        """The model's z for slider values v (n, latent_dim): v itself, or [mean of p(z1|v), v]."""
+        prior = self.model.prior
+        return torch.cat([prior.conditional(v)[0], v], -1) if isinstance(prior, HierarchicalPrior) else v
+
+    def decode(self, v: torch.Tensor) -> list[str]:
+        """Decoded means for slider values v (n, latent_dim), as PNG data URLs."""
         with self.lock, torch.no_grad():
-            return [png_data_url(img) for img in self.model.decode(z).mean]
+            return self._images(self.full_latent(v))
+
+    def _images(self, z: torch.Tensor) -> list[str]:
+        return [png_data_url(img) for img in self.model.decode(z).mean]
+
+    def _posterior_means(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior means of images x (n, C, H, W) carried through the model's flow: (n, J)."""
+        return self.model.flow(self.model.posterior(x).mu)[0]
 
     def info(self) -> dict[str, Any]:
         m = self.config.model
@@ -109,9 +130,10 @@ class Playground:
     def test_image(self, index: int) -> dict[str, Any]:
         x = self.observations[index : index + 1]
         with self.lock, torch.no_grad():
-            mu, _ = self.model.encode(x)
+            mu = self._posterior_means(x)
             terms = elbo(self.model, x, num_samples=100, generator=torch.Generator().manual_seed(index))
             recon = self.model.decode(mu).mean[0]
+            mu = mu[:, self.sliders]
         return {
             "index": index,
             "label": int(self.labels[index]),
@@ -126,7 +148,7 @@ class Playground:
 
     def interpolate(self, a: int, b: int, steps: int, mode: str) -> list[str]:
         with self.lock, torch.no_grad():
-            mu, _ = self.model.encode(self.observations[[a, b]])
+            mu = self._posterior_means(self.observations[[a, b]])[:, self.sliders]
         t = torch.linspace(0, 1, steps)
         path = slerp(mu[0], mu[1], t) if mode == "slerp" else (1 - t)[:, None] * mu[0] + t[:, None] * mu[1]
         return self.decode(path)
@@ -137,10 +159,10 @@ class Playground:
         with self.lock, torch.no_grad():
             z = self.model.sample_prior(n, torch.Generator().manual_seed(seed))
             if isinstance(self.model.prior, StandardNormalPrior):
-                centre = torch.zeros(self.latent_dim)
+                centre = torch.zeros(z.shape[1])
             else:  # the learned prior's mean, estimated once per request from a fixed draw
                 centre = self.model.sample_prior(4096, torch.Generator().manual_seed(0)).mean(0)
-        return self.decode(centre + temperature * (z - centre))
+            return self._images(centre + temperature * (z - centre))
 
     def manifold(self, n: int) -> list[list[str]]:
         images = self.decode(prior_quantile_grid(n))
