@@ -121,6 +121,7 @@ LATENT_MODELS = {
     "planar": {"posterior_flow": "planar", "flow_steps": 2},
     "iaf": {"posterior_flow": "iaf", "flow_steps": 2, "flow_hidden_dim": 12},
     "two-layer": {"hierarchy": "two-layer", "top_latent_dim": 2, "top_hidden_dim": 8, "prior": "mixture"},
+    "ladder": {"hierarchy": "ladder", "ladder_latent_dims": (4, 2), "ladder_hidden_dims": (16, 8)},
 }
 
 

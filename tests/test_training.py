@@ -177,6 +177,7 @@ def test_images_per_second_leaves_out_the_first_steps_start_up():
         {"prior": "vampprior", "prior_components": 3},
         {"posterior_flow": "iaf", "flow_steps": 2},
         {"hierarchy": "two-layer", "top_latent_dim": 2},
+        {"hierarchy": "ladder", "ladder_latent_dims": (4, 2), "ladder_hidden_dims": (32, 16)},
     ],
 )
 def test_learned_priors_and_flows_resume_bit_for_bit(model, tmp_path, tiny_config, tiny_data):

@@ -43,7 +43,7 @@ SPLIT_NAMES = ("train", "valid", "test")
 PRIOR_NAMES = ("standard", "mixture", "vampprior")  # models.priors
 FLOW_NAMES = ("none", "planar", "iaf")  # models.flows
 GRADIENT_ESTIMATORS = ("reparameterization", "stl", "dreg")
-HIERARCHY_NAMES = ("none", "two-layer")  # models.hierarchy
+HIERARCHY_NAMES = ("none", "two-layer", "ladder")  # models.hierarchy
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -111,6 +111,14 @@ class ModelConfig:
     )
     top_latent_dim: int = _opt(50, "dimension of the upper stochastic layer z2 of a two-layer model")
     top_hidden_dim: int = _opt(50, "units of the hidden layers between z1 and z2 (hidden_layers of them)")
+    ladder_latent_dims: tuple[int, ...] = _opt(
+        (64, 32, 16, 8, 4),
+        "a ladder's stochastic layers, bottom first (Sonderby et al. 2016 on MNIST); it "
+        "takes these instead of latent_dim",
+    )
+    ladder_hidden_dims: tuple[int, ...] = _opt(
+        (512, 256, 128, 64, 32), "units of the deterministic block below each ladder layer (hidden_layers each)"
+    )
 
     def __post_init__(self) -> None:
         s = "model"
@@ -175,15 +183,37 @@ class ModelConfig:
                 s,
                 "prior",
                 self.prior,
-                "a two-layer model takes a standard or mixture prior on its top layer",
+                "a hierarchy takes a standard or mixture prior on its top layer",
             )
             _require(
                 self.posterior_flow == "none",
                 s,
                 "posterior_flow",
                 self.posterior_flow,
-                "a two-layer model's posterior has no flow",
+                "a hierarchy's posterior has no flow",
             )
+        dims, hidden = self.ladder_latent_dims, self.ladder_hidden_dims
+        _require(
+            2 <= len(dims) <= 16 and all(isinstance(n, int) and 1 <= n <= 4096 for n in dims),
+            s,
+            "ladder_latent_dims",
+            dims,
+            "give 2 to 16 layer sizes between 1 and 4096, bottom first",
+        )
+        _require(
+            len(hidden) == len(dims) and all(isinstance(n, int) and 1 <= n <= 65536 for n in hidden),
+            s,
+            "ladder_hidden_dims",
+            hidden,
+            "give one size between 1 and 65536 per ladder layer",
+        )
+        _require(
+            self.hierarchy != "ladder" or self.architecture == "mlp",
+            s,
+            "architecture",
+            self.architecture,
+            "the ladder is built of MLPs",
+        )
 
 
 @dataclass(frozen=True)

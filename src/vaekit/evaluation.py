@@ -184,7 +184,7 @@ def latent_diagnostics(
     device = next(model.parameters()).device
     for start in range(0, len(x), batch_size):
         posterior = model.posterior(x[start : start + batch_size].to(device))
-        means.append(model.flow(posterior.mu)[0].double().cpu())  # latents are small: gathered on the CPU
+        means.append(model.flow(posterior.mu, posterior)[0].double().cpu())  # latents are small: gathered on the CPU
         kls.append(posterior.kl_per_dimension().double().cpu())
     mu = torch.cat(means)
     activity = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)

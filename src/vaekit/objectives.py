@@ -66,7 +66,7 @@ def elbo(
     # change the last bits of every step and, over a run, the published figures.
     posterior = model.posterior(x)
     z0 = posterior.rsample(num_samples, generator, eps)  # (batch, L, J)
-    z, log_det = model.flow(z0)
+    z, log_det = model.flow(z0, posterior)
     reconstruction = _log_likelihood(model, x, z).mean(dim=1)
     kl_per_dim = posterior.kl_per_dimension()  # (batch, J)
     if model.analytic_kl and estimator == "reparameterization":
@@ -91,7 +91,7 @@ def _log_weights(
     """log w (batch, k), its log p(x|z) part (batch, k) and z (batch, k, J), for z_k ~ q(z|x);
     with estimator stl or dreg, log q is taken at stopped parameters (see `elbo`)."""
     z0 = posterior.rsample(k, generator, eps)  # (batch, k, J); the order of operations as in `elbo`
-    z, log_det = model.flow(z0)
+    z, log_det = model.flow(z0, posterior)
     log_px_z = _log_likelihood(model, x, z)
     if estimator == "reparameterization":
         log_q = model.log_posterior(posterior, z0, log_det)

@@ -332,17 +332,15 @@ def _pseudo_inputs(p: PictureInputs, folder: Path) -> Path | None:
 
 @torch.no_grad()
 def _layer_samples(p: PictureInputs, folder: Path) -> Path | None:
-    """For a two-layer model: each row fixes one draw of the top layer z2 ~ p(z2) and redraws the
-    lower layer z1 ~ p(z1|z2), so a row shows what the top layer decides and the lower one varies."""
+    """For a hierarchy: each row fixes one draw of the top layer z_L ~ p(z_L) and redraws the layers
+    below from p(z_i|z_{i+1}), so a row shows what the top layer decides and the lower ones vary."""
     prior = p.model.prior
     if not isinstance(prior, HierarchicalPrior):
         return None
     g = torch.Generator().manual_seed(p.seed)
-    z2 = prior.top.sample(8, g).repeat_interleave(10, dim=0)  # (80, J2): 8 rows of 10
-    mu, logvar = prior.conditional(z2)
-    z1 = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g)
-    images = p.model.decode(torch.cat([z1, z2], -1)).mean
-    title = "rows: one top-layer draw z2 ~ p(z2), lower layer z1 ~ p(z1|z2) redrawn along the row"
+    top = prior.top.sample(8, g).repeat_interleave(10, dim=0)  # (80, J_L): 8 rows of 10
+    images = p.model.decode(prior.below(top, g)).mean
+    title = "rows: one top-layer draw ~ p(z_L), the layers below redrawn along the row"
     return save_picture(grid_image(images, 10, title), folder / "layer-samples.png")
 
 

@@ -23,6 +23,8 @@ from vaekit.models.hierarchy import (
     ConditionalGaussianStep,
     GaussianMLP,
     HierarchicalPrior,
+    LadderEncoder,
+    LadderStep,
     PaddedEncoder,
 )
 from vaekit.models.priors import MixturePrior, StandardNormalPrior, VampPrior
@@ -87,14 +89,17 @@ class VAE(nn.Module):
         Shapes: posterior (batch, J); eps, if given, (batch, L, J) -> z (batch, L, J), log q (batch, L).
         """
         z0 = posterior.rsample(num_samples, generator, eps)
-        z, log_det = self.flow(z0)
+        z, log_det = self.flow(z0, posterior)
         return z, self.log_posterior(posterior, z0, log_det)
 
-    def flow(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """z_K = f_K(... f_1(z_0)) and sum_k log |det J_f_k| (*batch,); z_0 itself and None without a flow."""
+    def flow(
+        self, z0: torch.Tensor, posterior: DiagonalGaussian | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """z_K = f_K(... f_1(z_0)) and sum_k log |det J_f_k| (*batch,); z_0 itself and None without a flow.
+        The steps may read the encoder's Gaussian q_0 (the ladder's bottom-up estimates)."""
         z, log_det = z0, None
         for flow in self.flows:
-            z, step_log_det = flow(z)
+            z, step_log_det = flow(z, posterior)
             log_det = step_log_det if log_det is None else log_det + step_log_det
         return z, log_det
 
@@ -189,8 +194,24 @@ def _two_layer(config: ModelConfig, encoder: nn.Module, decoder: nn.Module) -> V
     layers, act = config.hidden_layers, config.activation
     step = ConditionalGaussianStep(j1, GaussianMLP(j1, h, j2, layers, act))  # q(z2|z1)
     top = PRIOR_BUILDERS[config.prior](dataclasses.replace(config, latent_dim=j2, hierarchy="none"))
-    prior = HierarchicalPrior(j1, top, GaussianMLP(j2, h, j1, layers, act))  # p(z2) p(z1|z2)
+    prior = HierarchicalPrior([j1, j2], top, nn.ModuleList([GaussianMLP(j2, h, j1, layers, act)]))  # p(z2) p(z1|z2)
     return VAE(PaddedEncoder(encoder, j2), BottomDecoder(decoder, j1), j1 + j2, prior, nn.ModuleList([step]))
+
+
+def _ladder(config: ModelConfig) -> VAE:
+    """Sonderby et al.'s ladder VAE: a bottom-up pass, then top-down inference sharing the generative
+    conditionals (see models/hierarchy.py); the decoder p(x|z_1) is the MLP decoder of the bottom layer."""
+    dims, hidden = list(config.ladder_latent_dims), list(config.ladder_hidden_dims)
+    layers, act = config.hidden_layers, config.activation
+    encoder = LadderEncoder(config.image_shape, hidden, dims, layers, act)
+    decoder = MLPDecoder(config.image_shape, hidden[0], dims[0], config.likelihood, _likelihood_options(config),
+                         layers, act)  # fmt: skip
+    top = PRIOR_BUILDERS[config.prior](dataclasses.replace(config, latent_dim=dims[-1], hierarchy="none"))
+    conditionals = nn.ModuleList(
+        GaussianMLP(dims[i + 1], hidden[i], dims[i], layers, act) for i in range(len(dims) - 1)
+    )
+    prior = HierarchicalPrior(dims, top, conditionals)
+    return VAE(encoder, BottomDecoder(decoder, dims[0]), sum(dims), prior, nn.ModuleList([LadderStep(prior)]))
 
 
 def build_model(config: ModelConfig) -> VAE:
@@ -199,6 +220,8 @@ def build_model(config: ModelConfig) -> VAE:
     The encoder and decoder are built first, so that a model with the standard prior and no flow
     draws exactly the initial weights it always did; the prior and the flow follow.
     """
+    if config.hierarchy == "ladder":
+        return _ladder(config)
     encoder, decoder = ARCHITECTURE_BUILDERS[config.architecture](config)
     if config.hierarchy == "two-layer":
         return _two_layer(config, encoder, decoder)

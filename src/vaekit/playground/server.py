@@ -53,8 +53,8 @@ def png_data_url(image: torch.Tensor) -> str:
 class Playground:
     """A trained run with what the page needs precomputed: test posteriors, activity, a 2-D view.
 
-    The sliders move the top stochastic layer: all of z for one layer, z2 for two, whose lower
-    layer is then the mean of p(z1|z2).
+    The sliders move the top stochastic layer: all of z for one layer, z_L for a hierarchy, whose
+    lower layers are then the means of p(z_i|z_{i+1}).
     """
 
     def __init__(self, run_dir: str | Path) -> None:
@@ -67,7 +67,7 @@ class Playground:
         self.lock = threading.Lock()  # one decode at a time: torch already uses every core
         diagnostics = latent_diagnostics(self.model, self.observations)
         prior = self.model.prior
-        self.sliders = slice(prior.bottom_dim, None) if isinstance(prior, HierarchicalPrior) else slice(None)
+        self.sliders = slice(-prior.dims[-1], None) if isinstance(prior, HierarchicalPrior) else slice(None)
         self.activity = diagnostics.activity[self.sliders]
         self.active = diagnostics.active[self.sliders]
         self.order = torch.argsort(self.activity, descending=True).tolist()
@@ -85,9 +85,9 @@ class Playground:
         return self.means.shape[1]
 
     def full_latent(self, v: torch.Tensor) -> torch.Tensor:
-        """The model's z for slider values v (n, latent_dim): v itself, or [mean of p(z1|v), v]."""
+        """The model's z for slider values v (n, latent_dim): v itself, or v with the means of the layers below."""
         prior = self.model.prior
-        return torch.cat([prior.conditional(v)[0], v], -1) if isinstance(prior, HierarchicalPrior) else v
+        return prior.below(v, mean=True) if isinstance(prior, HierarchicalPrior) else v
 
     def decode(self, v: torch.Tensor) -> list[str]:
         """Decoded means for slider values v (n, latent_dim), as PNG data URLs."""
@@ -99,7 +99,8 @@ class Playground:
 
     def _posterior_means(self, x: torch.Tensor) -> torch.Tensor:
         """The posterior means of images x (n, C, H, W) carried through the model's flow: (n, J)."""
-        return self.model.flow(self.model.posterior(x).mu)[0]
+        posterior = self.model.posterior(x)
+        return self.model.flow(posterior.mu, posterior)[0]
 
     def info(self) -> dict[str, Any]:
         m = self.config.model
