@@ -124,7 +124,7 @@ def test_iwae_objective_with_beta_is_rejected():
     [
         ({"prior": "vampprior"}, {"free_bits": 0.5}, "free bits need the per-dimension KL of a standard prior"),
         ({"posterior_flow": "iaf"}, {"gradient_estimator": "stl"}, "stl and dreg need a one-layer posterior without"),
-        ({"hierarchy": "two-layer", "prior": "vampprior"}, {}, "a hierarchy takes a standard or mixture prior"),
+        ({"hierarchy": "two-layer", "prior": "vampprior"}, {}, "the VampPrior on a top layer needs the ladder"),
         ({"hierarchy": "ladder", "architecture": "conv"}, {}, "the ladder is built of MLPs"),
         ({"ladder_latent_dims": (8,)}, {}, "give 2 to 16 layer sizes"),
         ({}, {"gradient_estimator": "dreg"}, "dreg applies to the iwae objective"),

@@ -210,3 +210,21 @@ def test_the_built_ladder_has_its_layers_shares_the_generative_path_and_saves_it
     loaded, _ = rundir.load_run(tmp_path)
     torch.testing.assert_close(loaded.sample_posterior(loaded.posterior(x), 2, eps=eps)[1], log_q)
     assert model.sample(4, torch.Generator().manual_seed(1)).shape == (4, 1, 28, 28)
+
+
+def test_a_vampprior_on_the_ladders_top_layer_mixes_the_top_layers_posteriors_at_the_pseudo_inputs():
+    """Tomczak & Welling's best model puts the VampPrior on the top layer: p(z_L) = 1/K sum_k q(z_L|u_k)."""
+    from vaekit.likelihoods import DiagonalGaussian
+
+    config = ModelConfig(hierarchy="ladder", ladder_latent_dims=(6, 3), ladder_hidden_dims=(32, 16), prior="vampprior",
+                         prior_components=1)  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(config)
+    z = torch.randn(5, 9)
+    mu, logvar = model.encode(model.prior.top.pseudo_inputs())  # all layers' estimates at u_1
+    conditional = model.prior.conditionals[0](z[:, 6:])
+    expected = DiagonalGaussian(mu[:, 6:], logvar[:, 6:]).log_prob(z[:, 6:]) + DiagonalGaussian(*conditional).log_prob(
+        z[:, :6]
+    )
+    torch.testing.assert_close(model.log_prior(z), expected)
+    assert model.sample_prior(4, torch.Generator().manual_seed(0)).shape == (4, 9)

@@ -179,11 +179,11 @@ class ModelConfig:
         _require(1 <= self.top_hidden_dim <= 65536, s, "top_hidden_dim", self.top_hidden_dim, "use 1 to 65536")
         if self.hierarchy != "none":
             _require(
-                self.prior != "vampprior",
+                self.prior != "vampprior" or self.hierarchy == "ladder",
                 s,
                 "prior",
                 self.prior,
-                "a hierarchy takes a standard or mixture prior on its top layer",
+                "the VampPrior on a top layer needs the ladder, whose bottom-up pass gives q(z_L|u)",
             )
             _require(
                 self.posterior_flow == "none",

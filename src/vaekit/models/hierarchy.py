@@ -26,6 +26,7 @@ from torch import nn
 
 from vaekit.likelihoods import DiagonalGaussian
 from vaekit.models.encoders import ACTIVATION_FUNCTIONS, ENCODER_LOGVAR_MAX, ENCODER_LOGVAR_MIN
+from vaekit.models.priors import Encode
 
 
 class GaussianMLP(nn.Module):
@@ -95,9 +96,17 @@ class HierarchicalPrior(nn.Module):
     def bottom_dim(self) -> int:
         return self.dims[0]
 
-    def log_prob(self, z: torch.Tensor, encode: object = None) -> torch.Tensor:
+    def top_encode(self, encode: Encode | None) -> Encode | None:
+        """The encoder's Gaussian for the top layer alone: the last block of a ladder's bottom-up
+        estimates, q(z_L|u), which is what a VampPrior on the top layer mixes."""
+        if encode is None:
+            return None
+        top = self.dims[-1]
+        return lambda u: tuple(t[..., -top:] for t in encode(u))  # type: ignore[return-value]
+
+    def log_prob(self, z: torch.Tensor, encode: Encode | None = None) -> torch.Tensor:
         layers = split_layers(z, self.dims)
-        total = self.top.log_prob(layers[-1])
+        total = self.top.log_prob(layers[-1], self.top_encode(encode))
         for i, conditional in enumerate(self.conditionals):
             total = total + DiagonalGaussian(*conditional(layers[i + 1])).log_prob(layers[i])
         return total
@@ -115,8 +124,8 @@ class HierarchicalPrior(nn.Module):
             layers.insert(0, mu)
         return torch.cat(layers, -1)
 
-    def sample(self, n: int, generator: torch.Generator | None, encode: object = None) -> torch.Tensor:
-        top = self.top.sample(n, generator).to(self.conditionals[0].heads.weight.device)
+    def sample(self, n: int, generator: torch.Generator | None, encode: Encode | None = None) -> torch.Tensor:
+        top = self.top.sample(n, generator, self.top_encode(encode)).to(self.conditionals[0].heads.weight.device)
         return self.below(top, generator)
 
 
