@@ -357,7 +357,7 @@ def test_a_small_image_folder_trains_draws_what_it_can_and_names_its_classes(tmp
     assert main([*command, "--batch-size", "4"]) == 0
     captured = capsys.readouterr()
     assert "no interpolations picture: interpolations need 2 images and the split has 1" in captured.err
-    assert "warning: this run takes only 2 optimisation steps (1 epochs of 2 batches)" in captured.err
+    assert "warning: this run takes only 2 optimisation steps (1 epoch of 2 batches)" in captured.err
     assert "after 1 epoch," in captured.out and "Traceback" not in captured.err
     assert "no latents picture: the latent scatter needs 2 images and the split has 1" in captured.err
     assert {p.name for p in (run / "images").iterdir()} >= {"reconstructions.png", "samples.png", "traversals.png"}
