@@ -449,7 +449,10 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
     lines += [
         f"  active units    {result['active_units']:6d}       of {len(result['kl_per_dim'])} "
         f"({result['collapsed_units']} collapsed)",
-        f"  kl per dim      {', '.join(f'{v:.2f}' for v in result['kl_per_dim'])}",
+        f"  kl per dim      {', '.join(f'{v:.2f}' for v in result['kl_per_dim'])}"
+        + (
+            "" if result.get("kl_per_dim_exact", True) else "  (of the encoder's Gaussian q_0 to N(0, I), a diagnostic)"
+        ),
         f"  ({result['seconds']:.1f} s; saved to {path})",
     ]
     return "\n".join(lines)
