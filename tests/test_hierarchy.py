@@ -99,13 +99,19 @@ def _set_exact_posteriors(model: VAE, shift: float = 0.0) -> None:
 def test_with_the_exact_posterior_every_importance_weight_is_the_exact_likelihood():
     model = _model()
     _set_exact_posteriors(model)
+    _assert_every_weight_is_the_exact_likelihood(model)
+
+
+def _assert_every_weight_is_the_exact_likelihood(model: VAE) -> None:
+    """With q(z|x) = p(z|x), log w = log p(x) for every sample, so K = 10 gives the exact value and the
+    ELBO is tight: KL(q || p(z|x)) = 0."""
     x = torch.randn(6, 1, 1, D, generator=torch.Generator().manual_seed(5)) * 2
     exact = _exact_log_likelihood(model, x)
     estimate = importance_sampled_log_likelihood(model, x, 10, seed=0).per_datapoint
     torch.testing.assert_close(estimate, exact, atol=1e-4, rtol=0)
     with torch.no_grad():
         bound = elbo(model, x, 10, torch.Generator().manual_seed(1)).elbo.double()
-    torch.testing.assert_close(bound, exact, atol=1e-4, rtol=0)  # the bound is tight: KL(q || p(z|x)) = 0
+    torch.testing.assert_close(bound, exact, atol=1e-4, rtol=0)
 
 
 def test_importance_sampling_converges_to_the_exact_likelihood_and_the_elbo_stays_below():
@@ -183,13 +189,7 @@ def test_the_ladders_precision_weighted_inference_is_exact_for_a_linear_gaussian
     linear = _model()
     prior = linear.prior
     model = VAE(ExactLadderEncoder(linear), linear.decoder, J1 + J2, prior, nn.ModuleList([LadderStep(prior)]))
-    x = torch.randn(6, 1, 1, D, generator=torch.Generator().manual_seed(5)) * 2
-    exact = _exact_log_likelihood(model, x)
-    estimate = importance_sampled_log_likelihood(model, x, 10, seed=0).per_datapoint
-    torch.testing.assert_close(estimate, exact, atol=1e-4, rtol=0)
-    with torch.no_grad():
-        bound = elbo(model, x, 10, torch.Generator().manual_seed(1)).elbo.double()
-    torch.testing.assert_close(bound, exact, atol=1e-4, rtol=0)
+    _assert_every_weight_is_the_exact_likelihood(model)
 
 
 def test_the_built_ladder_has_its_layers_shares_the_generative_path_and_saves_its_weights_once(tmp_path):

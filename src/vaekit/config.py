@@ -105,8 +105,9 @@ class ModelConfig:
     flow_hidden_dim: int = _opt(256, "hidden units of each IAF step's masked network (MADE)")
     hierarchy: str = _opt(
         "none",
-        "stochastic layers: none (one, z of latent_dim) or two-layer (Burda et al. 2016: z1 of latent_dim from "
-        "the encoder, z2 of top_latent_dim above it; q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1))",
+        "stochastic layers: none (one, z of latent_dim); two-layer (Burda et al. 2016: z1 of latent_dim, z2 of "
+        "top_latent_dim above it; q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1)); or ladder (Sonderby et al. 2016: "
+        "layers of ladder_latent_dims, inference top-down along the generative path)",
         HIERARCHY_NAMES,
     )
     top_latent_dim: int = _opt(50, "dimension of the upper stochastic layer z2 of a two-layer model")
