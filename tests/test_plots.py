@@ -75,7 +75,20 @@ def test_plot_rejects_unknown_picture_names(trained_run_2d, capsys):
 
 @pytest.mark.parametrize(
     "model,picture",
-    [({"prior": "vampprior", "prior_components": 9}, "pseudo-inputs"), ({"hierarchy": "two-layer"}, "layer-samples")],
+    [
+        ({"prior": "vampprior", "prior_components": 9}, "pseudo-inputs"),
+        ({"hierarchy": "two-layer"}, "layer-samples"),
+        (
+            {
+                "hierarchy": "ladder",
+                "prior": "vampprior",
+                "prior_components": 3,
+                "ladder_latent_dims": (4, 2),
+                "ladder_hidden_dims": (16, 8),
+            },
+            "layer-samples",
+        ),
+    ],
 )
 def test_the_pictures_of_learned_priors_and_hierarchies(model, picture, tmp_path):
     from vaekit.config import ModelConfig

@@ -338,7 +338,7 @@ def _layer_samples(p: PictureInputs, folder: Path) -> Path | None:
     if not isinstance(prior, HierarchicalPrior):
         return None
     g = torch.Generator().manual_seed(p.seed)
-    top = prior.top.sample(8, g).repeat_interleave(10, dim=0)  # (80, J_L): 8 rows of 10
+    top = prior.top.sample(8, g, prior.top_encode(p.model.encode)).repeat_interleave(10, dim=0)  # (80, J_L)
     images = p.model.decode(prior.below(top, g)).mean
     title = "rows: one top-layer draw ~ p(z_L), the layers below redrawn along the row"
     return save_picture(grid_image(images, 10, title), folder / "layer-samples.png")
