@@ -264,6 +264,7 @@ def evaluate_run(
     result = {
         "split": split,
         "limit": limit,
+        "epochs": (rundir.read_summary(run_dir) or {}).get("epochs"),  # which trained state was measured
         **evaluate_split(
             model,
             x,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from vaekit.likelihoods import DiagonalGaussian, standard_normal_log_prob
+from vaekit.likelihoods import LOG_2PI, standard_normal_log_prob
 
 Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -24,10 +24,20 @@ def mixture_log_prob(
 ) -> torch.Tensor:
     """log sum_k w_k N(z; mu_k, diag exp(logvar_k)), by log-sum-exp over the components.
 
-    Shapes: z (*batch, J); mu, logvar (K, J); log_weights (K,) normalised. Returns (*batch,).
+    Each component's log density is expanded into matrix products,
+        log N(z; mu_k, sigma_k^2) = -1/2 [ sum_j (log 2pi + log sigma_kj^2 + mu_kj^2 / sigma_kj^2)
+                                           + (z^2) . (1 / sigma_k^2) - 2 z . (mu_k / sigma_k^2) ],
+    so that no (*batch, K, J) tensor is made: with K = 500 components that tensor made evaluation
+    memory-bound. The products are taken in float64, because the expanded terms are large and
+    cancel when z is near mu_k and sigma_k is small. Shapes: z (*batch, J); mu, logvar (K, J);
+    log_weights (K,) normalised. Returns (*batch,) in z's dtype.
     """
-    per_component = DiagonalGaussian(mu, logvar).log_prob(z.unsqueeze(-2))  # (*batch, K)
-    return torch.logsumexp(per_component + log_weights, dim=-1)
+    z64, mu64, logvar64 = z.double(), mu.double(), logvar.double()
+    precision = torch.exp(-logvar64)  # (K, J)
+    constant = (LOG_2PI + logvar64 + mu64**2 * precision).sum(-1)  # (K,)
+    quadratic = (z64**2) @ precision.T - 2 * z64 @ (mu64 * precision).T  # (*batch, K)
+    per_component = -0.5 * (constant + quadratic)
+    return torch.logsumexp(per_component + log_weights.double(), dim=-1).to(z.dtype)
 
 
 def mixture_sample(
