@@ -228,3 +228,18 @@ def test_a_vampprior_on_the_ladders_top_layer_mixes_the_top_layers_posteriors_at
     )
     torch.testing.assert_close(model.log_prior(z), expected)
     assert model.sample_prior(4, torch.Generator().manual_seed(0)).shape == (4, 9)
+
+
+def test_samples_from_the_hierarchical_prior_have_its_moments():
+    """z2 ~ N(0, 1), z1 = A z2 + a + noise: mean a, variance A^2 + D1, covariance A with z2."""
+    model = _model()
+    A, a, D1, *_ = _parameters(model)
+    with torch.no_grad():
+        z = model.sample_prior(200_000, torch.Generator().manual_seed(0)).double()
+    n = len(z)
+    torch.testing.assert_close(
+        z.mean(0), torch.cat([a, torch.zeros(J2, dtype=torch.float64)]), atol=5 * 2 / n**0.5, rtol=0
+    )
+    cov = torch.cov(z.T)
+    expected = torch.tensor([[(A @ A.T + D1).item(), A.item()], [A.item(), 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(cov, expected, atol=0.03 * expected.abs().max().item(), rtol=0)

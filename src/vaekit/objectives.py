@@ -39,7 +39,7 @@ def _log_likelihood(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tenso
 def _log_posterior_at_stopped_parameters(posterior: DiagonalGaussian, z: torch.Tensor) -> torch.Tensor:
     """log q(z|x) with the encoder's outputs detached, so that its gradient reaches the encoder
     through z only: the path derivative (Roeder et al. 2017). Shapes: z (batch, L, J) -> (batch, L)."""
-    return DiagonalGaussian(posterior.mu.detach().unsqueeze(1), posterior.logvar.detach().unsqueeze(1)).log_prob(z)
+    return VAE.log_posterior(DiagonalGaussian(posterior.mu.detach(), posterior.logvar.detach()), z, None)
 
 
 def elbo(

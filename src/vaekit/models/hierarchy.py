@@ -92,10 +92,6 @@ class HierarchicalPrior(nn.Module):
         self.top = top
         self.conditionals = conditionals
 
-    @property
-    def bottom_dim(self) -> int:
-        return self.dims[0]
-
     def top_encode(self, encode: Encode | None) -> Encode | None:
         """The encoder's Gaussian for the top layer alone: the last block of a ladder's bottom-up
         estimates, q(z_L|u), which is what a VampPrior on the top layer mixes."""
