@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,playground]'
+	$(PY) -m pip install --quiet -e '.[dev,playground,tensorboard]'
 	touch $(STAMP)
 
 setup: $(STAMP)

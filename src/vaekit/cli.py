@@ -112,6 +112,12 @@ def _train_parser(sub: Any) -> None:
         "--no-progress", action="store_true", help="no progress bar (there is none when output is not a terminal)"
     )
     p.add_argument("--no-pictures", action="store_true", help="skip writing the pictures and the report at the end")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to RUN_DIR/tensorboard (needs the extra: pip install "
+        "'vaekit[tensorboard]'; view with tensorboard --logdir RUN_DIR/tensorboard)",
+    )
     _add_config_options(p)
 
 
@@ -367,6 +373,7 @@ def _positive(flag: str, value: float, most: float) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from vaekit import distributed, plots
     from vaekit.report import write_report
+    from vaekit.tensorboard import TensorBoard
     from vaekit.training import train
 
     if args.resume and args.run_dir is None:
@@ -374,6 +381,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.minutes is not None:
         _positive("--minutes", args.minutes, 10**6)
     config = train_config(args)
+    callbacks = [TensorBoard()] if args.tensorboard else []
     run_dir = args.run_dir or Path("runs") / f"{Path(args.config or 'mnist-mlp').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(
         config,
@@ -383,6 +391,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         log=_log,
         max_seconds=None if args.minutes is None else 60 * args.minutes,
+        callbacks=callbacks,
     )
     distributed.finish()
     if not distributed.is_main_process():

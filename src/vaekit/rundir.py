@@ -48,6 +48,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 IMAGES_DIR = "images"
+TENSORBOARD_DIR = "tensorboard"  # event files of `vaekit train --tensorboard`
 LOCK_FILE = ".lock"
 EVALUATION_GLOB = "evaluation-*.json"
 
@@ -74,7 +75,8 @@ def remove_run_files(run_dir: Path) -> None:
     written = [CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE]
     for path in [run_dir / name for name in written] + list(run_dir.glob(EVALUATION_GLOB)):
         path.unlink(missing_ok=True)
-    shutil.rmtree(run_dir / IMAGES_DIR, ignore_errors=True)
+    for folder in (IMAGES_DIR, TENSORBOARD_DIR):
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

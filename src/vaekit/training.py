@@ -18,7 +18,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from vaekit import callbacks as hooks
 from vaekit import distributed, rundir
 from vaekit.checkpoint import EpochTotals, TrainState
 from vaekit.config import RunConfig, TrainConfig
@@ -83,12 +84,16 @@ def train(
     dataset: Dataset | None = None,
     log: Callable[[str], None] = lambda s: None,
     max_seconds: float | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train a VAE by stochastic gradient ascent on the ELBO (Kingma & Welling 2013, Algorithm 1).
 
     max_seconds caps the training time of this call: the first epoch that ends past it is the
     last, the run is checkpointed there and the test figures are computed for it, and resuming
     continues towards train.epochs (the summary's `epochs` says how many were reached).
+
+    callbacks (vaekit.callbacks.Callback, e.g. vaekit.tensorboard.TensorBoard) are called on rank 0
+    at the start, after each epoch's checkpoint and after the test figures.
 
     Launched by torchrun, every process runs this function as one rank of a data-parallel run
     (DistributedDataParallel): rank r takes rows [r*M, (r+1)*M) of each global minibatch of
@@ -106,9 +111,11 @@ def train(
         _prepare_on_every_rank(run_dir, config, resume, overwrite, ctx)
         loop = set_up(config, run_dir, data, ctx, resume, log if ctx.is_main else (lambda s: None), progress)
         loop.stop = stop
+        callbacks = list(callbacks) if ctx.is_main else []
         _warn_if_short(loop)
+        hooks.call(callbacks, "on_train_start", loop)
         while loop.state.epoch < config.train.epochs:
-            end_epoch(loop, *train_epoch(loop))
+            hooks.call(callbacks, "on_epoch_end", loop, end_epoch(loop, *train_epoch(loop)))
             _stop_if_asked(loop)
             out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
             if distributed.any_rank(out_of_time, ctx) and loop.state.epoch < config.train.epochs:
@@ -118,6 +125,7 @@ def train(
                 )
                 break
         test = test_figures(loop)
+        hooks.call(callbacks, "on_train_end", loop, test)
     loop.model.eval()
     return TrainResult(loop.model, config, run_dir, loop.state.metrics, test)
 
