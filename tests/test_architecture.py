@@ -35,6 +35,7 @@ LAYERS = {
     "tensorboard": 8,
     "playground": 9,
     "experiments": 9,
+    "compare": 9,
     "cli": 10,
     "__main__": 11,
 }

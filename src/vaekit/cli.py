@@ -258,6 +258,23 @@ def _experiment_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _compare_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="several runs side by side: a table of their figures and their validation curves",
+        epilog=EPILOG,
+        description="One table of the runs' figures (test ELBO, reconstruction, KL, log p(x) with its "
+        "standard error from the most complete test evaluation, active units, epochs, training minutes) "
+        "and one PNG of their validation ELBO curves overlaid.",
+    )
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to compare")
+    p.add_argument(
+        "--png", type=Path, default=Path("compare.png"), help="where to write the curves (default: compare.png)"
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
+    p.add_argument("--html", type=Path, default=None, help="also write a page with the table and the curves")
+
+
 def _data_parsers(sub: Any) -> None:
     sub.add_parser("presets", help="list the shipped config presets")
     p = sub.add_parser("data", help="fetch and cache an MNIST-family dataset now (otherwise the first train does it)")
@@ -314,6 +331,7 @@ def build_parser() -> Parser:
         _picture_parsers,
         _playground_parser,
         _experiment_parser,
+        _compare_parser,
         _data_parsers,
     ):
         add(sub)
@@ -566,6 +584,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vaekit import checkpoint, compare
+
+    rows, metrics = compare.compare(args.run_dirs)
+    png = compare.curves_png(metrics, args.png)
+    print(json.dumps(rows, indent=1) if args.json else compare.text_table(rows))
+    _log(f"vaekit: wrote the validation curves to {png}")
+    if args.html:
+        checkpoint.atomic_write_text(args.html, compare.html_page(rows, png))
+        _log(f"vaekit: wrote {args.html}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     for name in preset_names():
         print(f"{name:22s}{preset_description(name)}")
@@ -590,6 +621,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reconstruct": cmd_reconstruct,
     "playground": cmd_playground,
     "experiment": cmd_experiment,
+    "compare": cmd_compare,
     "presets": cmd_presets,
     "data": cmd_data,
 }

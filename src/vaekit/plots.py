@@ -229,35 +229,42 @@ def latent_scatter_figure(posterior_means: torch.Tensor, labels: torch.Tensor, c
     return fig
 
 
+# Each metrics.jsonl curve elbo_curves can draw: line style, and its legend text for a single run.
+CURVE_STYLES = {"train_elbo": ("o-", "train (running mean over the epoch)"), "valid_elbo": ("s--", "validation")}
+
+
 def elbo_curves(
-    runs: dict[str, Sequence[dict[str, Any]]], path: str | Path, title: str, panel_of: dict[str, str] | None = None
+    runs: dict[str, Sequence[dict[str, Any]]],
+    path: str | Path,
+    title: str,
+    panel_of: dict[str, str] | None = None,
+    keys: Sequence[str] = ("train_elbo", "valid_elbo"),
 ) -> Path:
-    """Train (solid) and validation (dashed) ELBO against training images seen, on a log axis like
-    Kingma & Welling's Figure 2: one colour per run (label -> its metrics rows), one panel per
-    distinct value of `panel_of` (label -> panel name). The y axis leaves out the first epoch's
-    transient when there are later epochs, so that the curves' ends can be told apart."""
+    """Train (solid) and validation (dashed) ELBO, or the curves `keys` names, against training images
+    seen, on a log axis like Kingma & Welling's Figure 2: one colour per run (label -> its metrics rows),
+    one panel per distinct value of `panel_of` (label -> panel name). The y axis leaves out the first
+    epoch's transient when there are later epochs, so that the curves' ends can be told apart."""
     from matplotlib.figure import Figure
 
     runs = {label: rows for label, rows in runs.items() if rows}
     panels = sorted(set(panel_of.values())) if panel_of else [""]
     fig = Figure(figsize=(6, 4) if len(panels) == 1 else (5.5 * len(panels), 4.5), dpi=100)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    solo = len(runs) == 1
     for ax, panel in zip(axes, panels):
         for i, (label, rows) in enumerate(runs.items()):
             if panel_of and panel_of[label] != panel:
                 continue
-            seen, solo = [m["images_seen"] for m in rows], len(runs) == 1
-            curves = (
-                ("train_elbo", "o-", i, "train (running mean over the epoch)" if solo else label),
-                ("valid_elbo", "s--", i + solo, "validation" if solo else None),
-            )
-            for key, style, colour, text in curves:
-                ax.plot(seen, [m[key] for m in rows], style, ms=3, color=f"C{colour % 10}", label=text)
+            seen = [m["images_seen"] for m in rows]
+            for j, key in enumerate(keys):
+                style, text = CURVE_STYLES[key]
+                colour, legend = (i + j, text) if solo else (i, label if j == 0 else None)
+                ax.plot(seen, [m[key] for m in rows], style, ms=3, color=f"C{colour % 10}", label=legend)
         ax.set_xscale("log")
         ax.set(xlabel="training images seen", title=panel or None)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7 if len(runs) > 1 else None, loc="lower right")
-    later = [m[k] for rows in runs.values() for m in (rows[1:] or rows) for k in ("train_elbo", "valid_elbo")]
+        ax.legend(fontsize=None if solo else 7, loc="lower right")
+    later = [m[k] for rows in runs.values() for m in (rows[1:] or rows) for k in keys]
     if later:
         low, high = min(later), max(later)
         axes[0].set_ylim(low - 0.05 * (high - low) - 1e-3, high + 0.05 * (high - low) + 1e-3)

@@ -47,13 +47,30 @@ def _key_value_table(rows: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
-def _metrics_table(metrics: list[dict[str, Any]]) -> str:
-    if not metrics:
-        return "<p class='note'>No epoch has completed yet.</p>"
-    columns = list(metrics[0])
+def table(rows: list[dict[str, Any]]) -> str:
+    """An HTML table with one row per dict and the first dict's keys as columns."""
+    columns = list(rows[0])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(m.get(c, ''))}</td>" for c in columns) + "</tr>" for m in metrics)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(m.get(c, ''))}</td>" for c in columns) + "</tr>" for m in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def figure(png: bytes, name: str, caption: str) -> str:
+    """A PNG embedded in the page (base64), with its caption."""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(name)}: {html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def page(title: str, parts: list[str]) -> str:
+    """One self-contained HTML page."""
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body>{''.join(parts)}</body></html>\n"
+    )
 
 
 def build_report(run_dir: str | Path) -> str:
@@ -78,28 +95,19 @@ def build_report(run_dir: str | Path) -> str:
         result = rundir.best_evaluation(run_dir, split)
         if result is not None:
             parts += [f"<h2>Evaluation ({split} split)</h2>", _key_value_table(result)]
-    parts += ["<h2>Metrics per epoch</h2>", _metrics_table(metrics), "<h2>Pictures</h2>"]
+    no_epoch = "<p class='note'>No epoch has completed yet.</p>"
+    parts += ["<h2>Metrics per epoch</h2>", table(metrics) if metrics else no_epoch, "<h2>Pictures</h2>"]
     images = run_dir / rundir.IMAGES_DIR
     names = [n for n in CAPTIONS if (images / n).exists()]
     names += sorted(p.name for p in images.glob("*.png") if p.name not in CAPTIONS) if images.exists() else []
     if not names:
         parts.append("<p class='note'>No pictures yet: run <code>vaekit plot RUN_DIR</code>.</p>")
-    for name in names:
-        data = base64.b64encode((images / name).read_bytes()).decode("ascii")
-        caption = CAPTIONS.get(name, name)
-        parts.append(
-            f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(name)}: {html.escape(caption)}</figcaption></figure>"
-        )
+    parts += [figure((images / name).read_bytes(), name, CAPTIONS.get(name, name)) for name in names]
     sections = {k: v for k, v in config.to_dict().items()}
     parts.append("<h2>Config</h2>")
     for name, values in sections.items():
         parts += [f"<h3>{name}</h3>", _key_value_table(values)]
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>vaekit report: {html.escape(run_dir.resolve().name)}</title><style>{_STYLE}</style></head>"
-        f"<body>{''.join(parts)}</body></html>\n"
-    )
+    return page(f"vaekit report: {run_dir.resolve().name}", parts)
 
 
 def write_report(run_dir: str | Path) -> Path:

@@ -1,0 +1,114 @@
+"""Several run folders side by side: one table of their figures, their validation curves in one picture.
+
+    vaekit compare runs/demo runs/vampprior [--png compare.png] [--json] [--html compare.html]
+
+Figures per run: the test ELBO and its two terms (summary.json), log p(x) with its standard error
+from the run's most complete test evaluation (K importance samples over some images), active units
+(from that evaluation), epochs and minutes of training (metrics.jsonl).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vaekit import report, rundir
+from vaekit.errors import ConfigError
+from vaekit.plots import elbo_curves
+
+# (key of run_figures' dict, heading of the text table, its width)
+COLUMNS = (
+    ("run", "run", 0),
+    ("test_elbo", "test ELBO", 9),
+    ("test_reconstruction", "rec.", 9),
+    ("test_kl", "KL", 7),
+    ("log_likelihood", "log p(x)", 17),
+    ("importance_samples", "K x images", 12),
+    ("active_units", "active", 7),
+    ("epochs", "epochs", 6),
+    ("training_minutes", "train min", 9),
+)
+
+
+def labels(run_dirs: list[Path]) -> list[str]:
+    """Each run's folder name, or its path where two runs share a name."""
+    names = [p.name for p in run_dirs]
+    return [p.name if names.count(p.name) == 1 else str(p) for p in run_dirs]
+
+
+def run_figures(run_dir: Path, label: str) -> dict[str, Any]:
+    """The figures of one run folder (None where it has none yet, e.g. no evaluation)."""
+    if not rundir.holds_run(run_dir):
+        raise ConfigError(f"{run_dir} is not a run folder (it has no {rundir.CONFIG_FILE}).")
+    summary, metrics = rundir.read_summary(run_dir) or {}, rundir.read_metrics(run_dir)
+    evaluation = rundir.best_evaluation(run_dir, "test") or {}
+    return {
+        "run": label,
+        "path": str(run_dir),
+        "test_elbo": summary.get("test_elbo"),
+        "test_reconstruction": summary.get("test_reconstruction"),
+        "test_kl": summary.get("test_kl"),
+        "log_likelihood": evaluation.get("log_likelihood"),
+        "log_likelihood_stderr": evaluation.get("log_likelihood_stderr"),
+        "num_importance_samples": evaluation.get("num_importance_samples"),
+        "evaluated_images": evaluation.get("images"),
+        "active_units": evaluation.get("active_units"),
+        "latent_dim": rundir.read_config(run_dir).model.latent_dim,
+        "epochs": len(metrics),
+        "training_minutes": sum(m["seconds"] for m in metrics) / 60,
+    }
+
+
+def compare(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Every run's figures, and its metrics rows by label (for the curves)."""
+    paths = [Path(p) for p in run_dirs]
+    names = labels(paths)
+    rows = [run_figures(p, name) for p, name in zip(paths, names)]
+    return rows, {name: rundir.read_metrics(p) for p, name in zip(paths, names)}
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    if key == "log_likelihood":
+        return "-" if value is None else f"{value:.2f} ± {row['log_likelihood_stderr']:.2f}"
+    if key == "importance_samples":
+        k = row["num_importance_samples"]
+        return "-" if not k else f"{k} x {row['evaluated_images']}"
+    if key == "active_units":
+        return "-" if value is None else f"{value}/{row['latent_dim']}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "-" if value is None else str(value)
+
+
+def text_table(rows: list[dict[str, Any]]) -> str:
+    """The table for a terminal: one line per run, the best log p(x) (or test ELBO) marked."""
+    width = max(len(r["run"]) for r in rows + [{"run": "run"}])
+    lines = ["  ".join(head.ljust(width) if key == "run" else head.rjust(w) for key, head, w in COLUMNS)]
+    for row in rows:
+        cells = [_cell(row, key).ljust(width) if key == "run" else _cell(row, key).rjust(w) for key, _, w in COLUMNS]
+        lines.append("  ".join(cells))
+    return (
+        "\n".join(lines) + "\nnats per image, higher is better; log p(x) is the importance-sampled estimate ± its s.e."
+    )
+
+
+def curves_png(metrics: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
+    """The runs' validation ELBO against training images seen, overlaid."""
+    return elbo_curves(metrics, path, "validation ELBO", keys=("valid_elbo",))
+
+
+def html_page(rows: list[dict[str, Any]], png: Path) -> str:
+    """The table and the curves as one self-contained page, like a run's report."""
+    shown = [{head: _cell(row, key) for key, head, _ in COLUMNS} for row in rows]
+    caption = "Validation ELBO of each run against training images seen (log axis)."
+    parts = [
+        "<h1>vaekit: runs compared</h1>",
+        "<p class='note'>Bounds in nats per image, higher is better; log p(x) is the importance-sampled "
+        "estimate with its standard error, from each run's most complete test evaluation.</p>",
+        report.table(shown),
+        report.figure(png.read_bytes(), png.name, caption),
+        "<h2>Run folders</h2>",
+        report.table([{"run": r["run"], "folder": r["path"]} for r in rows]),
+    ]
+    return report.page("vaekit: runs compared", parts)
