@@ -23,6 +23,7 @@ from vaekit.config import (
     IDX_DATASET_NAMES,
     SECTIONS,
     SPLIT_NAMES,
+    SWITCHES,
     RunConfig,
     load_config,
     preset_description,
@@ -49,6 +50,25 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(f"{section} options ({section}.*)")
         for f in dataclasses.fields(klass):
             flag, meta, default = "--" + f.name.replace("_", "-"), f.metadata, f.default
+            if meta.get("choices") == SWITCHES:  # --compile [on|off|auto] and --no-compile
+                group.add_argument(
+                    flag,
+                    dest=f"{section}.{f.name}",
+                    default=argparse.SUPPRESS,
+                    nargs="?",
+                    const="on",
+                    choices=SWITCHES,
+                    help=f"{meta.get('help', '')} (default: {default}; --no-{f.name.replace('_', '-')}: off)",
+                )
+                group.add_argument(
+                    f"--no-{f.name.replace('_', '-')}",
+                    dest=f"{section}.{f.name}",
+                    default=argparse.SUPPRESS,
+                    action="store_const",
+                    const="off",
+                    help=argparse.SUPPRESS,
+                )
+                continue
             if isinstance(default, bool):
                 group.add_argument(
                     flag,
@@ -98,7 +118,7 @@ def _train_parser(sub: Any) -> None:
         "--resume",
         action="store_true",
         help="continue the run in --run-dir from its last checkpoint; flags equal to the saved config "
-        "are accepted, and only --epochs, --device and --num-threads may differ",
+        "are accepted, and only --epochs, --device, --num-threads, --compile and --sync-every-steps may differ",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --run-dir")
     p.add_argument(

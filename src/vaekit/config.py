@@ -39,6 +39,7 @@ OPTIMIZER_NAMES = ("adam", "adagrad")
 OBJECTIVES = ("elbo", "iwae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
+SWITCHES = ("auto", "on", "off")  # a choice the CLI offers as --NAME / --no-NAME, "auto" when neither is given
 SPLIT_NAMES = ("train", "valid", "test")
 PRIOR_NAMES = ("standard", "mixture", "vampprior")  # models.priors
 FLOW_NAMES = ("none", "planar", "iaf")  # models.flows
@@ -316,6 +317,17 @@ class TrainConfig:
     precision: str = _opt(
         "auto", "auto (bf16 autocast on CUDA GPUs that support it, float32 elsewhere), float32 or bf16", PRECISIONS
     )
+    compile: str = _opt(
+        "auto",
+        "compile the training step with torch.compile: on, off, or auto (on for CUDA, off on the CPU, where "
+        "compiling takes longer than it saves in runs of a few minutes; see the README's Benchmarks)",
+        SWITCHES,
+    )
+    sync_every_steps: int = _opt(
+        0,
+        "steps between the loop's host syncs (non-finite checks, progress); in between, non-finite steps are "
+        "skipped on the device and reported at the next sync (0: 1 on the CPU, 100 on a GPU)",
+    )
     gradient_estimator: str = _opt(
         "reparameterization",
         "the encoder's gradient: reparameterization (the plain pathwise gradient), stl (path derivative, "
@@ -361,6 +373,10 @@ class TrainConfig:
         _require(isinstance(self.skip_nonfinite, bool), s, "skip_nonfinite", self.skip_nonfinite, "use true or false")
         _require_choice(s, "device", self.device, DEVICES)
         _require_choice(s, "precision", self.precision, PRECISIONS)
+        _require_choice(s, "compile", self.compile, SWITCHES)
+        _require(
+            0 <= self.sync_every_steps <= 10**6, s, "sync_every_steps", self.sync_every_steps, "use 0 (auto) to 1000000"
+        )
         _require(0 <= self.num_threads <= 1024, s, "num_threads", self.num_threads, "use 0 (default) to 1024")
         _require_choice(s, "gradient_estimator", self.gradient_estimator, GRADIENT_ESTIMATORS)
         _require(

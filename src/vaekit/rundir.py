@@ -53,7 +53,13 @@ LOCK_FILE = ".lock"
 EVALUATION_GLOB = "evaluation-*.json"
 
 # What a resumed run may change: how long it trains, and where (not what it computes).
-RESUMABLE_KEYS = ("train.epochs", "train.device", "train.num_threads")
+RESUMABLE_KEYS = (
+    "train.epochs",
+    "train.device",
+    "train.num_threads",
+    "train.compile",
+    "train.sync_every_steps",
+)
 
 
 def evaluation_file(

@@ -49,6 +49,10 @@ FUSED_DEVICES = {"adam": ("cpu", "cuda", "mps"), "adagrad": ("cpu",)}
 # the weights themselves are broken and skipping only hides it.
 MAX_CONSECUTIVE_SKIPS = 50
 
+# Steps between host syncs on a GPU when train.sync_every_steps is 0. On the CPU a sync costs
+# nothing, so it syncs every step and a non-finite step stops the run at that very step.
+GPU_SYNC_EVERY_STEPS = 100
+
 
 def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     """The optimiser with its fused kernel where this torch build has one, else the foreach one.
@@ -231,6 +235,10 @@ class Loop:
     progress: bool
     last_save: float = 0.0  # time.monotonic() of the last checkpoint
     stop: StopRequests = field(default_factory=StopRequests)  # signals asking the loop to stop
+    noise: torch.Generator = field(default_factory=torch.Generator)  # on the device, reseeded every step
+    sync_every: int = 1  # steps between host syncs
+    nonfinite: NonFiniteSteps | None = None  # device-side count of skipped steps since the last sync
+    last_save_step: int = 0  # state.step at the last checkpoint
 
     @property
     def global_batch(self) -> int:
@@ -297,13 +305,78 @@ def set_up(
         data.evaluation_observations("valid"),
         model,
         optimizer,
-        objective,
+        compile_step(objective, tc.compile, device, log),
         autocast,
         state,
         log,
         progress,
         time.monotonic(),
+        noise=torch.Generator(device=device),
+        sync_every=tc.sync_every_steps or (1 if device.type == "cpu" else GPU_SYNC_EVERY_STEPS),
+        nonfinite=NonFiniteSteps(device, state.step),
+        last_save_step=state.step,
     )
+
+
+def compile_step(objective: nn.Module, mode: str, device: torch.device, log: Callable[[str], None]) -> nn.Module:
+    """The objective (forward and, through AOTAutograd, backward) under torch.compile when train.compile
+    is "on", or "auto" on a CUDA device; the optimiser's step is already one fused kernel."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return objective
+    torch._dynamo.reset()  # a new run: no compiled code of an earlier model takes up the cache
+    return CompiledOrEager(objective, log)
+
+
+class CompiledOrEager(nn.Module):
+    """The compiled objective; where compiling fails (no C++ compiler, a platform torch.compile does not
+    support) one warning, then the eager objective for the rest of the run. Compiled code computes the
+    same function in another order, so its results differ from eager ones in the last bits."""
+
+    def __init__(self, objective: nn.Module, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.eager = objective
+        self.compiled = torch.compile(objective)
+        self.log = log
+        self.failed = False
+
+    def forward(self, *args: Any) -> Any:
+        if not self.failed:
+            try:
+                return self.compiled(*args)
+            except Exception as err:  # compilation errors have many types (BackendCompilerFailed, ...)
+                self.failed = True
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                self.log(f"warning: torch.compile is not available here ({reason}); training continues uncompiled")
+        return self.eager(*args)
+
+
+class NonFiniteSteps:
+    """Steps whose loss or gradient was NaN or infinite, counted on the device between host syncs.
+
+    Such a step is never applied: the fused optimisers skip it on the device (`found_inf`, as
+    GradScaler uses), so the loop need not ask the host each step. `read` (one .tolist()) returns
+    the bad steps since the last read, how many of them had a bad loss, and the longest run in a row.
+    """
+
+    def __init__(self, device: torch.device, step: int) -> None:
+        self.counts = torch.zeros(2, dtype=torch.float64, device=device)  # bad steps, bad losses
+        self.streak = torch.zeros(1, dtype=torch.float64, device=device)  # bad steps in a row, now
+        self.longest = torch.zeros(1, dtype=torch.float64, device=device)
+        self.since = step  # state.step at the last read
+
+    def record(self, bad: torch.Tensor) -> None:
+        """bad: (2,) 0/1 flags of this step, [loss or gradient non-finite, loss non-finite]."""
+        self.counts += bad
+        self.streak = (self.streak + 1) * bad[:1]
+        self.longest = torch.maximum(self.longest, self.streak)
+
+    def read(self, step: int) -> tuple[int, int, int, int]:
+        """(bad steps, bad losses, longest run) since the last read, and the step of that read."""
+        steps, losses, longest = torch.cat([self.counts, self.longest]).tolist()
+        self.counts.zero_()
+        self.longest = self.streak.clone()
+        since, self.since = self.since, step
+        return int(steps), int(losses), int(longest), since
 
 
 class EpochProgress:
@@ -333,10 +406,12 @@ class EpochProgress:
             return self.images_this_process / max(self.seconds(), 1e-9)
         return (self.images_this_process - self.warm[1]) / max(time.perf_counter() - self.warm[0], 1e-9)
 
-    def add(self, terms: ElboTerms, images: int) -> None:
+    def add(self, terms: ElboTerms, images: int, skipped: torch.Tensor) -> None:
+        """Add a step's sums, unless `skipped` (a 0/1 device flag) says it was not applied."""
         with torch.no_grad():
-            self.mine[:3] += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
-            self.mine[3] += images
+            sums = torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+            self.mine[:3] += torch.where(skipped > 0, 0.0, sums)
+            self.mine[3] += images * (1 - skipped)
 
     def mean_elbo(self) -> float:
         done = self.carried + self.mine
@@ -356,13 +431,13 @@ class EpochProgress:
 def train_epoch(loop: Loop) -> tuple[EpochTotals, float, float]:
     """Minibatch steps from where the state stands to the end of the epoch (Kingma & Welling 2013,
     Algorithm 1: draw a minibatch and the noise eps, take the gradient of the estimator, update).
+    The host waits for the device only every loop.sync_every steps and at the epoch's end.
     Returns the epoch's totals over all ranks, its training seconds and images per second."""
     state, tc, ctx = loop.state, loop.config.train, loop.ctx
     order = torch.randperm(len(loop.train_x), generator=seeded_generator(tc.seed, "order", state.epoch))
     order = order.to(ctx.device)
     epoch = EpochProgress(state, ctx.device)
     total = loop.batches_per_epoch
-    skips_in_a_row = 0
     bar = progress_bar(
         total=total,
         initial=state.batch_in_epoch,
@@ -373,12 +448,15 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float, float]:
     )
     for b in range(state.batch_in_epoch, total):
         x, eps = minibatch(loop, order, b)
-        skips_in_a_row = train_step(loop, x, eps, epoch, skips_in_a_row)
+        loss = train_step(loop, x, eps, epoch)
         state.step, state.batch_in_epoch = state.step + 1, b + 1
-        epoch.step_done(len(x) * ctx.world_size)
-        if loop.progress and b % 25 == 0:
-            bar.set_postfix(elbo=f"{epoch.mean_elbo():.2f}", refresh=False)
+        epoch.step_done(len(x) * ctx.world_size)  # host-side counters: no sync
         bar.update(1)
+        if b + 1 < total and state.step % loop.sync_every > 0:
+            continue
+        check_nonfinite(loop, loss, x)
+        if loop.progress and b % 25 < loop.sync_every:
+            bar.set_postfix(elbo=f"{epoch.mean_elbo():.2f}", refresh=False)
         if b + 1 < total and _checkpoint_due(loop):
             state.totals, state.seconds = epoch.fold(ctx)
             save_checkpoint(loop)
@@ -390,47 +468,63 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float, float]:
 def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Observations (M, C, H, W) and noise eps (M, L, latent_dim) of batch b of the epoch, for this rank.
 
-    The noise of the whole global batch is drawn identically on every rank, then each rank keeps
-    its rows: a run on W processes repeats a single process with batch W*M.
+    Both are drawn on the device from loop.noise, seeded by (seed, "noise", step): a CPU generator
+    on the CPU, a counter-based Philox one on a GPU, so randomness stays a function of the step
+    and nothing is copied from the host. The noise of the whole global batch is drawn
+    identically on every rank, then each rank keeps its rows: a run on W processes repeats a
+    single process with batch W*M.
     """
     tc, ctx = loop.config.train, loop.ctx
-    noise = seeded_generator(tc.seed, "noise", loop.state.step)
+    noise = loop.noise.manual_seed(derive_seed(tc.seed, "noise", loop.state.step))
     rows = order[b * loop.global_batch : (b + 1) * loop.global_batch]
     x = loop.data.training_observations(loop.train_x[rows], noise)
-    eps = torch.randn((len(rows), tc.num_samples, loop.model.latent_dim), generator=noise)  # all layers' noise
+    shape = (len(rows), tc.num_samples, loop.model.latent_dim)  # all layers' noise
+    eps = torch.randn(shape, generator=noise, device=noise.device)
     if ctx.distributed:
         mine = slice(ctx.rank * tc.batch_size, (ctx.rank + 1) * tc.batch_size)
         x, eps = x[mine], eps[mine]
     return x, eps.to(ctx.device)
 
 
-def train_step(loop: Loop, x: torch.Tensor, eps: torch.Tensor, epoch: EpochProgress, skips_in_a_row: int) -> int:
-    """One gradient step on -ELBO (or the configured objective); returns the non-finite steps skipped in a row.
+def train_step(loop: Loop, x: torch.Tensor, eps: torch.Tensor, epoch: EpochProgress) -> torch.Tensor:
+    """One gradient step on -ELBO (or the configured objective); returns the loss.
 
-    A step whose loss or gradient is NaN or infinite is not taken: it stops the run with a message,
-    or with train.skip_nonfinite is skipped (up to MAX_CONSECUTIVE_SKIPS in a row).
+    A step whose loss or gradient is NaN or infinite is not applied: a fused optimiser skips it on
+    the device, any other after asking the host. `check_nonfinite` reports such steps at the next
+    sync: it stops the run with a message, or with train.skip_nonfinite counts them.
     """
-    state, tc = loop.state, loop.config.train
     with loop.autocast:
-        loss, terms = loop.objective(x, state.step, eps)  # minimised; the bound is maximised
+        loss, terms = loop.objective(x, loop.state.step, eps)  # minimised; the bound is maximised
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     bad = _nonfinite(loss, loop.model, loop.ctx)
-    if bad is None:
+    skipped = bad[0].double()
+    if loop.optimizer.defaults.get("fused"):
+        loop.optimizer.found_inf = bad[0]  # read by the fused kernel, as GradScaler passes it
         loop.optimizer.step()
-        epoch.add(terms, len(x))
-        return 0
-    if tc.skip_nonfinite and skips_in_a_row < MAX_CONSECUTIVE_SKIPS:
-        loop.optimizer.zero_grad(set_to_none=True)
-        state.skipped_steps += 1
-        return skips_in_a_row + 1
-    raise TrainingDivergedError(_diverged_message(bad, loss, x, loop))
+        del loop.optimizer.found_inf
+    elif not bad[0].item():  # no fused kernel: one host sync per step
+        loop.optimizer.step()
+    loop.nonfinite.record(bad.double())
+    epoch.add(terms, len(x), skipped)
+    return loss
+
+
+def check_nonfinite(loop: Loop, loss: torch.Tensor, x: torch.Tensor) -> None:
+    """At a host sync: count the steps skipped since the last, and stop the run if it must stop."""
+    steps, losses, longest, since = loop.nonfinite.read(loop.state.step)
+    loop.state.skipped_steps += steps
+    tc = loop.config.train
+    if steps and (not tc.skip_nonfinite or longest > MAX_CONSECUTIVE_SKIPS):
+        what = "loss" if losses else "gradient"
+        raise TrainingDivergedError(_diverged_message(what, loss, x, loop, since))
 
 
 def _checkpoint_due(loop: Loop) -> bool:
     """A checkpoint inside the epoch: every train.checkpoint_every_steps steps, or train.checkpoint_minutes."""
-    tc = loop.config.train
-    due = bool(tc.checkpoint_every_steps and loop.state.step % tc.checkpoint_every_steps == 0)
+    tc, state = loop.config.train, loop.state
+    every = tc.checkpoint_every_steps
+    due = bool(every and state.step // every > loop.last_save_step // every)
     due = due or time.monotonic() - loop.last_save > 60 * tc.checkpoint_minutes or loop.stop.signum is not None
     return distributed.any_rank(due, loop.ctx)
 
@@ -449,7 +543,7 @@ def _stop_if_asked(loop: Loop) -> None:
 def save_checkpoint(loop: Loop) -> None:
     if loop.ctx.is_main:
         rundir.save_checkpoint(loop.run_dir, loop.model, loop.optimizer, loop.state)
-    loop.last_save = time.monotonic()
+    loop.last_save, loop.last_save_step = time.monotonic(), loop.state.step
 
 
 def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second: float) -> dict[str, Any]:
@@ -504,22 +598,23 @@ def test_figures(loop: Loop) -> dict[str, float]:
     return test
 
 
-def _nonfinite(loss: torch.Tensor, model: VAE, ctx: distributed.Context) -> str | None:
-    """ "loss" or "gradient" when either is NaN or infinite on any rank, else None, with one host sync.
+def _nonfinite(loss: torch.Tensor, model: VAE, ctx: distributed.Context) -> torch.Tensor:
+    """Flags (2,) float32 on the device, no host sync: [loss or gradient non-finite, loss non-finite],
+    1.0 where true on any rank.
 
     The gradients are checked through their total norm (one fused reduction), which is finite
     exactly when every gradient is; after DDP's averaging they agree across ranks.
     """
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads) if grads else loss.new_zeros(())
-    loss_bad, grad_bad = torch.stack([~torch.isfinite(loss.detach()), ~torch.isfinite(norm)]).tolist()
-    if distributed.any_rank(loss_bad, ctx):
-        return "loss"
-    return "gradient" if grad_bad else None
+    loss_bad = ~torch.isfinite(loss.detach().float())
+    flags = torch.stack([loss_bad | ~torch.isfinite(norm.float()), loss_bad]).float()
+    return distributed.all_reduce_sum(flags, ctx).clamp_(max=1.0)
 
 
-def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, loop: Loop) -> str:
-    """One sentence: what became non-finite, where, the likely cause and what to do."""
+def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, loop: Loop, since: int) -> str:
+    """One sentence: what became non-finite, where (the last step; a step after `since`, the last sync,
+    when several steps ran between syncs), the likely cause and what to do."""
     tc, state = loop.config.train, loop.state
     if not torch.isfinite(x).all():
         cause = "the input batch holds NaN or infinite pixels: check the dataset"
@@ -527,13 +622,16 @@ def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, loop: Loop
         cause = "the weights are already non-finite"
     else:
         cause = f"the step size is likely too large: lower train.learning_rate (now {tc.learning_rate})"
-    value = f" ({loss.item()})" if what == "loss" else ""
+    first, last = since, state.step - 1
+    exact = first >= last
+    value = f" ({loss.item()})" if what == "loss" and exact else ""
+    where = f"step {last}" if exact else f"a step from {first} to {last}"
     kept = (
         f"the last good checkpoint in {loop.run_dir} is kept"
         if rundir.has_checkpoint(loop.run_dir)
         else "no checkpoint had been written yet"
     )
     return (
-        f"the {what} became non-finite{value} at step {state.step} (epoch {state.epoch + 1}); {cause}. The "
-        f"weights were not updated and {kept}; --set train.skip_nonfinite=true skips such steps instead."
+        f"the {what} became non-finite{value} at {where} (epoch {state.epoch + 1}); {cause}. The "
+        f"non-finite steps were not applied and {kept}; --set train.skip_nonfinite=true skips such steps instead."
     )

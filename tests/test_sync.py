@@ -1,0 +1,124 @@
+"""The loop asks the host only at its syncs, skips non-finite steps on the device, and compiles."""
+
+import pytest
+import torch
+
+from vaekit import training
+from vaekit.errors import TrainingDivergedError
+from vaekit.training import train
+
+SYNCING = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Counts the tensor methods that make the host wait for the device, while train_epoch runs."""
+    counts = {"inside": False, "calls": []}
+    for name in SYNCING:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if counts["inside"]:
+                counts["calls"].append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    real_epoch = training.train_epoch
+
+    def watched(loop):
+        counts["inside"] = True
+        try:
+            return real_epoch(loop)
+        finally:
+            counts["inside"] = False
+
+    monkeypatch.setattr(training, "train_epoch", watched)
+    return counts
+
+
+@pytest.mark.parametrize("images", [600, 1200])
+def test_an_epoch_reads_the_device_a_fixed_number_of_times_not_once_per_step(
+    images, host_reads, tmp_path, tiny_config, tiny_data
+):
+    config = tiny_config.with_overrides({"train.epochs": 1, "train.sync_every_steps": 1000, "data.train_limit": images})
+    train(config, tmp_path / "run", progress=False, dataset=tiny_data)
+    steps = min(images, len(tiny_data.train)) // config.train.batch_size
+    assert steps >= 12
+    # One sync at the epoch's end (the non-finite counters) and the epoch's totals: a handful, however many steps.
+    assert len(host_reads["calls"]) <= 4, host_reads["calls"]
+
+
+def test_syncing_every_step_reads_the_device_every_step(host_reads, tmp_path, tiny_config, tiny_data):
+    """The counter above can fail: the CPU default syncs once per step, and it sees that."""
+    train(tiny_config.with_overrides({"train.epochs": 1}), tmp_path / "run", progress=False, dataset=tiny_data)
+    assert len(host_reads["calls"]) >= 12
+
+
+def test_the_device_noise_and_sync_interval_do_not_change_the_numbers(tmp_path, tiny_config, tiny_data):
+    """Syncing every 5 steps instead of every step gives the same run, bit for bit."""
+    a = train(tiny_config, tmp_path / "a", progress=False, dataset=tiny_data)
+    b = train(
+        tiny_config.with_overrides({"train.sync_every_steps": 5}), tmp_path / "b", progress=False, dataset=tiny_data
+    )
+    assert [m["train_elbo"] for m in a.metrics] == [m["train_elbo"] for m in b.metrics]
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def _poisoned(data, rows):
+    images = data.train.images.clone()
+    images[rows] = float("nan")
+    return type(data)(type(data.train)(images, data.train.labels), data.valid, data.test, "none", 0)
+
+
+def test_non_finite_steps_are_skipped_on_the_device_and_counted_at_the_sync(tmp_path, tiny_config, tiny_data):
+    bad = _poisoned(tiny_data, slice(0, 1))  # one batch of every epoch holds the NaN image
+    config = tiny_config.with_overrides(
+        {"data.binarization": "none", "train.skip_nonfinite": True, "train.sync_every_steps": 5}
+    )
+    result = train(config, tmp_path / "run", progress=False, dataset=bad)
+    assert [m["skipped_steps"] for m in result.metrics] == [1, 2]
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert all(torch.isfinite(torch.tensor(m["train_elbo"])) for m in result.metrics)
+
+
+def test_without_skipping_the_run_stops_at_the_next_sync_naming_the_steps(tmp_path, tiny_config, tiny_data):
+    bad = _poisoned(tiny_data, slice(0, 1))
+    config = tiny_config.with_overrides({"data.binarization": "none", "train.sync_every_steps": 5})
+    with pytest.raises(TrainingDivergedError, match=r"loss became non-finite at a step from \d+ to \d+ \(epoch 1\)"):
+        train(config, tmp_path / "run", progress=False, dataset=bad)
+
+
+def test_a_failing_compiler_warns_once_and_trains_uncompiled(monkeypatch, tmp_path, tiny_config, tiny_data):
+    def no_compiler(module, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("Compiler: cc is not found\nmore detail")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    lines = []
+    eager = train(tiny_config, tmp_path / "eager", progress=False, dataset=tiny_data)
+    fallback = train(
+        tiny_config.with_overrides({"train.compile": "on"}),
+        tmp_path / "on",
+        progress=False,
+        dataset=tiny_data,
+        log=lines.append,
+    )
+    warnings = [line for line in lines if "torch.compile" in line]
+    assert warnings == [
+        "warning: torch.compile is not available here (Compiler: cc is not found); training continues uncompiled"
+    ]
+    assert [m["train_elbo"] for m in eager.metrics] == [m["train_elbo"] for m in fallback.metrics]
+
+
+@pytest.mark.slow
+def test_a_compiled_run_learns_and_resumes_bit_for_bit(tmp_path, tiny_config, tiny_data):
+    config = tiny_config.with_overrides({"train.compile": "on", "train.epochs": 2})
+    full = train(config, tmp_path / "full", progress=False, dataset=tiny_data)
+    assert full.metrics[-1]["valid_elbo"] > full.metrics[0]["valid_elbo"]
+    train(config.with_overrides({"train.epochs": 1}), tmp_path / "cut", progress=False, dataset=tiny_data)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data)
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
