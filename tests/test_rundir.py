@@ -32,7 +32,7 @@ def test_resume_refuses_a_conflicting_value_naming_key_saved_and_given(tmp_path)
         ConfigError,
         match=r"model.latent_dim is 4 in the saved run, 5 was given; "
         r"train.learning_rate is 0.001 in the saved run, 0.01 was given\. "
-        r"Only train.epochs, train.device, train.num_threads may change",
+        r"Only train.epochs, train.device, train.num_threads, train.compile, train.sync_every_steps may change",
     ):
         rundir.resume_config(tmp_path, {"model.latent_dim": "5", "train.learning_rate": "0.01"})
     with pytest.raises(ConfigError, match="model.hidden_dim is 32 in the saved run, 512 was given"):

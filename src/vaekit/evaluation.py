@@ -91,6 +91,7 @@ def importance_sampled_log_likelihood(
     seed: int = 0,
     progress: bool = False,
     ctx: Context | None = None,
+    precision: str = "float32",
 ) -> LogLikelihood:
     """Estimate log p(x) by importance sampling with q(z|x) as the proposal.
 
@@ -106,8 +107,12 @@ def importance_sampled_log_likelihood(
     running float64 log-sum-exp per datapoint, because summing 5,000 weights spanning hundreds
     of nats in float32 loses the small ones. Shapes: x (N, C, H, W) -> per_datapoint (N,).
     The estimate is a stochastic lower bound on log p(x) that rises towards it as K grows.
+    precision "bf16" computes the weights under bf16 autocast (the log-sum-exp stays float64): on
+    CPUs and GPUs with bf16 matrix units it is 2-4x faster, at an error of the mean of about 0.001
+    nats per image and up to 0.1 nats on single images (benchmarks/bench_evaluation.py measures both).
     """
     device = next(model.parameters()).device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if rows_per_call is None:
         rows_per_call = 1000 if device.type == "cpu" else 100_000
     sample_chunk = max(1, min(num_importance_samples, rows_per_call))
@@ -130,7 +135,8 @@ def importance_sampled_log_likelihood(
         for done in range(0, num_importance_samples, sample_chunk):
             k = min(sample_chunk, num_importance_samples - done)
             eps = torch.stack([torch.randn((k, model.latent_dim), generator=g) for g in generators])
-            log_w = log_importance_weights(model, xb, k, posterior_params=params, eps=eps)
+            with autocast:
+                log_w = log_importance_weights(model, xb, k, posterior_params=params, eps=eps)
             acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=1))
         local[start : start + len(xb)] = acc - math.log(num_importance_samples)
         bar.update(len(xb))
@@ -206,6 +212,7 @@ def evaluate_split(
     continuous: bool = False,
     progress: bool = False,
     ctx: Context | None = None,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
@@ -218,8 +225,11 @@ def evaluate_split(
     bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx)
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
     if num_importance_samples > 0:
-        ll = importance_sampled_log_likelihood(model, x, num_importance_samples, seed=seed, progress=progress, ctx=ctx)
+        ll = importance_sampled_log_likelihood(
+            model, x, num_importance_samples, seed=seed, progress=progress, ctx=ctx, precision=precision
+        )
         out.update(
+            precision=precision,
             log_likelihood=ll.mean,
             log_likelihood_stderr=ll.stderr,
             num_importance_samples=num_importance_samples,
@@ -255,9 +265,11 @@ def evaluate_run(
     limit: int = 0,
     batch_size: int = 1000,
     progress: bool = False,
+    precision: str = "float32",
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate a run folder's model on a split (its first `limit` images, 0: all) with
-    `evaluate_split`, and save the result in the run folder; returns it and the file's path."""
+    `evaluate_split`, and save the result in the run folder; returns it and the file's path.
+    precision "bf16": log p(x) under bf16 autocast (see importance_sampled_log_likelihood)."""
     model, config = rundir.load_run(run_dir)
     x = load_dataset(config.data, config.model.image_shape).evaluation_observations(split)
     x = x[:limit] if limit else x
@@ -274,6 +286,7 @@ def evaluate_run(
             config.train.seed,
             continuous=config.data.binarization == "none",
             progress=progress,
+            precision=precision,
         ),
     }
     return result, rundir.write_evaluation(run_dir, result)

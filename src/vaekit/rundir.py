@@ -63,12 +63,18 @@ RESUMABLE_KEYS = (
 
 
 def evaluation_file(
-    split: str, num_importance_samples: int, iwae_num_importance_samples: int = 0, limit: int = 0
+    split: str,
+    num_importance_samples: int,
+    iwae_num_importance_samples: int = 0,
+    limit: int = 0,
+    precision: str = "float32",
 ) -> str:
-    """The file of one evaluation setting, e.g. evaluation-test-k5000.json or evaluation-valid-k0-first200.json."""
+    """The file of one evaluation setting, e.g. evaluation-test-k5000.json, evaluation-valid-k0-first200.json
+    or evaluation-test-k5000-bf16.json."""
     iwae = f"-iwae{iwae_num_importance_samples}" if iwae_num_importance_samples else ""
     first = f"-first{limit}" if limit else ""
-    return f"evaluation-{split}-k{num_importance_samples}{iwae}{first}.json"
+    lower = "" if precision == "float32" else f"-{precision}"
+    return f"evaluation-{split}-k{num_importance_samples}{iwae}{first}{lower}.json"
 
 
 def holds_run(run_dir: str | Path) -> bool:
@@ -197,12 +203,13 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 
 def write_evaluation(run_dir: str | Path, result: dict[str, Any]) -> Path:
     """Save an evaluation result under the name of its setting (its split, num_importance_samples,
-    iwae_num_importance_samples and limit keys); return the file's path."""
+    iwae_num_importance_samples, limit and precision keys); return the file's path."""
     name = evaluation_file(
         result["split"],
         result.get("num_importance_samples", 0),
         result.get("iwae_num_importance_samples", 0),
         result.get("limit", 0),
+        result.get("precision", "float32"),
     )
     path = Path(run_dir) / name
     checkpoint.write_json(path, result)
@@ -215,16 +222,18 @@ def evaluations(run_dir: str | Path, split: str | None = None) -> list[dict[str,
     return [r for r in found if r is not None and (split is None or r.get("split") == split)]
 
 
-def _completeness(result: dict[str, Any]) -> tuple[int, int, int]:
+def _completeness(result: dict[str, Any]) -> tuple[int, int, int, bool]:
     return (
         result.get("images", 0),
         result.get("num_importance_samples", 0),
         result.get("iwae_num_importance_samples", 0),
+        result.get("precision", "float32") == "float32",
     )
 
 
 def best_evaluation(run_dir: str | Path, split: str) -> dict[str, Any] | None:
-    """The most complete evaluation of a split: the most images, then the largest K, then the IWAE bound."""
+    """The most complete evaluation of a split: the most images, then the largest K, then the IWAE bound,
+    then float32 over a lower precision."""
     return max(evaluations(run_dir, split), key=_completeness, default=None)
 
 
