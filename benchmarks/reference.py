@@ -48,12 +48,12 @@ def make_loader(images: torch.Tensor, batch_size: int = 100, flatten: bool = Tru
     return DataLoader(TensorDataset(data), batch_size=batch_size, shuffle=True)
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader) -> float:
-    """One epoch; returns the mean loss."""
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: str = "cpu") -> float:
+    """One epoch; returns the mean loss. On a GPU each batch is copied over, as tutorials do."""
     model.train()
     total, count = 0.0, 0
     for (x,) in loader:
-        x = torch.bernoulli(x)
+        x = torch.bernoulli(x.to(device))
         loss = reference_loss(model, x)
         optimizer.zero_grad()
         loss.backward()
@@ -67,7 +67,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Data
 def test_elbo(model: nn.Module, x_binary: torch.Tensor, flatten: bool = True) -> float:
     """ELBO (one sample) on fixed binarized images, nats per image."""
     model.eval()
-    data = x_binary.flatten(1) if flatten else x_binary
+    data = (x_binary.flatten(1) if flatten else x_binary).to(next(model.parameters()).device)
     return -sum(
         reference_loss(model, data[i : i + 1000]).item() * len(data[i : i + 1000]) for i in range(0, len(data), 1000)
     ) / len(data)

@@ -1,12 +1,14 @@
 """The benchmark suite: vaekit against a plain PyTorch loop (and Pythae) in the same process.
 
-    python benchmarks/run.py [--quick] [--skip-pythae] [--out benchmarks/results/bench.json]
+    python benchmarks/run.py [--device cpu|cuda] [--quick] [--skip-pythae] [--out benchmarks/results/bench.json]
 
 Figures (medians over repeated epochs after a warm-up epoch; ratios are vaekit / reference):
-  1. training throughput, images/s: the paper's MLP (784-512-16, batch 100) and the conv preset
+  1. training throughput, images/s: the paper's MLP (784-512-16, batch 100) and the conv preset,
+     vaekit uncompiled and compiled (torch.compile), and with bf16 autocast (opt-in on a CPU)
   2. wall-clock time to a test ELBO of -103 nats (default settings, evaluation included)
-  3. importance-sampled log p(x) throughput at K = 5000 against a per-image loop
-  4. peak resident memory of training and of K = 5000 evaluation (separate processes)
+  3. importance-sampled log p(x) throughput at K = 5000 against a per-image loop, float32 and bf16
+  4. peak resident memory of training plus a K = 5000 evaluation of the whole test set, and that
+     evaluation's minutes (a separate process)
   5. achieved GFLOP/s of the MLP training step against this machine's float32 matmul peak
 Not a test: nothing here asserts; the figures go to a JSON file and a printed table.
 """
@@ -44,25 +46,37 @@ def subset(data: Dataset, n: int) -> Dataset:
     return Dataset(cut(data.train), cut(data.valid), cut(data.test), data.binarization, data.binarization_seed)
 
 
+# vaekit's variants in the throughput rows: name -> config overrides
+VARIANTS = {
+    "vaekit": {"train.compile": "off", "train.precision": "float32"},
+    "vaekit_compiled": {"train.compile": "on", "train.precision": "float32"},
+    "vaekit_bf16": {"train.compile": "off", "train.precision": "bf16"},
+}
+
+
 def interleaved_epochs(
-    config: RunConfig, data: Dataset, reference: torch.nn.Module, epochs: int, flatten: bool
-) -> tuple[list[float], list[float]]:
-    """Seconds per epoch of the reference and of vaekit, alternating epoch by epoch so that both
-    see the same machine (shared CPUs drift by tens of percent over minutes). vaekit's figure is
-    its own metric: the training loop only, not its per-epoch validation or checkpoint."""
+    config: RunConfig, data: Dataset, reference: torch.nn.Module, epochs: int, flatten: bool, device: str
+) -> dict[str, list[float]]:
+    """Seconds per epoch of the reference and of each vaekit variant, alternating epoch by epoch so
+    that all see the same machine (shared CPUs drift by tens of percent over minutes). vaekit's
+    figure is its own metric: the training loop after the first step (which pays for compiling),
+    not its per-epoch validation or checkpoint."""
+    reference = reference.to(device)
     optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
     loader = make_loader(data.train.images, 100, flatten)
-    ref, ours = [], []
+    times: dict[str, list[float]] = {"reference": [], **{name: [] for name in VARIANTS}}
     with tempfile.TemporaryDirectory() as tmp:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            train_epoch(reference, optimizer, loader)
-            ref.append(time.perf_counter() - start)
-            result = train(
-                config.with_overrides({"train.epochs": epoch}), tmp, resume=epoch > 1, progress=False, dataset=data
-            )
-            ours.append(result.metrics[-1]["seconds"])
-    return ref, ours
+            train_epoch(reference, optimizer, loader, device)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times["reference"].append(time.perf_counter() - start)
+            for name, overrides in VARIANTS.items():
+                run = config.with_overrides({**overrides, "train.epochs": epoch, "train.device": device})
+                result = train(run, Path(tmp) / name, resume=epoch > 1, progress=False, dataset=data)
+                times[name].append(len(data.train) / result.metrics[-1]["images_per_second"])
+    return times
 
 
 def throughput(n: int, times: list[float]) -> float:
@@ -76,54 +90,56 @@ def paired_ratio(ref: list[float], ours: list[float]) -> float:
     return statistics.median(r / o for r, o in pairs)
 
 
-def bench_throughput(data: Dataset, epochs: int, conv_images: int) -> dict:
-    n = len(data.train)
-    torch.manual_seed(0)
-    ref, ours = interleaved_epochs(RunConfig(), data, ReferenceVAE(), epochs, flatten=True)
-    out = {
-        "mlp_reference_images_per_s": throughput(n, ref),
-        "mlp_vaekit_images_per_s": throughput(n, ours),
-        "mlp_ratio": paired_ratio(ref, ours),
-    }
+def bench_throughput(data: Dataset, epochs: int, conv_images: int, device: str) -> dict:
     conv = RunConfig.from_json(Path(__file__).parents[1].joinpath("src/vaekit/presets/mnist-conv.json").read_text())
-    small = subset(data, conv_images)
-    torch.manual_seed(0)
-    ref, ours = interleaved_epochs(conv, small, build_model(conv.model), epochs, flatten=False)
-    out.update(
-        conv_reference_images_per_s=throughput(conv_images, ref),
-        conv_vaekit_images_per_s=throughput(conv_images, ours),
-        conv_ratio=paired_ratio(ref, ours),
-    )
+    out = {}
+    for label, config, dataset, flatten in (
+        ("mlp", RunConfig(), data, True),
+        ("conv", conv, subset(data, conv_images), False),
+    ):
+        torch.manual_seed(0)
+        reference = ReferenceVAE() if flatten else build_model(conv.model)
+        times = interleaved_epochs(config, dataset, reference, epochs, flatten, device)
+        n = len(dataset.train)
+        out[f"{label}_reference_images_per_s"] = throughput(n, times["reference"])
+        for name in VARIANTS:
+            suffix = name.removeprefix("vaekit")
+            out[f"{label}_{name}_images_per_s"] = throughput(n, times[name])
+            out[f"{label}{suffix}_ratio"] = paired_ratio(times["reference"], times[name])
     return out
 
 
-def bench_time_to_target(data: Dataset, max_epochs: int) -> tuple[dict, torch.nn.Module]:
+def bench_time_to_target(data: Dataset, max_epochs: int, device: str) -> tuple[dict, torch.nn.Module]:
     """Seconds of wall clock until the test ELBO first reaches TARGET_ELBO, per-epoch evaluation included."""
     test_x = data.evaluation_observations("test")
     out: dict = {}
     torch.manual_seed(0)
-    model = ReferenceVAE()
+    model = ReferenceVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = make_loader(data.train.images)
     start = time.perf_counter()
     for epoch in range(1, max_epochs + 1):
-        train_epoch(model, optimizer, loader)
+        train_epoch(model, optimizer, loader, device)
         if test_elbo(model, test_x) >= TARGET_ELBO:
             out.update(reference_seconds_to_target=time.perf_counter() - start, reference_epochs_to_target=epoch)
             break
-    start = time.perf_counter()
     trained = None
-    with tempfile.TemporaryDirectory() as tmp:
-        for epoch in range(1, max_epochs + 1):  # resume one epoch at a time, reading the test ELBO
-            result = train(
-                RunConfig(train=TrainConfig(epochs=epoch)), tmp, resume=epoch > 1, progress=False, dataset=data
-            )
-            if result.test["test_elbo"] >= TARGET_ELBO:
-                out.update(vaekit_seconds_to_target=time.perf_counter() - start, vaekit_epochs_to_target=epoch)
-                break
-        trained = result.model
-    if "reference_seconds_to_target" in out and "vaekit_seconds_to_target" in out:
-        out["time_to_target_ratio"] = out["reference_seconds_to_target"] / out["vaekit_seconds_to_target"]
+    for name, precision in (("vaekit", "auto"), ("vaekit_bf16", "bf16")):  # the default, and opt-in bf16
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            for epoch in range(1, max_epochs + 1):  # resume one epoch at a time, reading the test ELBO
+                config = RunConfig(train=TrainConfig(epochs=epoch, device=device, precision=precision))
+                result = train(config, tmp, resume=epoch > 1, progress=False, dataset=data)
+                if result.test["test_elbo"] >= TARGET_ELBO:
+                    out.update(
+                        {f"{name}_seconds_to_target": time.perf_counter() - start, f"{name}_epochs_to_target": epoch}
+                    )
+                    break
+        if trained is None:
+            trained = result.model
+        if "reference_seconds_to_target" in out and f"{name}_seconds_to_target" in out:
+            ratio = out["reference_seconds_to_target"] / out[f"{name}_seconds_to_target"]
+            out["time_to_target_ratio" if name == "vaekit" else "time_to_target_bf16_ratio"] = ratio
     return out, trained
 
 
@@ -136,48 +152,73 @@ def bench_log_likelihood(model, data: Dataset, images: int, k: int) -> dict:
     start = time.perf_counter()
     reference_log_likelihood(model, x, k, torch.Generator().manual_seed(0))
     ref = time.perf_counter() - start
-    start = time.perf_counter()
-    importance_sampled_log_likelihood(model, x, k, seed=0)
-    ours = time.perf_counter() - start
-    return {
-        "ll_reference_images_per_s": images / ref,
-        "ll_vaekit_images_per_s": images / ours,
-        "ll_ratio": ref / ours,
-        "ll_vaekit_minutes_for_10k": ours / images * 10_000 / 60,
-    }
+    out = {"ll_reference_images_per_s": images / ref}
+    exact = None
+    for precision in ("float32", "bf16"):
+        importance_sampled_log_likelihood(model, x[:2], k, seed=0, precision=precision)  # warm-up
+        start = time.perf_counter()
+        ll = importance_sampled_log_likelihood(model, x, k, seed=0, precision=precision)
+        seconds = time.perf_counter() - start
+        name = "ll_vaekit" if precision == "float32" else "ll_vaekit_bf16"
+        out.update({f"{name}_images_per_s": images / seconds, f"{name}_ratio": ref / seconds})
+        if exact is None:
+            exact = ll.per_datapoint
+        else:
+            error = ll.per_datapoint - exact
+            out.update(
+                ll_bf16_mean_error_nats=abs(error.mean().item()), ll_bf16_max_error_nats=error.abs().max().item()
+            )
+    return out
 
 
 MEMORY_SCRIPT = """
-import resource, sys, tempfile, torch
+import json, resource, sys, tempfile, time, torch
 from vaekit.config import RunConfig, TrainConfig
 from vaekit.training import train
 from vaekit.evaluation import importance_sampled_log_likelihood
+device, images = sys.argv[1], int(sys.argv[2])
 with tempfile.TemporaryDirectory() as tmp:
-    r = train(RunConfig(train=TrainConfig(epochs=1)), tmp, progress=False)
+    r = train(RunConfig(train=TrainConfig(epochs=1, device=device)), tmp, progress=False)
 after_training = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from vaekit.data import load_dataset
-x = load_dataset(r.config.data).evaluation_observations("test")[:100]
+x = load_dataset(r.config.data).evaluation_observations("test")[:images]
+start = time.perf_counter()
 importance_sampled_log_likelihood(r.model, x, 5000)
-print(after_training, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+seconds = time.perf_counter() - start
+gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+print(json.dumps([after_training, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, seconds, len(x), gpu]))
 """
 
 
-def bench_memory() -> dict:
-    """Peak RSS (MiB) of a one-epoch training run on the full dataset, then of K = 5000 evaluation."""
-    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, check=True)
-    train_kib, eval_kib = map(int, done.stdout.split()[-2:])
-    return {"train_peak_rss_mib": train_kib / 1024, "train_plus_eval_peak_rss_mib": eval_kib / 1024}
+def bench_memory(device: str, images: int) -> dict:
+    """Peak RSS (MiB) of a one-epoch training run on the full dataset, then of K = 5000 evaluation of
+    `images` test images (all 10,000 unless --quick) in the same process, and that evaluation's minutes."""
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, device, str(images)], capture_output=True, text=True, check=True
+    )
+    train_kib, total_kib, seconds, evaluated, gpu_mib = json.loads(done.stdout.splitlines()[-1])
+    out = {
+        "train_peak_rss_mib": train_kib / 1024,
+        "train_plus_eval_peak_rss_mib": total_kib / 1024,
+        "eval_images": evaluated,
+        "ll_k5000_minutes_for_10k": seconds / evaluated * 10_000 / 60,
+    }
+    if gpu_mib is not None:
+        out["gpu_peak_allocated_mib"] = gpu_mib
+    return out
 
 
-def bench_flops(mlp_images_per_s: float) -> dict:
+def bench_flops(mlp_images_per_s: float, device: str) -> dict:
     """Achieved GFLOP/s of the MLP training step against a float32 matmul peak measured here."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
     for _ in range(3):
         a @ b
     times = []
     for _ in range(10):
         start = time.perf_counter()
         a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     peak = 2 * 2048**3 / min(times) / 1e9
     d, h, j = 784, 512, 16
@@ -258,30 +299,32 @@ def bench_pythae(data: Dataset, epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs and images (a smoke run)")
-    parser.add_argument("--skip-pythae", action="store_true")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both loops run (default: cpu)")
+    parser.add_argument("--skip-pythae", action="store_true", help="leave out Pythae (always left out on a GPU)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench.json"))
     args = parser.parse_args()
     started = time.perf_counter()
     data = load_dataset(DataConfig())
     epochs = 2 if args.quick else 6
+    device = args.device
     results: dict = {
-        "machine": platform.processor() or platform.machine(),
+        "machine": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+        "device": device,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
     print("training throughput ...", flush=True)
-    results.update(
-        bench_throughput(data if not args.quick else subset(data, 10_000), epochs, 2000 if args.quick else 10_000)
-    )
+    train_data = data if not args.quick else subset(data, 10_000)
+    results.update(bench_throughput(train_data, epochs, 2000 if args.quick else 10_000, device))
     print("time to a test ELBO of -103 ...", flush=True)
-    target, model = bench_time_to_target(data, 3 if args.quick else 40)
+    target, model = bench_time_to_target(data, 3 if args.quick else 40, device)
     results.update(target)
     print("log-likelihood throughput ...", flush=True)
     results.update(bench_log_likelihood(model, data, 20 if args.quick else 200, 5000))
-    print("memory ...", flush=True)
-    results.update(bench_memory())
-    results.update(bench_flops(results["mlp_vaekit_images_per_s"]))
-    if not args.skip_pythae:
+    print("memory and K = 5000 over the test set ...", flush=True)
+    results.update(bench_memory(device, 500 if args.quick else 10_000))
+    results.update(bench_flops(results["mlp_vaekit_images_per_s"], device))
+    if not args.skip_pythae and device == "cpu":
         print("pythae ...", flush=True)
         results.update(bench_pythae(data, epochs))
         if "pythae_images_per_s" in results:

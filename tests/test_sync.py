@@ -122,3 +122,25 @@ def test_a_compiled_run_learns_and_resumes_bit_for_bit(tmp_path, tiny_config, ti
     resumed = train(config, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data)
     for p, q in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_the_steps_between_syncs_never_wait_for_the_gpu(monkeypatch, tmp_path, tiny_config, tiny_data):
+    """torch's sync debug mode raises on any synchronising call; it is on while a minibatch is drawn and
+    a step is taken, and off at the syncs."""
+
+    def strict(function):
+        def wrapped(*args):
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                return function(*args)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+
+        return wrapped
+
+    monkeypatch.setattr(training, "train_step", strict(training.train_step))
+    monkeypatch.setattr(training, "minibatch", strict(training.minibatch))
+    config = tiny_config.with_overrides({"train.device": "cuda", "train.sync_every_steps": 6, "train.epochs": 1})
+    result = train(config, tmp_path / "run", progress=False, dataset=tiny_data)
+    assert result.metrics[-1]["skipped_steps"] == 0
