@@ -64,10 +64,11 @@ def _mtime(path: Path) -> float:
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_path, mnist_small):
+@pytest.mark.parametrize("compiled", ["off", "on"])
+def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(compiled, tmp_path, mnist_small):
     # Batches of 10 and a checkpoint every 3 steps: 240 short steps, so that kills land both
-    # inside batches and inside checkpoint writes.
-    config = [*TINY, "--batch-size", "10", "--checkpoint-every-steps", "3"]
+    # inside batches and inside checkpoint writes. Exact in each mode: uncompiled and compiled.
+    config = [*TINY, "--batch-size", "10", "--checkpoint-every-steps", "3", "--compile", compiled]
     reference = tmp_path / "reference"
     done = subprocess.run(
         [sys.executable, "-m", "vaekit", "train", "--run-dir", str(reference), "--epochs", "4", *config],

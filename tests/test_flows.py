@@ -68,3 +68,18 @@ def test_the_posterior_density_through_a_flow_is_the_change_of_variables(name):
     torch.testing.assert_close(z, z0)
     torch.testing.assert_close(log_q, expected, rtol=1e-5, atol=1e-4)
     assert len(build_flows("none", 3, 0, 8)) == 0
+
+
+@pytest.mark.parametrize("name", ["planar", "iaf"])
+def test_pictures_place_an_image_at_the_flowed_mean(name):
+    """reconstruct, interpolations, traversals and the playground use posterior_mean: mu carried
+    through the flow, which a trained flow moves away from the encoder's mu."""
+    model = build_model(ModelConfig(hidden_dim=32, latent_dim=4, posterior_flow=name, flow_steps=2))
+    _scrambled(model.flows, 0.5, seed=0)
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        mu = model.encode(x)[0]
+        flowed = model.flow(mu, model.posterior(x))[0]
+        assert not torch.allclose(flowed, mu)
+        assert torch.equal(model.posterior_mean(x), flowed)
+        assert torch.equal(model.reconstruct(x), model.decode(flowed).mean)

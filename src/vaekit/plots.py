@@ -112,8 +112,7 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def interpolations(model: VAE, x0: torch.Tensor, x1: torch.Tensor, path: str | Path, steps: int = 10) -> Path:
     """For each pair (x0[i], x1[i]): a linear and a spherical path between their posterior means,
     decoded, with the two inputs at the ends of each row. x0, x1: (pairs, C, H, W)."""
-    mu0, _ = model.encode(x0)
-    mu1, _ = model.encode(x1)
+    mu0, mu1 = model.posterior_mean(x0), model.posterior_mean(x1)
     t = torch.linspace(0, 1, steps)
     rows, labels = [], []
     for i in range(len(x0)):
@@ -142,7 +141,7 @@ def traversals(
 ) -> Path:
     """One row per latent dimension, most informative (highest KL) first: z_j swept over
     [-span, span] with the other coordinates held at the posterior mean of image x (1, C, H, W)."""
-    mu, _ = model.encode(x[:1])
+    mu = model.posterior_mean(x[:1])
     order = torch.argsort(kl_per_dim, descending=True)[:max_dims]
     values = torch.linspace(-span, span, steps)
     rows, labels = [], []

@@ -75,6 +75,15 @@ class VAE(nn.Module):
         """The encoder's diagonal Gaussian q_0(z|x) (the posterior itself when there is no flow)."""
         return DiagonalGaussian(*self.encode(x))
 
+    @torch.no_grad()
+    def posterior_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The point every picture and the playground place an image at: the encoder's mean carried
+        through the flows, f_K(... f_1(mu(x))), (batch, latent_dim). Without a flow it is E_q[z|x]
+        exactly; with a flow a stand-in for it; for a ladder it is the merged top-down posterior's
+        path, not the bottom-up estimate alone."""
+        posterior = self.posterior(x)
+        return self.flow(posterior.mu, posterior)[0]
+
     def sample_posterior(
         self,
         posterior: DiagonalGaussian,
@@ -129,9 +138,8 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Decoded mean at the posterior mean: E[x | z = mu(x)], images shaped like x."""
-        mu, _ = self.encode(x)
-        return self.decode(mu).mean
+        """Decoded mean at the posterior mean (`posterior_mean`): E[x | z = mu(x)], images shaped like x."""
+        return self.decode(self.posterior_mean(x)).mean
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

@@ -97,11 +97,6 @@ class Playground:
     def _images(self, z: torch.Tensor) -> list[str]:
         return [png_data_url(img) for img in self.model.decode(z).mean]
 
-    def _posterior_means(self, x: torch.Tensor) -> torch.Tensor:
-        """The posterior means of images x (n, C, H, W) carried through the model's flow: (n, J)."""
-        posterior = self.model.posterior(x)
-        return self.model.flow(posterior.mu, posterior)[0]
-
     def info(self) -> dict[str, Any]:
         m = self.config.model
         return {
@@ -131,7 +126,7 @@ class Playground:
     def test_image(self, index: int) -> dict[str, Any]:
         x = self.observations[index : index + 1]
         with self.lock, torch.no_grad():
-            mu = self._posterior_means(x)
+            mu = self.model.posterior_mean(x)
             terms = elbo(self.model, x, num_samples=100, generator=torch.Generator().manual_seed(index))
             recon = self.model.decode(mu).mean[0]
             mu = mu[:, self.sliders]
@@ -149,7 +144,7 @@ class Playground:
 
     def interpolate(self, a: int, b: int, steps: int, mode: str) -> list[str]:
         with self.lock, torch.no_grad():
-            mu = self._posterior_means(self.observations[[a, b]])[:, self.sliders]
+            mu = self.model.posterior_mean(self.observations[[a, b]])[:, self.sliders]
         t = torch.linspace(0, 1, steps)
         path = slerp(mu[0], mu[1], t) if mode == "slerp" else (1 - t)[:, None] * mu[0] + t[:, None] * mu[1]
         return self.decode(path)
