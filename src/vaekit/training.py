@@ -8,8 +8,11 @@
 
 Randomness is a pure function of the seed and the position in training: the data order of
 epoch e comes from a generator seeded by (seed, "order", e) and the noise of step t (the
-binarization and eps) from one seeded by (seed, "noise", t). A checkpoint therefore needs no
-RNG state, and a run resumed from any checkpoint repeats an uninterrupted one bit for bit on CPU.
+binarization and eps) from one on the device seeded by (seed, "noise", t). A checkpoint therefore
+needs no RNG state, and a run resumed from any checkpoint repeats an uninterrupted one bit for bit
+on CPU. Between host syncs (every train.sync_every_steps steps) the loop never waits for the
+device: non-finite steps are skipped there and counted (NonFiniteSteps), progress is counted on
+the host. train.compile runs the objective through torch.compile (compile_step).
 """
 
 from __future__ import annotations
