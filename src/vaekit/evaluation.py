@@ -130,15 +130,8 @@ def importance_sampled_log_likelihood(
         rows = indices[start : start + batch_size]
         xb = x[rows.start : rows.stop].to(device)
         generators = [seeded_generator(seed, "importance", i) for i in rows]
-        params = model.encode(xb)  # one encoder pass reused by every chunk of samples
-        acc = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=device)
-        for done in range(0, num_importance_samples, sample_chunk):
-            k = min(sample_chunk, num_importance_samples - done)
-            eps = torch.stack([torch.randn((k, model.latent_dim), generator=g) for g in generators])
-            with autocast:
-                log_w = log_importance_weights(model, xb, k, posterior_params=params, eps=eps)
-            acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=1))
-        local[start : start + len(xb)] = acc - math.log(num_importance_samples)
+        log_sum = _log_sum_of_weights(model, xb, generators, num_importance_samples, sample_chunk, autocast)
+        local[start : start + len(xb)] = log_sum - math.log(num_importance_samples)
         bar.update(len(xb))
     bar.close()
     model.train(was_training)
@@ -146,6 +139,27 @@ def importance_sampled_log_likelihood(
     n = len(per_datapoint)
     stderr = per_datapoint.std().item() / math.sqrt(n) if n > 1 else float("nan")
     return LogLikelihood(per_datapoint.mean().item(), stderr, per_datapoint, num_importance_samples)
+
+
+def _log_sum_of_weights(
+    model: VAE,
+    x: torch.Tensor,
+    generators: list[torch.Generator],
+    k: int,
+    chunk: int,
+    autocast: torch.autocast,
+) -> torch.Tensor:
+    """log sum_k w_k (batch,) in float64 for images x (batch, C, H, W), image i drawing its k samples
+    from generators[i], `chunk` at a time, each chunk's log-sum-exp folded into a running one."""
+    params = model.encode(x)  # one encoder pass reused by every chunk of samples
+    acc = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
+    for done in range(0, k, chunk):
+        n = min(chunk, k - done)
+        eps = torch.stack([torch.randn((n, model.latent_dim), generator=g) for g in generators])
+        with autocast:
+            log_w = log_importance_weights(model, x, n, posterior_params=params, eps=eps)
+        acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=1))
+    return acc
 
 
 @dataclass(frozen=True)
