@@ -296,7 +296,10 @@ def _compare_parser(sub: Any) -> None:
     )
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to compare")
     p.add_argument(
-        "--png", type=Path, default=Path("compare.png"), help="where to write the curves (default: compare.png)"
+        "--png",
+        type=Path,
+        default=Path("runs/compare.png"),
+        help="where to write the curves (default: runs/compare.png)",
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
     p.add_argument("--html", type=Path, default=None, help="also write a page with the table and the curves")
@@ -618,7 +621,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     rows, metrics = compare.compare(args.run_dirs)
     png = compare.curves_png(metrics, args.png)
-    print(json.dumps(rows, indent=1) if args.json else compare.text_table(rows))
+    print(json.dumps(rows, indent=1) if args.json else compare.text_table(rows), flush=True)
     _log(f"vaekit: wrote the validation curves to {png}")
     if args.html:
         checkpoint.atomic_write_text(args.html, compare.html_page(rows, png))

@@ -1,6 +1,6 @@
 """Several run folders side by side: one table of their figures, their validation curves in one picture.
 
-    vaekit compare runs/demo runs/vampprior [--png compare.png] [--json] [--html compare.html]
+    vaekit compare runs/demo runs/vampprior [--png runs/compare.png] [--json] [--html compare.html]
 
 Figures per run: the test ELBO and its two terms (summary.json), log p(x) with its standard error
 from the run's most complete test evaluation (K importance samples over some images), active units
