@@ -619,14 +619,15 @@ def _diverged_message(what: str, loss: torch.Tensor, x: torch.Tensor, loop: Loop
     """One sentence: what became non-finite, where (the last step; a step after `since`, the last sync,
     when several steps ran between syncs), the likely cause and what to do."""
     tc, state = loop.config.train, loop.state
-    if not torch.isfinite(x).all():
+    first, last = since, state.step - 1
+    exact = first >= last  # x and loss are the non-finite step's own
+    step_size = f"the step size is likely too large: lower train.learning_rate (now {tc.learning_rate})"
+    if exact and not torch.isfinite(x).all():
         cause = "the input batch holds NaN or infinite pixels: check the dataset"
     elif any(not torch.isfinite(p).all() for p in loop.model.parameters()):
         cause = "the weights are already non-finite"
     else:
-        cause = f"the step size is likely too large: lower train.learning_rate (now {tc.learning_rate})"
-    first, last = since, state.step - 1
-    exact = first >= last
+        cause = step_size if exact else f"an input batch holds NaN or infinite pixels, or {step_size}"
     value = f" ({loss.item()})" if what == "loss" and exact else ""
     where = f"step {last}" if exact else f"a step from {first} to {last}"
     kept = (
