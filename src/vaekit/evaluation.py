@@ -109,7 +109,7 @@ def importance_sampled_log_likelihood(
     The estimate is a stochastic lower bound on log p(x) that rises towards it as K grows.
     precision "bf16" computes the weights under bf16 autocast (the log-sum-exp stays float64): on
     CPUs and GPUs with bf16 matrix units it is 2-4x faster, at an error of the mean of about 0.001
-    nats per image and up to 0.1 nats on single images (benchmarks/bench_evaluation.py measures both).
+    nats per image and up to 0.1 nats on single images (benchmarks/run.py measures both).
     """
     device = next(model.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
