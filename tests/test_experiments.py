@@ -112,3 +112,16 @@ def test_jobs_share_the_runs_among_worker_processes_and_a_failed_one_is_named(tm
     logs.clear()
     _run("beta-sweep", out, "smoke", only=["beta1", "beta2"], jobs=2, device="cpu", log=logs.append)
     assert logs == ["beta1: complete, skipped", "beta2: complete, skipped"]  # nothing left for workers
+
+
+def test_tensorboard_events_for_every_run_also_from_workers(tmp_path, tiny_data):
+    from vaekit.experiments.plan import ExperimentPlan
+    from vaekit.tensorboard import written_epochs
+
+    out = tmp_path / "tb"
+    plan = ExperimentPlan("beta-sweep", "smoke", 2, ("beta1", "beta4"), tensorboard=True)
+    run_experiment(plan, out, dataset=tiny_data)
+    for run in ("beta1", "beta4"):
+        assert written_epochs(out / run / rundir.TENSORBOARD_DIR) == {1, 2}
+    worker = ExperimentPlan("beta-sweep", "smoke", 2, ("beta1",), tensorboard=True)
+    assert worker.command_line()[-1] == "--tensorboard"  # what a --jobs worker is started with

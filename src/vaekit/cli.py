@@ -282,6 +282,12 @@ def _experiment_parser(sub: Any) -> None:
         action="store_true",
         help="train and evaluate only; leave the summary to a later invocation (used by --jobs)",
     )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="each run also writes TensorBoard events (OUT/RUN/tensorboard); tensorboard --logdir OUT shows "
+        "them side by side, with the HParams tab (needs the extra: pip install 'vaekit[tensorboard]')",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -598,7 +604,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from vaekit.experiments.summary import summary_markdown
 
     only = tuple(r.strip() for r in args.runs.split(",") if r.strip()) if args.runs else ()
-    plan = ExperimentPlan(args.name, args.budget, args.epochs, only, args.minutes, args.device)
+    plan = ExperimentPlan(args.name, args.budget, args.epochs, only, args.minutes, args.device, args.tensorboard)
     out = args.out or Path("runs") / "experiments" / f"{args.name}-{args.budget}"
     result = run_experiment(
         plan,

@@ -44,7 +44,8 @@ BUDGETS: dict[str, Budget] = {
 class ExperimentPlan:
     """One invocation of an experiment: its runs (all, or those in `only`), epochs per run (the
     budget's unless given), an optional time cap in minutes of training per run and invocation,
-    and the device the runs train and are evaluated on (in float32, comparable with the papers)."""
+    the device the runs train and are evaluated on (in float32, comparable with the papers), and
+    whether they write TensorBoard events (`tensorboard --logdir OUT` then shows every run)."""
 
     name: str
     budget: str = "short"
@@ -52,6 +53,7 @@ class ExperimentPlan:
     only: tuple[str, ...] = ()
     minutes: float | None = None
     device: str = "auto"
+    tensorboard: bool = False  # each run also writes RUN/tensorboard (vaekit.tensorboard)
 
     def __post_init__(self) -> None:
         if self.name not in EXPERIMENTS:
@@ -103,4 +105,5 @@ class ExperimentPlan:
         args += ["--runs", ",".join(self.only)] if self.only else []
         args += ["--epochs", str(self.epochs)] if self.epochs else []
         args += ["--minutes", str(self.minutes)] if self.minutes else []
+        args += ["--tensorboard"] if self.tensorboard else []
         return args

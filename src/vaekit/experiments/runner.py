@@ -8,6 +8,7 @@ written after a single uninterrupted invocation.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from vaekit.evaluation import evaluate_split
 from vaekit.experiments.plan import ExperimentPlan
 from vaekit.experiments.summary import run_row, summarise, write_summary
 from vaekit.plots import PictureInputs, write_pictures
+from vaekit.tensorboard import TensorBoard
 from vaekit.training import train
 
 
@@ -111,6 +113,7 @@ def train_and_evaluate(
             progress=progress,
             dataset=data,
             max_seconds=None if plan.minutes is None else 60 * plan.minutes,
+            callbacks=[TensorBoard()] if plan.tensorboard else [],
         )
     model, _ = rundir.load_run(run_dir, device=select_device(config.train.device))
     test = data.evaluation_observations("test")  # one fixed binarization, shared by every run
@@ -131,7 +134,7 @@ def run_workers(
     shares = [todo[i::jobs] for i in range(min(jobs, len(todo)))]
     workers = []
     for i, share in enumerate(shares):
-        worker_plan = ExperimentPlan(plan.name, plan.budget, plan.epochs, tuple(share), plan.minutes, plan.device)
+        worker_plan = dataclasses.replace(plan, only=tuple(share))
         command = [
             sys.executable,
             "-m",
