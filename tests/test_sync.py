@@ -144,3 +144,18 @@ def test_on_cuda_the_steps_between_syncs_never_wait_for_the_gpu(monkeypatch, tmp
     config = tiny_config.with_overrides({"train.device": "cuda", "train.sync_every_steps": 6, "train.epochs": 1})
     result = train(config, tmp_path / "run", progress=False, dataset=tiny_data)
     assert result.metrics[-1]["skipped_steps"] == 0
+
+
+def test_the_non_finite_counters_count_steps_and_the_longest_run_across_reads():
+    from vaekit.training import NonFiniteSteps
+
+    counter = NonFiniteSteps(torch.device("cpu"), step=10)
+    flags = [(1, 1), (1, 0), (0, 0), (1, 0), (1, 1)]  # [loss or gradient bad, loss bad] per step
+    for bad in flags[:2]:
+        counter.record(torch.tensor(bad, dtype=torch.float64))
+    assert counter.read(12) == (2, 1, 2, 10)
+    for bad in flags[2:]:
+        counter.record(torch.tensor(bad, dtype=torch.float64))
+    assert counter.read(15) == (2, 1, 2, 12)  # the run of 2 after the good step
+    counter.record(torch.tensor((1.0, 0.0), dtype=torch.float64))
+    assert counter.read(16) == (1, 0, 3, 15)  # a run that spans a read keeps counting

@@ -36,11 +36,9 @@ def labels(run_dirs: list[Path]) -> list[str]:
     return [p.name if names.count(p.name) == 1 else str(p) for p in run_dirs]
 
 
-def run_figures(run_dir: Path, label: str) -> dict[str, Any]:
-    """The figures of one run folder (None where it has none yet, e.g. no evaluation)."""
-    if not rundir.holds_run(run_dir):
-        raise ConfigError(f"{run_dir} is not a run folder (it has no {rundir.CONFIG_FILE}).")
-    summary, metrics = rundir.read_summary(run_dir) or {}, rundir.read_metrics(run_dir)
+def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one run folder with these metrics rows (None where it has none yet, e.g. no evaluation)."""
+    summary = rundir.read_summary(run_dir) or {}
     evaluation = rundir.best_evaluation(run_dir, "test") or {}
     return {
         "run": label,
@@ -62,9 +60,11 @@ def run_figures(run_dir: Path, label: str) -> dict[str, Any]:
 def compare(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """Every run's figures, and its metrics rows by label (for the curves)."""
     paths = [Path(p) for p in run_dirs]
-    names = labels(paths)
-    rows = [run_figures(p, name) for p, name in zip(paths, names)]
-    return rows, {name: rundir.read_metrics(p) for p, name in zip(paths, names)}
+    for path in paths:
+        if not rundir.holds_run(path):
+            raise ConfigError(f"{path} is not a run folder (it has no {rundir.CONFIG_FILE}).")
+    metrics = {name: rundir.read_metrics(p) for p, name in zip(paths, labels(paths))}
+    return [run_figures(p, name, metrics[name]) for p, name in zip(paths, metrics)], metrics
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
@@ -82,7 +82,7 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 
 def text_table(rows: list[dict[str, Any]]) -> str:
-    """The table for a terminal: one line per run, the best log p(x) (or test ELBO) marked."""
+    """The table for a terminal: one line per run, in the order given."""
     width = max(len(r["run"]) for r in rows + [{"run": "run"}])
     lines = ["  ".join(head.ljust(width) if key == "run" else head.rjust(w) for key, head, w in COLUMNS)]
     for row in rows:
