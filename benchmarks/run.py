@@ -6,10 +6,13 @@ Figures (medians over repeated epochs after a warm-up epoch; ratios are vaekit /
   1. training throughput, images/s: the paper's MLP (784-512-16, batch 100) and the conv preset,
      vaekit uncompiled and compiled (torch.compile), and with bf16 autocast (opt-in on a CPU)
   2. wall-clock time to a test ELBO of -103 nats (default settings, evaluation included)
-  3. importance-sampled log p(x) throughput at K = 5000 against a per-image loop, float32 and bf16
+  3. importance-sampled log p(x) throughput at K = 5000 against a per-image loop, float32 (eager and
+     compiled) and bf16, and the error of the last two against the first
   4. peak resident memory of training plus a K = 5000 evaluation of the whole test set, and that
-     evaluation's minutes (a separate process)
-  5. achieved GFLOP/s of the MLP training step against this machine's float32 matmul peak
+     evaluation's minutes with the defaults (compiled on a CPU; a separate process)
+  5. achieved GFLOP/s of the MLP training step against this machine's float32 matmul peak, and the
+     float32 floor of a step (its matrix products, the Adam update and the binarization draw timed
+     alone), which bounds the MLP training ratio that any float32 loop could reach
 Not a test: nothing here asserts; the figures go to a JSON file and a printed table.
 """
 
@@ -162,6 +165,14 @@ class StopAtTarget(Callback):
             raise TargetReached
 
 
+# log p(x) variants: name -> options of importance_sampled_log_likelihood; the first is the exact one
+LL_VARIANTS = {
+    "ll_vaekit": {"precision": "float32", "compile": "off"},
+    "ll_vaekit_compiled": {"precision": "float32", "compile": "on"},
+    "ll_vaekit_bf16": {"precision": "bf16", "compile": "off"},
+}
+
+
 def bench_log_likelihood(model, data: Dataset, images: int, k: int) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_evaluation import reference_log_likelihood
@@ -173,19 +184,22 @@ def bench_log_likelihood(model, data: Dataset, images: int, k: int) -> dict:
     ref = time.perf_counter() - start
     out = {"ll_reference_images_per_s": images / ref}
     exact = None
-    for precision in ("float32", "bf16"):
-        importance_sampled_log_likelihood(model, x[:2], k, seed=0, precision=precision)  # warm-up
+    for name, options in LL_VARIANTS.items():
+        importance_sampled_log_likelihood(model, x[:2], k, seed=0, **options)  # warm-up (and compiling)
         start = time.perf_counter()
-        ll = importance_sampled_log_likelihood(model, x, k, seed=0, precision=precision)
+        ll = importance_sampled_log_likelihood(model, x, k, seed=0, **options)
         seconds = time.perf_counter() - start
-        name = "ll_vaekit" if precision == "float32" else "ll_vaekit_bf16"
         out.update({f"{name}_images_per_s": images / seconds, f"{name}_ratio": ref / seconds})
         if exact is None:
             exact = ll.per_datapoint
         else:
             error = ll.per_datapoint - exact
+            label = name.removeprefix("ll_vaekit_")
             out.update(
-                ll_bf16_mean_error_nats=abs(error.mean().item()), ll_bf16_max_error_nats=error.abs().max().item()
+                {
+                    f"ll_{label}_mean_error_nats": abs(error.mean().item()),
+                    f"ll_{label}_max_error_nats": error.abs().max().item(),
+                }
             )
     return out
 
@@ -254,6 +268,52 @@ def bench_flops(mlp_images_per_s: float, device: str) -> dict:
     forward = 2 * (d * h + h * 2 * j + j * h + h * d)  # multiply-adds of the four matmuls, per image
     achieved = 3 * forward * mlp_images_per_s / 1e9  # backward costs about twice the forward
     return {"matmul_peak_gflops": peak, "mlp_train_gflops": achieved, "mlp_fraction_of_peak": achieved / peak}
+
+
+def bench_floor(reference_images_per_s: float, device: str, batch: int = 100, steps: int = 300) -> dict:
+    """The float32 floor of one MLP training step: what no float32 implementation can avoid, timed alone.
+
+    That is the step's matrix products (forward; backward to each weight, and to each layer's input
+    but the first's), the fused Adam update of all 829,232 parameters, and the draw of the dynamic
+    binarization (its random stream is fixed, so that runs stay bit-identical). Everything else a
+    step does (biases, activations, the loss, the noise) is left out, so the floor is optimistic:
+    images/s at the floor, over the reference's images/s, bounds the training ratio from above."""
+    model = build_model(RunConfig().model).to(device)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    first = model.encoder.hidden
+    inputs = {m: torch.randn(batch, m.in_features, device=device) for m in layers}
+    grads = {m: torch.randn(batch, m.out_features, device=device) for m in layers}
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    noise, pixels = torch.Generator(device=device).manual_seed(0), torch.empty(batch, 784, device=device)
+
+    def gemms() -> None:
+        for m in layers:
+            inputs[m] @ m.weight.T
+            grads[m].T @ inputs[m]
+            if m is not first:
+                grads[m] @ m.weight
+
+    parts = {"gemms": gemms, "adam": optimizer.step, "binarization": lambda: pixels.uniform_(generator=noise)}
+    seconds = {}
+    with torch.no_grad():
+        for name, part in parts.items():
+            for _ in range(20):
+                part()
+            runs = []
+            for _ in range(5):
+                start = time.perf_counter()
+                for _ in range(steps):
+                    part()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                runs.append((time.perf_counter() - start) / steps)
+            seconds[name] = min(runs)
+    floor = batch / sum(seconds.values())
+    out = {f"mlp_floor_{name}_ms_per_step": 1000 * s for name, s in seconds.items()}
+    out.update(mlp_float32_floor_images_per_s=floor, mlp_float32_ceiling_ratio=floor / reference_images_per_s)
+    return out
 
 
 def bench_pythae(data: Dataset, epochs: int) -> dict:
@@ -353,6 +413,7 @@ def main() -> None:
     print("memory and K = 5000 over the test set ...", flush=True)
     results.update(bench_memory(device, 500 if args.quick else 10_000))
     results.update(bench_flops(results["mlp_vaekit_images_per_s"], device))
+    results.update(bench_floor(results["mlp_reference_images_per_s"], device))
     if not args.skip_pythae and device == "cpu":
         print("pythae ...", flush=True)
         results.update(bench_pythae(data, epochs))

@@ -20,6 +20,7 @@ LAYERS = {
     "randomness": 0,
     "progress": 0,
     "callbacks": 0,
+    "compiling": 0,
     "presets": 0,
     "likelihoods": 1,
     "models": 2,

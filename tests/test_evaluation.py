@@ -123,3 +123,45 @@ def test_bf16_log_likelihood_is_close_to_float32_and_saved_apart(trained_small, 
         "evaluation-test-k200.json",
     ]
     assert rundir.best_evaluation(tmp_path, "test")["precision"] == "float32"
+
+
+def test_compiled_log_likelihood_equals_eager_to_float_rounding(trained_small):
+    """compile="on" computes the same estimate (same noise, fused kernels): equal to float32 rounding."""
+    model, data = trained_small
+    x = data.evaluation_observations("test")[:12]
+    eager = importance_sampled_log_likelihood(model, x, 300, seed=0, compile="off")
+    compiled = importance_sampled_log_likelihood(model, x, 300, seed=0, compile="on")
+    torch.testing.assert_close(compiled.per_datapoint, eager.per_datapoint, atol=0, rtol=1e-6)
+    assert not torch.equal(compiled.per_datapoint, eager.per_datapoint)  # it did run the compiled kernels
+
+
+def test_log_likelihood_without_a_compiler_warns_once_and_equals_eager(trained_small, monkeypatch, capsys):
+    def no_compiler(function, **options):
+        def fail(*args, **kwargs):
+            raise RuntimeError("Compiler: cc is not found\nmore detail")
+
+        return fail
+
+    model, data = trained_small
+    x = data.evaluation_observations("test")[:6]
+    eager = importance_sampled_log_likelihood(model, x, 100, seed=0, compile="off")
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    fallback = importance_sampled_log_likelihood(model, x, 100, seed=0, compile="on")
+    assert capsys.readouterr().err.splitlines() == [
+        "vaekit: warning: torch.compile is not available here (Compiler: cc is not found); evaluation continues "
+        "uncompiled"
+    ]
+    assert torch.equal(fallback.per_datapoint, eager.per_datapoint)
+
+
+def test_auto_compiles_large_cpu_evaluations_only():
+    from vaekit.compiling import CompiledOrEager
+    from vaekit.evaluation import COMPILE_FROM_DECODES, _weights_function
+    from vaekit.objectives import log_importance_weights
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert _weights_function("auto", cpu, COMPILE_FROM_DECODES - 1) is log_importance_weights
+    assert isinstance(_weights_function("auto", cpu, COMPILE_FROM_DECODES), CompiledOrEager)
+    assert _weights_function("auto", gpu, 10**9) is log_importance_weights
+    assert isinstance(_weights_function("on", cpu, 1), CompiledOrEager)
+    assert _weights_function("off", cpu, 10**9) is log_importance_weights

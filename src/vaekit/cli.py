@@ -179,6 +179,17 @@ def _evaluate_parser(sub: Any) -> None:
         help="bf16: log p(x) under bf16 autocast, 2-4x faster where the CPU or GPU has bf16 matrix units, about "
         "0.001 nats off the float32 mean (saved in its own file, ...-bf16.json) (default: float32)",
     )
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="on",
+        choices=SWITCHES,
+        default="auto",
+        help="compute log p(x) through torch.compile: on, off, or auto (on for a CPU evaluation of 5 million "
+        "decodes or more, images x samples, where it saves 10-35%% after a few seconds of compiling; off "
+        "otherwise); its figures differ from uncompiled ones in the last bits (default: auto; --no-compile: off)",
+    )
+    p.add_argument("--no-compile", dest="compile", action="store_const", const="off", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -477,6 +488,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.batch_size,
         progress=not args.no_progress and not args.json,
         precision=args.precision,
+        compile=args.compile,
     )
     if args.json:
         print(json.dumps(result))

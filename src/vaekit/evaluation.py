@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import torch
 
 from vaekit import rundir
+from vaekit.compiling import CompiledOrEager
 from vaekit.data import load_dataset
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
 from vaekit.models.vae import VAE
@@ -92,6 +95,7 @@ def importance_sampled_log_likelihood(
     progress: bool = False,
     ctx: Context | None = None,
     precision: str = "float32",
+    compile: str = "auto",
 ) -> LogLikelihood:
     """Estimate log p(x) by importance sampling with q(z|x) as the proposal.
 
@@ -110,8 +114,10 @@ def importance_sampled_log_likelihood(
     precision "bf16" computes the weights under bf16 autocast (the log-sum-exp stays float64): on
     CPUs and GPUs with bf16 matrix units it is 2-4x faster, at an error of the mean of about 0.001
     nats per image and up to 0.1 nats on single images (benchmarks/run.py measures both).
+    compile: the weights through torch.compile ("on"; "auto": see `_weights_function`), or not ("off").
     """
     device = next(model.parameters()).device
+    weights = _weights_function(compile, device, len(x) * num_importance_samples)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if rows_per_call is None:
         rows_per_call = 1000 if device.type == "cpu" else 100_000
@@ -130,7 +136,7 @@ def importance_sampled_log_likelihood(
         rows = indices[start : start + batch_size]
         xb = x[rows.start : rows.stop].to(device)
         generators = [seeded_generator(seed, "importance", i) for i in rows]
-        log_sum = _log_sum_of_weights(model, xb, generators, num_importance_samples, sample_chunk, autocast)
+        log_sum = _log_sum_of_weights(weights, model, xb, generators, num_importance_samples, sample_chunk, autocast)
         local[start : start + len(xb)] = log_sum - math.log(num_importance_samples)
         bar.update(len(xb))
     bar.close()
@@ -141,7 +147,27 @@ def importance_sampled_log_likelihood(
     return LogLikelihood(per_datapoint.mean().item(), stderr, per_datapoint, num_importance_samples)
 
 
+# Decodes (images x K) from which compile="auto" compiles the evaluator's weights on a CPU: about 25 s of
+# eager work on 2 cores, where compiling costs 2-15 s once and then saves 10% (the paper's MLP) to 35%
+# (the VampPrior) of the time (benchmarks/run.py measures it). On a GPU "auto" stays eager until measured.
+COMPILE_FROM_DECODES = 5_000_000
+
+
+def _weights_function(compile: str, device: torch.device, decodes: int) -> Callable[..., torch.Tensor]:
+    """log_importance_weights, under torch.compile (one static-shape graph per model) when compile is
+    "on", or "auto" on a CPU for at least COMPILE_FROM_DECODES decodes; eager otherwise."""
+    if compile == "off" or (compile == "auto" and (device.type != "cpu" or decodes < COMPILE_FROM_DECODES)):
+        return log_importance_weights
+    torch._dynamo.reset()  # each evaluation compiles afresh: a series of models never hits dynamo's recompile limit
+    return CompiledOrEager(log_importance_weights, _warn, "evaluation", dynamic=False)
+
+
+def _warn(line: str) -> None:
+    print(f"vaekit: {line}", file=sys.stderr)
+
+
 def _log_sum_of_weights(
+    weights: Callable[..., torch.Tensor],
     model: VAE,
     x: torch.Tensor,
     generators: list[torch.Generator],
@@ -150,14 +176,15 @@ def _log_sum_of_weights(
     autocast: torch.autocast,
 ) -> torch.Tensor:
     """log sum_k w_k (batch,) in float64 for images x (batch, C, H, W), image i drawing its k samples
-    from generators[i], `chunk` at a time, each chunk's log-sum-exp folded into a running one."""
+    from generators[i], `chunk` at a time, each chunk's log-sum-exp folded into a running one;
+    `weights` is log_importance_weights, compiled or not."""
     params = model.encode(x)  # one encoder pass reused by every chunk of samples
     acc = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
     for done in range(0, k, chunk):
         n = min(chunk, k - done)
         eps = torch.stack([torch.randn((n, model.latent_dim), generator=g) for g in generators])
         with autocast:
-            log_w = log_importance_weights(model, x, n, posterior_params=params, eps=eps)
+            log_w = weights(model, x, n, posterior_params=params, eps=eps)
         acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=1))
     return acc
 
@@ -227,6 +254,7 @@ def evaluate_split(
     progress: bool = False,
     ctx: Context | None = None,
     precision: str = "float32",
+    compile: str = "auto",
 ) -> dict[str, Any]:
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
@@ -240,7 +268,14 @@ def evaluate_split(
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
     if num_importance_samples > 0:
         ll = importance_sampled_log_likelihood(
-            model, x, num_importance_samples, seed=seed, progress=progress, ctx=ctx, precision=precision
+            model,
+            x,
+            num_importance_samples,
+            seed=seed,
+            progress=progress,
+            ctx=ctx,
+            precision=precision,
+            compile=compile,
         )
         out.update(
             precision=precision,
@@ -251,7 +286,9 @@ def evaluate_split(
         )
     if iwae_num_importance_samples > 0:
         # One draw of log (1/k) sum_k w_k per image is an unbiased estimate of the IWAE bound L_k.
-        iwae = importance_sampled_log_likelihood(model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx)
+        iwae = importance_sampled_log_likelihood(
+            model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx, compile=compile
+        )
         out.update(iwae_num_importance_samples=iwae_num_importance_samples, iwae_bound=iwae.mean)
     latents = latent_diagnostics(model, x, batch_size)
     out.update(
@@ -280,10 +317,12 @@ def evaluate_run(
     batch_size: int = 1000,
     progress: bool = False,
     precision: str = "float32",
+    compile: str = "auto",
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate a run folder's model on a split (its first `limit` images, 0: all) with
     `evaluate_split`, and save the result in the run folder; returns it and the file's path.
-    precision "bf16": log p(x) under bf16 autocast (see importance_sampled_log_likelihood)."""
+    precision "bf16": log p(x) under bf16 autocast; compile: whether log p(x) runs through torch.compile
+    (see importance_sampled_log_likelihood for both)."""
     model, config = rundir.load_run(run_dir)
     x = load_dataset(config.data, config.model.image_shape).evaluation_observations(split)
     x = x[:limit] if limit else x
@@ -301,6 +340,7 @@ def evaluate_run(
             continuous=config.data.binarization == "none",
             progress=progress,
             precision=precision,
+            compile=compile,
         ),
     }
     return result, rundir.write_evaluation(run_dir, result)

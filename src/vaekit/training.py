@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from vaekit import callbacks as hooks
 from vaekit import distributed, rundir
 from vaekit.checkpoint import EpochTotals, TrainState
+from vaekit.compiling import CompiledOrEager
 from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingStopped
@@ -328,29 +329,6 @@ def compile_step(objective: nn.Module, mode: str, device: torch.device, log: Cal
         return objective
     torch._dynamo.reset()  # a new run: no compiled code of an earlier model takes up the cache
     return CompiledOrEager(objective, log)
-
-
-class CompiledOrEager(nn.Module):
-    """The compiled objective; where compiling fails (no C++ compiler, a platform torch.compile does not
-    support) one warning, then the eager objective for the rest of the run. Compiled code computes the
-    same function in another order, so its results differ from eager ones in the last bits."""
-
-    def __init__(self, objective: nn.Module, log: Callable[[str], None]) -> None:
-        super().__init__()
-        self.eager = objective
-        self.compiled = torch.compile(objective)
-        self.log = log
-        self.failed = False
-
-    def forward(self, *args: Any) -> Any:
-        if not self.failed:
-            try:
-                return self.compiled(*args)
-            except Exception as err:  # compilation errors have many types (BackendCompilerFailed, ...)
-                self.failed = True
-                reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-                self.log(f"warning: torch.compile is not available here ({reason}); training continues uncompiled")
-        return self.eager(*args)
 
 
 class NonFiniteSteps:
