@@ -102,3 +102,15 @@ def test_the_pictures_of_learned_priors_and_hierarchies(model, picture, tmp_path
     cell = 2 * 30
     rows = 3 if picture == "pseudo-inputs" else 8  # 9 pseudo-inputs in a 3 x 3 grid; 8 rows of 10
     assert Image.open(written[0]).size[1] == rows * cell + 4 + plots.TITLE_HEIGHT
+
+
+def test_curves_with_a_run_that_has_no_epochs_yet_draw_the_others_without_a_warning(tmp_path):
+    import warnings
+
+    from vaekit.plots import elbo_curves
+
+    rows = [{"images_seen": n, "train_elbo": -150.0 + n / 1000, "valid_elbo": -151.0 + n / 1000} for n in (100, 200)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns on a legend with no entries
+        path = elbo_curves({"done": rows, "started": []}, tmp_path / "c.png", "t", {"done": "a", "started": "b"})
+    assert path.stat().st_size > 0

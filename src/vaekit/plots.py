@@ -262,7 +262,8 @@ def elbo_curves(
         ax.set_xscale("log")
         ax.set(xlabel="training images seen", title=panel or None)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=None if solo else 7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:  # a panel whose runs have no epochs yet stays empty
+            ax.legend(fontsize=None if solo else 7, loc="lower right")
     later = [m[k] for rows in runs.values() for m in (rows[1:] or rows) for k in keys]
     if later:
         low, high = min(later), max(later)
