@@ -1,6 +1,7 @@
 """`vaekit compare`: the runs' figures in one table, their validation curves in one picture."""
 
 import json
+import shutil
 
 import pytest
 from PIL import Image
@@ -42,7 +43,7 @@ def test_the_table_holds_each_runs_figures(two_runs, capsys, tmp_path):
     assert f"{summary['test_elbo']:.2f}" in small
     assert f"{evaluated['log_likelihood']:.2f} ± {evaluated['log_likelihood_stderr']:.2f}" in small
     assert "20 x 60" in small and f"{evaluated['active_units']}/4" in small
-    assert wider.split()[4:8] == ["-", "-", "-", "3"]  # no log p(x), K or active units yet; 3 epochs
+    assert wider.split()[4:9] == ["-", "-", "-", "-", "3"]  # no log p(x), K, paired or active units yet; 3 epochs
     with Image.open(png) as picture:
         assert picture.size[0] > 300 and picture.size[1] > 200
 
@@ -80,3 +81,36 @@ def test_a_folder_that_is_not_a_run_is_named(tmp_path, capsys):
     assert f"{tmp_path} is not a run folder" in capsys.readouterr().err
     with pytest.raises(Exception, match="not a run folder"):
         compare([tmp_path])
+
+
+def test_log_p_x_is_compared_image_by_image_on_the_images_both_runs_evaluated(two_runs, tiny_data, capsys, tmp_path):
+    from vaekit.compare import paired
+    from vaekit.rundir import load_run
+
+    root, evaluated = two_runs
+    other = tmp_path / "wider"
+    shutil.copytree(root / "wider", other)
+    x = tiny_data.evaluation_observations("test")[:40]
+    result = evaluate_split(load_run(other)[0], x, num_importance_samples=20)
+    assert result["log_likelihood"] == pytest.approx(sum(result["log_likelihood_per_image"]) / 40, abs=1e-6)
+    rundir.write_evaluation(other, {"split": "test", "limit": 40, **result})
+    d = [b - a for a, b in zip(evaluated["log_likelihood_per_image"][:40], result["log_likelihood_per_image"])]
+    mean = sum(d) / 40
+    stderr = (sum((v - mean) ** 2 for v in d) / 39) ** 0.5 / 40**0.5
+    figures = paired(root / "small", other)
+    assert figures["paired_images"] == 40 and figures["paired_importance_samples"] == 20
+    assert figures["paired_difference"] == pytest.approx(mean) and figures["paired_stderr"] == pytest.approx(stderr)
+    # the images' own spread cancels: the paired s.e. is below the unpaired one of either run
+    assert figures["paired_stderr"] < min(evaluated["log_likelihood_stderr"], result["log_likelihood_stderr"])
+    assert main(["compare", str(root / "small"), str(other), "--png", str(tmp_path / "c.png")]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("wider"))
+    assert f"{mean:+.2f} ± {stderr:.2f}" in line
+    # another K, or other images (a different binarization), do not compare
+    evaluation = rundir.best_evaluation(other, "test")
+    (other / rundir.evaluation_file("test", 20, limit=40)).unlink()
+    rundir.write_evaluation(other, {**evaluation, "num_importance_samples": 30})
+    assert paired(root / "small", other) == {}
+    config = rundir.read_config(other).with_overrides({"data.binarization_seed": 7})
+    (other / rundir.CONFIG_FILE).write_text(config.to_json())
+    rundir.write_evaluation(other, evaluation)
+    assert paired(root / "small", other) == {}

@@ -259,9 +259,9 @@ def evaluate_split(
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
     Keys: elbo, reconstruction, kl (nats per datapoint); with num_importance_samples > 0 also
-    log_likelihood, log_likelihood_stderr and gap = log_likelihood - elbo; with iwae_num_importance_samples = k > 0
-    the IWAE bound for that k (iwae_bound); active_units, collapsed_units, kl_per_dim; for continuous data the
-    bits-per-dimension forms of the bounds.
+    log_likelihood, log_likelihood_stderr, gap = log_likelihood - elbo and log_likelihood_per_image;
+    with iwae_num_importance_samples = k > 0 the IWAE bound for that k (iwae_bound); active_units,
+    collapsed_units, kl_per_dim; for continuous data the bits-per-dimension forms of the bounds.
     """
     start = time.perf_counter()
     bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx)
@@ -283,6 +283,8 @@ def evaluate_split(
             log_likelihood_stderr=ll.stderr,
             num_importance_samples=num_importance_samples,
             gap=ll.mean - bound.elbo,
+            # image by image, so that two models evaluated on the same images compare paired (vaekit compare)
+            log_likelihood_per_image=[round(v, 6) for v in ll.per_datapoint.tolist()],
         )
     if iwae_num_importance_samples > 0:
         # One draw of log (1/k) sum_k w_k per image is an unbiased estimate of the IWAE bound L_k.

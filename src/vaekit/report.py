@@ -43,7 +43,8 @@ def _fmt(value: Any) -> str:
 
 
 def _key_value_table(rows: dict[str, Any]) -> str:
-    body = "".join(f"<tr><td class='key'>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows.items())
+    shown = {k: f"{len(v)} values (in the JSON file)" if k.endswith("_per_image") else v for k, v in rows.items()}
+    body = "".join(f"<tr><td class='key'>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in shown.items())
     return f"<table>{body}</table>"
 
 
