@@ -84,7 +84,7 @@ def test_a_folder_that_is_not_a_run_is_named(tmp_path, capsys):
 
 
 def test_log_p_x_is_compared_image_by_image_on_the_images_both_runs_evaluated(two_runs, tiny_data, capsys, tmp_path):
-    from vaekit.compare import paired
+    from vaekit.evaluation import paired_log_likelihood as paired
     from vaekit.rundir import load_run
 
     root, evaluated = two_runs

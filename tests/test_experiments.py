@@ -31,6 +31,17 @@ def test_each_experiment_runs_with_the_smoke_budget(name, tmp_path, tiny_data):
     assert (out / "bound_vs_images.png").stat().st_size > 1000
     if name == "burda2015-mnist":
         assert "86.76" in table  # published figures beside ours
+    # each run with a baseline (two layers against one, a learned prior against the standard one) is
+    # compared with it image by image, on the saved per-image estimates
+    baselines = getattr(EXPERIMENTS[name], "BASELINES", {})
+    rows = {row["run"]: row for row in result["runs"]}
+    for run, baseline in baselines.items():
+        a, b = (rundir.find_evaluation(out / r, "test", 10)["log_likelihood_per_image"] for r in (baseline, run))
+        d = [y - x for x, y in zip(a, b)]
+        assert rows[run]["paired_against"] == baseline and rows[run]["paired_images"] == len(d) > 1
+        assert rows[run]["paired_difference"] == pytest.approx(sum(d) / len(d))
+        assert f"| {baseline}: {rows[run]['paired_difference']:+.2f} ± {rows[run]['paired_stderr']:.2f} |" in table
+    assert all(row["paired_against"] is None for r, row in rows.items() if r not in baselines)
 
 
 def test_complete_runs_are_skipped_and_shorter_ones_resumed(tmp_path, tiny_data):

@@ -15,14 +15,12 @@ is the one that says whether one model is ahead of another.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import statistics
 from pathlib import Path
 from typing import Any
 
 from vaekit import report, rundir
 from vaekit.errors import ConfigError
+from vaekit.evaluation import paired_log_likelihood
 from vaekit.plots import elbo_curves
 
 # (key of run_figures' dict, heading of the text table, its width)
@@ -76,37 +74,8 @@ def compare(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], dict[str,
     metrics = {name: rundir.read_metrics(p) for p, name in zip(paths, labels(paths))}
     rows = [run_figures(p, name, metrics[name]) for p, name in zip(paths, metrics)]
     for path, row in zip(paths[1:], rows[1:]):
-        row.update(paired(paths[0], path))
+        row.update(paired_log_likelihood(paths[0], path))
     return rows, metrics
-
-
-def paired(first: Path, other: Path) -> dict[str, Any]:
-    """Run `other`'s log p(x) minus run `first`'s, image by image on the test images both evaluated (the
-    first n of the split) with the same K and precision, with the standard error of the differences,
-    from the pair of saved evaluations with the most images in common (then the largest K); {} where
-    none compares: other data, no common K, or no per-image figures (evaluations saved before them)."""
-    data_a, data_b = (
-        dataclasses.replace(rundir.read_config(p).data, train_limit=0, eval_limit=0) for p in (first, other)
-    )
-    if data_a != data_b:
-        return {}
-    setting = lambda r: (r.get("num_importance_samples"), r.get("precision", "float32"))  # noqa: E731
-    pairs = [
-        (min(len(a["log_likelihood_per_image"]), len(b["log_likelihood_per_image"])), setting(a)[0], a, b)
-        for a in rundir.evaluations(first, "test")
-        for b in rundir.evaluations(other, "test")
-        if setting(a) == setting(b) and "log_likelihood_per_image" in a and "log_likelihood_per_image" in b
-    ]
-    n, k, a, b = max(pairs, key=lambda p: p[:2], default=(0, 0, {}, {}))
-    if n < 2:
-        return {}
-    d = [y - x for x, y in zip(a["log_likelihood_per_image"][:n], b["log_likelihood_per_image"][:n])]
-    return {
-        "paired_difference": statistics.fmean(d),
-        "paired_stderr": statistics.stdev(d) / math.sqrt(n),
-        "paired_images": n,
-        "paired_importance_samples": k,
-    }
 
 
 def _cell(row: dict[str, Any], key: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -259,7 +261,8 @@ def evaluate_split(
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
     Keys: elbo, reconstruction, kl (nats per datapoint); with num_importance_samples > 0 also
-    log_likelihood, log_likelihood_stderr, gap = log_likelihood - elbo and log_likelihood_per_image;
+    log_likelihood, log_likelihood_stderr, gap = log_likelihood - elbo and log_likelihood_per_image (for
+    paired comparisons, paired_log_likelihood);
     with iwae_num_importance_samples = k > 0 the IWAE bound for that k (iwae_bound); active_units,
     collapsed_units, kl_per_dim; for continuous data the bits-per-dimension forms of the bounds.
     """
@@ -267,23 +270,14 @@ def evaluate_split(
     bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx)
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
     if num_importance_samples > 0:
-        ll = importance_sampled_log_likelihood(
-            model,
-            x,
-            num_importance_samples,
-            seed=seed,
-            progress=progress,
-            ctx=ctx,
-            precision=precision,
-            compile=compile,
-        )
+        options = {"seed": seed, "progress": progress, "ctx": ctx, "precision": precision, "compile": compile}
+        ll = importance_sampled_log_likelihood(model, x, num_importance_samples, **options)
         out.update(
             precision=precision,
             log_likelihood=ll.mean,
             log_likelihood_stderr=ll.stderr,
             num_importance_samples=num_importance_samples,
             gap=ll.mean - bound.elbo,
-            # image by image, so that two models evaluated on the same images compare paired (vaekit compare)
             log_likelihood_per_image=[round(v, 6) for v in ll.per_datapoint.tolist()],
         )
     if iwae_num_importance_samples > 0:
@@ -346,3 +340,34 @@ def evaluate_run(
         ),
     }
     return result, rundir.write_evaluation(run_dir, result)
+
+
+def paired_log_likelihood(first: str | Path, other: str | Path) -> dict[str, Any]:
+    """Run `other`'s log p(x) minus run `first`'s, image by image on the test images both evaluated (the
+    first n of the split) with the same K and precision, with the standard error of the differences,
+    from the pair of saved evaluations with the most images in common (then the largest K); {} where
+    none compares: other data, no common K, or no per-image figures (evaluations saved before them).
+    Most of log p(x)'s spread is between images, so this standard error is several times smaller than
+    the two runs' own: it is the one that says whether one model is ahead of another."""
+    data_a, data_b = (
+        dataclasses.replace(rundir.read_config(p).data, train_limit=0, eval_limit=0) for p in (first, other)
+    )
+    if data_a != data_b:
+        return {}
+    setting = lambda r: (r.get("num_importance_samples"), r.get("precision", "float32"))  # noqa: E731
+    pairs = [
+        (min(len(a["log_likelihood_per_image"]), len(b["log_likelihood_per_image"])), setting(a)[0], a, b)
+        for a in rundir.evaluations(first, "test")
+        for b in rundir.evaluations(other, "test")
+        if setting(a) == setting(b) and "log_likelihood_per_image" in a and "log_likelihood_per_image" in b
+    ]
+    n, k, a, b = max(pairs, key=lambda p: p[:2], default=(0, 0, {}, {}))
+    if n < 2:
+        return {}
+    d = [y - x for x, y in zip(a["log_likelihood_per_image"][:n], b["log_likelihood_per_image"][:n])]
+    return {
+        "paired_difference": statistics.fmean(d),
+        "paired_stderr": statistics.stdev(d) / math.sqrt(n),
+        "paired_images": n,
+        "paired_importance_samples": k,
+    }

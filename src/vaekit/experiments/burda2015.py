@@ -14,6 +14,10 @@ PUBLISHED = {
     "vae-k1": 86.76, "vae-k5": 86.47, "vae-k50": 86.35, "iwae-k1": 86.76, "iwae-k5": 85.54, "iwae-k50": 84.78,
     "vae-2layer-k1": 85.33, "iwae-2layer-k50": 82.90,
 }  # fmt: skip
+# run -> the run its log p(x) is compared with, image by image: two layers with one, the IWAE with the VAE
+BASELINES = {f"{o}-2layer-k{k}": f"{o}-k{k}" for o in ("vae", "iwae") for k in KS} | {
+    f"iwae-k{k}": f"vae-k{k}" for k in KS
+}
 MODELS = {
     "": ModelConfig(hidden_dim=200, hidden_layers=2, activation="tanh", latent_dim=50),
     "-2layer": ModelConfig(hidden_dim=100, hidden_layers=2, activation="tanh", latent_dim=100,

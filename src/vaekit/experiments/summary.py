@@ -8,6 +8,7 @@ from typing import Any
 
 from vaekit import checkpoint, plots, rundir
 from vaekit.config import ModelConfig, RunConfig
+from vaekit.evaluation import paired_log_likelihood
 from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan
 
 SUMMARY_JSON, SUMMARY_MARKDOWN, SUMMARY_FIGURE = "summary.json", "summary.md", "bound_vs_images.png"
@@ -31,6 +32,8 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
     assert summary is not None and evaluation is not None  # only evaluated runs are summarised
     metrics = rundir.read_metrics(run_dir)
     last = metrics[-1] if metrics else {}
+    baseline = getattr(EXPERIMENTS[plan.name], "BASELINES", {}).get(run)
+    paired = paired_log_likelihood(run_dir.parent / baseline, run_dir) if baseline else {}
     return {
         "run": run,
         "latent_dim": latent_sizes(config.model),
@@ -52,6 +55,8 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
         "training_minutes": summary["seconds_total"] / 60,
         "evaluation_minutes": evaluation["seconds"] / 60,
         "published_nll": EXPERIMENTS[plan.name].PUBLISHED.get(run),
+        "paired_against": baseline if paired else None,  # log p(x) minus the baseline's, image by image
+        **paired,
         "curve": [(m["images_seen"], m["train_elbo"], m["valid_elbo"]) for m in metrics],
     }
 
@@ -101,11 +106,12 @@ def summary_markdown(result: dict[str, Any]) -> str:
         f"Budget `{result['budget']}`: {result['epochs_per_run']} epochs per run{capped}, on "
         f"{result['train_images']:,} training images; log p(x) with K = {result['num_importance_samples']} "
         f"on {result['test_images']:,} test images. Bounds in nats per image; minutes of training, then of "
-        "evaluation.",
+        'evaluation. "Against, paired": log p(x) minus that run\'s on the same test images, ± the standard '
+        "error of the differences.",
         "",
         "| run | latent | optimizer | objective | samples | beta | epochs | images seen | train ELBO | "
-        "test ELBO | test rec. | test KL | log p(x) | active units | published -log p(x) | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "test ELBO | test rec. | test KL | log p(x) | against, paired | active units | published -log p(x) | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_markdown_row(r) for r in result["runs"]]
     if result.get("missing"):
@@ -118,9 +124,12 @@ def _markdown_row(r: dict[str, Any]) -> str:
     published = f"{r['published_nll']:.2f}" if r["published_nll"] is not None else "-"
     epochs = str(r["epochs"]) if r["epochs"] == r["epochs_planned"] else f"{r['epochs']} of {r['epochs_planned']}"
     train_elbo = f"{r['train_elbo']:.2f}" if r["train_elbo"] is not None else "-"
+    against = "-"
+    if r.get("paired_against"):
+        against = f"{r['paired_against']}: {r['paired_difference']:+.2f} ± {r['paired_stderr']:.2f}"
     return (
         f"| {r['run']} | {r['latent_dim']} | {r['optimizer']} | {r['objective']} | {r['num_samples']} | "
         f"{r['beta']:g} | {epochs} | {r['images_seen']:,} | {train_elbo} | {r['test_elbo']:.2f} | "
-        f"{r['test_reconstruction']:.2f} | {r['test_kl']:.2f} | {ll} | {r['active_units']} | {published} | "
+        f"{r['test_reconstruction']:.2f} | {r['test_kl']:.2f} | {ll} | {against} | {r['active_units']} | {published} | "
         f"{r['training_minutes']:.1f} + {r['evaluation_minutes']:.1f} |"
     )
