@@ -261,10 +261,10 @@ def evaluate_split(
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
     Keys: elbo, reconstruction, kl (nats per datapoint); with num_importance_samples > 0 also
-    log_likelihood, log_likelihood_stderr, gap = log_likelihood - elbo and log_likelihood_per_image (for
-    paired comparisons, paired_log_likelihood);
-    with iwae_num_importance_samples = k > 0 the IWAE bound for that k (iwae_bound); active_units,
-    collapsed_units, kl_per_dim; for continuous data the bits-per-dimension forms of the bounds.
+    log_likelihood, log_likelihood_stderr, gap = log_likelihood - elbo and log_likelihood_per_image
+    (what paired_log_likelihood compares); with iwae_num_importance_samples = k > 0 the IWAE bound for
+    that k (iwae_bound); active_units, collapsed_units, kl_per_dim; for continuous data the
+    bits-per-dimension forms of the bounds.
     """
     start = time.perf_counter()
     bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx)
