@@ -149,10 +149,11 @@ def importance_sampled_log_likelihood(
     return LogLikelihood(per_datapoint.mean().item(), stderr, per_datapoint, num_importance_samples)
 
 
-# Decodes (images x K) from which compile="auto" compiles the evaluator's weights on a CPU: about 25 s of
-# eager work on 2 cores, where compiling costs 2-15 s once and then saves 10% (the paper's MLP) to 35%
-# (the VampPrior) of the time (benchmarks/run.py measures it). On a GPU "auto" stays eager until measured.
-COMPILE_FROM_DECODES = 5_000_000
+# Decodes (images x K) from which compile="auto" compiles the evaluator's weights on a CPU (K = 5000 on
+# 4,000 images): about 100 s of eager work for the paper's MLP on 2 cores, where compiling costs 8-16 s
+# once (no cache) and then saves 10% (the paper's MLP) to 35% (the VampPrior) of the time
+# (benchmarks/run.py measures it). Below it, and on a GPU until measured there, "auto" stays eager.
+COMPILE_FROM_DECODES = 20_000_000
 
 
 def _weights_function(compile: str, device: torch.device, decodes: int) -> Callable[..., torch.Tensor]:
