@@ -114,3 +114,13 @@ def test_log_p_x_is_compared_image_by_image_on_the_images_both_runs_evaluated(tw
     (other / rundir.CONFIG_FILE).write_text(config.to_json())
     rundir.write_evaluation(other, evaluation)
     assert paired(root / "small", other) == {}
+
+
+def test_latent_sizes_list_every_stochastic_layer_bottom_first():
+    from vaekit.config import ModelConfig
+
+    assert ModelConfig(latent_dim=16).latent_sizes == (16,)
+    two = ModelConfig(hidden_dim=100, latent_dim=100, hierarchy="two-layer", top_latent_dim=50, top_hidden_dim=50)
+    assert two.latent_sizes == (100, 50)
+    ladder = ModelConfig(hierarchy="ladder", ladder_latent_dims=(40, 20), ladder_hidden_dims=(300, 300))
+    assert ladder.latent_sizes == (40, 20)

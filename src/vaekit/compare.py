@@ -59,7 +59,7 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "num_importance_samples": evaluation.get("num_importance_samples"),
         "evaluated_images": evaluation.get("images"),
         "active_units": evaluation.get("active_units"),
-        "latent_dim": rundir.read_config(run_dir).model.latent_dim,
+        "latent_dim": sum(rundir.read_config(run_dir).model.latent_sizes),  # all stochastic layers
         "epochs": len(metrics),
         "training_minutes": sum(m["seconds"] for m in metrics) / 60,
     }

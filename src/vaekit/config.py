@@ -122,6 +122,15 @@ class ModelConfig:
         (512, 256, 128, 64, 32), "units of the deterministic block below each ladder layer (hidden_layers each)"
     )
 
+    @property
+    def latent_sizes(self) -> tuple[int, ...]:
+        """The stochastic layers' sizes, bottom first: (16,), (100, 50) or (64, 32, 16, 8, 4)."""
+        if self.hierarchy == "ladder":
+            return tuple(self.ladder_latent_dims)
+        if self.hierarchy == "two-layer":
+            return (self.latent_dim, self.top_latent_dim)
+        return (self.latent_dim,)
+
     def __post_init__(self) -> None:
         s = "model"
         self._check_latent_model()

@@ -7,20 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import checkpoint, plots, rundir
-from vaekit.config import ModelConfig, RunConfig
+from vaekit.config import RunConfig
 from vaekit.evaluation import paired_log_likelihood
 from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan
 
 SUMMARY_JSON, SUMMARY_MARKDOWN, SUMMARY_FIGURE = "summary.json", "summary.md", "bound_vs_images.png"
-
-
-def latent_sizes(model: ModelConfig) -> str:
-    """The stochastic layers' sizes, bottom first: "16", "100+50" or "64+32+16+8+4"."""
-    if model.hierarchy == "ladder":
-        return "+".join(map(str, model.ladder_latent_dims))
-    if model.hierarchy == "two-layer":
-        return f"{model.latent_dim}+{model.top_latent_dim}"
-    return str(model.latent_dim)
 
 
 def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -36,7 +27,7 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
     paired = paired_log_likelihood(run_dir.parent / baseline, run_dir) if baseline else {}
     return {
         "run": run,
-        "latent_dim": latent_sizes(config.model),
+        "latent_dim": "+".join(map(str, config.model.latent_sizes)),  # bottom layer first
         "optimizer": config.train.optimizer,
         "objective": config.train.objective,
         "num_samples": config.train.num_samples,
