@@ -309,8 +309,9 @@ def _compare_parser(sub: Any) -> None:
         help="several runs side by side: a table of their figures and their validation curves",
         epilog=EPILOG,
         description="One table of the runs' figures (test ELBO, reconstruction, KL, log p(x) with its "
-        "standard error from the most complete test evaluation, active units, epochs, training minutes) "
-        "and one PNG of their validation ELBO curves overlaid.",
+        "standard error from the most complete test evaluation, each later run's log p(x) against the first's "
+        "paired image by image, active units, epochs, training minutes) and one PNG of their validation ELBO "
+        "curves overlaid.",
     )
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to compare")
     p.add_argument(
