@@ -479,15 +479,15 @@ def train_step(loop: Loop, x: torch.Tensor, eps: torch.Tensor, epoch: EpochProgr
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     bad = _nonfinite(loss, loop.model, loop.ctx)
-    skipped = bad[0].double()
     if loop.optimizer.defaults.get("fused"):
         loop.optimizer.found_inf = bad[0]  # read by the fused kernel, as GradScaler passes it
         loop.optimizer.step()
         del loop.optimizer.found_inf
     elif not bad[0].item():  # no fused kernel: one host sync per step
         loop.optimizer.step()
-    loop.nonfinite.record(bad.double())
-    epoch.add(terms, len(x), skipped)
+    flags = bad.double()  # the counters and the epoch's sums are float64
+    loop.nonfinite.record(flags)
+    epoch.add(terms, len(x), flags[0])
     return loss
 
 
