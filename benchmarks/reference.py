@@ -63,6 +63,28 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Data
     return total / count
 
 
+def train_epoch_lean(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    batch_size: int = 100,
+    flatten: bool = True,
+) -> None:
+    """The same epoch written for speed, as a ceiling for any float32 loop: images already on the
+    device, a batch gathered by index, no DataLoader, no per-step host sync (the loss is read once
+    at the end) and no checks. Pass an optimizer built with fused=True."""
+    model.train()
+    data = images.flatten(1) if flatten else images
+    order = torch.randperm(len(data), device=data.device)
+    for start in range(0, len(data), batch_size):
+        x = torch.bernoulli(data[order[start : start + batch_size]])
+        loss = reference_loss(model, x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    loss.item()
+
+
 @torch.no_grad()
 def test_elbo(model: nn.Module, x_binary: torch.Tensor, flatten: bool = True) -> float:
     """ELBO (one sample) on fixed binarized images, nats per image."""
