@@ -64,10 +64,10 @@ VARIANTS = {
 def interleaved_epochs(
     config: RunConfig, data: Dataset, reference: torch.nn.Module, epochs: int, flatten: bool, device: str
 ) -> dict[str, list[float]]:
-    """Seconds per epoch of the reference, its lean loop and each vaekit variant, alternating epoch by epoch so
-    that all see the same machine (shared CPUs drift by tens of percent over minutes). vaekit's
-    figure is its own metric: the training loop after the first step (which pays for compiling),
-    not its per-epoch validation or checkpoint."""
+    """Seconds per epoch of the reference, its lean loop and each vaekit variant, alternating epoch
+    by epoch so that all see the same machine (shared CPUs drift by tens of percent over minutes).
+    vaekit's figure is its own metric: the training loop after the first step (which pays for
+    compiling), not its per-epoch validation or checkpoint."""
     lean = copy.deepcopy(reference).to(device)
     reference = reference.to(device)
     optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
