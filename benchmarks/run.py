@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--device cpu|cuda] [--quick] [--skip-pythae] [--out benchmarks/results/bench.json]
 
-Figures (medians over repeated epochs after a warm-up epoch; ratios are vaekit / reference):
+Figures (medians over repeated epochs after a warm-up epoch; ratios are a loop's speed over the reference's):
   1. training throughput, images/s: the paper's MLP (784-512-16, batch 100) and the conv preset,
      vaekit uncompiled and compiled (torch.compile), and with bf16 autocast (opt-in on a CPU); and the
      reference's model in a lean float32 loop (fused Adam, no DataLoader, no checks, no per-step
