@@ -32,7 +32,7 @@ def reference_log_likelihood(model, x: torch.Tensor, k: int, generator: torch.Ge
     """The straightforward per-image loop (all K samples decoded at once, float32 throughout)."""
     out = []
     for xi in x:
-        mu, logvar = model.encode(xi.unsqueeze(0))
+        mu, logvar = model.encoder(xi.unsqueeze(0))
         q = DiagonalGaussian(mu, logvar)
         z = q.rsample(k, generator)[0]  # (K, J)
         log_w = model.decode(z).log_prob(xi.expand(k, *xi.shape)) + standard_normal_log_prob(z) - q.log_prob(z)

@@ -28,7 +28,7 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     loaded, config = rundir.load_run(run)
     x = torch.rand(4, 1, 28, 28)
     assert config.model.latent_dim == 3
-    for a, b in zip(model.encode(x), loaded.encode(x)):
+    for a, b in zip(model.encoder(x), loaded.encoder(x)):
         assert torch.equal(a, b)
     assert torch.equal(model.decode(torch.ones(2, 3)).logits, loaded.decode(torch.ones(2, 3)).logits)
 
@@ -36,7 +36,7 @@ def test_round_trip_gives_identical_outputs(tmp_path):
 def test_checkpoint_round_trip_restores_optimizer_state(tmp_path):
     run, model = _saved_run(tmp_path)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.decode(model.encode(torch.rand(2, 1, 28, 28))[0]).logits.sum().backward()
+    model.decode(model.encoder(torch.rand(2, 1, 28, 28))[0]).logits.sum().backward()
     opt.step()
     saved = TrainState(
         epoch=1,

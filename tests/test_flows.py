@@ -54,32 +54,38 @@ def test_the_posterior_density_through_a_flow_is_the_change_of_variables(name):
     """log q_K(z_K) = log q_0(z_0) - sum log|det|, checked against a direct sum over steps."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(hidden_dim=16, latent_dim=3, posterior_flow=name, flow_steps=3))
-    for flow in model.flows:
+    for flow in model.inference.flows:
         _scrambled(flow, 0.3, 2)
     x = torch.rand(4, 1, 28, 28)
     posterior = model.posterior(x)
     eps = torch.randn(4, 2, 3)
-    z, log_q = model.sample_posterior(posterior, 2, eps=eps)
-    z0 = posterior.mu.unsqueeze(1) + posterior.std.unsqueeze(1) * eps
-    expected = -0.5 * (torch.log(2 * torch.pi * posterior.std.unsqueeze(1) ** 2) + eps**2).sum(-1)
-    for flow in model.flows:
+    z, log_q = posterior.rsample(2, eps=eps)
+    mu, logvar = model.encoder(x)
+    std = torch.exp(0.5 * logvar)
+    z0 = mu.unsqueeze(1) + std.unsqueeze(1) * eps
+    expected = -0.5 * (torch.log(2 * torch.pi * std.unsqueeze(1) ** 2) + eps**2).sum(-1)
+    for flow in model.inference.flows:
         z0, log_det = flow(z0)
         expected = expected - log_det
     torch.testing.assert_close(z, z0)
     torch.testing.assert_close(log_q, expected, rtol=1e-5, atol=1e-4)
     assert len(build_flows("none", 3, 0, 8)) == 0
+    with pytest.raises(ValueError, match="no density at a given z"):
+        posterior.log_prob(z)  # the flow is not inverted: a given z has no density here
 
 
 @pytest.mark.parametrize("name", ["planar", "iaf"])
 def test_pictures_place_an_image_at_the_flowed_mean(name):
-    """reconstruct, interpolations, traversals and the playground use posterior_mean: mu carried
+    """reconstruct, interpolations, traversals and the playground use the posterior's mean: mu carried
     through the flow, which a trained flow moves away from the encoder's mu."""
     model = build_model(ModelConfig(hidden_dim=32, latent_dim=4, posterior_flow=name, flow_steps=2))
-    _scrambled(model.flows, 0.5, seed=0)
+    _scrambled(model.inference.flows, 0.5, seed=0)
     x = torch.rand(5, 1, 28, 28)
     with torch.no_grad():
-        mu = model.encode(x)[0]
-        flowed = model.flow(mu, model.posterior(x))[0]
+        mu = model.encoder(x)[0]
+        flowed = mu
+        for flow in model.inference.flows:
+            flowed = flow(flowed)[0]
         assert not torch.allclose(flowed, mu)
-        assert torch.equal(model.posterior_mean(x), flowed)
+        assert torch.equal(model.posterior(x).mean, flowed)
         assert torch.equal(model.reconstruct(x), model.decode(flowed).mean)

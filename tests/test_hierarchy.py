@@ -1,18 +1,17 @@
 """Two stochastic layers: a linear-Gaussian hierarchy whose log p(x) is exact, and the built model."""
 
+import math
+
+import pytest
 import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
 from vaekit.evaluation import importance_sampled_log_likelihood
 from vaekit.likelihoods import GaussianLikelihood
-from vaekit.models.hierarchy import (
-    BottomDecoder,
-    ConditionalGaussianStep,
-    GaussianMLP,
-    HierarchicalPrior,
-    PaddedEncoder,
-)
+from vaekit.models.encoders import GaussianMLP
+from vaekit.models.hierarchy import BottomDecoder, HierarchicalPrior
+from vaekit.models.posteriors import LadderInference, TwoLayerInference
 from vaekit.models.priors import StandardNormalPrior
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import elbo
@@ -55,12 +54,12 @@ class LinearEncoder(nn.Module):
 
 
 def _model() -> VAE:
-    step = ConditionalGaussianStep(J1, _linear_gaussian(GaussianMLP(J1, 1, J2, 0, "tanh"), 1))
+    inference = TwoLayerInference(_linear_gaussian(GaussianMLP(J1, 1, J2, 0, "tanh"), 1), J2)  # q(z2|z1)
     prior = HierarchicalPrior(
         [J1, J2], StandardNormalPrior(J2), nn.ModuleList([_linear_gaussian(GaussianMLP(J2, 1, J1, 0, "tanh"), 2)])
     )
     decoder = BottomDecoder(LinearGaussianDecoder(), J1)
-    return VAE(PaddedEncoder(LinearEncoder(), J2), decoder, J1 + J2, prior, nn.ModuleList([step]))
+    return VAE(LinearEncoder(), decoder, prior, inference)
 
 
 def _exact_log_likelihood(model: VAE, x: torch.Tensor) -> torch.Tensor:
@@ -88,10 +87,10 @@ def _set_exact_posteriors(model: VAE, shift: float = 0.0) -> None:
     cov2 = torch.linalg.inv(torch.eye(J2, dtype=torch.float64) + A.T @ torch.linalg.inv(D1) @ A)
     K = cov2 @ A.T @ torch.linalg.inv(D1)  # E[z2 | z1] = K (z1 - a)
     with torch.no_grad():
-        enc = model.encoder.bottom.net.heads
+        enc = model.encoder.net.heads
         enc.weight.zero_(), enc.bias.zero_()
         enc.weight[:J1], enc.bias[:J1], enc.bias[J1:] = M.float(), (m + shift).float(), cov1.diag().log().float()
-        step = model.flows[0].conditional.heads
+        step = model.inference.conditional.heads
         step.weight.zero_(), step.bias.zero_()
         step.weight[:J2], step.bias[:J2], step.bias[J2:] = K.float(), (-K @ a).float(), cov2.diag().log().float()
 
@@ -131,14 +130,17 @@ def test_the_two_layer_posterior_density_is_q_z1_given_x_times_q_z2_given_z1():
     x = torch.randn(4, 1, 1, D)
     posterior = model.posterior(x)
     eps = torch.randn(4, 3, J1 + J2)
-    z, log_q = model.sample_posterior(posterior, 3, eps=eps)
-    mu1, logvar1 = model.encoder.bottom(x)
-    mu2, logvar2 = model.flows[0].conditional(z[..., :J1])
+    z, log_q = posterior.rsample(3, eps=eps)
+    mu1, logvar1 = model.encoder(x)
+    mu2, logvar2 = model.inference.conditional(z[..., :J1])
     from vaekit.likelihoods import DiagonalGaussian
 
+    torch.testing.assert_close(z[..., :J1], mu1.unsqueeze(1) + torch.exp(0.5 * logvar1.unsqueeze(1)) * eps[..., :J1])
+    torch.testing.assert_close(z[..., J1:], mu2 + torch.exp(0.5 * logvar2) * eps[..., J1:])
     expected = DiagonalGaussian(mu1.unsqueeze(1), logvar1.unsqueeze(1)).log_prob(z[..., :J1])
     expected = expected + DiagonalGaussian(mu2, logvar2).log_prob(z[..., J1:])
     torch.testing.assert_close(log_q, expected)
+    torch.testing.assert_close(posterior.at_samples().log_prob(z), expected)  # the density at a given z
 
 
 def test_the_built_two_layer_model_has_burdas_shapes_and_samples_from_its_prior():
@@ -146,15 +148,16 @@ def test_the_built_two_layer_model_has_burdas_shapes_and_samples_from_its_prior(
                          top_latent_dim=50, top_hidden_dim=50)  # fmt: skip
     torch.manual_seed(0)
     model = build_model(config)
-    assert model.latent_dim == 150 and not model.analytic_kl
+    assert model.latent_dim == 150 and model.latent_sizes == (100, 50)
     x = torch.rand(3, 1, 28, 28)
+    assert model.posterior(x).closed_form_kl(model.prior) is None
     terms = elbo(model, x, 2, torch.Generator().manual_seed(0))
     assert terms.elbo.shape == (3,) and torch.isfinite(terms.elbo).all()
     assert model.sample(4, torch.Generator().manual_seed(1)).shape == (4, 1, 28, 28)
     prior_z = model.sample_prior(5, torch.Generator().manual_seed(2))
-    assert prior_z.shape == (5, 150) and torch.isfinite(model.log_prior(prior_z)).all()
+    assert prior_z.shape == (5, 150) and torch.isfinite(model.prior.log_prob(prior_z)).all()
     sizes = {n: tuple(p.shape) for n, p in model.named_parameters()}
-    assert sizes["flows.0.conditional.heads.weight"] == (100, 50)  # q(z2|z1): 50 units -> (mu, logvar) of 50
+    assert sizes["inference.conditional.heads.weight"] == (100, 50)  # q(z2|z1): 50 units -> (mu, logvar) of 50
     assert sizes["prior.conditionals.0.heads.weight"] == (200, 50)  # p(z1|z2): 50 units -> (mu, logvar) of 100
 
 
@@ -184,11 +187,9 @@ class ExactLadderEncoder(nn.Module):
 def test_the_ladders_precision_weighted_inference_is_exact_for_a_linear_gaussian_hierarchy():
     """Sonderby et al.'s merge of the bottom-up estimate with p(z1|z2) is Bayes' rule for Gaussians: with
     exact estimates every importance weight is log p(x), and the ELBO is tight."""
-    from vaekit.models.hierarchy import LadderStep
-
     linear = _model()
     prior = linear.prior
-    model = VAE(ExactLadderEncoder(linear), linear.decoder, J1 + J2, prior, nn.ModuleList([LadderStep(prior)]))
+    model = VAE(ExactLadderEncoder(linear), linear.decoder, prior, LadderInference(prior.conditionals, (J1, J2)))
     _assert_every_weight_is_the_exact_likelihood(model)
 
 
@@ -199,16 +200,22 @@ def test_the_built_ladder_has_its_layers_shares_the_generative_path_and_saves_it
     config = RunConfig(ModelConfig(hierarchy="ladder", ladder_latent_dims=(6, 4, 2), ladder_hidden_dims=(32, 16, 8)))
     torch.manual_seed(0)
     model = build_model(config.model)
-    assert model.latent_dim == 12 and not model.analytic_kl
-    assert not any(name.startswith("flows.") for name, _ in model.named_parameters())  # read from the prior
+    assert model.latent_dim == 12 and model.latent_sizes == (6, 4, 2)
+    assert model.inference.conditionals is model.prior.conditionals  # inference shares the generative path
+    assert not any(name.startswith("inference.") for name, _ in model.named_parameters())  # held once
     x = torch.rand(3, 1, 28, 28)
     eps = torch.randn(3, 2, 12)
-    z, log_q = model.sample_posterior(model.posterior(x), 2, eps=eps)
+    z, log_q = model.posterior(x).rsample(2, eps=eps)
     assert z.shape == (3, 2, 12) and torch.isfinite(log_q).all()
     rundir.write_config(tmp_path, config)
     rundir.save_model(tmp_path, model)
+    from vaekit.checkpoint import read_tensors
+
+    saved, _ = read_tensors(tmp_path / rundir.MODEL_FILE)
+    assert not any(name.startswith("inference.") for name in saved)  # the shared tensors are written once
     loaded, _ = rundir.load_run(tmp_path)
-    torch.testing.assert_close(loaded.sample_posterior(loaded.posterior(x), 2, eps=eps)[1], log_q)
+    assert loaded.inference.conditionals is loaded.prior.conditionals
+    torch.testing.assert_close(loaded.posterior(x).rsample(2, eps=eps)[1], log_q)
     assert model.sample(4, torch.Generator().manual_seed(1)).shape == (4, 1, 28, 28)
 
 
@@ -221,13 +228,14 @@ def test_a_vampprior_on_the_ladders_top_layer_mixes_the_top_layers_posteriors_at
     torch.manual_seed(0)
     model = build_model(config)
     z = torch.randn(5, 9)
-    mu, logvar = model.encode(model.prior.top.pseudo_inputs())  # all layers' estimates at u_1
+    mu, logvar = model.encoder(model.prior.top.pseudo_inputs())  # all layers' estimates at u_1
     conditional = model.prior.conditionals[0](z[:, 6:])
     expected = DiagonalGaussian(mu[:, 6:], logvar[:, 6:]).log_prob(z[:, 6:]) + DiagonalGaussian(*conditional).log_prob(
         z[:, :6]
     )
-    torch.testing.assert_close(model.log_prior(z), expected)
+    torch.testing.assert_close(model.prior.log_prob(z), expected)
     assert model.sample_prior(4, torch.Generator().manual_seed(0)).shape == (4, 9)
+    assert model.prior.top.encoder.encoder is model.encoder  # the top block's view shares the encoder
 
 
 def test_samples_from_the_hierarchical_prior_have_its_moments():
@@ -243,3 +251,67 @@ def test_samples_from_the_hierarchical_prior_have_its_moments():
     cov = torch.cov(z.T)
     expected = torch.tensor([[(A @ A.T + D1).item(), A.item()], [A.item(), 1.0]], dtype=torch.float64)
     torch.testing.assert_close(cov, expected, atol=0.03 * expected.abs().max().item(), rtol=0)
+
+
+def _normal_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, exp(logvar)) summed over the last dimension, written out by hand."""
+    return (-0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp())).sum(-1)
+
+
+def test_a_three_layer_ladders_log_q_is_the_sum_of_each_layers_merged_density():
+    """With three layers every layer's term must add (a term that overwrote another would agree with
+    the sum only for two layers, where the exact test above lives): log q = log N(z3; mu^3, s^3)
+    + log N(z2; merge(mu^2, p(z2|z3))) + log N(z1; merge(mu^1, p(z1|z2))), each merge by hand."""
+    config = ModelConfig(hierarchy="ladder", ladder_latent_dims=(4, 3, 2), ladder_hidden_dims=(16, 12, 8))
+    torch.manual_seed(0)
+    model = build_model(config).double()
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    z, log_q = model.posterior(x).rsample(3, torch.Generator().manual_seed(1))
+    mu_hat, logvar_hat = (t.unsqueeze(1) for t in model.encoder(x))
+    z1, z2, z3 = z[..., :4], z[..., 4:7], z[..., 7:]
+    expected = _normal_log_prob(z3, mu_hat[..., 7:], logvar_hat[..., 7:])
+    for z_i, above, sl, conditional in ((z2, z3, slice(4, 7), 1), (z1, z2, slice(0, 4), 0)):
+        mu_p, logvar_p = model.prior.conditionals[conditional](above)
+        precision = 1 / logvar_hat[..., sl].exp() + 1 / logvar_p.exp()
+        mu_q = (mu_hat[..., sl] / logvar_hat[..., sl].exp() + mu_p / logvar_p.exp()) / precision
+        expected = expected + _normal_log_prob(z_i, mu_q, -precision.log())
+    torch.testing.assert_close(log_q, expected)
+    torch.testing.assert_close(model.posterior(x).at_samples().log_prob(z), expected)
+
+
+def _exact_layer_kls(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the two layers' KLs of the linear-Gaussian two-layer model, from the Gaussians' moments:
+    z1 ~ N(m1, v1) = q(z1|x), z2 = K z1 + c + sqrt(v2) e = q(z2|z1); p(z2) = N(0, 1), p(z1|z2) = N(A z2 + a, D1).
+      layer 2: E[log q(z2|z1) - log p(z2)] = -1/2 (log v2 + 1) + 1/2 E[z2^2]
+      layer 1: E[log q(z1|x) - log p(z1|z2)] = -1/2 (log v1 + 1) + 1/2 (log D1 + E[(z1 - A z2 - a)^2] / D1)"""
+    A, a, D1, *_ = (t.squeeze() for t in _parameters(model))
+    enc, step = model.encoder.net.heads, model.inference.conditional.heads
+    m1 = (x.flatten(1).double() @ enc.weight[:J1].double().T + enc.bias[:J1].double()).squeeze(1)
+    v1 = enc.bias[J1:].double().exp().squeeze()
+    K, c, v2 = step.weight[0, 0].double(), step.bias[0].double(), step.bias[1].double().exp()
+    m2, var2 = K * m1 + c, K**2 * v1 + v2
+    layer2 = -0.5 * (v2.log() + 1) + 0.5 * (m2**2 + var2)
+    residual = (m1 - A * m2 - a) ** 2 + v1 + A**2 * var2 - 2 * A * K * v1
+    layer1 = -0.5 * (v1.log() + 1) + 0.5 * (D1.log() + residual / D1)
+    return layer1, layer2
+
+
+def test_each_layers_kl_matches_the_linear_gaussian_oracle_and_the_layers_add_up_to_the_kl():
+    """latent_diagnostics measures each layer against its own prior, p(z1|z2) and p(z2), never the
+    encoder's Gaussian against N(0, I); a sign flipped or a layer measured against the wrong density fails."""
+    from vaekit.evaluation import latent_diagnostics
+
+    model = _model()
+    _set_exact_posteriors(model, shift=0.3)
+    x = (torch.randn(6, 1, 1, D, generator=torch.Generator().manual_seed(5)) * 2).repeat(2000, 1, 1, 1)
+    layer1, layer2 = _exact_layer_kls(model, x)
+    latents = latent_diagnostics(model, x)
+    assert [layer.name for layer in latents.layers] == ["z1", "z2"]
+    for layer, exact in zip(latents.layers, (layer1, layer2)):
+        assert layer.estimate == "Monte Carlo" and layer.kl_per_dim is not None
+        assert abs(layer.kl - exact.mean().item()) < 4 * layer.kl_stderr + 1e-9, (layer, exact.mean())
+        assert layer.kl_per_dim.sum().item() == pytest.approx(layer.kl)
+    with torch.no_grad():
+        total = elbo(model, x, 1, torch.Generator().manual_seed(2)).kl.double()
+    assert abs(sum(layer.kl for layer in latents.layers) - (layer1 + layer2).mean().item()) < 0.05
+    assert abs(total.mean().item() - (layer1 + layer2).mean().item()) < 4 * total.std().item() / len(total) ** 0.5

@@ -56,8 +56,8 @@ def test_the_vampprior_with_one_pseudo_input_is_the_posterior_at_that_input():
     torch.manual_seed(0)
     model = build_model(ModelConfig(hidden_dim=16, latent_dim=3, prior="vampprior", prior_components=1))
     z = torch.randn(6, 2, 3)
-    expected = DiagonalGaussian(*model.encode(model.prior.pseudo_inputs())).log_prob(z)  # mu (1, J) broadcasts
-    torch.testing.assert_close(model.log_prior(z), expected)
+    expected = DiagonalGaussian(*model.encoder(model.prior.pseudo_inputs())).log_prob(z)  # mu (1, J) broadcasts
+    torch.testing.assert_close(model.prior.log_prob(z), expected)
 
 
 def test_the_vampprior_is_the_uniform_mixture_of_the_posteriors_at_its_pseudo_inputs():
@@ -66,15 +66,18 @@ def test_the_vampprior_is_the_uniform_mixture_of_the_posteriors_at_its_pseudo_in
     u = model.prior.pseudo_inputs()
     assert u.shape == (5, 1, 28, 28) and u.min() >= 0 and u.max() <= 1
     z = torch.randn(4, 2)
-    by_hand = torch.stack([DiagonalGaussian(*model.encode(u[k : k + 1])).log_prob(z) for k in range(5)], -1)
-    torch.testing.assert_close(model.log_prior(z), torch.logsumexp(by_hand, -1) - math.log(5))
+    by_hand = torch.stack([DiagonalGaussian(*model.encoder(u[k : k + 1])).log_prob(z) for k in range(5)], -1)
+    torch.testing.assert_close(model.prior.log_prob(z), torch.logsumexp(by_hand, -1) - math.log(5))
     samples = model.sample_prior(3, torch.Generator().manual_seed(1))
-    assert samples.shape == (3, 2) and torch.isfinite(model.log_prior(samples)).all()
+    assert samples.shape == (3, 2) and torch.isfinite(model.prior.log_prob(samples)).all()
 
 
 def test_the_standard_prior_is_n01_and_has_no_parameters():
     prior = StandardNormalPrior(4)
     z = torch.randn(3, 4)
     assert torch.equal(prior.log_prob(z), standard_normal_log_prob(z)) and not list(prior.parameters())
-    assert build_model(ModelConfig(hidden_dim=8, latent_dim=2)).analytic_kl
-    assert not build_model(ModelConfig(hidden_dim=8, latent_dim=2, prior="mixture", prior_components=3)).analytic_kl
+    x = torch.rand(3, 1, 28, 28)
+    standard = build_model(ModelConfig(hidden_dim=8, latent_dim=2))
+    assert prior.closed_form_kl and standard.posterior(x).closed_form_kl(standard.prior).shape == (3, 2)
+    mixture = build_model(ModelConfig(hidden_dim=8, latent_dim=2, prior="mixture", prior_components=3))
+    assert not mixture.prior.closed_form_kl and mixture.posterior(x).closed_form_kl(mixture.prior) is None

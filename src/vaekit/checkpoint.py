@@ -112,8 +112,55 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
+# Names of weights in files written before the posterior became one object (2026-11-30), and their
+# names now: a flow's steps and q(z2|z1) moved under the model's `inference`, and the two-layer model's
+# bottom encoder lost its padding wrapper. The first matching prefix applies.
+LEGACY_PREFIXES = (
+    ("encoder.bottom.", "encoder."),
+    ("flows.0.conditional.", "inference.conditional."),
+    ("flows.", "inference.flows."),
+)
+
+
+def shared_names(model: torch.nn.Module) -> dict[str, str]:
+    """Each state-dict name whose tensor is also held under an earlier name -> that earlier name: a
+    module shared between two places (the VampPrior's encoder, the ladder's conditionals)."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in first:
+            aliases[name] = first[id(tensor)]
+        else:
+            first[id(tensor)] = name
+    return aliases
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with each shared tensor once, under its first name (safetensors refuses
+    two names for one tensor, and one copy is what the model holds)."""
+    aliases = shared_names(model)
+    return {k: v for k, v in model.state_dict().items() if k not in aliases}
+
+
+def _as_current_names(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A file's tensors under the model's names: legacy names renamed (LEGACY_PREFIXES), and each
+    shared tensor given every name the model holds it under."""
+    expected = model.state_dict()
+    renamed = {}
+    for name, tensor in tensors.items():
+        if name not in expected:
+            old = next((p for p in LEGACY_PREFIXES if name.startswith(p[0])), None)
+            name = name if old is None else old[1] + name.removeprefix(old[0])
+        renamed[name] = tensor
+    for alias, original in shared_names(model).items():
+        if alias not in renamed and original in renamed:
+            renamed[alias] = renamed[original]
+    return renamed
+
+
 def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:
     """Copy weights into `model`, refusing names or shapes that belong to another model."""
+    tensors = _as_current_names(model, tensors)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -132,7 +179,7 @@ def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
-    write_tensors(path, model.state_dict())
+    write_tensors(path, model_tensors(model))
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
@@ -197,7 +244,7 @@ class TrainState:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
     """Write weights, optimiser tensors and the train state (JSON in the metadata) as one file, atomically."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
     opt = optimizer.state_dict()
     extra: dict[str, dict[str, Any]] = {}
     for pid, entries in opt["state"].items():

@@ -525,16 +525,28 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
             rows.append((key, result[key], "bits per dimension"))
     lines = [f"{result['split']} split, {result['images']} images; nats per image, higher is better"]
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
-    lines += [
-        f"  active units    {result['active_units']:6d}       of {len(result['kl_per_dim'])} "
-        f"({result['collapsed_units']} collapsed)",
-        f"  kl per dim      {', '.join(f'{v:.2f}' for v in result['kl_per_dim'])}"
-        + (
-            "" if result.get("kl_per_dim_exact", True) else "  (of the encoder's Gaussian q_0 to N(0, I), a diagnostic)"
-        ),
-        f"  ({result['seconds']:.1f} s; saved to {path})",
-    ]
+    lines += _layer_lines(result)
+    lines.append(f"  ({result['seconds']:.1f} s; saved to {path})")
     return "\n".join(lines)
+
+
+def _layer_lines(result: dict[str, Any]) -> list[str]:
+    """Active units and the KL of each stochastic layer (against its own prior), per dimension where it splits."""
+    latent_dim = result["active_units"] + result["collapsed_units"]
+    lines = [f"  active units    {result['active_units']:6d}       of {latent_dim} ({result['collapsed_units']} collapsed)"]
+    layers = result.get("layers") or [{"name": "z", "latent_dim": latent_dim, "kl_per_dim": result.get("kl_per_dim")}]
+    for layer in layers:
+        if "kl" in layer:
+            se = f" +- {layer['kl_stderr']:.2f} (s.e.)" if layer["kl_estimate"] != "closed form" else ""
+            lines.append(
+                f"  layer {layer['name']:<9s} kl {layer['kl']:.2f}{se}, {layer['kl_estimate']}; "
+                f"{layer['active_units']} of {layer['latent_dim']} units active"
+            )
+        if layer.get("kl_per_dim") is not None:
+            lines.append(f"    kl per dim    {', '.join(f'{v:.2f}' for v in layer['kl_per_dim'])}")
+        elif "kl" in layer:
+            lines.append("    kl per dim    (none: this layer's prior or posterior does not split by dimension)")
+    return lines
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

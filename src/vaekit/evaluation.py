@@ -18,10 +18,11 @@ from vaekit import rundir
 from vaekit.compiling import CompiledOrEager
 from vaekit.data import load_dataset
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
+from vaekit.models.posteriors import Posterior
 from vaekit.models.vae import VAE
 from vaekit.objectives import elbo, log_importance_weights
 from vaekit.progress import progress_bar
-from vaekit.randomness import seeded_generator
+from vaekit.randomness import derive_seed, seeded_generator
 
 
 @dataclass(frozen=True)
@@ -181,31 +182,58 @@ def _log_sum_of_weights(
     """log sum_k w_k (batch,) in float64 for images x (batch, C, H, W), image i drawing its k samples
     from generators[i], `chunk` at a time, each chunk's log-sum-exp folded into a running one;
     `weights` is log_importance_weights, compiled or not."""
-    params = model.encode(x)  # one encoder pass reused by every chunk of samples
+    encoded = model.encoder(x)  # one encoder pass reused by every chunk of samples
     acc = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
     for done in range(0, k, chunk):
         n = min(chunk, k - done)
         eps = torch.stack([torch.randn((n, model.latent_dim), generator=g) for g in generators])
         with autocast:
-            log_w = weights(model, x, n, posterior_params=params, eps=eps)
+            log_w = weights(model, x, n, encoded=encoded, eps=eps)
         acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=1))
     return acc
+
+
+# Samples per image of the Monte-Carlo KL per layer, where there is no closed form.
+KL_SAMPLES = 4
+
+
+@dataclass(frozen=True)
+class LayerKL:
+    """KL(q || p) of one stochastic layer z_i, averaged over images, in nats: against its own prior
+    p(z_i | z_{i+1}) (p(z_L) for the top), E_q[log q(z_i | ...) - log p(z_i | z_{i+1})], so that the
+    layers' KLs add up to the model's KL. kl_per_dim (J_i,) splits it by coordinate where both densities
+    factorise over the layer's coordinates (given the layer above), else None (a mixture prior, a flow).
+    estimate: "closed form" (Appendix B) or "Monte Carlo" (KL_SAMPLES draws per image), with the
+    standard error of the mean over images (0 for the closed form)."""
+
+    name: str
+    size: int
+    kl: float
+    kl_stderr: float
+    kl_per_dim: torch.Tensor | None
+    estimate: str
 
 
 @dataclass(frozen=True)
 class LatentDiagnostics:
     """How the latent space is used, over a set of images.
 
-    kl_per_dim: mean over x of KL(q(z_j|x) || N(0, 1)), (latent_dim,), in nats.
-    activity: Var_x(E_q[z_j | x]), (latent_dim,); a dimension is active when it exceeds the
+    layers: each stochastic layer's KL (LayerKL), bottom first.
+    activity: Var_x(mean of q(z_j|x)), (latent_dim,); a dimension is active when it exceeds the
     threshold (0.01, Burda et al. 2016, Section 5.2) and collapsed otherwise.
-    posterior_means: E_q[z | x] for every image, (N, latent_dim).
+    posterior_means: the posterior's mean for every image, (N, latent_dim).
     """
 
-    kl_per_dim: torch.Tensor
+    layers: list[LayerKL]
     activity: torch.Tensor
     posterior_means: torch.Tensor
     threshold: float = 0.01
+
+    @property
+    def kl_per_dim(self) -> torch.Tensor | None:
+        """Every layer's KL per dimension, concatenated (latent_dim,); None where a layer has none."""
+        parts = [layer.kl_per_dim for layer in self.layers]
+        return None if any(p is None for p in parts) else torch.cat(parts)  # type: ignore[arg-type]
 
     @property
     def active(self) -> torch.Tensor:
@@ -219,26 +247,78 @@ class LatentDiagnostics:
     def collapsed_units(self) -> int:
         return int((~self.active).sum())
 
+    def active_by_layer(self) -> list[int]:
+        return [int(part.sum()) for part in self.active.split([layer.size for layer in self.layers])]
+
+
+def _kl_contributions(
+    model: VAE, posterior: Posterior, generator: torch.Generator
+) -> tuple[list[torch.Tensor], bool]:
+    """Per image and layer, the KL's estimate: (batch, J_i) per coordinate where it splits so, else
+    (batch,); and whether it is the closed form, which it is where the posterior has one against the
+    prior. Otherwise the mean over KL_SAMPLES draws of log q - log p, layer by layer."""
+    closed = posterior.closed_form_kl(model.prior)
+    if closed is not None:
+        return [closed], True
+    z, log_q = posterior.rsample(KL_SAMPLES, generator)  # (batch, S, J), (batch, S)
+    log_p = model.prior.log_prob_by_layer(z)
+    try:
+        log_q_layers = posterior.at_samples().log_prob_by_layer(z)
+    except ValueError:  # a flow: one layer, scored by rsample's log q
+        log_q_layers = [log_q]
+    out = []
+    for q_i, p_i in zip(log_q_layers, log_p):
+        if q_i.dim() != z.dim() or p_i.dim() != z.dim():
+            q_i, p_i = (t.sum(-1) if t.dim() == z.dim() else t for t in (q_i, p_i))
+        out.append((q_i - p_i).mean(1))
+    return out, False
+
 
 @torch.no_grad()
 def latent_diagnostics(
-    model: VAE, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01
+    model: VAE, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01, seed: int = 0
 ) -> LatentDiagnostics:
-    """Active units and KL per latent dimension over the images x (N, C, H, W).
-
-    The posterior mean is the encoder's mu carried through the model's flow (for two stochastic
-    layers: [mu1(x), mu2(mu1(x))]), exact without a flow and a stand-in for E_q[z] with one; the KL
-    per dimension is that of the encoder's Gaussian to N(0, I) (zero for an upper layer's noise).
-    """
-    means, kls = [], []
+    """Active units, and the KL of each stochastic layer (per dimension where it splits so), over the
+    images x (N, C, H, W). The posterior's mean is exact without a flow, a stand-in with one."""
+    was_training = model.training
+    model.eval()
     device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(derive_seed(seed, "eval", 1))
+    means, kls, closed = [], [], True
     for start in range(0, len(x), batch_size):
-        posterior = model.posterior(x[start : start + batch_size].to(device))
-        means.append(model.flow(posterior.mu, posterior)[0].double().cpu())  # latents are small: gathered on the CPU
-        kls.append(posterior.kl_per_dimension().double().cpu())
+        xb = x[start : start + batch_size].to(device)
+        posterior = model.posterior(xb)
+        means.append(posterior.mean.double().cpu())  # latents are small: gathered on the CPU
+        contributions, closed = _kl_contributions(model, posterior, generator)
+        kls.append([t.double().cpu() for t in contributions])
+    model.train(was_training)
     mu = torch.cat(means)
     activity = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
-    return LatentDiagnostics(torch.cat(kls).mean(0), activity, mu.float(), threshold)
+    layers = []
+    for i, size in enumerate(model.latent_sizes):
+        per_image = torch.cat([batch[i] for batch in kls])  # (N, J_i) or (N,)
+        total = per_image.sum(-1) if per_image.dim() == 2 else per_image
+        stderr = 0.0 if closed or len(total) < 2 else total.std().item() / math.sqrt(len(total))
+        per_dim = per_image.mean(0) if per_image.dim() == 2 else None
+        estimate = "closed form" if closed else "Monte Carlo"
+        layers.append(LayerKL(f"z{i + 1}", size, total.mean().item(), stderr, per_dim, estimate))
+    return LatentDiagnostics(layers, activity, mu.float(), threshold)
+
+
+def layer_summaries(latents: LatentDiagnostics) -> list[dict[str, Any]]:
+    """Each stochastic layer's figures as JSON-ready dicts, bottom first."""
+    return [
+        {
+            "name": layer.name,
+            "latent_dim": layer.size,
+            "kl": layer.kl,
+            "kl_stderr": layer.kl_stderr,
+            "kl_estimate": layer.estimate,
+            "kl_per_dim": None if layer.kl_per_dim is None else [round(v, 6) for v in layer.kl_per_dim.tolist()],
+            "active_units": active,
+        }
+        for layer, active in zip(latents.layers, latents.active_by_layer())
+    ]
 
 
 def bits_per_dim(nats_per_datapoint: float, dims: int) -> float:
@@ -264,7 +344,8 @@ def evaluate_split(
     Keys: elbo, reconstruction, kl (nats per datapoint); with num_importance_samples > 0 also
     log_likelihood, log_likelihood_stderr, gap = log_likelihood - elbo and log_likelihood_per_image
     (what paired_log_likelihood compares); with iwae_num_importance_samples = k > 0 the IWAE bound for
-    that k (iwae_bound); active_units, collapsed_units, kl_per_dim; for continuous data the
+    that k (iwae_bound); active_units, collapsed_units, kl_per_dim (null where a layer's KL does not
+    split by coordinate), layers (each stochastic layer's KL and active units); for continuous data the
     bits-per-dimension forms of the bounds.
     """
     start = time.perf_counter()
@@ -287,14 +368,13 @@ def evaluate_split(
             model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx, compile=compile
         )
         out.update(iwae_num_importance_samples=iwae_num_importance_samples, iwae_bound=iwae.mean)
-    latents = latent_diagnostics(model, x, batch_size)
+    latents = latent_diagnostics(model, x, batch_size, seed=seed)
+    per_dim = latents.kl_per_dim
     out.update(
         active_units=latents.active_units,
         collapsed_units=latents.collapsed_units,
-        kl_per_dim=[round(v, 6) for v in latents.kl_per_dim.tolist()],
-        # With a closed-form KL the dimensions' KLs sum to the KL; otherwise they are the encoder's
-        # Gaussian q_0 against N(0, I), a diagnostic of how the encoder uses each coordinate.
-        kl_per_dim_exact=model.analytic_kl,
+        kl_per_dim=None if per_dim is None else [round(v, 6) for v in per_dim.tolist()],
+        layers=layer_summaries(latents),
     )
     if continuous:
         dims = math.prod(x.shape[1:])

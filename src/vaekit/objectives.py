@@ -13,19 +13,20 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.config import TrainConfig
-from vaekit.likelihoods import DiagonalGaussian
+from vaekit.models.posteriors import Posterior
 from vaekit.models.vae import VAE
 
 
 @dataclass(frozen=True)
 class ElboTerms:
     """Per-datapoint pieces of the bound, each of shape (batch,): elbo = reconstruction - kl;
-    kl_per_dim (batch, latent_dim) splits the KL by latent dimension."""
+    kl_per_dim (batch, latent_dim) splits the KL by latent dimension where it has a closed form
+    (a Gaussian posterior and the N(0, I) prior), else None."""
 
     elbo: torch.Tensor
     reconstruction: torch.Tensor
     kl: torch.Tensor
-    kl_per_dim: torch.Tensor
+    kl_per_dim: torch.Tensor | None
 
 
 def _log_likelihood(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -36,10 +37,11 @@ def _log_likelihood(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tenso
     return likelihood.log_prob(x_rep).view(batch, num_samples)
 
 
-def _log_posterior_at_stopped_parameters(posterior: DiagonalGaussian, z: torch.Tensor) -> torch.Tensor:
-    """log q(z|x) with the encoder's outputs detached, so that its gradient reaches the encoder
-    through z only: the path derivative (Roeder et al. 2017). Shapes: z (batch, L, J) -> (batch, L)."""
-    return VAE.log_posterior(DiagonalGaussian(posterior.mu.detach(), posterior.logvar.detach()), z, None)
+def _log_posterior(posterior: Posterior, z: torch.Tensor, log_q: torch.Tensor, estimator: str) -> torch.Tensor:
+    """log q(z|x) at the posterior's samples z (batch, L, J) -> (batch, L): rsample's own log_q, or for
+    estimator stl / dreg the same value at stopped parameters, so that its gradient reaches the encoder
+    through z only: the path derivative (Roeder et al. 2017)."""
+    return log_q if estimator == "reparameterization" else posterior.detach().at_samples().log_prob(z)
 
 
 def elbo(
@@ -52,30 +54,25 @@ def elbo(
 ) -> ElboTerms:
     """The SGVB estimator of the variational lower bound with L samples per datapoint.
 
-    L(x) ~= -KL(q(z|x) || p(z)) + 1/L sum_l log p(x | z_l),  z_l = mu + sigma * eps_l
-    (Kingma & Welling 2013, Section 2.3, the second estimator, with the KL in closed form) when the
-    model has a closed-form KL (`model.analytic_kl`). Otherwise (a learned prior, a flow) the KL is
-    the Monte-Carlo estimate over the same samples, 1/L sum_l [log q(z_l|x) - log p(z_l)] (the
-    first estimator, Section 2.3), and kl_per_dim is the closed-form KL of the Gaussian q_0 to
-    N(0, I), a diagnostic. estimator "stl" takes the Monte-Carlo form with log q at stopped
-    parameters (the path derivative, Roeder et al. 2017): the same values, another gradient.
+    L(x) ~= -KL(q(z|x) || p(z)) + 1/L sum_l log p(x | z_l),  z_l ~ q(z|x) by reparameterization
+    (Kingma & Welling 2013, Section 2.3, the second estimator, with the KL in closed form) where the
+    posterior has one against the prior (`Posterior.closed_form_kl`). Otherwise (a learned prior, a
+    flow, a hierarchy) the KL is the Monte-Carlo estimate over the same samples,
+    1/L sum_l [log q(z_l|x) - log p(z_l)] (the first estimator, Section 2.3). estimator "stl" takes
+    the Monte-Carlo form with log q at stopped parameters: the same values, another gradient.
     Shapes: x (batch, C, H, W); z and eps, if given, (batch, L, latent_dim); terms (batch,).
     """
     # The order of the operations is that of the runs vaekit has always trained: autograd adds the
     # gradients that meet at mu and logvar in the order the graph was built, so a new order would
     # change the last bits of every step and, over a run, the published figures.
     posterior = model.posterior(x)
-    z0 = posterior.rsample(num_samples, generator, eps)  # (batch, L, J)
-    z, log_det = model.flow(z0, posterior)
+    z, log_q = posterior.rsample(num_samples, generator, eps)  # (batch, L, J), (batch, L)
     reconstruction = _log_likelihood(model, x, z).mean(dim=1)
-    kl_per_dim = posterior.kl_per_dimension()  # (batch, J)
-    if model.analytic_kl and estimator == "reparameterization":
+    kl_per_dim = posterior.closed_form_kl(model.prior)  # (batch, J) or None
+    if kl_per_dim is not None and estimator == "reparameterization":
         kl = kl_per_dim.sum(-1)
     else:
-        log_q = model.log_posterior(posterior, z0, log_det)
-        if estimator == "stl":
-            log_q = _log_posterior_at_stopped_parameters(posterior, z)
-        kl = (log_q - model.log_prior(z)).mean(dim=1)
+        kl = (_log_posterior(posterior, z, log_q, estimator) - model.prior.log_prob(z)).mean(dim=1)
     return ElboTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl, kl_per_dim=kl_per_dim)
 
 
@@ -83,21 +80,17 @@ def _log_weights(
     model: VAE,
     x: torch.Tensor,
     k: int,
-    posterior: DiagonalGaussian,
+    posterior: Posterior,
     generator: torch.Generator | None,
     eps: torch.Tensor | None = None,
     estimator: str = "reparameterization",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log w (batch, k), its log p(x|z) part (batch, k) and z (batch, k, J), for z_k ~ q(z|x);
     with estimator stl or dreg, log q is taken at stopped parameters (see `elbo`)."""
-    z0 = posterior.rsample(k, generator, eps)  # (batch, k, J); the order of operations as in `elbo`
-    z, log_det = model.flow(z0, posterior)
+    z, log_q = posterior.rsample(k, generator, eps)  # (batch, k, J); the order of operations as in `elbo`
     log_px_z = _log_likelihood(model, x, z)
-    if estimator == "reparameterization":
-        log_q = model.log_posterior(posterior, z0, log_det)
-    else:
-        log_q = _log_posterior_at_stopped_parameters(posterior, z)
-    return log_px_z + model.log_prior(z) - log_q, log_px_z, z
+    log_q = _log_posterior(posterior, z, log_q, estimator)
+    return log_px_z + model.prior.log_prob(z) - log_q, log_px_z, z
 
 
 def log_importance_weights(
@@ -105,18 +98,23 @@ def log_importance_weights(
     x: torch.Tensor,
     num_importance_samples: int,
     generator: torch.Generator | None = None,
-    posterior_params: tuple[torch.Tensor, torch.Tensor] | None = None,
+    encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
     eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x),  z_k ~ q(z | x).
 
     The summands of the importance-sampled likelihood (Burda et al. 2016, Eq. 8; Kingma &
-    Welling 2013, Appendix D). `posterior_params` lets a caller reuse one encoder pass
-    (mu, logvar) across many chunks of samples.
+    Welling 2013, Appendix D). `encoded`, the encoder's output for x, lets a caller reuse one
+    encoder pass across many chunks of samples (tensors, so that the function compiles).
     Shapes: x (batch, C, H, W) -> (batch, K).
     """
-    posterior = DiagonalGaussian(*(posterior_params or model.encode(x)))
+    posterior = model.inference(encoded if encoded is not None else model.encoder(x))
     return _log_weights(model, x, num_importance_samples, posterior, generator, eps)[0]
+
+
+def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
+    """log (1/k) sum_k exp(log_w_k) over the last dimension, by log-sum-exp: (batch, k) -> (batch,)."""
+    return torch.logsumexp(log_w, dim=-1) - math.log(log_w.shape[-1])
 
 
 def iwae_bound(
@@ -131,7 +129,7 @@ def iwae_bound(
     Equals the ELBO's expectation for k = 1 and rises towards log p(x) as k grows. Computed
     with log-sum-exp so that no weight is exponentiated.
     """
-    return iwae_training_terms(model, x, num_importance_samples, generator)[0]
+    return log_mean_exp(log_importance_weights(model, x, num_importance_samples, generator))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,15 +170,16 @@ def iwae_training_terms(
     """
     posterior = model.posterior(x)
     log_w, log_px_z, z = _log_weights(model, x, k, posterior, generator, eps, estimator)
-    bound = torch.logsumexp(log_w, dim=1) - math.log(k)
+    bound = log_mean_exp(log_w)
     if estimator == "dreg" and z.requires_grad:
         weights = torch.softmax(log_w.detach(), dim=1)  # w~_k, (batch, k)
         z.register_hook(lambda grad: grad * weights.unsqueeze(-1))
         surrogate = (weights * log_w).sum(dim=1)
         bound = surrogate + (bound - surrogate).detach()  # the bound's value, the DReG gradient
-    kl_per_dim = posterior.kl_per_dimension()
+    kl_per_dim = posterior.closed_form_kl(model.prior)
     reconstruction = log_px_z.mean(dim=1)
-    kl = kl_per_dim.sum(-1) if model.analytic_kl else (log_px_z - log_w).mean(dim=1).detach()
+    # log p(x|z) - log w = log q(z|x) - log p(z): the Monte-Carlo KL where there is no closed form
+    kl = kl_per_dim.sum(-1) if kl_per_dim is not None else (log_px_z - log_w).mean(dim=1).detach()
     return bound, ElboTerms(reconstruction - kl, reconstruction, kl, kl_per_dim)
 
 
@@ -205,7 +204,8 @@ def training_loss(
         bound, terms = iwae_training_terms(model, x, train.num_samples, generator, eps, train.gradient_estimator)
         return -bound.mean(), terms
     terms = elbo(model, x, train.num_samples, generator, eps, train.gradient_estimator)
-    if train.free_bits > 0:
+    if train.free_bits > 0:  # the config allows free bits only where the KL has a closed form
+        assert terms.kl_per_dim is not None
         kl = terms.kl_per_dim.mean(0).clamp_min(train.free_bits).sum()
     else:
         kl = terms.kl.mean()

@@ -15,12 +15,9 @@ from PIL import Image, ImageDraw, ImageFont
 from vaekit import rundir
 from vaekit.data import load_dataset
 from vaekit.evaluation import LatentDiagnostics, latent_diagnostics
-from vaekit.models.hierarchy import HierarchicalPrior
-from vaekit.models.priors import VampPrior
 from vaekit.models.vae import VAE
 
 TITLE_HEIGHT = 18
-PRIOR_LABELS = {"StandardNormalPrior": "N(0, I)", "MixturePrior": "learned mixture", "VampPrior": "VampPrior"}
 
 
 def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
@@ -83,8 +80,7 @@ def reconstructions(model: VAE, x: torch.Tensor, path: str | Path, per_row: int 
 def prior_samples(model: VAE, path: str | Path, n: int = 100, seed: int = 0) -> Path:
     """Decoded means of n draws from the model's prior p(z)."""
     images = model.sample(n, generator=torch.Generator().manual_seed(seed))
-    prior = PRIOR_LABELS.get(type(model.prior).__name__, "the prior")
-    title = f"decoded means of {n} samples z ~ p(z), {prior}, seed {seed}"
+    title = f"decoded means of {n} samples z ~ p(z), {model.prior.label}, seed {seed}"
     return save_picture(grid_image(images, max(1, int(math.sqrt(n))), title), path)
 
 
@@ -112,7 +108,7 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def interpolations(model: VAE, x0: torch.Tensor, x1: torch.Tensor, path: str | Path, steps: int = 10) -> Path:
     """For each pair (x0[i], x1[i]): a linear and a spherical path between their posterior means,
     decoded, with the two inputs at the ends of each row. x0, x1: (pairs, C, H, W)."""
-    mu0, mu1 = model.posterior_mean(x0), model.posterior_mean(x1)
+    mu0, mu1 = model.posterior(x0).mean, model.posterior(x1).mean
     t = torch.linspace(0, 1, steps)
     rows, labels = [], []
     for i in range(len(x0)):
@@ -129,31 +125,49 @@ def interpolations(model: VAE, x0: torch.Tensor, x1: torch.Tensor, path: str | P
     return save_picture(picture, path)
 
 
+def traversal_rows(diagnostics: LatentDiagnostics, max_dims: int = 32) -> list[tuple[int, int, str]]:
+    """The coordinates a traversal shows, as (layer, index in z, label): the active ones of each layer
+    (all of a layer if none is active), most informative first by KL per dimension where the layer's
+    KL splits so, else by activity; at most max_dims in all, shared out between the layers."""
+    rows, start = [], 0
+    per_layer = max(1, max_dims // len(diagnostics.layers))
+    for i, layer in enumerate(diagnostics.layers):
+        span = slice(start, start + layer.size)
+        active, activity = diagnostics.active[span], diagnostics.activity[span]
+        score = layer.kl_per_dim if layer.kl_per_dim is not None else activity
+        order = [j for j in torch.argsort(score, descending=True).tolist() if active[j]] or list(range(layer.size))
+        for j in order[:per_layer]:
+            figure = f"{score[j].item():.2f}" if layer.kl_per_dim is not None else f"var {score[j].item():.2f}"
+            name = f"z{j}" if len(diagnostics.layers) == 1 else f"{layer.name}.{j}"
+            rows.append((i, start + j, f"{name} {figure}"))
+        start += layer.size
+    return rows
+
+
 @torch.no_grad()
 def traversals(
     model: VAE,
     x: torch.Tensor,
-    kl_per_dim: torch.Tensor,
+    diagnostics: LatentDiagnostics,
     path: str | Path,
     steps: int = 11,
     span: float = 3.0,
     max_dims: int = 32,
 ) -> Path:
-    """One row per latent dimension, most informative (highest KL) first: z_j swept over
-    [-span, span] with the other coordinates held at the posterior mean of image x (1, C, H, W)."""
-    mu = model.posterior_mean(x[:1])
-    order = torch.argsort(kl_per_dim, descending=True)[:max_dims]
+    """One row per latent coordinate that the model uses (traversal_rows): z_j swept over [-span, span]
+    with the other coordinates at the posterior mean of image x (1, C, H, W), and, in a hierarchy, the
+    layers below z_j's at their conditional means given it (prior.fill_below)."""
+    mu = model.posterior(x[:1]).mean
     values = torch.linspace(-span, span, steps)
     rows, labels = [], []
-    for j in order.tolist():
+    for layer, j, label in traversal_rows(diagnostics, max_dims):
         z = mu.repeat(steps, 1)
         z[:, j] = values
-        rows.append(model.decode(z).mean)
-        labels.append(f"z{j} {kl_per_dim[j].item():.2f}")
-    picture = grid_image(
-        torch.cat(rows), steps, f"latent traversals z_j in [-{span:g}, {span:g}]; rows by KL (nats)", row_labels=labels
-    )
-    return save_picture(picture, path)
+        rows.append(model.decode(model.prior.fill_below(z, layer)).mean)
+        labels.append(label)
+    kind = "KL (nats)" if diagnostics.kl_per_dim is not None else "KL, else variance of the means"
+    title = f"latent traversals z_j in [-{span:g}, {span:g}]; active units by {kind}"
+    return save_picture(grid_image(torch.cat(rows), steps, title, row_labels=labels), path)
 
 
 @torch.no_grad()
@@ -311,7 +325,7 @@ def _interpolations(p: PictureInputs, folder: Path) -> Path:
 
 
 def _traversals(p: PictureInputs, folder: Path) -> Path:
-    return traversals(p.model, p.images[:1], p.diagnostics.kl_per_dim, folder / "traversals.png")
+    return traversals(p.model, p.images[:1], p.diagnostics, folder / "traversals.png")
 
 
 def _manifold(p: PictureInputs, folder: Path) -> Path | None:
@@ -330,10 +344,11 @@ def _curves(p: PictureInputs, folder: Path) -> Path | None:
 
 def _pseudo_inputs(p: PictureInputs, folder: Path) -> Path | None:
     """The VampPrior's learned pseudo-inputs u_k, the images whose posteriors make up the prior."""
-    if not isinstance(p.model.prior, VampPrior):
+    inputs = p.model.prior.learned_inputs()
+    if inputs is None:
         return None
-    u = p.model.prior.pseudo_inputs()[:100].detach()
-    title = f"the VampPrior's first {len(u)} of {len(p.model.prior.raw)} pseudo-inputs"
+    u = inputs[:100].detach()
+    title = f"the VampPrior's first {len(u)} of {len(inputs)} pseudo-inputs"
     return save_picture(grid_image(u, max(1, int(math.sqrt(len(u)))), title), folder / "pseudo-inputs.png")
 
 
@@ -342,10 +357,10 @@ def _layer_samples(p: PictureInputs, folder: Path) -> Path | None:
     """For a hierarchy: each row fixes one draw of the top layer z_L ~ p(z_L) and redraws the layers
     below from p(z_i|z_{i+1}), so a row shows what the top layer decides and the lower ones vary."""
     prior = p.model.prior
-    if not isinstance(prior, HierarchicalPrior):
+    if len(p.model.latent_sizes) == 1:
         return None
     g = torch.Generator().manual_seed(p.seed)
-    top = prior.top.sample(8, g, prior.top_encode(p.model.encode)).repeat_interleave(10, dim=0)  # (80, J_L)
+    top = prior.top.sample(8, g).repeat_interleave(10, dim=0)  # (80, J_L)
     images = p.model.decode(prior.below(top, g)).mean
     title = "rows: one top-layer draw ~ p(z_L), the layers below redrawn along the row"
     return save_picture(grid_image(images, 10, title), folder / "layer-samples.png")

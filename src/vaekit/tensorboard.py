@@ -37,7 +37,8 @@ METRIC_TAGS = {
 }
 LEARNING_RATE_TAG = "optimizer/learning_rate"
 ACTIVE_UNITS_TAG = "latent/active_units"
-KL_PER_DIM_TAG = "kl_per_dim/z{:03d}"  # one chart per latent dimension
+KL_PER_DIM_TAG = "kl_per_dim/z{:03d}"  # one chart per latent dimension, where the KL splits by dimension
+KL_PER_LAYER_TAG = "kl_per_layer/{}"  # one chart per stochastic layer: z1, z2, ...
 TEST_TAGS = {"test_elbo": "test/elbo", "test_reconstruction": "test/reconstruction", "test_kl": "test/kl"}
 INSTALL_HINT = "TensorBoard logging needs the tensorboard package: pip install 'vaekit[tensorboard]'."
 
@@ -115,8 +116,11 @@ class TensorBoard(Callback):
         latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size)
         loop.model.train(was_training)
         self.writer.add_scalar(ACTIVE_UNITS_TAG, latents.active_units, epoch)
-        for j, kl in enumerate(latents.kl_per_dim.tolist()):
-            self.writer.add_scalar(KL_PER_DIM_TAG.format(j), kl, epoch)
+        for layer in latents.layers:
+            self.writer.add_scalar(KL_PER_LAYER_TAG.format(layer.name), layer.kl, epoch)
+        if latents.kl_per_dim is not None:
+            for j, kl in enumerate(latents.kl_per_dim.tolist()):
+                self.writer.add_scalar(KL_PER_DIM_TAG.format(j), kl, epoch)
 
     @torch.no_grad()
     def _grids(self, loop: Any, epoch: int) -> None:

@@ -37,7 +37,7 @@ from vaekit.compiling import CompiledOrEager
 from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingStopped
-from vaekit.evaluation import evaluate_elbo
+from vaekit.evaluation import evaluate_elbo, latent_diagnostics
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import ElboTerms, training_loss
 from vaekit.progress import progress_bar
@@ -123,7 +123,9 @@ def train(
         _warn_if_short(loop)
         hooks.call(callbacks, "on_train_start", loop)
         while loop.state.epoch < config.train.epochs:
-            hooks.call(callbacks, "on_epoch_end", loop, end_epoch(loop, *train_epoch(loop)))
+            totals, seconds, images_per_second = train_epoch(loop)
+            row = end_epoch(loop, totals, seconds, images_per_second)
+            hooks.call(callbacks, "on_epoch_end", loop, row)
             _stop_if_asked(loop)
             out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
             if distributed.any_rank(out_of_time, ctx) and loop.state.epoch < config.train.epochs:
@@ -133,6 +135,7 @@ def train(
                 )
                 break
         test = test_figures(loop)
+        _warn_if_collapsed(loop)
         hooks.call(callbacks, "on_train_end", loop, test)
     loop.model.eval()
     return TrainResult(loop.model, config, run_dir, loop.state.metrics, test)
@@ -153,6 +156,23 @@ def _warn_if_short(loop: Loop) -> None:
             "to learn more than the mean image: "
             f"raise --epochs to about {-(-MIN_USEFUL_STEPS // per_epoch)} or lower --batch-size."
         )
+
+
+def _warn_if_collapsed(loop: Loop) -> None:
+    """Posterior collapse, said at the end: most latent units inactive on the validation images
+    (evaluation.latent_diagnostics), with each layer's KL, and what usually helps."""
+    if not loop.ctx.is_main or len(loop.valid_x) < 2:
+        return
+    latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size)
+    latent_dim = latents.active_units + latents.collapsed_units
+    if latents.collapsed_units * 2 <= latent_dim:
+        return
+    layers = ", ".join(f"{layer.name} {layer.kl:.2f}" for layer in latents.layers)
+    loop.log(
+        f"warning: {latents.collapsed_units} of {latent_dim} latent units collapsed (the posterior mean varies by "
+        f"less than {latents.threshold} over the validation images; KL per layer in nats: {layers}): the decoder "
+        "ignores most of z. A KL warm-up (--warmup-steps), free bits (--free-bits) or more epochs usually help."
+    )
 
 
 def check_data(config: RunConfig, data: Dataset, world_size: int = 1) -> None:
@@ -301,20 +321,20 @@ def set_up(
         )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(tc.precision, device))
     return Loop(
-        config,
-        run_dir,
-        ctx,
-        data,
-        data.train.images.to(device),
-        data.evaluation_observations("valid"),
-        model,
-        optimizer,
-        compile_step(objective, tc.compile, device, log),
-        autocast,
-        state,
-        log,
-        progress,
-        time.monotonic(),
+        config=config,
+        run_dir=run_dir,
+        ctx=ctx,
+        data=data,
+        train_x=data.train.images.to(device),
+        valid_x=data.evaluation_observations("valid"),
+        model=model,
+        optimizer=optimizer,
+        objective=compile_step(objective, tc.compile, device, log),
+        autocast=autocast,
+        state=state,
+        log=log,
+        progress=progress,
+        last_save=time.monotonic(),
         noise=torch.Generator(device=device),
         sync_every=tc.sync_every_steps or (1 if device.type == "cpu" else GPU_SYNC_EVERY_STEPS),
         nonfinite=NonFiniteSteps(device, state.step),

@@ -16,6 +16,13 @@ ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX = -30.0, 20.0
 ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
 
+def gaussian_parameters(heads: nn.Linear, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) of a diagonal Gaussian from a hidden layer h (*batch, H): heads is the stacked
+    [W_mu; W_logvar] layer (2J, H); logvar is kept within the guard above. Returns (*batch, J) each."""
+    mu, logvar = heads(h).chunk(2, dim=-1)
+    return mu, logvar.clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)
+
+
 class MLPEncoder(nn.Module):
     """Gaussian MLP encoder (Kingma & Welling 2013, Appendix C.2).
 
@@ -44,8 +51,7 @@ class MLPEncoder(nn.Module):
         h = self.act(self.hidden(x.flatten(1)))  # (batch, hidden_dim)
         for layer in self.deeper:
             h = self.act(layer(h))
-        mu, logvar = self.heads(h).chunk(2, dim=-1)  # (batch, latent_dim) each
-        return mu, logvar.clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)
+        return gaussian_parameters(self.heads, h)  # (batch, latent_dim) each
 
 
 class ConvEncoder(nn.Module):
@@ -69,5 +75,23 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.relu(self.hidden(self.conv(x).flatten(1)))  # (batch, hidden_dim)
-        mu, logvar = self.heads(h).chunk(2, dim=-1)
-        return mu, logvar.clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)
+        return gaussian_parameters(self.heads, h)
+
+
+class GaussianMLP(nn.Module):
+    """A diagonal Gaussian whose parameters are an MLP of a latent layer: h = act(W h + b) `layers`
+    times from h = v, then (mu, logvar) = heads(h). The conditionals of a hierarchy, q(z2|z1) and
+    p(z_i|z_{i+1}). Shapes: v (*batch, in_dim) -> mu, logvar (*batch, out_dim)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, layers: int, activation: str) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * layers
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.heads = nn.Linear(dims[-1], 2 * out_dim)
+        self.act = ACTIVATION_FUNCTIONS[activation]
+
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = v
+        for layer in self.hidden:
+            h = self.act(layer(h))
+        return gaussian_parameters(self.heads, h)

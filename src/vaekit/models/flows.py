@@ -1,9 +1,9 @@
 """Normalizing flows on the posterior: z_K = f_K(... f_1(z_0)), z_0 ~ q_0(z|x) the diagonal Gaussian.
 
 log q_K(z_K | x) = log q_0(z_0 | x) - sum_k log |det df_k / dz_{k-1}|   (Rezende & Mohamed 2015, Eq. 6)
-Each flow maps z (*batch, J) to (f(z), log |det J_f(z)|) with the log-determinant (*batch,). It is
-also handed the encoder's Gaussian q_0(z|x), which the ladder's top-down step reads and these ignore.
-The flows' parameters are global (learned with the model, the same for every x).
+Each flow maps z (*batch, J) to (f(z), log |det J_f(z)|) with the log-determinant (*batch,);
+models/posteriors.py: FlowPosterior chains them. The flows' parameters are global (learned with the
+model, the same for every x).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class PlanarFlow(nn.Module):
         wu = self.w @ self.u
         return self.u + (F.softplus(wu) - 1 - wu) * self.w / (self.w @ self.w).clamp_min(1e-12)
 
-    def forward(self, z: torch.Tensor, posterior: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = self.u_hat()
         activation = torch.tanh(z @ self.w + self.b)  # (*batch,)
         psi = (1 - activation**2).unsqueeze(-1) * self.w  # (*batch, J)
@@ -84,7 +84,7 @@ class IAFStep(nn.Module):
             nn.init.zeros_(layer.bias)
         self.reverse = reverse
 
-    def forward(self, z: torch.Tensor, posterior: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.reverse:
             z = z.flip(-1)
         h = F.elu(self.hidden(z))

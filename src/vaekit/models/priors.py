@@ -1,22 +1,27 @@
 """Priors p(z): the standard normal, a learned mixture of Gaussians, and the VampPrior.
 
-Each prior is a module with `log_prob(z, encode)` summed over latent dimensions and
-`sample(n, generator, encode)`; `encode` is the model's encoder (x -> mu, logvar), which the
-VampPrior evaluates at its pseudo-inputs and the others ignore. The encoder is passed in rather
-than held, so that its weights are stored once, under the encoder.
+Each prior is a module shaped like a torch.distributions object:
+  log_prob(z)            log p(z) summed over latent dimensions, z (*batch, J) -> (*batch,)
+  sample(n, generator)   n draws (n, J), on the generator's device (the CPU without one)
+  log_prob_by_layer(z)   per stochastic layer: (*batch, J_i) per coordinate where the layer's density
+                         factorises (given the layer above), else the layer's total (*batch,)
+  typical_point()        a point of high density (J,), where the playground's sliders start
+  fill_below(z, i)       z with the layers below layer i set to their conditional means given the layer
+                         above (a hierarchy's; the identity for one layer), for traversals and sliders
+  learned_inputs()       the VampPrior's pseudo-inputs (K, C, H, W), None for the others
+and declares what the rest of the code needs to know: `closed_form_kl` (whether the KL of a Gaussian
+posterior to it has Kingma & Welling's Appendix-B form), `label` (for pictures) and `layer_sizes`.
+The VampPrior holds the encoder as an ordinary submodule, the same module as the VAE's; the
+checkpoint stores a shared tensor once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from vaekit.likelihoods import LOG_2PI, standard_normal_log_prob
-
-Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def mixture_log_prob(
@@ -54,61 +59,107 @@ class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I) (Kingma & Welling 2013, Section 3). No parameters; its KL against a diagonal
     Gaussian posterior has the closed form of Appendix B."""
 
+    closed_form_kl = True
+    label = "N(0, I)"
+
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+        self.layer_sizes = (latent_dim,)
 
-    def log_prob(self, z: torch.Tensor, encode: Encode | None = None) -> torch.Tensor:
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return standard_normal_log_prob(z)
 
-    def sample(self, n: int, generator: torch.Generator | None, encode: Encode | None = None) -> torch.Tensor:
+    def log_prob_by_layer(self, z: torch.Tensor) -> list[torch.Tensor]:
+        return [-0.5 * (LOG_2PI + z**2)]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = generator.device if generator is not None else torch.device("cpu")
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
+    def typical_point(self) -> torch.Tensor:
+        return torch.zeros(self.latent_dim)
 
-class MixturePrior(nn.Module):
+    def fill_below(self, z: torch.Tensor, layer: int) -> torch.Tensor:
+        return z
+
+    def learned_inputs(self) -> torch.Tensor | None:
+        return None
+
+
+class _Mixture(nn.Module):
+    """What a mixture of diagonal Gaussians offers, given `components()` -> (mu, logvar, log_weights)."""
+
+    closed_form_kl = False
+
+    def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return mixture_log_prob(z, *self.components())
+
+    def log_prob_by_layer(self, z: torch.Tensor) -> list[torch.Tensor]:
+        return [self.log_prob(z)]  # a mixture does not factorise over coordinates
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return mixture_sample(n, *self.components(), generator)
+
+    @torch.no_grad()
+    def typical_point(self) -> torch.Tensor:
+        """The mean of the heaviest component (the first, where all weigh the same)."""
+        mu, _, log_weights = self.components()
+        return mu[int(torch.argmax(log_weights))].detach().cpu()
+
+    def fill_below(self, z: torch.Tensor, layer: int) -> torch.Tensor:
+        return z
+
+    def learned_inputs(self) -> torch.Tensor | None:
+        return None
+
+
+class MixturePrior(_Mixture):
     """A learned mixture of K diagonal Gaussians, p(z) = sum_k w_k N(z; mu_k, diag sigma_k^2),
     w = softmax(logits) (the "mixture of Gaussians" prior of Tomczak & Welling 2018, Section 2).
     Means start as draws from N(0, I), variances at 1, weights uniform."""
+
+    label = "mixture of Gaussians"
 
     def __init__(self, latent_dim: int, components: int) -> None:
         super().__init__()
         self.mu = nn.Parameter(torch.randn(components, latent_dim))
         self.logvar = nn.Parameter(torch.zeros(components, latent_dim))
         self.logits = nn.Parameter(torch.zeros(components))
+        self.layer_sizes = (latent_dim,)
 
-    def log_prob(self, z: torch.Tensor, encode: Encode | None = None) -> torch.Tensor:
-        return mixture_log_prob(z, self.mu, self.logvar, torch.log_softmax(self.logits, 0))
-
-    def sample(self, n: int, generator: torch.Generator | None, encode: Encode | None = None) -> torch.Tensor:
-        return mixture_sample(n, self.mu, self.logvar, torch.log_softmax(self.logits, 0), generator)
+    def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.mu, self.logvar, torch.log_softmax(self.logits, 0)
 
 
-class VampPrior(nn.Module):
+class VampPrior(_Mixture):
     """The variational mixture of posteriors (Tomczak & Welling 2018, Eq. 9):
 
     p(z) = 1/K sum_k q(z | u_k),  u_k learned pseudo-inputs.
     The pseudo-inputs are images kept in [0, 1] as u = sigmoid(raw); they start near the mean
-    pixel intensity with a little noise. Shapes: raw (K, C, H, W).
+    pixel intensity with a little noise. `encoder` (x -> mu, logvar of the layer this prior is on)
+    is the VAE's own encoder, or a view of its top block on a ladder. Shapes: raw (K, C, H, W).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], components: int) -> None:
+    label = "VampPrior"
+
+    def __init__(self, image_shape: tuple[int, int, int], components: int, encoder: nn.Module, latent_dim: int) -> None:
         super().__init__()
         self.raw = nn.Parameter(
             torch.logit(torch.full((components, *image_shape), 0.1)) + 0.1 * torch.randn(components, *image_shape)
         )
+        self.encoder = encoder
+        self.layer_sizes = (latent_dim,)
 
     def pseudo_inputs(self) -> torch.Tensor:
         return torch.sigmoid(self.raw)
 
-    def components(self, encode: Encode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = encode(self.pseudo_inputs())  # (K, J) each
+    def learned_inputs(self) -> torch.Tensor | None:
+        return self.pseudo_inputs()
+
+    def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(self.pseudo_inputs())  # (K, J) each
         return mu, logvar, torch.full((len(mu),), -math.log(len(mu)), device=mu.device)
-
-    def log_prob(self, z: torch.Tensor, encode: Encode | None = None) -> torch.Tensor:
-        assert encode is not None, "the VampPrior needs the encoder"
-        return mixture_log_prob(z, *self.components(encode))
-
-    def sample(self, n: int, generator: torch.Generator | None, encode: Encode | None = None) -> torch.Tensor:
-        assert encode is not None, "the VampPrior needs the encoder"
-        return mixture_sample(n, *self.components(encode), generator)

@@ -24,8 +24,6 @@ from starlette.staticfiles import StaticFiles
 
 from vaekit.data import load_dataset
 from vaekit.evaluation import latent_diagnostics
-from vaekit.models.hierarchy import HierarchicalPrior
-from vaekit.models.priors import StandardNormalPrior
 from vaekit.objectives import elbo
 from vaekit.plots import prior_quantile_grid, project_2d, slerp
 from vaekit.rundir import load_run
@@ -66,8 +64,8 @@ class Playground:
         self.observations = data.evaluation_observations("test")
         self.lock = threading.Lock()  # one decode at a time: torch already uses every core
         diagnostics = latent_diagnostics(self.model, self.observations)
-        prior = self.model.prior
-        self.sliders = slice(-prior.dims[-1], None) if isinstance(prior, HierarchicalPrior) else slice(None)
+        sizes = self.model.latent_sizes
+        self.sliders = slice(sum(sizes[:-1]), None)  # the top layer: all of z for one layer
         self.activity = diagnostics.activity[self.sliders]
         self.active = diagnostics.active[self.sliders]
         self.order = torch.argsort(self.activity, descending=True).tolist()
@@ -86,8 +84,23 @@ class Playground:
 
     def full_latent(self, v: torch.Tensor) -> torch.Tensor:
         """The model's z for slider values v (n, latent_dim): v itself, or v with the means of the layers below."""
-        prior = self.model.prior
-        return prior.below(v, mean=True) if isinstance(prior, HierarchicalPrior) else v
+        sizes = self.model.latent_sizes
+        z = torch.cat([v.new_zeros(len(v), sum(sizes[:-1])), v], -1)
+        return self.model.prior.fill_below(z, len(sizes) - 1)
+
+    def description(self) -> str:
+        """The model in a line: family, layers, prior, and what the sliders move."""
+        m, sizes = self.config.model, self.model.latent_sizes
+        family = {"none": f"{m.architecture} VAE", "two-layer": "two-layer VAE", "ladder": "ladder VAE"}[m.hierarchy]
+        flow = "" if m.posterior_flow == "none" else f", {m.posterior_flow} flow ({m.flow_steps} steps)"
+        active = int(self.active.sum())
+        if len(sizes) == 1:
+            layers = f"{sizes[0]} latent dimensions ({active} active)"
+        else:
+            layers = (f"{len(sizes)} stochastic layers ({'+'.join(map(str, sizes))}); the sliders move the top "
+                      f"layer z{len(sizes)}, {sizes[-1]} dimensions ({active} active)")  # fmt: skip
+        prior = self.model.prior.top.label if len(sizes) > 1 else self.model.prior.label
+        return f"{family}{flow}, {m.likelihood} decoder, prior {prior}, {layers}"
 
     def decode(self, v: torch.Tensor) -> list[str]:
         """Decoded means for slider values v (n, latent_dim), as PNG data URLs."""
@@ -100,6 +113,8 @@ class Playground:
     def info(self) -> dict[str, Any]:
         m = self.config.model
         return {
+            "description": self.description(),
+            "start": [round(float(v), 5) for v in self.model.prior.typical_point()],
             "latent_dim": self.latent_dim,
             "image_shape": list(m.image_shape),
             "architecture": m.architecture,
@@ -126,7 +141,7 @@ class Playground:
     def test_image(self, index: int) -> dict[str, Any]:
         x = self.observations[index : index + 1]
         with self.lock, torch.no_grad():
-            mu = self.model.posterior_mean(x)
+            mu = self.model.posterior(x).mean
             terms = elbo(self.model, x, num_samples=100, generator=torch.Generator().manual_seed(index))
             recon = self.model.decode(mu).mean[0]
             mu = mu[:, self.sliders]
@@ -144,7 +159,7 @@ class Playground:
 
     def interpolate(self, a: int, b: int, steps: int, mode: str) -> list[str]:
         with self.lock, torch.no_grad():
-            mu = self.model.posterior_mean(self.observations[[a, b]])[:, self.sliders]
+            mu = self.model.posterior(self.observations[[a, b]]).mean[:, self.sliders]
         t = torch.linspace(0, 1, steps)
         path = slerp(mu[0], mu[1], t) if mode == "slerp" else (1 - t)[:, None] * mu[0] + t[:, None] * mu[1]
         return self.decode(path)
@@ -154,7 +169,7 @@ class Playground:
         the prior's mean (for N(0, I): z = temperature * eps)."""
         with self.lock, torch.no_grad():
             z = self.model.sample_prior(n, torch.Generator().manual_seed(seed))
-            if isinstance(self.model.prior, StandardNormalPrior):
+            if self.model.prior.closed_form_kl:  # N(0, I)
                 centre = torch.zeros(z.shape[1])
             else:  # the learned prior's mean, estimated once per request from a fixed draw
                 centre = self.model.sample_prior(4096, torch.Generator().manual_seed(0)).mean(0)

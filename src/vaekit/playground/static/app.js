@@ -125,7 +125,7 @@ async function guarded(action) {
   }
 }
 
-function showTest(index) {
+function showTest(index, moveSliders = true) {
   return guarded(async () => {
     const data = await api(`/api/test/${index}`);
     $("test-index").value = index;
@@ -136,7 +136,7 @@ function showTest(index) {
       `<tr><td>ELBO</td><td>${data.elbo.toFixed(2)} nats</td></tr>` +
       `<tr><td>reconstruction</td><td>${data.reconstruction_term.toFixed(2)}</td></tr>` +
       `<tr><td>KL</td><td>${data.kl.toFixed(2)}</td></tr>`;
-    setZ(data.z);
+    if (moveSliders) setZ(data.z);
   });
 }
 
@@ -162,12 +162,11 @@ function sample() {
 async function start() {
   try {
     info = await api("/api/info");
-    const active = info.dimensions.filter((d) => d.active).length;
-    $("model-info").textContent = `${info.architecture} VAE, ${info.likelihood} decoder, ` +
-      `${info.latent_dim} latent dimensions (${active} active), ${info.test_images} test images`;
-    z = new Array(info.latent_dim).fill(0);
+    $("model-info").textContent = `${info.description}, ${info.test_images} test images`;
+    z = info.start.slice();  // a typical point of the prior (z = 0 for N(0, I))
     buildSliders();
     requestDecode();
+    showTest(0, false);  // the test-image panel shows image 0 from the start; the sliders stay put
     scatterData = await api("/api/scatter");
     $("scatter-note").textContent =
       `Posterior means of ${scatterData.points.length} test images (${scatterData.axes.join(" vs ")}), ` +
@@ -200,7 +199,7 @@ $("scatter").addEventListener("click", (event) => {
   pickTarget = pickTarget === "a" ? "b" : "a";
   showTest(best);
 });
-$("zero").addEventListener("click", () => setZ(new Array(info.latent_dim).fill(0)));
+$("zero").addEventListener("click", () => setZ(info.start.slice()));
 $("show-test").addEventListener("click", () => showTest(Number($("test-index").value)));
 $("interpolate").addEventListener("click", interpolate);
 $("sample").addEventListener("click", sample);

@@ -1,0 +1,326 @@
+"""The approximate posterior q(z|x) as one object, and the inference modules that build it.
+
+A `Posterior` is what every objective, the evaluator and the pictures ask of q(z|x):
+  rsample(L, generator, eps) -> (z, log_q)   z (batch, L, J) by reparameterization, log q(z|x) (batch, L)
+  log_prob(z)                                log q(z|x), broadcasting like torch.distributions: a
+                                             (B, 1, J) posterior scores (1, B, J) samples as (B, B)
+  log_prob_by_layer(z)                       the same split by stochastic layer, per coordinate
+  at_samples()                               the posterior with a sample dimension before J, which
+                                             scores its own samples (batch, L, J) as (batch, L)
+  mean                                       where pictures and the playground place an image
+  closed_form_kl(prior)                      KL(q || p) per dimension by Kingma & Welling's Appendix B,
+                                             or None where it has no closed form
+  detach()                                   the same posterior at stopped parameters (STL / DReG)
+The families:
+  GaussianPosterior    N(mu, diag sigma^2), the paper's q(z|x) (Kingma & Welling 2013, Appendix C.2)
+  FlowPosterior        a Gaussian carried through a normalizing flow (Rezende & Mohamed 2015)
+  TwoLayerPosterior    q(z1|x) q(z2|z1), bottom-up (Burda et al. 2016, Section 5)
+  LadderPosterior      bottom-up estimates merged top-down with p(z_i|z_{i+1}) (Sonderby et al. 2016)
+The latent vector of a hierarchy is z = [z_1, ..., z_L], bottom layer first; `layer_sizes` gives the
+J_i. The inference module of a VAE (`GaussianInference`, `FlowInference`, `TwoLayerInference`,
+`LadderInference`) maps the encoder's output to the posterior; what it shares with the prior (the
+ladder's generative conditionals) is an ordinary submodule, which the checkpoint stores once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaekit.likelihoods import LOG_2PI, DiagonalGaussian
+from vaekit.models.encoders import GaussianMLP
+
+
+def gaussian_log_prob_per_dim(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z_j; mu_j, exp(logvar_j)) for each coordinate, broadcasting z against mu: (*batch, J)."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar))
+
+
+def _noise(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """eps ~ N(0, I) of `shape`, drawn on the generator's device, in like's dtype and on its device."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
+
+
+class Posterior:
+    """What every family of q(z|x) offers (the module docstring lists it). Subclasses set
+    `layer_sizes` and implement `rsample`, `mean`, and `log_prob_by_layer` where a density exists."""
+
+    layer_sizes: tuple[int, ...]
+    label = "q(z|x)"
+
+    @property
+    def latent_dim(self) -> int:
+        return sum(self.layer_sizes)
+
+    def rsample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @property
+    def mean(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def at_samples(self) -> Posterior:
+        raise NotImplementedError
+
+    def log_prob_by_layer(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """log q per stochastic layer, bottom first: (*batch, J_i) per coordinate (each layer's density
+        factorises given the layer above, in every family here but a flow, which has no log_prob)."""
+        raise ValueError(f"a {self.label} posterior has no density at a given z; only rsample's log q is defined")
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) summed over latents: z (*batch, J), broadcasting against the parameters -> (*batch,)."""
+        return sum(layer.sum(-1) for layer in self.log_prob_by_layer(z))  # type: ignore[return-value]
+
+    def closed_form_kl(self, prior: nn.Module) -> torch.Tensor | None:
+        """KL(q(z|x) || p(z)) per latent dimension (batch, J) where it has a closed form, else None."""
+        return None
+
+    def detach(self) -> Posterior:
+        raise ValueError(f"a {self.label} posterior has no stopped-parameter form (STL and DReG need a Gaussian)")
+
+
+class GaussianPosterior(Posterior):
+    """q(z|x) = N(mu, diag exp(logvar))   (Kingma & Welling 2013, Appendix C.2).
+    Shapes: mu and logvar (*batch, J); rsample adds a sample dimension before J."""
+
+    label = "Gaussian"
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        self.gaussian = DiagonalGaussian(mu, logvar)
+        self.layer_sizes = (mu.shape[-1],)
+
+    @property
+    def mu(self) -> torch.Tensor:
+        return self.gaussian.mu
+
+    @property
+    def logvar(self) -> torch.Tensor:
+        return self.gaussian.logvar
+
+    def rsample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z = mu + sigma * eps (Section 2.4) and log q(z|x): (*batch, L, J) and (*batch, L)."""
+        z = self.gaussian.rsample(num_samples, generator, eps)
+        return z, self.at_samples().log_prob(z)
+
+    def at_samples(self) -> GaussianPosterior:
+        """This posterior with a sample dimension before J, to score its own samples (*batch, L, J)."""
+        return GaussianPosterior(self.mu.unsqueeze(-2), self.logvar.unsqueeze(-2))
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.mu
+
+    def log_prob_by_layer(self, z: torch.Tensor) -> list[torch.Tensor]:
+        return [gaussian_log_prob_per_dim(z, self.mu, self.logvar)]
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return self.gaussian.log_prob(z)
+
+    def closed_form_kl(self, prior: nn.Module) -> torch.Tensor | None:
+        """KL_j = 1/2 (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2) against N(0, I) (Appendix B), (*batch, J)."""
+        return self.gaussian.kl_per_dimension() if getattr(prior, "closed_form_kl", False) else None
+
+    def detach(self) -> GaussianPosterior:
+        return GaussianPosterior(self.mu.detach(), self.logvar.detach())
+
+
+class FlowPosterior(Posterior):
+    """z_K = f_K(... f_1(z_0)), z_0 ~ q_0 = N(mu, diag sigma^2):
+
+    log q(z_K|x) = log q_0(z_0|x) - sum_k log |det df_k/dz_{k-1}|   (Rezende & Mohamed 2015, Eq. 6)
+    Only rsample's log q is defined: the flows here are not inverted, so a given z has no density.
+    """
+
+    label = "flow"
+
+    def __init__(self, base: GaussianPosterior, flows: nn.ModuleList) -> None:
+        self.base = base
+        self.flows = flows
+        self.layer_sizes = base.layer_sizes
+
+    def transform(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_K(... f_1(z_0)) and sum_k log |det J_f_k|, (*batch, J) and (*batch,)."""
+        z, log_det = z0, z0.new_zeros(z0.shape[:-1])
+        for flow in self.flows:
+            z, step_log_det = flow(z)
+            log_det = log_det + step_log_det
+        return z, log_det
+
+    def rsample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        z0, log_q0 = self.base.rsample(num_samples, generator, eps)
+        z, log_det = self.transform(z0)
+        return z, log_q0 - log_det
+
+    def at_samples(self) -> FlowPosterior:
+        return FlowPosterior(self.base.at_samples(), self.flows)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The encoder's mean carried through the flow, f_K(... f_1(mu)): a stand-in for E_q[z]."""
+        return self.transform(self.base.mu)[0]
+
+
+class TwoLayerPosterior(Posterior):
+    """q(z1, z2 | x) = q(z1|x) q(z2|z1), each a diagonal Gaussian   (Burda et al. 2016, Section 5).
+
+    z1 = mu1(x) + sigma1(x) eps1, z2 = mu2(z1) + sigma2(z1) eps2; `conditional` maps z1 to
+    (mu2, logvar2). Shapes: z = [z1, z2] (*batch, J1 + J2).
+    """
+
+    label = "two-layer"
+
+    def __init__(self, bottom: GaussianPosterior, conditional: nn.Module, top_dim: int) -> None:
+        self.bottom = bottom
+        self.conditional = conditional
+        self.layer_sizes = (bottom.latent_dim, top_dim)
+
+    def rsample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mu1 = self.bottom.mu
+        if eps is None:
+            eps = _noise((*mu1.shape[:-1], num_samples, self.latent_dim), mu1, generator)
+        eps1, eps2 = eps.split(self.layer_sizes, -1)
+        z1, log_q1 = self.bottom.rsample(num_samples, eps=eps1)
+        mu2, logvar2 = self.conditional(z1)
+        z2 = mu2 + torch.exp(0.5 * logvar2) * eps2.to(mu2)
+        return torch.cat([z1, z2], -1), log_q1 + gaussian_log_prob_per_dim(z2, mu2, logvar2).sum(-1)
+
+    def at_samples(self) -> TwoLayerPosterior:
+        return TwoLayerPosterior(self.bottom.at_samples(), self.conditional, self.layer_sizes[1])
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """[mu1(x), mu2(mu1(x))]: each layer's mean given the mean below it."""
+        return torch.cat([self.bottom.mu, self.conditional(self.bottom.mu)[0]], -1)
+
+    def log_prob_by_layer(self, z: torch.Tensor) -> list[torch.Tensor]:
+        z1, z2 = z.split(self.layer_sizes, -1)
+        return [self.bottom.log_prob_by_layer(z1)[0], gaussian_log_prob_per_dim(z2, *self.conditional(z1))]
+
+
+def precision_weighted(
+    mu_hat: torch.Tensor, logvar_hat: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ladder's merge of a bottom-up estimate with the generative p(z_i|z_{i+1}), Bayes' rule for
+    two Gaussians (Sonderby et al. 2016, Eq. 18-19):
+        sigma_q^-2 = sigma^^-2 + sigma_p^-2,   mu_q = (mu^ sigma^^-2 + mu_p sigma_p^-2) sigma_q^2
+    Returns (mu_q, logvar_q), broadcasting the inputs."""
+    precision_hat, precision_p = torch.exp(-logvar_hat), torch.exp(-logvar_p)
+    var_q = 1 / (precision_hat + precision_p)
+    return (mu_hat * precision_hat + mu_p * precision_p) * var_q, torch.log(var_q)
+
+
+class LadderPosterior(Posterior):
+    """The ladder's top-down inference (Sonderby et al. 2016, Eq. 17-19):
+
+    q(z_L|x) = N(mu^_L, sigma^_L^2);  q(z_i | z_{i+1}, x) = N(mu_q, sigma_q^2), the precision-weighted
+    merge of the bottom-up estimate (mu^_i, sigma^_i) with the generative p(z_i|z_{i+1}) (`conditionals[i]`
+    maps z_{i+1} to it, counting from 0 at the bottom), so log q = sum_i log q(z_i | z_{i+1}, x).
+    Shapes: mu_hat, logvar_hat (*batch, sum J_i), bottom layer first.
+    """
+
+    label = "ladder"
+
+    def __init__(
+        self, mu_hat: torch.Tensor, logvar_hat: torch.Tensor, conditionals: nn.ModuleList, sizes: tuple[int, ...]
+    ) -> None:
+        self.mu_hat, self.logvar_hat = mu_hat, logvar_hat
+        self.estimates = list(zip(mu_hat.split(sizes, -1), logvar_hat.split(sizes, -1)))
+        self.conditionals = conditionals
+        self.layer_sizes = tuple(sizes)
+
+    def at_samples(self) -> LadderPosterior:
+        unsqueezed = (self.mu_hat.unsqueeze(-2), self.logvar_hat.unsqueeze(-2))
+        return LadderPosterior(*unsqueezed, self.conditionals, self.layer_sizes)
+
+    def _layer(self, i: int, above: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z_i | z_{i+1}, x); the top layer's is the bottom-up estimate itself."""
+        mu_hat, logvar_hat = self.estimates[i]
+        return (mu_hat, logvar_hat) if above is None else precision_weighted(mu_hat, logvar_hat, *self.conditionals[i](above))
+
+    def rsample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mu_top = self.estimates[-1][0]
+        if eps is None:
+            eps = _noise((*mu_top.shape[:-1], num_samples, self.latent_dim), mu_top, generator)
+        noise, q = eps.to(mu_top).split(self.layer_sizes, -1), self.at_samples()
+        layers: list[torch.Tensor] = []
+        log_q = mu_top.new_zeros(())
+        for i in reversed(range(len(self.layer_sizes))):
+            mu, logvar = q._layer(i, layers[0] if layers else None)
+            z_i = mu + torch.exp(0.5 * logvar) * noise[i]
+            log_q = log_q + gaussian_log_prob_per_dim(z_i, mu, logvar).sum(-1)
+            layers.insert(0, z_i)
+        return torch.cat(layers, -1), log_q
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Top-down means: mu^_L, then each layer's merged mean given the mean above it."""
+        layers: list[torch.Tensor] = []
+        for i in reversed(range(len(self.layer_sizes))):
+            layers.insert(0, self._layer(i, layers[0] if layers else None)[0])
+        return torch.cat(layers, -1)
+
+    def log_prob_by_layer(self, z: torch.Tensor) -> list[torch.Tensor]:
+        layers = z.split(self.layer_sizes, -1)
+        out = []
+        for i, z_i in enumerate(layers):
+            above = layers[i + 1] if i + 1 < len(layers) else None
+            out.append(gaussian_log_prob_per_dim(z_i, *self._layer(i, above)))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference modules: the encoder's output -> the Posterior. Each is a submodule of the VAE.
+
+
+class GaussianInference(nn.Module):
+    """The encoder's (mu, logvar) is the posterior itself."""
+
+    def forward(self, encoded: tuple[torch.Tensor, torch.Tensor]) -> Posterior:
+        return GaussianPosterior(*encoded)
+
+
+class FlowInference(nn.Module):
+    """The encoder's Gaussian carried through `flows` (models/flows.py), each z -> (f(z), log |det J|)."""
+
+    def __init__(self, flows: nn.ModuleList) -> None:
+        super().__init__()
+        self.flows = flows
+
+    def forward(self, encoded: tuple[torch.Tensor, torch.Tensor]) -> Posterior:
+        return FlowPosterior(GaussianPosterior(*encoded), self.flows)
+
+
+class TwoLayerInference(nn.Module):
+    """q(z2|z1) on top of the encoder's q(z1|x): `conditional` maps z1 to (mu2, logvar2)."""
+
+    def __init__(self, conditional: GaussianMLP, top_dim: int) -> None:
+        super().__init__()
+        self.conditional = conditional
+        self.top_dim = top_dim
+
+    def forward(self, encoded: tuple[torch.Tensor, torch.Tensor]) -> Posterior:
+        return TwoLayerPosterior(GaussianPosterior(*encoded), self.conditional, self.top_dim)
+
+
+class LadderInference(nn.Module):
+    """The ladder's top-down pass over the encoder's bottom-up estimates; `conditionals` are the
+    prior's p(z_i|z_{i+1}), the same modules (inference shares the generative path)."""
+
+    def __init__(self, conditionals: nn.ModuleList, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.conditionals = conditionals
+        self.sizes = tuple(sizes)
+
+    def forward(self, encoded: tuple[torch.Tensor, torch.Tensor]) -> Posterior:
+        return LadderPosterior(*encoded, self.conditionals, self.sizes)
