@@ -65,6 +65,9 @@ def test_a_two_layer_model_gets_sliders_for_its_top_layer_and_samples_from_its_o
     client = TestClient(create_app(Playground(tmp_path / "run")))
     info = client.get("/api/info").json()
     assert info["latent_dim"] == 3 and len(info["dimensions"]) == 3  # z2, not z1 + z2
+    assert "two-layer VAE" in info["description"] and "prior mixture of Gaussians" in info["description"]
+    assert "2 stochastic layers (6+3); the sliders move the top layer z2, 3 dimensions" in info["description"]
+    assert len(info["start"]) == 3 and any(v != 0 for v in info["start"])
     assert len(client.get("/api/test/0").json()["z"]) == 3
     a = client.post("/api/decode", json={"z": [0.0, 0.0, 0.0]}).json()["image"]
     b = client.post("/api/decode", json={"z": [2.0, -2.0, 1.0]}).json()["image"]
@@ -153,6 +156,9 @@ def test_the_page_in_a_real_browser(trained_run_2d, tmp_path):
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function("document.getElementById('decoded').dataset.version >= '1'")
+            # the test-image panel shows image 0 on first load, not two broken-image icons
+            page.wait_for_function("document.getElementById('test-original').src.startsWith('data:image/png')")
+            assert "mlp VAE" in page.inner_text("#model-info") and "prior N(0, I)" in page.inner_text("#model-info")
             before = page.get_attribute("#decoded", "src")
             slider = page.locator("input[type=range]").first
             slider.fill("2.5")  # sets the value and fires input

@@ -43,7 +43,9 @@ def test_a_batch_of_posteriors_scores_another_batchs_samples_pairwise_as_torch_d
     reference = torch.distributions.Normal(posterior.mu[:, None], posterior.gaussian.std[:, None])
     assert pairwise.shape == (5, 5)
     torch.testing.assert_close(pairwise, reference.log_prob(z[:, 0].unsqueeze(0)).sum(-1))
-    assert torch.equal(GaussianPosterior(posterior.mu[:, None], posterior.logvar[:, None]).log_prob(z[None, :, 0]), pairwise)
+    assert torch.equal(
+        GaussianPosterior(posterior.mu[:, None], posterior.logvar[:, None]).log_prob(z[None, :, 0]), pairwise
+    )
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -186,8 +188,13 @@ def _evaluated_run(root, name: str, precision: str, values: list[float]):
     rundir.write_config(run, RunConfig())
     rundir.write_evaluation(
         run,
-        {"split": "test", "num_importance_samples": 50, "precision": precision, "images": len(values),
-         "log_likelihood_per_image": values},  # fmt: skip
+        {
+            "split": "test",
+            "num_importance_samples": 50,
+            "precision": precision,
+            "images": len(values),
+            "log_likelihood_per_image": values,
+        },  # fmt: skip
     )
     return run
 

@@ -174,7 +174,9 @@ def test_images_per_second_leaves_out_the_first_steps_start_up():
 @pytest.mark.parametrize(
     "model",
     [
+        {"prior": "mixture", "prior_components": 3},
         {"prior": "vampprior", "prior_components": 3},
+        {"posterior_flow": "planar", "flow_steps": 2},
         {"posterior_flow": "iaf", "flow_steps": 2},
         {"hierarchy": "two-layer", "top_latent_dim": 2},
         {"hierarchy": "ladder", "ladder_latent_dims": (4, 2), "ladder_hidden_dims": (32, 16)},
@@ -189,3 +191,15 @@ def test_learned_priors_and_flows_resume_bit_for_bit(model, tmp_path, tiny_confi
     for (name, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(p, q), name
     assert full.metrics[-1]["valid_elbo"] > full.metrics[0]["valid_elbo"]
+
+
+def test_a_run_whose_units_collapsed_ends_with_a_warning_and_a_healthy_one_does_not(tmp_path, tiny_config, tiny_data):
+    """beta = 100 drives q(z|x) onto the prior within two epochs: every unit collapses."""
+    lines: list[str] = []
+    collapsed = tiny_config.with_overrides({"train.beta": 100.0})
+    train(collapsed, tmp_path / "collapsed", progress=False, dataset=tiny_data, log=lines.append)
+    warning = [line for line in lines if "latent units collapsed" in line]
+    assert len(warning) == 1 and "of 4 latent units collapsed" in warning[0] and "z1 " in warning[0]
+    lines.clear()
+    train(tiny_config, tmp_path / "healthy", progress=False, dataset=tiny_data, log=lines.append)
+    assert not any("collapsed" in line for line in lines)

@@ -533,7 +533,9 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
 def _layer_lines(result: dict[str, Any]) -> list[str]:
     """Active units and the KL of each stochastic layer (against its own prior), per dimension where it splits."""
     latent_dim = result["active_units"] + result["collapsed_units"]
-    lines = [f"  active units    {result['active_units']:6d}       of {latent_dim} ({result['collapsed_units']} collapsed)"]
+    lines = [
+        f"  active units    {result['active_units']:6d}       of {latent_dim} ({result['collapsed_units']} collapsed)"
+    ]
     layers = result.get("layers") or [{"name": "z", "latent_dim": latent_dim, "kl_per_dim": result.get("kl_per_dim")}]
     for layer in layers:
         if "kl" in layer:

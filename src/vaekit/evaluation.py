@@ -251,9 +251,7 @@ class LatentDiagnostics:
         return [int(part.sum()) for part in self.active.split([layer.size for layer in self.layers])]
 
 
-def _kl_contributions(
-    model: VAE, posterior: Posterior, generator: torch.Generator
-) -> tuple[list[torch.Tensor], bool]:
+def _kl_contributions(model: VAE, posterior: Posterior, generator: torch.Generator) -> tuple[list[torch.Tensor], bool]:
     """Per image and layer, the KL's estimate: (batch, J_i) per coordinate where it splits so, else
     (batch,); and whether it is the closed form, which it is where the posterior has one against the
     prior. Otherwise the mean over KL_SAMPLES draws of log q - log p, layer by layer."""

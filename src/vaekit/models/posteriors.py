@@ -244,7 +244,11 @@ class LadderPosterior(Posterior):
     def _layer(self, i: int, above: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z_i | z_{i+1}, x); the top layer's is the bottom-up estimate itself."""
         mu_hat, logvar_hat = self.estimates[i]
-        return (mu_hat, logvar_hat) if above is None else precision_weighted(mu_hat, logvar_hat, *self.conditionals[i](above))
+        return (
+            (mu_hat, logvar_hat)
+            if above is None
+            else precision_weighted(mu_hat, logvar_hat, *self.conditionals[i](above))
+        )
 
     def rsample(
         self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None

@@ -18,6 +18,7 @@ checkpoint stores a shared tensor once.
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
 
