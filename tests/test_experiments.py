@@ -5,6 +5,7 @@ import json
 import pytest
 
 from vaekit import rundir
+from vaekit.config import DataConfig
 from vaekit.experiments import EXPERIMENTS, ExperimentPlan
 from vaekit.experiments.runner import run_experiment
 
@@ -18,7 +19,7 @@ def _run(name, out, budget="short", epochs=None, only=(), minutes=None, device="
 def test_each_experiment_runs_with_the_smoke_budget(name, tmp_path, tiny_data):
     out = tmp_path / name
     result = _run(name, out, "smoke", dataset=tiny_data)
-    expected = len(EXPERIMENTS[name].runs(1, None))
+    expected = len(EXPERIMENTS[name].runs(1, DataConfig()))
     assert len(result["runs"]) == expected
     for row in result["runs"]:
         assert row["epochs"] == 1 and row["images_seen"] == len(tiny_data.train)
@@ -136,3 +137,17 @@ def test_tensorboard_events_for_every_run_also_from_workers(tmp_path, tiny_data)
         assert written_epochs(out / run / rundir.TENSORBOARD_DIR) == {1, 2}
     worker = ExperimentPlan("beta-sweep", "smoke", 2, ("beta1",), tensorboard=True)
     assert worker.command_line()[-1] == "--tensorboard"  # what a --jobs worker is started with
+
+
+def test_the_vampprior_experiments_warm_up_is_a_share_of_the_run_at_every_budget():
+    """Half the epochs (at most 100) of warm-up, counted in the steps of the data each budget trains on."""
+    from vaekit.experiments import tomczak2018
+
+    for budget, epochs in (("smoke", 1), ("short", 10), ("long", 200)):
+        plan = ExperimentPlan("tomczak2018-vampprior", budget)
+        for _, config in plan.runs():
+            images = config.data.train_limit or 50_000
+            steps = -(-images // config.train.batch_size) * config.train.epochs
+            assert config.train.epochs == epochs and config.train.warmup_steps <= steps
+            assert config.train.warmup_steps == tomczak2018.steps_per_epoch(config.data) * max(1, min(100, epochs // 2))
+    assert tomczak2018.steps_per_epoch(ExperimentPlan("tomczak2018-vampprior", "smoke").data_config) == 5

@@ -491,6 +491,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress and not args.json,
         precision=args.precision,
         compile=args.compile,
+        log=_log,
     )
     if args.json:
         print(json.dumps(result))

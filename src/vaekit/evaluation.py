@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +98,7 @@ def importance_sampled_log_likelihood(
     ctx: Context | None = None,
     precision: str = "float32",
     compile: str = "auto",
+    log: Callable[[str], None] = lambda line: None,
 ) -> LogLikelihood:
     """Estimate log p(x) by importance sampling with q(z|x) as the proposal.
 
@@ -106,10 +106,9 @@ def importance_sampled_log_likelihood(
     (Kingma & Welling 2013, Appendix D uses another estimator; this is the one of Burda et al.
     2016, Section 5, the standard for reported figures with K = 5000.)
     Image i draws its noise from its own generator, seeded by (seed, i), so the estimate of an
-    image does not depend on batching or on which rank of a distributed run computes it.
-    Memory is bounded by decoding at most `rows_per_call` (image, sample) pairs at a time. The
-    default is 1,000 on the CPU, which keeps the decoder's output in cache (measured fastest on
-    2 CPU cores, benchmarks/), and 100,000 on a GPU, where small calls leave it idle.
+    image does not depend on batching or on which rank of a distributed run computes it. Memory is
+    bounded by decoding at most `rows_per_call` (image, sample) pairs at a time: by default 1,000 on
+    the CPU (the decoder's output stays in cache; fastest on 2 cores, benchmarks/), 100,000 on a GPU.
     The K samples are taken in chunks, and each chunk's log-sum-exp is folded into a
     running float64 log-sum-exp per datapoint, because summing 5,000 weights spanning hundreds
     of nats in float32 loses the small ones. Shapes: x (N, C, H, W) -> per_datapoint (N,).
@@ -117,10 +116,10 @@ def importance_sampled_log_likelihood(
     precision "bf16" computes the weights under bf16 autocast (the log-sum-exp stays float64): on
     CPUs and GPUs with bf16 matrix units it is 2-4x faster, at an error of the mean of about 0.001
     nats per image and up to 0.1 nats on single images (benchmarks/run.py measures both).
-    compile: the weights through torch.compile ("on"; "auto": see `_weights_function`), or not ("off").
+    compile: through torch.compile ("on"; "auto": `_weights_function`) or not ("off"); `log` hears of a fallback.
     """
     device = next(model.parameters()).device
-    weights = _weights_function(compile, device, len(x) * num_importance_samples)
+    weights = _weights_function(compile, device, len(x) * num_importance_samples, log)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if rows_per_call is None:
         rows_per_call = 1000 if device.type == "cpu" else 100_000
@@ -157,17 +156,15 @@ def importance_sampled_log_likelihood(
 COMPILE_FROM_DECODES = 20_000_000
 
 
-def _weights_function(compile: str, device: torch.device, decodes: int) -> Callable[..., torch.Tensor]:
+def _weights_function(
+    compile: str, device: torch.device, decodes: int, log: Callable[[str], None] = lambda line: None
+) -> Callable[..., torch.Tensor]:
     """log_importance_weights, under torch.compile (one static-shape graph per model) when compile is
     "on", or "auto" on a CPU for at least COMPILE_FROM_DECODES decodes; eager otherwise."""
     if compile == "off" or (compile == "auto" and (device.type != "cpu" or decodes < COMPILE_FROM_DECODES)):
         return log_importance_weights
     torch._dynamo.reset()  # each evaluation compiles afresh: a series of models never hits dynamo's recompile limit
-    return CompiledOrEager(log_importance_weights, _warn, "evaluation", dynamic=False)
-
-
-def _warn(line: str) -> None:
-    print(f"vaekit: {line}", file=sys.stderr)
+    return CompiledOrEager(log_importance_weights, log, "evaluation", dynamic=False)
 
 
 def _log_sum_of_weights(
@@ -303,9 +300,11 @@ def latent_diagnostics(
     return LatentDiagnostics(layers, activity, mu.float(), threshold)
 
 
-def layer_summaries(latents: LatentDiagnostics) -> list[dict[str, Any]]:
-    """Each stochastic layer's figures as JSON-ready dicts, bottom first."""
-    return [
+def latent_figures(latents: LatentDiagnostics) -> dict[str, Any]:
+    """active_units, collapsed_units, kl_per_dim (null where a layer's KL does not split by coordinate)
+    and layers (each stochastic layer's figures, bottom first), JSON-ready."""
+    per_dim = latents.kl_per_dim
+    layers = [
         {
             "name": layer.name,
             "latent_dim": layer.size,
@@ -317,6 +316,12 @@ def layer_summaries(latents: LatentDiagnostics) -> list[dict[str, Any]]:
         }
         for layer, active in zip(latents.layers, latents.active_by_layer())
     ]
+    return {
+        "active_units": latents.active_units,
+        "collapsed_units": latents.collapsed_units,
+        "kl_per_dim": None if per_dim is None else [round(v, 6) for v in per_dim.tolist()],
+        "layers": layers,
+    }
 
 
 def bits_per_dim(nats_per_datapoint: float, dims: int) -> float:
@@ -336,6 +341,7 @@ def evaluate_split(
     ctx: Context | None = None,
     precision: str = "float32",
     compile: str = "auto",
+    log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
@@ -350,8 +356,8 @@ def evaluate_split(
     bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx)
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
     if num_importance_samples > 0:
-        options = {"seed": seed, "progress": progress, "ctx": ctx, "precision": precision, "compile": compile}
-        ll = importance_sampled_log_likelihood(model, x, num_importance_samples, **options)
+        options = dict(seed=seed, progress=progress, ctx=ctx, precision=precision, compile=compile, log=log)
+        ll = importance_sampled_log_likelihood(model, x, num_importance_samples, **options)  # type: ignore[arg-type]
         out.update(
             precision=precision,
             log_likelihood=ll.mean,
@@ -363,17 +369,10 @@ def evaluate_split(
     if iwae_num_importance_samples > 0:
         # One draw of log (1/k) sum_k w_k per image is an unbiased estimate of the IWAE bound L_k.
         iwae = importance_sampled_log_likelihood(
-            model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx, compile=compile
+            model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx, compile=compile, log=log
         )
         out.update(iwae_num_importance_samples=iwae_num_importance_samples, iwae_bound=iwae.mean)
-    latents = latent_diagnostics(model, x, batch_size, seed=seed)
-    per_dim = latents.kl_per_dim
-    out.update(
-        active_units=latents.active_units,
-        collapsed_units=latents.collapsed_units,
-        kl_per_dim=None if per_dim is None else [round(v, 6) for v in per_dim.tolist()],
-        layers=layer_summaries(latents),
-    )
+    out.update(latent_figures(latent_diagnostics(model, x, batch_size, seed=seed)))
     if continuous:
         dims = math.prod(x.shape[1:])
         out["elbo_bits_per_dim"] = bits_per_dim(bound.elbo, dims)
@@ -393,13 +392,14 @@ def evaluate_run(
     progress: bool = False,
     precision: str = "float32",
     compile: str = "auto",
+    log: Callable[[str], None] = lambda line: None,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate a run folder's model on a split (its first `limit` images, 0: all) with
     `evaluate_split`, and save the result in the run folder; returns it and the file's path.
     precision "bf16": log p(x) under bf16 autocast; compile: whether log p(x) runs through torch.compile
     (see importance_sampled_log_likelihood for both)."""
     model, config = rundir.load_run(run_dir)
-    x = load_dataset(config.data, config.model.image_shape).evaluation_observations(split)
+    x = load_dataset(config.data, config.model.image_shape, log).evaluation_observations(split)
     x = x[:limit] if limit else x
     result = {
         "split": split,
@@ -416,6 +416,7 @@ def evaluate_run(
             progress=progress,
             precision=precision,
             compile=compile,
+            log=log,
         ),
     }
     return result, rundir.write_evaluation(run_dir, result)

@@ -416,7 +416,7 @@ def write_run_pictures(
 ) -> list[Path]:
     """The pictures of a run folder, from its model, its test split and its metrics (into RUN_DIR/images)."""
     model, config = rundir.load_run(run_dir)
-    data = load_dataset(config.data, config.model.image_shape)
+    data = load_dataset(config.data, config.model.image_shape, log)
     inputs = PictureInputs(
         model, data.test.images, data.test.labels, rundir.read_metrics(run_dir), seed, data.class_names
     )

@@ -111,7 +111,7 @@ def train(
     run_dir, started = Path(run_dir), time.monotonic()
     ctx = distributed.init(config.train.device)
     # Data first, and checked against the config: a run that cannot start leaves no run folder.
-    data = dataset if dataset is not None else load_dataset(config.data, config.model.image_shape)
+    data = dataset if dataset is not None else load_dataset(config.data, config.model.image_shape, log)
     check_data(config, data, ctx.world_size)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

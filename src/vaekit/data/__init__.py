@@ -15,18 +15,20 @@ from vaekit.data.images import read_array_file, read_image_folder, split_arrays
 from vaekit.data.mnist import CLASS_NAMES, load_idx_dataset
 from vaekit.errors import DataError
 
-Loader = Callable[[DataConfig, tuple[int, int, int]], dict[str, np.ndarray]]
+Log = Callable[[str], None]  # where a loader says what it does (a fetch, skipped files): the CLI's stderr
+Loader = Callable[[DataConfig, tuple[int, int, int], Log], dict[str, np.ndarray]]
 
 
 def _idx(name: str) -> Loader:
-    def load(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-        return {**load_idx_dataset(name, config.source, config.path), "class_names": np.array(CLASS_NAMES[name])}
+    def load(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, np.ndarray]:
+        arrays = load_idx_dataset(name, config.source, config.path, log)
+        return {**arrays, "class_names": np.array(CLASS_NAMES[name])}
 
     return load
 
 
-def _image_folder(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    x, y, class_names = read_image_folder(Path(config.path or ""), image_shape, config.on_bad_file)
+def _image_folder(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, np.ndarray]:
+    x, y, class_names = read_image_folder(Path(config.path or ""), image_shape, config.on_bad_file, log)
     return {
         **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
         "scale": np.array(255.0),
@@ -34,7 +36,7 @@ def _image_folder(config: DataConfig, image_shape: tuple[int, int, int]) -> dict
     }
 
 
-def _array(config: DataConfig, image_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+def _array(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, np.ndarray]:
     x, y = read_array_file(Path(config.path or ""), image_shape)
     return {
         **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
@@ -102,12 +104,15 @@ class Dataset:
         return static_binarize(images, self.binarization_seed * 3 + _SPLIT_SEED_OFFSET[name])
 
 
-def load_dataset(config: DataConfig, image_shape: tuple[int, int, int] = (1, 28, 28)) -> Dataset:
+def load_dataset(
+    config: DataConfig, image_shape: tuple[int, int, int] = (1, 28, 28), log: Log = lambda line: None
+) -> Dataset:
     """Load a dataset as float tensors in [0, 1], apply the limits and static binarization.
 
-    image_shape (the model's) sets the size that folders of images are resized to.
+    image_shape (the model's) sets the size that folders of images are resized to; `log` hears of a
+    first fetch of MNIST and of skipped unreadable images.
     """
-    arrays = DATASET_LOADERS[config.dataset](config, tuple(image_shape))  # type: ignore[arg-type]
+    arrays = DATASET_LOADERS[config.dataset](config, tuple(image_shape), log)  # type: ignore[arg-type]
     scale = float(arrays["scale"])
     splits = {}
     for name in SPLIT_NAMES:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +38,17 @@ def split_arrays(
 
 
 def read_image_folder(
-    folder: Path, image_shape: tuple[int, int, int], on_bad_file: str = "stop"
+    folder: Path,
+    image_shape: tuple[int, int, int],
+    on_bad_file: str = "stop",
+    log: Callable[[str], None] = lambda s: None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """All PNG/JPEG files under `folder` as uint8 (N, C, H, W), resized and centre-cropped to (H, W),
     their labels (N,) and the class names the labels index.
 
     The classes are the first-level subfolders (sorted by name), and "(top folder)" after them
     for files directly in `folder`.
-    An unreadable file stops with its name (on_bad_file "stop") or is skipped and reported ("skip").
+    An unreadable file stops with its name (on_bad_file "stop") or is skipped and reported to `log` ("skip").
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -74,7 +77,7 @@ def read_image_folder(
         labels.append(classes.index(parts[0]) if len(parts) > 1 else top_label)
     if skipped:
         names = ", ".join(str(p) for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        print(f"vaekit: skipped {len(skipped)} unreadable image(s): {names}", file=sys.stderr)
+        log(f"skipped {len(skipped)} unreadable image(s): {names}")
     if not images:
         raise DataError(f"no readable image in {folder}.")
     names = classes + ["(top folder)"] * (top_label in labels)

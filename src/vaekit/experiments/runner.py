@@ -66,7 +66,7 @@ def run_experiment(
     todo = [run for run, config in plan.runs() if not complete(out_dir / run, config, K)]
     in_workers = jobs > 1 and len(todo) > 1
     failed = run_workers(plan, out_dir, todo, jobs, log) if in_workers else []
-    data = dataset if dataset is not None else load_dataset(plan.data_config)
+    data = dataset if dataset is not None else load_dataset(plan.data_config, log=log)
     rows = []
     for run, config in plan.runs():
         if run not in todo:

@@ -20,12 +20,20 @@ PUBLISHED = {"vae-standard": 88.56, "vae-vampprior": 85.57, "hvae-standard": 86.
 # run -> the run its log p(x) is compared with, image by image: each prior with the standard one, two layers with one
 BASELINES = {"vae-mog": "vae-standard", "vae-vampprior": "vae-standard", "hvae-standard": "vae-standard",
              "hvae-mog": "hvae-standard", "hvae-vampprior": "hvae-standard"}  # fmt: skip
-STEPS_PER_EPOCH = 500  # 50,000 training images in minibatches of 100
+MNIST_TRAIN_IMAGES = 50_000  # the training split (the other 10,000 of MNIST's 60,000 validate)
+BATCH_SIZE = 100
+
+
+def steps_per_epoch(data: DataConfig) -> int:
+    """Optimisation steps in one epoch of this data: 500 on the whole training split, 5 on the smoke
+    budget's 500 images, so that the warm-up is a share of the run whatever the budget."""
+    images = min(data.train_limit or MNIST_TRAIN_IMAGES, MNIST_TRAIN_IMAGES)
+    return -(-images // BATCH_SIZE)
 
 
 def runs(epochs: int, data: DataConfig) -> list[tuple[str, RunConfig]]:
-    warmup = STEPS_PER_EPOCH * min(100, max(1, epochs // 2))
-    train = TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", learning_rate=5e-4, warmup_steps=warmup)
+    warmup = steps_per_epoch(data) * min(100, max(1, epochs // 2))
+    train = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, optimizer="adam", learning_rate=5e-4, warmup_steps=warmup)
     one = [
         (f"vae-{name}", ModelConfig(hidden_dim=300, hidden_layers=2, latent_dim=40, prior=prior, prior_components=500))
         for name, prior in PRIORS.items()
