@@ -409,6 +409,9 @@ def test_evaluations_of_different_settings_are_kept_and_the_report_shows_the_mos
     n = len(full["log_likelihood_per_image"])  # every test image's estimate is saved, the page only counts them
     assert n == full["images"] and f"{n} values (in the JSON file)" in page
     assert ", ".join(f"{v:.3f}" for v in full["log_likelihood_per_image"][:3]) not in page
+    # the figures per stochastic layer get their own table: one layer here, its KL in closed form
+    (layer,) = full["layers"]
+    assert "<h3>Stochastic layers</h3>" in page and f"<td>{layer['kl']:.3f}</td>" in page and "closed form" in page
     before = (run / "images" / "samples.png").read_bytes()
     assert main(["sample", str(run), "-n", "16", "--seed", "3"]) == 0
     assert (run / "images" / "samples.png").read_bytes() == before  # the run's own picture is kept

@@ -15,7 +15,7 @@ CAPTIONS = {
     "reconstructions.png": "Test images (input rows) and their reconstructions at the posterior mean.",
     "samples.png": "Decoded means of draws from the model's prior p(z).",
     "interpolations.png": "Linear (lerp) and spherical (slerp) paths between posterior means of test images.",
-    "traversals.png": "Each latent dimension swept from -3 to 3, most informative (highest KL) first.",
+    "traversals.png": "The active latent dimensions of each layer swept from -3 to 3, most informative first.",
     "pseudo-inputs.png": "The VampPrior's learned pseudo-inputs: the prior is the mixture of the posteriors at them.",
     "layer-samples.png": "Two stochastic layers: each row fixes a draw of the top layer and redraws the lower one.",
     "manifold.png": "The learned manifold of the 2-D latent space on a grid of prior quantiles.",
@@ -74,6 +74,27 @@ def page(title: str, parts: list[str]) -> str:
     )
 
 
+def _layers(result: dict[str, Any]) -> list[str]:
+    """The evaluation's figures per stochastic layer: KL against the layer's own prior, active units,
+    and the KL of each dimension where it splits so."""
+    layers = result.get("layers")
+    if not layers:  # an evaluation saved before the per-layer figures
+        return []
+    rows = [
+        {
+            "layer": layer["name"],
+            "dimensions": layer["latent_dim"],
+            "KL (nats)": layer["kl"],
+            "s.e.": layer["kl_stderr"] if layer["kl_estimate"] != "closed form" else "exact",
+            "estimate": layer["kl_estimate"],
+            "active units": layer["active_units"],
+            "KL per dimension": layer["kl_per_dim"] if layer["kl_per_dim"] is not None else "(does not split)",
+        }
+        for layer in layers
+    ]
+    return ["<h3>Stochastic layers</h3>", table(rows)]
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report page of a run folder as one HTML string."""
     run_dir = Path(run_dir)
@@ -95,7 +116,8 @@ def build_report(run_dir: str | Path) -> str:
     for split in ("test", "valid"):  # the most complete evaluation of each split
         result = rundir.best_evaluation(run_dir, split)
         if result is not None:
-            parts += [f"<h2>Evaluation ({split} split)</h2>", _key_value_table(result)]
+            figures = {k: v for k, v in result.items() if k not in ("layers", "kl_per_dim")}
+            parts += [f"<h2>Evaluation ({split} split)</h2>", _key_value_table(figures), *_layers(result)]
     no_epoch = "<p class='note'>No epoch has completed yet.</p>"
     parts += ["<h2>Metrics per epoch</h2>", table(metrics) if metrics else no_epoch, "<h2>Pictures</h2>"]
     images = run_dir / rundir.IMAGES_DIR

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from vaekit import rundir
-from vaekit.callbacks import Callback
+from vaekit.callbacks import Callback, TrainingLoop
 from vaekit.errors import ConfigError
 from vaekit.evaluation import latent_diagnostics
 from vaekit.plots import make_grid
@@ -77,7 +77,7 @@ class TensorBoard(Callback):
         self.images_every, self.images = images_every, images
         self.writer: Any = None
 
-    def on_train_start(self, loop: Any) -> None:
+    def on_train_start(self, loop: TrainingLoop) -> None:
         log_dir = self.log_dir or Path(loop.run_dir) / rundir.TENSORBOARD_DIR
         done = written_epochs(log_dir)
         # purge_step: TensorBoard drops any event of a later epoch left by a run that was killed.
@@ -86,7 +86,7 @@ class TensorBoard(Callback):
             if row["epoch"] not in done:
                 self._scalars(row)
 
-    def on_epoch_end(self, loop: Any, metrics: dict[str, Any]) -> None:
+    def on_epoch_end(self, loop: TrainingLoop, metrics: dict[str, Any]) -> None:
         epoch = metrics["epoch"]
         self._scalars(metrics)
         self.writer.add_scalar(LEARNING_RATE_TAG, loop.optimizer.param_groups[0]["lr"], epoch)
@@ -96,7 +96,7 @@ class TensorBoard(Callback):
             self._grids(loop, epoch)
         self.writer.flush()
 
-    def on_train_end(self, loop: Any, test: dict[str, Any]) -> None:
+    def on_train_end(self, loop: TrainingLoop, test: dict[str, Any]) -> None:
         figures = {tag: test[key] for key, tag in TEST_TAGS.items() if key in test}
         hparams = {
             k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in rundir.flat(loop.config).items()
@@ -110,7 +110,7 @@ class TensorBoard(Callback):
             if key in row:
                 self.writer.add_scalar(tag, row[key], row["epoch"])
 
-    def _latents(self, loop: Any, epoch: int) -> None:
+    def _latents(self, loop: TrainingLoop, epoch: int) -> None:
         was_training = loop.model.training
         loop.model.eval()
         latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size)
@@ -123,7 +123,7 @@ class TensorBoard(Callback):
                 self.writer.add_scalar(KL_PER_DIM_TAG.format(j), kl, epoch)
 
     @torch.no_grad()
-    def _grids(self, loop: Any, epoch: int) -> None:
+    def _grids(self, loop: TrainingLoop, epoch: int) -> None:
         model, per_row = loop.model, 8
         was_training = model.training
         model.eval()
