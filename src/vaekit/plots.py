@@ -126,22 +126,31 @@ def interpolations(model: VAE, x0: torch.Tensor, x1: torch.Tensor, path: str | P
 
 
 def traversal_rows(diagnostics: LatentDiagnostics, max_dims: int = 32) -> list[tuple[int, int, str]]:
-    """The coordinates a traversal shows, as (layer, index in z, label): the active ones of each layer
-    (all of a layer if none is active), most informative first by KL per dimension where the layer's
-    KL splits so, else by activity; at most max_dims in all, shared out between the layers."""
-    rows, start = [], 0
-    per_layer = max(1, max_dims // len(diagnostics.layers))
+    """The coordinates a traversal shows, as (layer, index in z, label): the active units of each layer,
+    most informative first (by KL per dimension where the layer's KL splits so, else by activity), layers
+    with none left out; at most max_dims in all, each layer first given an equal share and the rest
+    filled in layer order. Where no unit is active anywhere, the top-ranked few of every layer."""
+    ranked, start = [], 0
     for i, layer in enumerate(diagnostics.layers):
         span = slice(start, start + layer.size)
-        active, activity = diagnostics.active[span], diagnostics.activity[span]
-        score = layer.kl_per_dim if layer.kl_per_dim is not None else activity
-        order = [j for j in torch.argsort(score, descending=True).tolist() if active[j]] or list(range(layer.size))
-        for j in order[:per_layer]:
-            figure = f"{score[j].item():.2f}" if layer.kl_per_dim is not None else f"var {score[j].item():.2f}"
-            name = f"z{j}" if len(diagnostics.layers) == 1 else f"{layer.name}.{j}"
-            rows.append((i, start + j, f"{name} {figure}"))
+        score = layer.kl_per_dim if layer.kl_per_dim is not None else diagnostics.activity[span]
+        order = torch.argsort(score, descending=True).tolist()
+        ranked.append([(i, start + j, _row_label(diagnostics, i, j, score[j].item())) for j in order])
         start += layer.size
-    return rows
+    active = [[row for row in rows if diagnostics.active[row[1]]] for rows in ranked]
+    candidates = active if any(active) else ranked
+    used = [rows for rows in candidates if rows]
+    share = max(1, max_dims // len(used))
+    chosen = [rows[:share] for rows in used]
+    for rows, taken in zip(used, chosen):
+        room = max_dims - sum(map(len, chosen))
+        taken += rows[len(taken) : len(taken) + max(0, room)]
+    return [row for rows in chosen for row in rows][:max_dims]
+
+
+def _row_label(diagnostics: LatentDiagnostics, layer: int, j: int, score: float) -> str:
+    name = f"z{j}" if len(diagnostics.layers) == 1 else f"{diagnostics.layers[layer].name}.{j}"
+    return f"{name} {score:.2f}" if diagnostics.layers[layer].kl_per_dim is not None else f"{name} var {score:.2f}"
 
 
 @torch.no_grad()
