@@ -60,7 +60,11 @@ class DiagonalGaussian:
         z may carry extra sample dimensions before the last one that broadcast against mu:
         z (*batch, num_samples, J) with mu (*batch, 1, J). Returns z's shape without J.
         """
-        return -0.5 * (LOG_2PI + self.logvar + (z - self.mu) ** 2 * torch.exp(-self.logvar)).sum(-1)
+        return self.log_prob_per_dim(z).sum(-1)
+
+    def log_prob_per_dim(self, z: torch.Tensor) -> torch.Tensor:
+        """The log density of each coordinate, log N(z_j; mu_j, sigma_j^2), broadcasting: (*batch, J)."""
+        return -0.5 * (LOG_2PI + self.logvar + (z - self.mu) ** 2 * torch.exp(-self.logvar))
 
     def kl_per_dimension(self) -> torch.Tensor:
         """Closed-form KL(q || N(0, I)) for each latent dimension, (*batch, J).

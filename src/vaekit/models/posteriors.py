@@ -27,13 +27,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaekit.likelihoods import LOG_2PI, DiagonalGaussian
+from vaekit.likelihoods import DiagonalGaussian
 from vaekit.models.encoders import GaussianMLP
 
 
 def gaussian_log_prob_per_dim(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z_j; mu_j, exp(logvar_j)) for each coordinate, broadcasting z against mu: (*batch, J)."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar))
+    return DiagonalGaussian(mu, logvar).log_prob_per_dim(z)
 
 
 def _noise(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
