@@ -30,6 +30,7 @@ LAYERS = {
     "distributed": 4,
     "rundir": 5,
     "evaluation": 6,
+    "disentanglement": 6,
     "plots": 7,
     "training": 7,
     "report": 8,

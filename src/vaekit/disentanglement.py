@@ -1,0 +1,243 @@
+"""Disentanglement metrics: how well each latent code captures one generative factor.
+
+Every metric that reads pairs is a function `name(codes, factors, ...)` with codes (N, J), float, one
+row per image (usually the posterior means), and factors (N, F), the discrete factor classes of the same
+images (integers 0 .. size-1). The metrics that intervene on factors (the beta-VAE and FactorVAE
+scores) take a `FactorGrid` (the images of every factor combination) and an encoding function.
+Computed as disentanglement_lib computes them (Locatello et al. 2019), since that is where most
+published figures come from; scikit-learn provides the classifiers and the discrete mutual information.
+Mutual information and entropies are in nats.
+
+  mig                    Chen et al. 2018, Section 5 (disentanglement_lib's estimator: 20-bin histograms)
+  sap                    Kumar et al. 2018, Section 5 (the discrete-factor form: linear SVM accuracies)
+  dci                    Eastwood & Williams 2018 (gradient-boosted trees' importances)
+  modularity, explicitness   Ridgeway & Mozer 2018, Section 3
+  beta_vae_score         Higgins et al. 2017, Section 3
+  factor_vae_score       Kim & Mnih 2018, Section 4
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import mutual_info_score, roc_auc_score
+from sklearn.svm import LinearSVC
+
+Encode = Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) -> codes (n, J)
+
+
+def histogram_discretize(codes: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Each code column cut into `bins` equal-width bins over its own range: (N, J) -> (N, J) int."""
+    out = np.zeros(codes.shape, dtype=np.int64)
+    for j in range(codes.shape[1]):
+        edges = np.histogram(codes[:, j], bins)[1]
+        out[:, j] = np.digitize(codes[:, j], edges[:-1])
+    return out
+
+
+def mutual_information_matrix(discrete_codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """I(c_j; v_k) in nats from the empirical joint distribution: (J, F)."""
+    return np.array(
+        [[mutual_info_score(factors[:, k], discrete_codes[:, j]) for k in range(factors.shape[1])]
+         for j in range(discrete_codes.shape[1])]
+    )  # fmt: skip
+
+
+def factor_entropies(factors: np.ndarray) -> np.ndarray:
+    """H(v_k) in nats of each factor's empirical distribution: (F,)."""
+    return np.array([mutual_info_score(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
+
+
+def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
+    """Mutual information gap, disentanglement_lib's estimator (codes discretized into `bins` histogram bins):
+
+    MIG = 1/F sum_k (I(c_(1); v_k) - I(c_(2); v_k)) / H(v_k),
+    c_(1), c_(2) the codes with the largest and second largest information about v_k (Chen et al. 2018,
+    Eq. 9). 1 when each factor is in one code alone; 0 for a factor that no code, or two codes, carry.
+    Chen et al.'s own estimator samples codes from the posterior over the whole factor grid instead;
+    published figures come from both, and they differ.
+    """
+    information = mutual_information_matrix(histogram_discretize(codes, bins), factors)
+    ranked = np.sort(information, axis=0)[::-1]
+    second = ranked[1] if len(ranked) > 1 else np.zeros_like(ranked[0])
+    return float(np.mean((ranked[0] - second) / factor_entropies(factors)))
+
+
+def _halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    return order[: n // 2], order[n // 2 :]
+
+
+def sap(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> float:
+    """Separated attribute predictability (Kumar et al. 2018) for discrete factors, as disentanglement_lib
+    computes it: S[j, k] = test accuracy of a linear SVM (C = 0.01, balanced classes) predicting v_k from
+    code c_j alone, trained on one half of the points and scored on the other; SAP = 1/F sum_k (S_(1)k -
+    S_(2)k), the gap between the two best codes for each factor."""
+    train, test = _halves(len(codes), seed)
+    score = np.zeros((codes.shape[1], factors.shape[1]))
+    for j in range(codes.shape[1]):
+        for k in range(factors.shape[1]):
+            if len(np.unique(factors[train, k])) < 2:
+                score[j, k] = 1.0
+                continue
+            classifier = LinearSVC(C=0.01, class_weight="balanced").fit(codes[train, j : j + 1], factors[train, k])
+            score[j, k] = np.mean(classifier.predict(codes[test, j : j + 1]) == factors[test, k])
+    ranked = np.sort(score, axis=0)[::-1]
+    return float(np.mean(ranked[0] - ranked[1])) if len(ranked) > 1 else float(np.mean(ranked[0]))
+
+
+@dataclass(frozen=True)
+class DCI:
+    """Eastwood & Williams 2018: disentanglement (each code predicts few factors), completeness (each
+    factor is predicted by few codes), informativeness (test accuracy of the predictors), each in [0, 1]."""
+
+    disentanglement: float
+    completeness: float
+    informativeness: float
+
+
+def _one_minus_entropy(p: np.ndarray, base: int) -> np.ndarray:
+    """1 - H(p) / log(base) along the last axis, for rows of probabilities."""
+    p = p / np.maximum(p.sum(-1, keepdims=True), 1e-12)
+    h = -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1)
+    return 1.0 - h / math.log(base) if base > 1 else np.ones(p.shape[:-1])
+
+
+def dci(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> DCI:
+    """DCI with gradient-boosted trees as disentanglement_lib computes it: for each factor a
+    GradientBoostingClassifier on all codes (trained on one half, accuracy on the other); R[j, k] its
+    feature importance of code j.
+      disentanglement = sum_j rho_j (1 - H_F(R[j, :] / sum_k R[j, k])),  rho_j = sum_k R[j, k] / sum R
+      completeness    = 1/F sum_k (1 - H_J(R[:, k] / sum_j R[j, k]))
+    with entropies in base F and J (Eastwood & Williams 2018, Section 3)."""
+    train, test = _halves(len(codes), seed)
+    importance = np.zeros((codes.shape[1], factors.shape[1]))
+    accuracy = []
+    for k in range(factors.shape[1]):
+        model = GradientBoostingClassifier(random_state=seed).fit(codes[train], factors[train, k])
+        importance[:, k] = np.abs(model.feature_importances_)
+        accuracy.append(np.mean(model.predict(codes[test]) == factors[test, k]))
+    code_weight = importance.sum(1) / max(importance.sum(), 1e-12)
+    disentanglement = float(np.sum(code_weight * _one_minus_entropy(importance, factors.shape[1])))
+    completeness = float(np.mean(_one_minus_entropy(importance.T, codes.shape[1])))
+    return DCI(disentanglement, completeness, float(np.mean(accuracy)))
+
+
+def modularity(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
+    """Ridgeway & Mozer 2018, Eq. 2: each code should carry information about one factor only.
+    With m_jk = I(c_j; v_k) and theta_j = max_k m_jk, the deviation from the ideal template is
+        delta_j = sum_{k != argmax} m_jk^2 / (theta_j^2 (F - 1)),   modularity = 1/J sum_j (1 - delta_j);
+    a code with no information at all counts as 0."""
+    information = mutual_information_matrix(histogram_discretize(codes, bins), factors)
+    theta = information.max(1)
+    off = (information**2).sum(1) - theta**2
+    scores = np.where(theta > 0, 1 - off / np.maximum(theta**2 * max(factors.shape[1] - 1, 1), 1e-12), 0.0)
+    return float(np.mean(scores))
+
+
+def explicitness(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> float:
+    """Ridgeway & Mozer 2018, Section 3: how simply the factors can be read from all codes together: for
+    each factor value a one-versus-rest logistic regression on the codes (trained on one half); the
+    explicitness is the mean ROC AUC of those classifiers on the other half, averaged over factors."""
+    train, test = _halves(len(codes), seed)
+    per_factor = []
+    for k in range(factors.shape[1]):
+        values = np.unique(factors[:, k])
+        aucs = []
+        for v in values:
+            y_train, y_test = factors[train, k] == v, factors[test, k] == v
+            if y_train.all() or not y_train.any() or y_test.all() or not y_test.any():
+                continue
+            model = LogisticRegression(max_iter=1000).fit(codes[train], y_train)
+            aucs.append(roc_auc_score(y_test, model.decision_function(codes[test])))
+        per_factor.append(np.mean(aucs) if aucs else 1.0)
+    return float(np.mean(per_factor))
+
+
+@dataclass(frozen=True)
+class FactorGrid:
+    """Images of every combination of F discrete factors, in row-major order of the factors (the last
+    factor fastest, as dSprites stores them): images (prod(sizes), C, H, W), sizes (F,)."""
+
+    images: np.ndarray
+    sizes: tuple[int, ...]
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n factor combinations drawn uniformly: (n, F) ints."""
+        return np.stack([rng.integers(0, s, n) for s in self.sizes], 1)
+
+    def observations(self, factors: np.ndarray) -> np.ndarray:
+        """The images of factor combinations (n, F): (n, C, H, W)."""
+        return self.images[np.ravel_multi_index(tuple(factors.T), self.sizes)]
+
+
+def _fixed_factor_batches(
+    grid: FactorGrid, encode: Encode, rng: np.random.Generator, batch_size: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two batches of codes whose factors are drawn independently except factor k, shared pairwise."""
+    a, b = grid.sample_factors(batch_size, rng), grid.sample_factors(batch_size, rng)
+    b[:, k] = a[:, k]
+    return encode(grid.observations(a)), encode(grid.observations(b))
+
+
+def beta_vae_score(
+    grid: FactorGrid, encode: Encode, seed: int = 0, batch_size: int = 64, train: int = 10_000, test: int = 5_000
+) -> float:
+    """Higgins et al. 2017, Section 3: for a factor k drawn uniformly, the mean over a batch of pairs that
+    share v_k of |c(x1) - c(x2)|; a linear classifier (logistic regression) predicts k from it. The score
+    is its accuracy on `test` new points after training on `train`."""
+    rng = np.random.default_rng(seed)
+
+    def points(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, len(grid.sizes), n)
+        features = [
+            np.abs(np.subtract(*_fixed_factor_batches(grid, encode, rng, batch_size, k))).mean(0) for k in labels
+        ]
+        return np.stack(features), labels
+
+    x_train, y_train = points(train)
+    x_test, y_test = points(test)
+    model = LogisticRegression(max_iter=1000).fit(x_train, y_train)
+    return float(np.mean(model.predict(x_test) == y_test))
+
+
+def factor_vae_score(
+    grid: FactorGrid,
+    encode: Encode,
+    seed: int = 0,
+    batch_size: int = 64,
+    train: int = 10_000,
+    test: int = 5_000,
+    variance_points: int = 10_000,
+) -> float:
+    """Kim & Mnih 2018, Section 4: codes are divided by their standard deviation over the data; for a
+    factor k drawn uniformly and a batch with v_k fixed, the code of least variance votes for k. A
+    majority-vote classifier (each code -> the factor it voted for most) is fitted on `train` votes and
+    scored on `test` others. Codes whose variance over the data is 0 (collapsed) never vote."""
+    rng = np.random.default_rng(seed)
+    scale = encode(grid.observations(grid.sample_factors(variance_points, rng))).std(0)
+    active = scale > 0
+
+    def votes(n: int) -> np.ndarray:
+        counts = np.zeros((len(scale), len(grid.sizes)), dtype=np.int64)
+        for k in rng.integers(0, len(grid.sizes), n):
+            codes = encode(grid.observations(_fixed_k(grid, rng, batch_size, k)))
+            variance = np.where(active, (codes / np.where(active, scale, 1.0)).var(0), np.inf)
+            counts[int(np.argmin(variance)), k] += 1
+        return counts
+
+    train_votes, test_votes = votes(train), votes(test)
+    assigned = train_votes.argmax(1)  # each code's factor
+    return float(test_votes[np.arange(len(scale)), assigned].sum() / max(test_votes.sum(), 1))
+
+
+def _fixed_k(grid: FactorGrid, rng: np.random.Generator, batch_size: int, k: int) -> np.ndarray:
+    """A batch of factor combinations drawn uniformly with factor k set to one value drawn uniformly."""
+    factors = grid.sample_factors(batch_size, rng)
+    factors[:, k] = rng.integers(0, grid.sizes[k])
+    return factors
