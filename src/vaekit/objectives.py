@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.config import TrainConfig
-from vaekit.models.posteriors import Posterior
+from vaekit.models.posteriors import GaussianPosterior, Posterior
 from vaekit.models.vae import VAE
 
 
@@ -62,10 +62,22 @@ def elbo(
     the Monte-Carlo form with log q at stopped parameters: the same values, another gradient.
     Shapes: x (batch, C, H, W); z and eps, if given, (batch, L, latent_dim); terms (batch,).
     """
+    return elbo_at(model, x, model.posterior(x), num_samples, generator, eps, estimator)
+
+
+def elbo_at(
+    model: VAE,
+    x: torch.Tensor,
+    posterior: Posterior,
+    num_samples: int = 1,
+    generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
+    estimator: str = "reparameterization",
+) -> ElboTerms:
+    """`elbo` for a posterior already computed, q(z|x) = posterior (for objectives that also read it)."""
     # The order of the operations is that of the runs vaekit has always trained: autograd adds the
     # gradients that meet at mu and logvar in the order the graph was built, so a new order would
     # change the last bits of every step and, over a run, the published figures.
-    posterior = model.posterior(x)
     z, log_q = posterior.rsample(num_samples, generator, eps)  # (batch, L, J), (batch, L)
     reconstruction = _log_likelihood(model, x, z).mean(dim=1)
     kl_per_dim = posterior.closed_form_kl(model.prior)  # (batch, J) or None
@@ -183,6 +195,76 @@ def iwae_training_terms(
     return bound, ElboTerms(reconstruction - kl, reconstruction, kl, kl_per_dim)
 
 
+@dataclass(frozen=True)
+class KLDecomposition:
+    """The KL term split three ways (Chen et al. 2018, Eq. 2), each (batch,), in nats, for z_i ~ q(z|x_i):
+        mutual_information     log q(z|x) - log q(z)                      (index-code MI)
+        total_correlation      log q(z) - sum_j log q(z_j)
+        dimension_kl           sum_j log q(z_j) - log p(z)                (dimension-wise KL)
+    q(z) = 1/N sum_n q(z|x_n) is the aggregate posterior over the N training images, estimated from the
+    minibatch. The three add up to log q(z|x) - log p(z), the Monte-Carlo KL, exactly."""
+
+    mutual_information: torch.Tensor
+    total_correlation: torch.Tensor
+    dimension_kl: torch.Tensor
+
+
+def log_minibatch_weights(batch_size: int, dataset_size: int, sampling: str) -> torch.Tensor:
+    """log w_ij (M, M): the weight of q(z_i | x_j) in the minibatch estimate q(z_i) ~ sum_j w_ij q(z_i | x_j).
+
+    "mws" (minibatch weighted sampling, Chen et al. 2018, Section 4.1): w_ij = 1 / (N M). Biased: where
+    the posteriors are narrow its total correlation is (D - 1) log M too large.
+    "mss" (minibatch stratified sampling, their Appendix C.2, in the form written for this case): image
+    i's own term weighs 1/N and each of the other M - 1, a uniform draw from the other N - 1 images,
+    (N - 1) / (N (M - 1)), so that the estimate of q(z_i) is unbiased.
+    """
+    m, n = batch_size, max(dataset_size, batch_size)
+    if sampling == "mws" or m == 1:
+        return torch.full((m, m), -math.log(n * m))
+    weights = torch.full((m, m), (n - 1) / (n * (m - 1)))
+    weights.fill_diagonal_(1 / n)
+    return weights.log()
+
+
+def kl_decomposition(
+    posterior: GaussianPosterior, z: torch.Tensor, prior: torch.nn.Module, dataset_size: int, sampling: str = "mss"
+) -> KLDecomposition:
+    """Index-code MI, total correlation and dimension-wise KL at one sample per image, z (M, J) with
+    z_i ~ q(z|x_i), from the pairwise densities log q(z_ij | x_k) of the minibatch's posteriors (M, J)
+    (Chen et al. 2018, Section 4.1): log q(z_i) ~ logsumexp_k [log w_ik + sum_j log q(z_ij|x_k)] and
+    log q(z_ij) ~ logsumexp_k [log w_ik + log q(z_ij|x_k)], with the weights of `log_minibatch_weights`.
+    The prior must factorise over coordinates (N(0, I))."""
+    pairs = posterior.at_samples().log_prob_by_layer(z.unsqueeze(0))[0].transpose(0, 1)  # [i, k, j]: (M, M, J)
+    log_w = log_minibatch_weights(len(z), dataset_size, sampling).to(z)  # (M, M)
+    log_q_joint = torch.logsumexp(log_w + pairs.sum(-1), dim=1)  # (M,)
+    log_q_marginals = torch.logsumexp(log_w.unsqueeze(-1) + pairs, dim=1).sum(-1)  # (M,)
+    log_q_given_x = pairs.diagonal(dim1=0, dim2=1).sum(0)  # log q(z_i | x_i), (M,)
+    (log_p,) = prior.log_prob_by_layer(z)
+    return KLDecomposition(
+        mutual_information=log_q_given_x - log_q_joint,
+        total_correlation=log_q_joint - log_q_marginals,
+        dimension_kl=log_q_marginals - log_p.sum(-1),
+    )
+
+
+def dip_penalty(posterior: GaussianPosterior, variant: str, lambda_offdiag: float, lambda_diag: float) -> torch.Tensor:
+    """The DIP-VAE regulariser (Kumar et al. 2018, Eq. 6 and 7): a covariance matched to the identity,
+        lambda_od sum_{i != j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2,
+    C = Cov_x[mu(x)] for DIP-VAE-I, and C = Cov_x[mu(x)] + E_x[diag sigma^2(x)], the covariance of z under
+    the aggregate posterior, for DIP-VAE-II; both over the minibatch. A scalar."""
+    mu = posterior.mu
+    centred = mu - mu.mean(0)
+    cov = centred.T @ centred / len(mu)
+    if variant == "dip-vae-ii":
+        cov = cov + torch.diag(posterior.logvar.exp().mean(0))
+    diagonal = torch.diagonal(cov)
+    return (
+        lambda_offdiag * (cov**2).sum()
+        - lambda_offdiag * (diagonal**2).sum()
+        + lambda_diag * ((diagonal - 1) ** 2).sum()
+    )
+
+
 def training_loss(
     model: VAE,
     x: torch.Tensor,
@@ -190,6 +272,7 @@ def training_loss(
     step: int,
     generator: torch.Generator | None = None,
     eps: torch.Tensor | None = None,
+    dataset_size: int = 0,
 ) -> tuple[torch.Tensor, ElboTerms]:
     """The scalar the optimiser minimises for one minibatch, and the ELBO terms for logging.
 
@@ -198,12 +281,18 @@ def training_loss(
         gamma * |KL - C_t|                (capacity control, when capacity_max > 0), and with
         free bits lambda the KL is sum_j max(lambda, (1/M) sum_i KL_ij)  (Kingma et al. 2016).
     objective "iwae":  -(1/M) sum_i L_k(x_i), k = num_samples  (Burda et al. 2016).
+    objective "beta-tcvae": -(1/M) sum_i [ E_q log p(x_i|z) - MI_i - beta_t TC_i - DWKL_i ] (Chen et al.
+        2018, Eq. 4 with alpha = gamma = 1; `kl_decomposition` over the N = dataset_size training images).
+    objective "dip-vae-i" / "dip-vae-ii": the elbo objective's loss + `dip_penalty` (Kumar et al. 2018).
     eps, if given, is the reparameterization noise (batch, num_samples, latent_dim).
     """
     if train.objective == "iwae":
         bound, terms = iwae_training_terms(model, x, train.num_samples, generator, eps, train.gradient_estimator)
         return -bound.mean(), terms
-    terms = elbo(model, x, train.num_samples, generator, eps, train.gradient_estimator)
+    if train.objective == "beta-tcvae":
+        return _beta_tcvae_loss(model, x, train, step, dataset_size, generator, eps)
+    posterior = model.posterior(x)
+    terms = elbo_at(model, x, posterior, train.num_samples, generator, eps, train.gradient_estimator)
     if train.free_bits > 0:  # the config allows free bits only where the KL has a closed form
         assert terms.kl_per_dim is not None
         kl = terms.kl_per_dim.mean(0).clamp_min(train.free_bits).sum()
@@ -213,4 +302,38 @@ def training_loss(
         penalty = train.capacity_gamma * (kl - capacity_at(step, train.capacity_max, train.capacity_steps)).abs()
     else:
         penalty = beta_at(step, train.beta, train.warmup_steps) * kl
+    if train.objective in ("dip-vae-i", "dip-vae-ii"):
+        assert isinstance(posterior, GaussianPosterior)  # the config allows DIP-VAE with one Gaussian layer only
+        penalty = penalty + dip_penalty(posterior, train.objective, *dip_weights(train))
     return -terms.reconstruction.mean() + penalty, terms
+
+
+def dip_weights(train: TrainConfig) -> tuple[float, float]:
+    """(lambda_od, lambda_d): lambda_d defaults to 10 lambda_od for DIP-VAE-I and lambda_od for DIP-VAE-II,
+    the settings of Kumar et al. 2018, Section 5."""
+    diag = train.dip_lambda_diag or train.dip_lambda_offdiag * (10 if train.objective == "dip-vae-i" else 1)
+    return train.dip_lambda_offdiag, diag
+
+
+def _beta_tcvae_loss(
+    model: VAE,
+    x: torch.Tensor,
+    train: TrainConfig,
+    step: int,
+    dataset_size: int,
+    generator: torch.Generator | None,
+    eps: torch.Tensor | None,
+) -> tuple[torch.Tensor, ElboTerms]:
+    """The beta-TCVAE loss (see training_loss) at one sample per image; its terms are the ELBO's, with the
+    closed-form KL (the config requires a Gaussian posterior and the N(0, I) prior)."""
+    posterior = model.posterior(x)
+    assert isinstance(posterior, GaussianPosterior)
+    z, _ = posterior.rsample(1, generator, eps)  # (M, 1, J)
+    reconstruction = _log_likelihood(model, x, z).mean(dim=1)
+    parts = kl_decomposition(posterior, z[:, 0], model.prior, dataset_size or len(x), train.tc_sampling)
+    weight = beta_at(step, train.beta, train.warmup_steps)
+    penalty = parts.mutual_information + weight * parts.total_correlation + parts.dimension_kl
+    kl_per_dim = posterior.gaussian.kl_per_dimension()
+    kl = kl_per_dim.sum(-1)
+    terms = ElboTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl, kl_per_dim=kl_per_dim)
+    return -(reconstruction - penalty).mean(), terms

@@ -205,13 +205,14 @@ class _Objective(nn.Module):
     """The training loss as a module, so that DistributedDataParallel can wrap it: DDP averages
     the gradients of whatever its forward computes. The VAE itself stays unaware of it."""
 
-    def __init__(self, model: VAE, train: TrainConfig) -> None:
+    def __init__(self, model: VAE, train: TrainConfig, dataset_size: int) -> None:
         super().__init__()
         self.model = model
         self.train_config = train
+        self.dataset_size = dataset_size  # N, for beta-TCVAE's estimate of the aggregate posterior
 
     def forward(self, x: torch.Tensor, step: int, eps: torch.Tensor) -> tuple[torch.Tensor, ElboTerms]:
-        return training_loss(self.model, x, self.train_config, step, eps=eps)
+        return training_loss(self.model, x, self.train_config, step, eps=eps, dataset_size=self.dataset_size)
 
 
 class StopRequests:
@@ -312,7 +313,7 @@ def set_up(
         log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
     else:
         log(f"training into {run_dir}")
-    objective: nn.Module = _Objective(model, tc)
+    objective: nn.Module = _Objective(model, tc, len(data.train.images))
     if ctx.distributed:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
         log(

@@ -1,0 +1,120 @@
+"""beta-TCVAE's decomposition of the KL and DIP-VAE's penalty, against their definitions on small Gaussian
+examples whose aggregate posterior is computed exactly over the whole (small) dataset."""
+
+import math
+
+import pytest
+import torch
+
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.errors import ConfigError
+from vaekit.models.posteriors import GaussianPosterior
+from vaekit.models.priors import StandardNormalPrior
+from vaekit.objectives import dip_penalty, kl_decomposition, log_minibatch_weights
+
+N, J = 40, 3  # images in the "dataset", latent dimensions
+
+
+def _dataset(logvar: float, seed: int = 0) -> GaussianPosterior:
+    """The posteriors q(z|x_n) of all N images: means spread over [-2, 2], one log-variance for all."""
+    g = torch.Generator().manual_seed(seed)
+    mu = 4 * torch.rand(N, J, generator=g, dtype=torch.float64) - 2
+    return GaussianPosterior(mu, torch.full((N, J), logvar, dtype=torch.float64))
+
+
+def _exact_log_aggregate(data: GaussianPosterior, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log q(z) and sum_j log q(z_j), q = 1/N sum_n q(z|x_n) over the whole dataset: z (M, J) -> (M,), (M,)."""
+    per_dim = data.at_samples().log_prob_by_layer(z.unsqueeze(0))[0]  # [n, i, j]
+    joint = torch.logsumexp(per_dim.sum(-1), 0) - math.log(N)
+    marginals = (torch.logsumexp(per_dim, 0) - math.log(N)).sum(-1)
+    return joint, marginals
+
+
+def _batch(data: GaussianPosterior, rows: torch.Tensor, seed: int) -> tuple[GaussianPosterior, torch.Tensor]:
+    posterior = GaussianPosterior(data.mu[rows], data.logvar[rows])
+    z, _ = posterior.rsample(1, torch.Generator().manual_seed(seed))
+    return posterior, z[:, 0]
+
+
+def test_the_three_terms_add_up_to_the_kl_and_its_mean_is_the_closed_form_within_its_standard_error():
+    data, prior = _dataset(logvar=-0.5), StandardNormalPrior(J)
+    rows = torch.arange(N)
+    terms, exact = [], data.gaussian.kl_to_standard_normal()
+    for seed in range(200):
+        posterior, z = _batch(data, rows, seed)
+        parts = kl_decomposition(posterior, z, prior, N, "mss")
+        total = parts.mutual_information + parts.total_correlation + parts.dimension_kl
+        mc_kl = posterior.log_prob(z) - prior.log_prob(z)
+        torch.testing.assert_close(total, mc_kl)  # the telescoping sum, exactly
+        terms.append(total)
+    per_image = torch.stack(terms).mean(0)  # (N,): 200 draws per image
+    stderr = torch.stack(terms).std(0) / math.sqrt(200)
+    assert ((per_image - exact).abs() < 4 * stderr).all(), (per_image - exact, stderr)
+
+
+def test_with_narrow_posteriors_minibatch_weighting_overstates_the_total_correlation_by_d_minus_1_log_m():
+    """When each q(z|x_n) is far narrower than the gaps between images, q(z_i) = q(z_i|x_i) / N and likewise
+    for each coordinate: the true TC is (D - 1) log N. Stratified sampling finds it; weighted sampling, with
+    1 / (N M) for every term, finds (D - 1) log (N M)."""
+    data, prior = _dataset(logvar=-20.0), StandardNormalPrior(J)
+    rows = torch.randperm(N, generator=torch.Generator().manual_seed(1))[:10]  # M = 10
+    posterior, z = _batch(data, rows, 2)
+    stratified = kl_decomposition(posterior, z, prior, N, "mss").total_correlation
+    weighted = kl_decomposition(posterior, z, prior, N, "mws").total_correlation
+    joint, marginals = _exact_log_aggregate(data, z)
+    torch.testing.assert_close(stratified, joint - marginals, atol=1e-6, rtol=0)
+    torch.testing.assert_close(stratified, torch.full_like(stratified, (J - 1) * math.log(N)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(weighted - stratified, torch.full_like(stratified, (J - 1) * math.log(10)))
+
+
+def test_the_stratified_estimate_of_the_aggregate_posterior_is_unbiased_and_the_weighted_one_is_not():
+    """Over random minibatches holding image 0 (its sample fixed), the mean of the estimated q(z_0) is q(z_0)."""
+    data = _dataset(logvar=-1.0)
+    z0 = data.rsample(1, torch.Generator().manual_seed(3))[0][:1, 0]  # a draw from q(z|x_0), (1, J)
+    exact = _exact_log_aggregate(data, z0)[0].exp().item()
+    m, draws = 8, 4000
+    g = torch.Generator().manual_seed(4)
+    estimates = {"mss": [], "mws": []}
+    for _ in range(draws):
+        rows = torch.cat([torch.zeros(1, dtype=torch.long), 1 + torch.randperm(N - 1, generator=g)[: m - 1]])
+        log_q = data.at_samples().log_prob_by_layer(z0.unsqueeze(0))[0][rows, 0].sum(-1)  # log q(z_0|x_row), (M,)
+        for sampling in estimates:
+            log_w = log_minibatch_weights(m, N, sampling)[0].double()
+            estimates[sampling].append(torch.logsumexp(log_w + log_q, 0).exp().item())
+    for sampling, values in estimates.items():
+        t = torch.tensor(values, dtype=torch.float64)
+        z_score = (t.mean().item() - exact) / (t.std().item() / math.sqrt(draws))
+        assert (abs(z_score) < 4) == (sampling == "mss"), (sampling, t.mean().item(), exact, z_score)
+
+
+def test_dip_penalties_are_zero_at_the_identity_and_have_the_stated_values():
+    mu = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]) * math.sqrt(2)  # Cov[mu] = I
+    at_identity = GaussianPosterior(mu, torch.full((4, 2), -30.0))
+    assert dip_penalty(at_identity, "dip-vae-i", 10.0, 100.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert dip_penalty(at_identity, "dip-vae-ii", 10.0, 10.0).item() == pytest.approx(0.0, abs=1e-6)
+    correlated = GaussianPosterior(
+        torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), torch.zeros(2, 2)
+    )  # Cov[mu] = [[1, 1], [1, 1]]
+    assert dip_penalty(correlated, "dip-vae-i", 2.0, 5.0).item() == pytest.approx(2.0 * 2 * 1.0)  # two off-diagonal 1s
+    # DIP-VAE-II adds E[sigma^2] = 1 to the diagonal: (2 - 1)^2 per coordinate
+    assert dip_penalty(correlated, "dip-vae-ii", 2.0, 5.0).item() == pytest.approx(2.0 * 2 + 5.0 * 2)
+
+
+def test_the_new_objectives_are_refused_where_their_terms_do_not_exist():
+    with pytest.raises(ConfigError, match="beta-tcvae and DIP-VAE need a one-layer Gaussian posterior"):
+        RunConfig(ModelConfig(prior="vampprior"), DataConfig(), TrainConfig(objective="beta-tcvae"))
+    with pytest.raises(ConfigError, match="one sample per image"):
+        TrainConfig(objective="beta-tcvae", num_samples=2)
+
+
+@pytest.mark.parametrize("objective", ["beta-tcvae", "dip-vae-i", "dip-vae-ii"])
+def test_each_objective_trains_on_real_data_and_resumes_bit_for_bit(objective, tmp_path, tiny_config, tiny_data):
+    from vaekit.training import train
+
+    config = tiny_config.with_overrides({"train.objective": objective, "train.beta": 4.0, "train.epochs": 2})
+    full = train(config, tmp_path / "full", progress=False, dataset=tiny_data)
+    train(config.with_overrides({"train.epochs": 1}), tmp_path / "cut", progress=False, dataset=tiny_data)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data)
+    for (name, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert full.metrics[-1]["valid_elbo"] > full.metrics[0]["valid_elbo"]
