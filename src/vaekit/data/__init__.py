@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from vaekit.config import SPLIT_NAMES, DataConfig
+from vaekit.data import dsprites
 from vaekit.data.binarize import dynamic_binarize, static_binarize
 from vaekit.data.images import read_array_file, read_image_folder, split_arrays
-from vaekit.data.mnist import CLASS_NAMES, load_idx_dataset
+from vaekit.data.mnist import CLASS_NAMES, cache_dir, load_idx_dataset
 from vaekit.errors import DataError
 
 Log = Callable[[str], None]  # where a loader says what it does (a fetch, skipped files): the CLI's stderr
-Loader = Callable[[DataConfig, tuple[int, int, int], Log], dict[str, np.ndarray]]
+Loader = Callable[[DataConfig, tuple[int, int, int], Log], dict[str, Any]]
 
 
 def _idx(name: str) -> Loader:
@@ -36,17 +38,62 @@ def _image_folder(config: DataConfig, image_shape: tuple[int, int, int], log: Lo
     }
 
 
-def _array(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, np.ndarray]:
-    x, y = read_array_file(Path(config.path or ""), image_shape)
+def _array(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, Any]:
+    x, y, factors = read_array_file(Path(config.path or ""), image_shape)
+    described = {} if factors is None else _factor_table(factors)
     return {
-        **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path)),
+        **described,
+        **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path), factors),
         "scale": np.array(255.0 if x.dtype == np.uint8 else 1.0),
         "class_names": np.array([str(i) for i in range(int(y.max(initial=0)) + 1)]),  # the labels are the names
     }
 
 
+def _factor_table(factors: np.ndarray) -> dict[str, Any]:
+    """Names f0, f1, ... and sizes (largest class + 1) of factors given only as classes (N, F)."""
+    sizes = tuple(int(v) + 1 for v in factors.max(0))
+    return {
+        "factor_names": tuple(f"f{k}" for k in range(factors.shape[1])),
+        "factor_sizes": sizes,
+        "factor_values": tuple(tuple(float(v) for v in range(s)) for s in sizes),
+    }
+
+
+def _dsprites(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, Any]:
+    """dSprites split by config (valid_fraction, test_fraction, split_seed; labels are the shapes), with its
+    factors. With both limits set only the images used are rendered; otherwise all, once, into the cache."""
+    if image_shape != (1, dsprites.SIZE, dsprites.SIZE):
+        raise DataError(
+            f"dSprites images are (1, 64, 64), but model.image_shape is {image_shape}: pass --image-shape 1,64,64."
+        )
+    n = dsprites.IMAGES
+    order = np.random.default_rng(config.split_seed).permutation(n)
+    n_valid, n_test = int(round(n * config.valid_fraction)), int(round(n * config.test_fraction))
+    parts = {"valid": order[:n_valid], "test": order[n_valid : n_valid + n_test], "train": order[n_valid + n_test :]}
+    for name in parts:
+        limit = config.train_limit if name == "train" else config.eval_limit
+        parts[name] = parts[name][:limit] if limit else parts[name]
+    partial = config.source == "auto" and config.train_limit and config.eval_limit
+    packed = (
+        None if partial else dsprites.load_dsprites(config.source, config.path, cache_dir() / "dsprites-v1.npz", log)
+    )
+    out: dict[str, Any] = {
+        "scale": np.array(1.0),
+        "class_names": np.array(dsprites.SHAPE_NAMES),
+        "factor_names": dsprites.FACTOR_NAMES,
+        "factor_sizes": dsprites.FACTOR_SIZES,
+        "factor_values": tuple(tuple(float(v) for v in values) for values in dsprites.FACTOR_VALUES),
+    }
+    for name, rows in parts.items():
+        factors = dsprites.factor_classes(rows)
+        images = dsprites.render(rows) if packed is None else np.unpackbits(packed[rows], axis=-1)
+        out.update({f"{name}_x": images, f"{name}_y": factors[:, 0], f"{name}_factors": factors})
+    return out
+
+
 # dataset name -> loader of arrays {train,valid,test}_{x,y}, `scale` (x / scale lies in [0, 1]) and
-# `class_names` (the name of each label);
+# `class_names` (the name of each label); for data with known factors also {train,valid,test}_factors
+# (N, F) of classes and factor_names, factor_sizes, factor_values;
 # x is (N, H, W) or (N, C, H, W), uint8 or float32. Names match config.DATASET_NAMES (a test checks).
 DATASET_LOADERS: dict[str, Loader] = {
     "mnist": _idx("mnist"),
@@ -54,6 +101,7 @@ DATASET_LOADERS: dict[str, Loader] = {
     "kmnist": _idx("kmnist"),
     "image-folder": _image_folder,
     "array": _array,
+    "dsprites": _dsprites,
 }
 
 # Offsets that keep the fixed evaluation binarizations of the splits independent of each other.
@@ -62,10 +110,12 @@ _SPLIT_SEED_OFFSET = {name: i for i, name in enumerate(SPLIT_NAMES)}  # train 0,
 
 @dataclass(frozen=True)
 class Split:
-    """One split in memory: images (N, C, H, W) float32 in [0, 1] and labels (N,) int64."""
+    """One split in memory: images (N, C, H, W) float32 in [0, 1], labels (N,) int64, and for data with
+    known generative factors their classes (N, F) int64 (None for other data)."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    factors: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -81,6 +131,11 @@ class Dataset:
     binarization: str
     binarization_seed: int
     class_names: tuple[str, ...] = ()  # the name of each label: "0".."9" for MNIST, subfolders for a folder
+    # Data with known generative factors (dSprites, an array file with `factors`): their names, numbers of
+    # classes and the value of each class (dSprites: scale 0.5 .. 1, orientation 0 .. 2 pi, ...); else empty.
+    factor_names: tuple[str, ...] = ()
+    factor_sizes: tuple[int, ...] = ()
+    factor_values: tuple[tuple[float, ...], ...] = ()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -124,8 +179,17 @@ def load_dataset(
         images = images.unsqueeze(1) if images.ndim == 3 else images  # (N, C, H, W)
         if config.binarization == "static" and name == "train":
             images = static_binarize(images, config.binarization_seed * 3)
-        splits[name] = Split(images, torch.from_numpy(np.asarray(y, dtype=np.int64)))
+        factors = arrays.get(f"{name}_factors")
+        if factors is not None:
+            factors = torch.from_numpy(np.asarray(factors[:limit] if limit else factors, dtype=np.int64))
+        splits[name] = Split(images, torch.from_numpy(np.asarray(y, dtype=np.int64)), factors)
     names = tuple(str(n) for n in arrays["class_names"])
     return Dataset(
-        **splits, binarization=config.binarization, binarization_seed=config.binarization_seed, class_names=names
+        **splits,
+        binarization=config.binarization,
+        binarization_seed=config.binarization_seed,
+        class_names=names,
+        factor_names=tuple(arrays.get("factor_names", ())),
+        factor_sizes=tuple(arrays.get("factor_sizes", ())),
+        factor_values=tuple(arrays.get("factor_values", ())),
     )

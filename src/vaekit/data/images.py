@@ -14,9 +14,16 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
 def split_arrays(
-    x: np.ndarray, y: np.ndarray, valid_fraction: float, test_fraction: float, seed: int, origin: str
+    x: np.ndarray,
+    y: np.ndarray,
+    valid_fraction: float,
+    test_fraction: float,
+    seed: int,
+    origin: str,
+    factors: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Shuffle once with a seed and cut into train / valid / test by the given fractions."""
+    """Shuffle once with a seed and cut into train / valid / test by the given fractions; factors (N, F),
+    if given, follow their images into {split}_factors."""
     n = len(x)
     n_valid, n_test = int(round(n * valid_fraction)), int(round(n * test_fraction))
     if n - n_valid - n_test < 1 or (valid_fraction > 0 and n_valid < 1) or (test_fraction > 0 and n_test < 1):
@@ -25,16 +32,13 @@ def split_arrays(
             f"({valid_fraction:g} and {test_fraction:g} held out)."
         )
     order = np.random.default_rng(seed).permutation(n)
-    x, y = x[order], y[order]
-    cut = [n_valid, n_valid + n_test]
-    return {
-        "valid_x": x[: cut[0]],
-        "valid_y": y[: cut[0]],
-        "test_x": x[cut[0] : cut[1]],
-        "test_y": y[cut[0] : cut[1]],
-        "train_x": x[cut[1] :],
-        "train_y": y[cut[1] :],
-    }
+    parts = {"valid": order[:n_valid], "test": order[n_valid : n_valid + n_test], "train": order[n_valid + n_test :]}
+    out = {}
+    for name, rows in parts.items():
+        out[f"{name}_x"], out[f"{name}_y"] = x[rows], y[rows]
+        if factors is not None:
+            out[f"{name}_factors"] = factors[rows]
+    return out
 
 
 def read_image_folder(
@@ -96,7 +100,7 @@ def _read_image(path: Path, c: int, h: int, w: int) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
 
 
-def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Images and labels (zeros when absent) as NumPy reads them; whatever NumPy raises, for a
     damaged file, a pickled object array or a zip without the arrays, is one error naming the file."""
     if not path.exists():
@@ -104,14 +108,15 @@ def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            return loaded, np.zeros(len(loaded), np.int64)
+            return loaded, np.zeros(len(loaded), np.int64), None
         with loaded:
             key = next((k for k in ("x", "images") if k in loaded.files), None)
             if key is None:
                 raise DataError(f"{path} has arrays {loaded.files}; name the images 'x' or 'images'.")
             label_key = next((k for k in ("y", "labels") if k in loaded.files), None)
             x = loaded[key]  # NpzFile reads lazily: an object array fails here, not in np.load
-            return x, loaded[label_key] if label_key else np.zeros(len(x), np.int64)
+            y = loaded[label_key] if label_key else np.zeros(len(x), np.int64)
+            return x, y, loaded["factors"] if "factors" in loaded.files else None
     except DataError:
         raise
     except Exception as err:  # NumPy raises ValueError, OSError, EOFError, zipfile errors, ...
@@ -130,13 +135,15 @@ def image_shape_of(array_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     return None
 
 
-def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Images from .npy (the images) or .npz (keys x or images; optional y or labels).
+def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Images from .npy (the images) or .npz (keys x or images; optional y or labels; optional factors,
+    the discrete factor classes (N, F) of each image, as Shapes3D, MPI3D or one's own data have).
 
     Shapes (N, H, W), (N, H, W, C) or (N, C, H, W) matching the model's image shape; uint8 in
-    0..255 or floats in [0, 1]. Returns images (N, C, H, W) in their dtype and labels (N,).
+    0..255 or floats in [0, 1]. Returns images (N, C, H, W) in their dtype, labels (N,) and factors
+    (N, F) int64 or None.
     """
-    x, y = _load_arrays(Path(path))
+    x, y, factors = _load_arrays(Path(path))
     c, h, w = image_shape
     if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
         x = x[:, None]
@@ -160,4 +167,17 @@ def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.n
         if x.min() < 0 or x.max() > 1:
             raise DataError(f"{path} holds values from {x.min():g} to {x.max():g}; float images must lie in [0, 1].")
         x = x.astype(np.float32)
-    return x, np.asarray(y, dtype=np.int64)
+    if factors is not None:
+        factors = _checked_factors(path, factors, len(x))
+    return x, np.asarray(y, dtype=np.int64), factors
+
+
+def _checked_factors(path: Path, factors: np.ndarray, n: int) -> np.ndarray:
+    """Factor classes (N, F) as int64, or one error naming the file and what is wrong."""
+    if factors.ndim != 2 or len(factors) != n:
+        raise DataError(f"{path}: factors of shape {factors.shape} do not match {n} images; store them as (N, F).")
+    if not np.issubdtype(factors.dtype, np.integer) or (factors < 0).any():
+        raise DataError(
+            f"{path}: factors must be the classes 0, 1, 2, ... of each factor (integers), not {factors.dtype}."
+        )
+    return factors.astype(np.int64)
