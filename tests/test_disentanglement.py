@@ -113,7 +113,7 @@ def test_explicitness_is_one_for_binary_factors_even_rotated_and_a_dropped_facto
 
 def _grid_images(sizes: tuple[int, ...]) -> d.FactorGrid:
     """'Images' that are their factor values, one pixel per factor: (N, F, 1, 1)."""
-    return d.FactorGrid(_grid(sizes).astype(np.float32)[:, :, None, None], sizes)
+    return d.FactorGrid.from_images(_grid(sizes).astype(np.float32)[:, :, None, None], sizes)
 
 
 def test_the_intervention_scores_are_one_for_the_factors_and_chance_when_rotated():

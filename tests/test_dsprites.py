@@ -1,6 +1,7 @@
 """dSprites: its factor grid and order, the rendering against a direct full-frame computation of the stated
 shapes, the pinned checksum, splits with factors, DeepMind's file refused cleanly, arrays with factors."""
 
+import json
 import math
 
 import numpy as np
@@ -131,3 +132,34 @@ def test_an_array_file_with_factors_carries_them_into_every_split(tmp_path):
 def test_the_whole_generated_array_matches_its_pinned_checksum():
     """All 737,280 images (about 20 s on 2 cores; bit-packed, under 1 GB at the peak)."""
     assert d.images_digest(d.render_all()) == "224aa4a21c976db6eb4e4ab7f003223e20dd2bba1b7529d00607cae07139b0f7"
+
+
+def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_path, capsys, monkeypatch):
+    from vaekit import disentanglement
+    from vaekit.cli import main
+    from vaekit.config import ModelConfig, RunConfig, TrainConfig
+    from vaekit.training import train
+
+    config = RunConfig(
+        ModelConfig(image_shape=(1, 64, 64), hidden_dim=32, latent_dim=4),
+        DataConfig(dataset="dsprites", train_limit=300, eval_limit=200),
+        TrainConfig(epochs=1, batch_size=50),
+    )
+    train(config, tmp_path / "run", progress=False)
+    monkeypatch.setattr(disentanglement, "SCORE_POINTS", {"train": 60, "test": 40, "batch_size": 8})
+    assert main(["evaluate", str(tmp_path / "run"), "--samples", "0", "--disentanglement"]) == 0
+    assert "factor_vae_score" in capsys.readouterr().out
+    saved = tmp_path / "run" / "evaluation-test-k0-disentanglement.json"
+    figures = json.loads(saved.read_text())["disentanglement"]
+    assert figures["factor_names"] == ["shape", "scale", "orientation", "posX", "posY"] and figures["pairs"] == 200
+    names = ["mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness", "modularity",
+             "explicitness", "beta_vae_score", "factor_vae_score"]  # fmt: skip
+    assert all(0 <= figures[name] <= 1 for name in names), figures
+    assert figures["score_points"] == {"train": 60, "test": 40, "batch_size": 8}
+
+
+def test_disentanglement_on_data_without_factors_is_one_sentence(trained_run_2d, capsys):
+    from vaekit.cli import main
+
+    assert main(["evaluate", str(trained_run_2d), "--samples", "0", "--disentanglement"]) != 0
+    assert "has no known factors: --disentanglement needs dsprites" in capsys.readouterr().err

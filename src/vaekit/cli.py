@@ -148,9 +148,10 @@ def _evaluate_parser(sub: Any) -> None:
         epilog=EPILOG,
         description="Evaluate a trained run on a split: the ELBO and its terms, "
         "log p(x) by importance sampling with its standard error, the gap between them, the IWAE "
-        "bound for a chosen k, active units and KL per latent dimension. Writes one file per setting, "
-        "RUN_DIR/evaluation-SPLIT-kK[-iwaeI][-firstN].json, so a quick check never replaces a long one; "
-        "the report shows the most complete.",
+        "bound for a chosen k, active units and the KL of each stochastic layer (per dimension where it splits "
+        "so); with --disentanglement the disentanglement metrics on data with known factors. Writes one file per "
+        "setting, RUN_DIR/evaluation-SPLIT-kK[-iwaeI][-firstN][-disentanglement].json, so a quick check never "
+        "replaces a long one; the report shows the most complete.",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("--split", choices=("valid", "test"), default="test", help="which split (default: test)")
@@ -191,6 +192,12 @@ def _evaluate_parser(sub: Any) -> None:
         "(default: auto; --no-compile: off)",
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="also MIG, SAP, DCI, modularity, explicitness, and on dSprites the beta-VAE and FactorVAE scores, of "
+        "the posterior means against the known factors (dsprites, or an array file with a 'factors' array)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -492,6 +499,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
         log=_log,
+        disentanglement=args.disentanglement,
     )
     if args.json:
         print(json.dumps(result))
@@ -526,9 +534,20 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
             rows.append((key, result[key], "bits per dimension"))
     lines = [f"{result['split']} split, {result['images']} images; nats per image, higher is better"]
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
-    lines += _layer_lines(result)
+    lines += _layer_lines(result) + _disentanglement_lines(result.get("disentanglement"))
     lines.append(f"  ({result['seconds']:.1f} s; saved to {path})")
     return "\n".join(lines)
+
+
+def _disentanglement_lines(figures: dict[str, Any] | None) -> list[str]:
+    """The disentanglement metrics, each in [0, 1], higher is better."""
+    if not figures:
+        return []
+    names = ("mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness", "modularity",
+             "explicitness", "beta_vae_score", "factor_vae_score")  # fmt: skip
+    lines = [f"  disentanglement against {', '.join(figures['factor_names'])} ({figures['pairs']} images)"]
+    lines += [f"    {name:22s}{figures[name]:7.3f}" for name in names if name in figures]
+    return lines
 
 
 def _layer_lines(result: dict[str, Any]) -> list[str]:

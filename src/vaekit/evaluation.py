@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from vaekit import disentanglement as metrics
 from vaekit import rundir
 from vaekit.compiling import CompiledOrEager
-from vaekit.data import load_dataset
+from vaekit.data import Dataset, load_dataset
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
+from vaekit.errors import DataError
 from vaekit.models.posteriors import Posterior
 from vaekit.models.vae import VAE
 from vaekit.objectives import elbo, log_importance_weights
@@ -393,13 +396,21 @@ def evaluate_run(
     precision: str = "float32",
     compile: str = "auto",
     log: Callable[[str], None] = lambda line: None,
+    disentanglement: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate a run folder's model on a split (its first `limit` images, 0: all) with
     `evaluate_split`, and save the result in the run folder; returns it and the file's path.
     precision "bf16": log p(x) under bf16 autocast; compile: whether log p(x) runs through torch.compile
-    (see importance_sampled_log_likelihood for both)."""
+    (see importance_sampled_log_likelihood for both); disentanglement: also every metric of
+    vaekit.disentanglement, for data with known factors (`disentanglement_figures`)."""
     model, config = rundir.load_run(run_dir)
-    x = load_dataset(config.data, config.model.image_shape, log).evaluation_observations(split)
+    data = load_dataset(config.data, config.model.image_shape, log)
+    if disentanglement and data.split(split).factors is None:
+        raise DataError(
+            f"dataset '{config.data.dataset}' has no known factors: --disentanglement needs dsprites, or an array "
+            "file with a 'factors' array."
+        )
+    x = data.evaluation_observations(split)
     x = x[:limit] if limit else x
     result = {
         "split": split,
@@ -419,7 +430,34 @@ def evaluate_run(
             log=log,
         ),
     }
+    if disentanglement:
+        factors = data.split(split).factors
+        assert factors is not None
+        result["disentanglement"] = disentanglement_figures(model, data, x, factors[: len(x)], config.train.seed)
     return result, rundir.write_evaluation(run_dir, result)
+
+
+def disentanglement_figures(
+    model: VAE, data: Dataset, x: torch.Tensor, factors: torch.Tensor, seed: int = 0
+) -> dict[str, Any]:
+    """The disentanglement metrics of a model's codes, the posterior means, on observations x (N, C, H, W)
+    with their factor classes (N, F); the intervention scores where the data can show any factor
+    combination (dSprites). For a hierarchy the codes are the top layer's."""
+    top = model.latent_sizes[-1]
+
+    @torch.no_grad()
+    def encode(images: np.ndarray | torch.Tensor) -> np.ndarray:
+        images = torch.as_tensor(images, dtype=torch.float32)
+        device = next(model.parameters()).device
+        means = [model.posterior(images[i : i + 1000].to(device)).mean[:, -top:] for i in range(0, len(images), 1000)]
+        return torch.cat(means).double().cpu().numpy()
+
+    was_training = model.training
+    model.eval()
+    grid = metrics.FactorGrid(data.factor_sizes, data.observe) if data.observe is not None else None
+    out = metrics.scores(encode(x), factors.numpy(), grid, encode if grid is not None else None, seed)
+    model.train(was_training)
+    return {"factor_names": list(data.factor_names), **out}
 
 
 def paired_log_likelihood(first: str | Path, other: str | Path) -> dict[str, Any]:

@@ -68,13 +68,15 @@ def evaluation_file(
     iwae_num_importance_samples: int = 0,
     limit: int = 0,
     precision: str = "float32",
+    disentanglement: bool = False,
 ) -> str:
-    """The file of one evaluation setting, e.g. evaluation-test-k5000.json, evaluation-valid-k0-first200.json
-    or evaluation-test-k5000-bf16.json."""
+    """The file of one evaluation setting, e.g. evaluation-test-k5000.json, evaluation-valid-k0-first200.json,
+    evaluation-test-k5000-bf16.json or evaluation-test-k0-disentanglement.json."""
     iwae = f"-iwae{iwae_num_importance_samples}" if iwae_num_importance_samples else ""
     first = f"-first{limit}" if limit else ""
     lower = "" if precision == "float32" else f"-{precision}"
-    return f"evaluation-{split}-k{num_importance_samples}{iwae}{first}{lower}.json"
+    metrics = "-disentanglement" if disentanglement else ""
+    return f"evaluation-{split}-k{num_importance_samples}{iwae}{first}{lower}{metrics}.json"
 
 
 def holds_run(run_dir: str | Path) -> bool:
@@ -210,6 +212,7 @@ def write_evaluation(run_dir: str | Path, result: dict[str, Any]) -> Path:
         result.get("iwae_num_importance_samples", 0),
         result.get("limit", 0),
         result.get("precision", "float32"),
+        "disentanglement" in result,
     )
     path = Path(run_dir) / name
     checkpoint.write_json(path, result)

@@ -59,6 +59,12 @@ def _factor_table(factors: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _render_factors(factors: np.ndarray) -> np.ndarray:
+    """dSprites images of factor classes (n, 5): (n, 1, 64, 64) float32 in {0, 1}."""
+    indices = np.ravel_multi_index(tuple(np.asarray(factors).T), dsprites.FACTOR_SIZES)
+    return dsprites.render(indices)[:, None].astype(np.float32)
+
+
 def _dsprites(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, Any]:
     """dSprites split by config (valid_fraction, test_fraction, split_seed; labels are the shapes), with its
     factors. With both limits set only the images used are rendered; otherwise all, once, into the cache."""
@@ -83,6 +89,7 @@ def _dsprites(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -
         "factor_names": dsprites.FACTOR_NAMES,
         "factor_sizes": dsprites.FACTOR_SIZES,
         "factor_values": tuple(tuple(float(v) for v in values) for values in dsprites.FACTOR_VALUES),
+        "observe": _render_factors,
     }
     for name, rows in parts.items():
         factors = dsprites.factor_classes(rows)
@@ -136,6 +143,9 @@ class Dataset:
     factor_names: tuple[str, ...] = ()
     factor_sizes: tuple[int, ...] = ()
     factor_values: tuple[tuple[float, ...], ...] = ()
+    # The observations of any factor combination (n, F) -> (n, C, H, W), where the data can show every one
+    # (dSprites renders them); the interventional metrics need it. None for other data.
+    observe: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -192,4 +202,5 @@ def load_dataset(
         factor_names=tuple(arrays.get("factor_names", ())),
         factor_sizes=tuple(arrays.get("factor_sizes", ())),
         factor_values=tuple(arrays.get("factor_values", ())),
+        observe=arrays.get("observe"),
     )
