@@ -13,7 +13,9 @@ shape's centre is (10.5 + 43 posX, 10.5 + 43 posY): posY = 0 is the top. In the 
   ellipse  u^2 + (2 v)^2 <= 1                                 (axes 1 and 1/2)
   heart    (a^2 + b^2 - 1)^3 - a^2 b^3 <= 0, (a, b) = HEART_SCALE (u, HEART_SHIFT - v)
 so every shape lies within RADIUS * scale of its centre and no pixel of any image leaves the frame.
-Deterministic: float64 arithmetic, no randomness; tests pin a checksum of the images.
+Deterministic: float64 arithmetic, no randomness. tests/test_dsprites.py pins the checksum of every 997th
+image; that of all 737,280 (images_digest(render_all()), 21 s and under 1 GB on 2 cores) is
+224aa4a21c976db6eb4e4ab7f003223e20dd2bba1b7529d00607cae07139b0f7.
 """
 
 from __future__ import annotations
