@@ -157,3 +157,27 @@ def test_disentanglement_on_data_without_factors_is_one_sentence(trained_run_2d,
 
     assert main(["evaluate", str(trained_run_2d), "--samples", "0", "--disentanglement"]) != 0
     assert "has no known factors: --disentanglement needs dsprites" in capsys.readouterr().err
+
+
+def test_the_dsprites_presets_are_locatellos_network_and_one_trains_end_to_end(tmp_path):
+    from vaekit.cli import main
+    from vaekit.config import load_config, preset_names
+    from vaekit.models.vae import build_model
+    from vaekit.rundir import read_summary
+
+    names = [n for n in preset_names() if n.startswith("dsprites-")]
+    assert len(names) == 6
+    for name in names:
+        config = load_config(name)
+        assert config.data.dataset == "dsprites" and config.model.image_shape == (1, 64, 64)
+        assert config.model.conv_channels == (32, 32, 64, 64) and config.model.latent_dim == 10
+        steps = config.train.epochs * -(-round(737_280 * 0.8) // config.train.batch_size)
+        assert 295_000 <= steps <= 310_000  # Locatello et al.'s 300,000 steps of 64 images
+    model = build_model(load_config("dsprites-vae").model)
+    convs = [m for m in model.encoder.conv if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(n, (4, 4), (2, 2)) for n in (32, 32, 64, 64)]
+    run = tmp_path / "run"
+    args = ["train", "--config", "dsprites-beta-tcvae", "--epochs", "1", "--set", "data.train_limit=256",
+            "--set", "data.eval_limit=64", "--run-dir", str(run), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert read_summary(run)["epochs"] == 1
