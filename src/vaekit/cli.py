@@ -545,7 +545,10 @@ def _disentanglement_lines(figures: dict[str, Any] | None) -> list[str]:
         return []
     names = ("mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness", "modularity",
              "explicitness", "beta_vae_score", "factor_vae_score")  # fmt: skip
-    lines = [f"  disentanglement against {', '.join(figures['factor_names'])} ({figures['pairs']} images)"]
+    lines = [
+        f"  disentanglement against {', '.join(figures['factor_names'])} ({figures['pairs']} images, "
+        f"{figures.get('seconds', 0):.0f} s)"
+    ]
     lines += [f"    {name:22s}{figures[name]:7.3f}" for name in names if name in figures]
     return lines
 

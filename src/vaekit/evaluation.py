@@ -452,12 +452,12 @@ def disentanglement_figures(
         means = [model.posterior(images[i : i + 1000].to(device)).mean[:, -top:] for i in range(0, len(images), 1000)]
         return torch.cat(means).double().cpu().numpy()
 
-    was_training = model.training
+    start, was_training = time.perf_counter(), model.training
     model.eval()
     grid = metrics.FactorGrid(data.factor_sizes, data.observe) if data.observe is not None else None
     out = metrics.scores(encode(x), factors.numpy(), grid, encode if grid is not None else None, seed)
     model.train(was_training)
-    return {"factor_names": list(data.factor_names), **out}
+    return {"factor_names": list(data.factor_names), **out, "seconds": time.perf_counter() - start}
 
 
 def paired_log_likelihood(first: str | Path, other: str | Path) -> dict[str, Any]:
