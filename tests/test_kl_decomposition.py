@@ -118,3 +118,7 @@ def test_each_objective_trains_on_real_data_and_resumes_bit_for_bit(objective, t
     for (name, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(p, q), name
     assert full.metrics[-1]["valid_elbo"] > full.metrics[0]["valid_elbo"]
+    if objective == "beta-tcvae":  # the three parts, logged each epoch, add up to the KL (one sample per image)
+        row = full.metrics[-1]
+        parts = row["valid_mutual_information"] + row["valid_total_correlation"] + row["valid_dimension_kl"]
+        assert abs(parts - row["valid_kl"]) < 1.0 and row["valid_total_correlation"] > -0.5

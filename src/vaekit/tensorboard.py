@@ -34,6 +34,10 @@ METRIC_TAGS = {
     "train_kl": "kl/train",
     "valid_kl": "kl/valid",
     "images_per_second": "speed/images_per_second",
+    # beta-TCVAE's decomposition of the KL on the validation images
+    "valid_mutual_information": "kl_decomposition/mutual_information",
+    "valid_total_correlation": "kl_decomposition/total_correlation",
+    "valid_dimension_kl": "kl_decomposition/dimension_kl",
 }
 LEARNING_RATE_TAG = "optimizer/learning_rate"
 ACTIVE_UNITS_TAG = "latent/active_units"

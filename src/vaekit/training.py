@@ -37,7 +37,7 @@ from vaekit.compiling import CompiledOrEager
 from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingStopped
-from vaekit.evaluation import evaluate_elbo, latent_diagnostics
+from vaekit.evaluation import evaluate_elbo, evaluate_kl_decomposition, latent_diagnostics
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import ElboTerms, training_loss
 from vaekit.progress import progress_bar
@@ -568,6 +568,11 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
     }
     if ctx.distributed:
         row.update(processes=ctx.world_size, effective_batch=loop.global_batch)
+    if tc.objective == "beta-tcvae":  # the KL's three parts on the validation images (Chen et al. 2018)
+        parts = evaluate_kl_decomposition(
+            loop.model, loop.valid_x, tc.batch_size, tc.tc_sampling, seeded_generator(tc.seed, "eval", 1)
+        )
+        row.update({f"valid_{name}": value for name, value in parts.items()})
     state.epoch, state.batch_in_epoch, state.totals, state.seconds = state.epoch + 1, 0, EpochTotals(), 0.0
     state.metrics = state.metrics + [row]
     save_checkpoint(loop)  # first: it holds the metrics, so a crash between these writes loses nothing
