@@ -9,9 +9,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from vaekit import disentanglement as metrics
 from vaekit import rundir
 from vaekit.data import load_dataset
 from vaekit.evaluation import LatentDiagnostics, latent_diagnostics
@@ -162,10 +164,12 @@ def traversals(
     steps: int = 11,
     span: float = 3.0,
     max_dims: int = 32,
+    factor_of: dict[int, str] | None = None,
 ) -> Path:
     """One row per latent coordinate that the model uses (traversal_rows): z_j swept over [-span, span]
     with the other coordinates at the posterior mean of image x (1, C, H, W), and, in a hierarchy, the
-    layers below z_j's at their conditional means given it (prior.fill_below)."""
+    layers below z_j's at their conditional means given it (prior.fill_below). factor_of (index in z ->
+    factor name), for data with known factors, adds to each row the factor its latent tells most about."""
     mu = model.posterior(x[:1]).mean
     values = torch.linspace(-span, span, steps)
     rows, labels = [], []
@@ -173,7 +177,7 @@ def traversals(
         z = mu.repeat(steps, 1)
         z[:, j] = values
         rows.append(model.decode(model.prior.fill_below(z, layer)).mean)
-        labels.append(label)
+        labels.append(label if factor_of is None else f"{label} {factor_of[j]}")
     kind = "KL (nats)" if diagnostics.kl_per_dim is not None else "KL, else variance of the means"
     title = f"latent traversals z_j in [-{span:g}, {span:g}]; active units by {kind}"
     return save_picture(grid_image(torch.cat(rows), steps, title, row_labels=labels), path)
@@ -311,10 +315,23 @@ class PictureInputs:
     metrics: Sequence[dict[str, Any]]
     seed: int = 0
     class_names: Sequence[str] = ()  # the name of each label
+    factors: torch.Tensor | None = None  # (N, F) factor classes of the images, for data with known factors
+    factor_names: Sequence[str] = ()
 
     @cached_property
     def diagnostics(self) -> LatentDiagnostics:
         return latent_diagnostics(self.model, self.images)
+
+    @cached_property
+    def factor_information(self) -> torch.Tensor | None:
+        """I(z_j; v_k) / H(v_k) (J, F): the share of each factor's entropy that each latent's posterior mean
+        carries (20-bin histograms, as MIG's), for data with known factors; None otherwise."""
+        if self.factors is None:
+            return None
+        factors = self.factors.numpy()
+        codes = metrics.histogram_discretize(self.diagnostics.posterior_means.double().numpy())
+        shares = metrics.mutual_information_matrix(codes, factors) / metrics.factor_entropies(factors)
+        return torch.from_numpy(shares)
 
 
 def _reconstructions(p: PictureInputs, folder: Path) -> Path:
@@ -334,7 +351,37 @@ def _interpolations(p: PictureInputs, folder: Path) -> Path:
 
 
 def _traversals(p: PictureInputs, folder: Path) -> Path:
-    return traversals(p.model, p.images[:1], p.diagnostics, folder / "traversals.png")
+    shares = p.factor_information
+    factor_of = None
+    if shares is not None:  # each latent labelled with the factor it carries most information about
+        factor_of = {j: p.factor_names[int(k)] for j, k in enumerate(shares.argmax(1))}
+    return traversals(p.model, p.images[:1], p.diagnostics, folder / "traversals.png", factor_of=factor_of)
+
+
+def _factor_information(p: PictureInputs, folder: Path) -> Path | None:
+    shares = p.factor_information
+    return (
+        None
+        if shares is None
+        else _save_figure(factor_information_figure(shares, p.factor_names), folder / "factors.png")
+    )
+
+
+def factor_information_figure(shares: torch.Tensor, factor_names: Sequence[str]) -> Any:
+    """A latents x factors heatmap of I(z_j; v_k) / H(v_k), each cell annotated (a disentangled code has one
+    bright cell per row and per column)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.2 + 0.9 * shares.shape[1], 1.0 + 0.35 * shares.shape[0]), dpi=100)
+    ax = fig.subplots()
+    image = ax.imshow(shares.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (j, k), value in np.ndenumerate(shares.numpy()):
+        ax.text(k, j, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black")
+    ax.set_xticks(range(shares.shape[1]), list(factor_names), rotation=30, ha="right")
+    ax.set_yticks(range(shares.shape[0]), [f"z{j}" for j in range(shares.shape[0])])
+    ax.set_title("I(z_j; factor) / H(factor) of the posterior means", fontsize=9)
+    fig.colorbar(image, ax=ax)
+    return fig
 
 
 def _manifold(p: PictureInputs, folder: Path) -> Path | None:
@@ -382,6 +429,7 @@ PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
     "samples": _samples,
     "interpolations": _interpolations,
     "traversals": _traversals,
+    "factors": _factor_information,
     "pseudo-inputs": _pseudo_inputs,
     "layer-samples": _layer_samples,
     "manifold": _manifold,
@@ -427,6 +475,13 @@ def write_run_pictures(
     model, config = rundir.load_run(run_dir)
     data = load_dataset(config.data, config.model.image_shape, log)
     inputs = PictureInputs(
-        model, data.test.images, data.test.labels, rundir.read_metrics(run_dir), seed, data.class_names
+        model,
+        data.test.images,
+        data.test.labels,
+        rundir.read_metrics(run_dir),
+        seed,
+        data.class_names,
+        data.test.factors,
+        data.factor_names,
     )
     return write_pictures(inputs, folder or Path(run_dir) / rundir.IMAGES_DIR, which, log)

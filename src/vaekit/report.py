@@ -16,6 +16,7 @@ CAPTIONS = {
     "samples.png": "Decoded means of draws from the model's prior p(z).",
     "interpolations.png": "Linear (lerp) and spherical (slerp) paths between posterior means of test images.",
     "traversals.png": "The active latent dimensions of each layer swept from -3 to 3, most informative first.",
+    "factors.png": "For data with known factors: the share of each factor's entropy that each latent carries.",
     "pseudo-inputs.png": "The VampPrior's learned pseudo-inputs: the prior is the mixture of the posteriors at them.",
     "layer-samples.png": "Two stochastic layers: each row fixes a draw of the top layer and redraws the lower one.",
     "manifold.png": "The learned manifold of the 2-D latent space on a grid of prior quantiles.",
