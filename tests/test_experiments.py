@@ -10,8 +10,8 @@ from vaekit.experiments import EXPERIMENTS, ExperimentPlan
 from vaekit.experiments.runner import run_experiment
 
 
-def _run(name, out, budget="short", epochs=None, only=(), minutes=None, device="auto", jobs=1, **kwargs):
-    plan = ExperimentPlan(name, budget, epochs, tuple(only), minutes, device)
+def _run(name, out, budget="short", epochs=None, only=(), minutes=None, device="auto", jobs=1, seeds=1, **kwargs):
+    plan = ExperimentPlan(name, budget, epochs, tuple(only), minutes, device, seeds=seeds)
     return run_experiment(plan, out, jobs, **kwargs)
 
 
@@ -151,3 +151,31 @@ def test_the_vampprior_experiments_warm_up_is_a_share_of_the_run_at_every_budget
             assert config.train.epochs == epochs and config.train.warmup_steps <= steps
             assert config.train.warmup_steps == tomczak2018.steps_per_epoch(config.data) * max(1, min(100, epochs // 2))
     assert tomczak2018.steps_per_epoch(ExperimentPlan("tomczak2018-vampprior", "smoke").data_config) == 5
+
+
+def test_seeds_train_each_run_again_pair_seed_with_seed_and_give_medians_and_ranges(tmp_path, tiny_data):
+    import statistics
+
+    out = tmp_path / "seeds"
+    result = _run("tomczak2018-vampprior", out, "smoke", only=("vae-standard", "vae-mog"), dataset=tiny_data, seeds=3)
+    rows = {row["run"]: row for row in result["runs"]}
+    assert sorted(rows) == [f"vae-{p}-seed{s}" for p in ("mog", "standard") for s in range(3)]
+    assert [rows[f"vae-mog-seed{s}"]["seed"] for s in range(3)] == [0, 1, 2]  # train.seed + S
+    for s in range(3):  # each seed paired with the same seed of the baseline, on the per-image estimates
+        assert rows[f"vae-mog-seed{s}"]["paired_against"] == f"vae-standard-seed{s}"
+        a, b = (rundir.find_evaluation(out / f"vae-{p}-seed{s}", "test", 10)["log_likelihood_per_image"]
+                for p in ("standard", "mog"))  # fmt: skip
+        assert rows[f"vae-mog-seed{s}"]["paired_difference"] == pytest.approx(
+            statistics.fmean(y - x for x, y in zip(a, b))
+        )
+    groups = {g["run"]: g for g in result["over_seeds"]}
+    elbos = [rows[f"vae-mog-seed{s}"]["test_elbo"] for s in range(3)]
+    figure = groups["vae-mog"]["figures"]["test_elbo"]
+    assert figure == {"median": sorted(elbos)[1], "min": min(elbos), "max": max(elbos), "values": elbos}
+    assert groups["vae-mog"]["paired_against"] == "vae-standard" and groups["vae-standard"]["paired_against"] is None
+    assert len(set(elbos)) == 3  # the seeds differ
+    table = (out / "summary.md").read_text()
+    assert "Over seeds: median [minimum, maximum]" in table
+    assert f"| vae-mog | 3 | {figure['median']:.2f} [{figure['min']:.2f}, {figure['max']:.2f}] |" in table
+    assert ExperimentPlan("beta-sweep", "smoke", seeds=2, only=("beta1-seed1",)).runs()[0][1].train.seed == 1
+    assert "--seeds" in ExperimentPlan("beta-sweep", "smoke", seeds=2).command_line()

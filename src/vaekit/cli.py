@@ -295,6 +295,13 @@ def _experiment_parser(sub: Any) -> None:
     p.add_argument(
         "--device", default="auto", choices=DEVICES, help="where the runs train and are evaluated (default: auto)"
     )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train each run this many times (RUN-seed0, RUN-seed1, ... with the seed raised by 1 each); the "
+        "summary gives each figure's median and range over the seeds, and pairs log p(x) seed by seed (default: 1)",
+    )
     p.add_argument("--out", type=Path, default=None, help="folder (default: runs/experiments/NAME-BUDGET)")
     p.add_argument(
         "--no-summary",
@@ -655,7 +662,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from vaekit.experiments.summary import summary_markdown
 
     only = tuple(r.strip() for r in args.runs.split(",") if r.strip()) if args.runs else ()
-    plan = ExperimentPlan(args.name, args.budget, args.epochs, only, args.minutes, args.device, args.tensorboard)
+    plan = ExperimentPlan(
+        args.name, args.budget, args.epochs, only, args.minutes, args.device, args.tensorboard, args.seeds
+    )
     out = args.out or Path("runs") / "experiments" / f"{args.name}-{args.budget}"
     result = run_experiment(
         plan,

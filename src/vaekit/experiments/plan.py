@@ -54,6 +54,7 @@ class ExperimentPlan:
     minutes: float | None = None
     device: str = "auto"
     tensorboard: bool = False  # each run also writes RUN/tensorboard (vaekit.tensorboard)
+    seeds: int = 1  # each run trained this many times, as RUN-seedS with train.seed + S (S = 0, 1, ...)
 
     def __post_init__(self) -> None:
         if self.name not in EXPERIMENTS:
@@ -66,8 +67,10 @@ class ExperimentPlan:
             raise ConfigError(f"--minutes {self.minutes} is invalid: use a positive number of minutes.")
         if self.device not in DEVICES:
             raise ConfigError(f"--device {self.device} is invalid: choose one of {', '.join(DEVICES)}.")
+        if not 1 <= self.seeds <= 1000:
+            raise ConfigError(f"--seeds {self.seeds} is invalid: use 1 to 1000.")
         names = [run for run, _ in self._grid()]
-        unknown = sorted(set(self.only) - set(names))
+        unknown = sorted(set(self.only) - set(names) - {seeded for seeded, _ in self._seeded(self._grid())})
         if unknown:
             raise ConfigError(f"{self.name} has no run {', '.join(unknown)}: its runs are {', '.join(names)}.")
 
@@ -86,8 +89,22 @@ class ExperimentPlan:
     def _grid(self) -> list[tuple[str, RunConfig]]:
         return EXPERIMENTS[self.name].runs(self.epochs_per_run, self.data_config)
 
+    def _seeded(self, grid: list[tuple[str, RunConfig]]) -> list[tuple[str, RunConfig]]:
+        """Each run of the grid once, or with seeds > 1 as RUN-seed0, RUN-seed1, ... at train.seed + S."""
+        if self.seeds == 1:
+            return grid
+        return [
+            (
+                seeded_name(run, s),
+                dataclasses.replace(config, train=dataclasses.replace(config.train, seed=config.train.seed + s)),
+            )
+            for run, config in grid
+            for s in range(self.seeds)
+        ]
+
     def runs(self) -> list[tuple[str, RunConfig]]:
-        """(run name, config) in grid order, set to train on the plan's device in float32."""
+        """(run name, config) in grid order (each seed after the other), set to train on the plan's device in
+        float32; `only` names runs of the grid (all their seeds) or single seeded runs."""
         return [
             (
                 run,
@@ -95,8 +112,8 @@ class ExperimentPlan:
                     config, train=dataclasses.replace(config.train, device=self.device, precision="float32")
                 ),
             )
-            for run, config in self._grid()
-            if not self.only or run in self.only
+            for run, config in self._seeded(self._grid())
+            if not self.only or run in self.only or base_run(run) in self.only
         ]
 
     def command_line(self) -> list[str]:
@@ -106,4 +123,23 @@ class ExperimentPlan:
         args += ["--epochs", str(self.epochs)] if self.epochs else []
         args += ["--minutes", str(self.minutes)] if self.minutes else []
         args += ["--tensorboard"] if self.tensorboard else []
+        args += ["--seeds", str(self.seeds)] if self.seeds > 1 else []
         return args
+
+
+SEED_SUFFIX = "-seed"
+
+
+def seeded_name(run: str, seed: int) -> str:
+    return f"{run}{SEED_SUFFIX}{seed}"
+
+
+def base_run(run: str) -> str:
+    """The grid's name of a run: RUN for RUN-seedS, the name itself otherwise."""
+    head, sep, tail = run.rpartition(SEED_SUFFIX)
+    return head if sep and tail.isdigit() else run
+
+
+def seed_suffix(run: str) -> str:
+    """'-seedS' of a seeded run's name, '' otherwise."""
+    return run[len(base_run(run)) :]

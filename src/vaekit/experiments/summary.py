@@ -3,13 +3,14 @@ beside the published figures, and the bound-against-images figure (drawn by `vae
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
 from vaekit import checkpoint, plots, rundir
 from vaekit.config import RunConfig
 from vaekit.evaluation import paired_log_likelihood
-from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan
+from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan, base_run, seed_suffix
 
 SUMMARY_JSON, SUMMARY_MARKDOWN, SUMMARY_FIGURE = "summary.json", "summary.md", "bound_vs_images.png"
 
@@ -23,10 +24,13 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
     assert summary is not None and evaluation is not None  # only evaluated runs are summarised
     metrics = rundir.read_metrics(run_dir)
     last = metrics[-1] if metrics else {}
-    baseline = getattr(EXPERIMENTS[plan.name], "BASELINES", {}).get(run)
+    baseline = getattr(EXPERIMENTS[plan.name], "BASELINES", {}).get(base_run(run))
+    baseline = baseline + seed_suffix(run) if baseline else None  # each seed against the same seed
     paired = paired_log_likelihood(run_dir.parent / baseline, run_dir) if baseline else {}
     return {
         "run": run,
+        "base_run": base_run(run),
+        "seed": config.train.seed,
         "latent_dim": "+".join(map(str, config.model.latent_sizes)),  # bottom layer first
         "optimizer": config.train.optimizer,
         "objective": config.train.objective,
@@ -64,9 +68,35 @@ def summarise(
         "train_images": train_images,
         "test_images": test_images,
         "num_importance_samples": plan.spec.num_importance_samples,
+        "seeds": plan.seeds,
         "runs": rows,
+        "over_seeds": seed_groups(rows) if plan.seeds > 1 else [],
         "missing": missing,
     }
+
+
+# The figures summarised over seeds: each run's median, range and per-seed values.
+SEED_FIGURES = ("test_elbo", "test_kl", "log_likelihood", "paired_difference", "active_units")
+
+
+def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each run of the grid, in order, the median, minimum and maximum over its seeds of each figure
+    (SEED_FIGURES), with the per-seed values (seed order); a figure no seed has is left out."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["base_run"], []).append(row)
+    out = []
+    for run, members in groups.items():
+        figures = {}
+        for name in SEED_FIGURES:
+            values = [m[name] for m in sorted(members, key=lambda m: m["seed"]) if m.get(name) is not None]
+            if values:
+                figures[name] = {"median": statistics.median(values), "min": min(values), "max": max(values),
+                                 "values": values}  # fmt: skip
+        paired = {base_run(m["paired_against"]) for m in members if m.get("paired_against")}
+        against = paired.pop() if len(paired) == 1 else None
+        out.append({"run": run, "seeds": len(members), "paired_against": against, "figures": figures})
+    return out
 
 
 def write_summary(result: dict[str, Any], out_dir: Path) -> None:
@@ -105,9 +135,35 @@ def summary_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_markdown_row(r) for r in result["runs"]]
+    lines += _seed_table(result.get("over_seeds") or [])
     if result.get("missing"):
         lines += ["", f"Not run yet (or failed): {', '.join(result['missing'])}."]
     return "\n".join(lines) + "\n"
+
+
+def _seed_table(groups: list[dict[str, Any]]) -> list[str]:
+    """Each run's figures over its seeds: median [min, max]; the paired difference is taken seed by seed."""
+    if not groups:
+        return []
+
+    def cell(group: dict[str, Any], name: str, digits: int = 2) -> str:
+        f = group["figures"].get(name)
+        return "-" if f is None else f"{f['median']:.{digits}f} [{f['min']:.{digits}f}, {f['max']:.{digits}f}]"
+
+    lines = [
+        "",
+        "Over seeds: median [minimum, maximum]; per-seed figures in summary.json (`over_seeds`).",
+        "",
+        "| run | seeds | test ELBO | test KL | log p(x) | against, paired seed by seed | active units |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in groups:
+        against = f"{g['paired_against']}: {cell(g, 'paired_difference')}" if g["paired_against"] else "-"
+        lines.append(
+            f"| {g['run']} | {g['seeds']} | {cell(g, 'test_elbo')} | {cell(g, 'test_kl')} | "
+            f"{cell(g, 'log_likelihood')} | {against} | {cell(g, 'active_units', 0)} |"
+        )
+    return lines
 
 
 def _markdown_row(r: dict[str, Any]) -> str:
