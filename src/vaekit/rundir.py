@@ -155,7 +155,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[V
     return model.to(device).eval(), config
 
 
-def save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
     """Write the resume checkpoint; a full disk or a read-only folder is one sentence, the old checkpoint intact."""
     try:
         checkpoint.save_checkpoint(Path(run_dir) / CHECKPOINT_FILE, model, optimizer, state)
@@ -166,7 +166,7 @@ def save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer,
         ) from None
 
 
-def load_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer) -> TrainState:
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
     return checkpoint.load_checkpoint(Path(run_dir) / CHECKPOINT_FILE, model, optimizer)
 
 

@@ -38,8 +38,9 @@ from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingStopped
 from vaekit.evaluation import evaluate_elbo, evaluate_kl_decomposition, latent_diagnostics
+from vaekit.models.discriminators import TotalCorrelationDiscriminator
 from vaekit.models.vae import VAE, build_model
-from vaekit.objectives import ElboTerms, training_loss
+from vaekit.objectives import ElboTerms, factor_vae_loss, training_loss
 from vaekit.progress import progress_bar
 from vaekit.randomness import derive_seed, seeded_generator
 
@@ -65,8 +66,9 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     each; for the paper's MLP that was 35-40% of a training step (torch.profiler, benchmarks/).
     The fused kernel does the same update in one pass; results differ only in rounding.
     """
-    params = list(params)
-    if all(p.device.type in FUSED_DEVICES[name] for p in params):
+    params = list(params)  # tensors, or parameter groups (dicts with "params") with their own settings
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    if all(p.device.type in FUSED_DEVICES[name] for p in tensors):
         try:
             return OPTIMIZER_CLASSES[name](params, lr=lr, fused=True)
         except (RuntimeError, TypeError, ValueError):
@@ -205,14 +207,21 @@ class _Objective(nn.Module):
     """The training loss as a module, so that DistributedDataParallel can wrap it: DDP averages
     the gradients of whatever its forward computes. The VAE itself stays unaware of it."""
 
-    def __init__(self, model: VAE, train: TrainConfig, dataset_size: int) -> None:
+    def __init__(
+        self, model: VAE, train: TrainConfig, dataset_size: int, discriminator: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.train_config = train
         self.dataset_size = dataset_size  # N, for beta-TCVAE's estimate of the aggregate posterior
+        self.discriminator = discriminator  # FactorVAE's, trained in the same step
 
     def forward(self, x: torch.Tensor, step: int, eps: torch.Tensor) -> tuple[torch.Tensor, ElboTerms]:
-        return training_loss(self.model, x, self.train_config, step, eps=eps, dataset_size=self.dataset_size)
+        tc = self.train_config
+        if self.discriminator is not None:  # the permutations, like the noise, a function of (seed, step)
+            permutation = torch.Generator().manual_seed(derive_seed(tc.seed, "permutation", step))
+            return factor_vae_loss(self.model, self.discriminator, x, tc.factor_gamma, permutation, eps)
+        return training_loss(self.model, x, tc, step, eps=eps, dataset_size=self.dataset_size)
 
 
 class StopRequests:
@@ -252,6 +261,7 @@ class Loop:
     train_x: torch.Tensor  # (N, C, H, W) pixels on the device; batches are gathered there
     valid_x: torch.Tensor  # (N_valid, C, H, W) fixed validation observations
     model: VAE
+    checkpointed: nn.Module  # what the checkpoint holds: the model, and FactorVAE's discriminator beside it
     optimizer: torch.optim.Optimizer
     objective: nn.Module  # the loss, wrapped by DistributedDataParallel in a distributed run
     autocast: torch.autocast
@@ -300,10 +310,11 @@ def set_up(
         torch.set_num_threads(tc.num_threads)
     torch.manual_seed(derive_seed(tc.seed, "init"))
     model = build_model(config.model).to(device)
-    optimizer = make_optimizer(tc.optimizer, model.parameters(), tc.learning_rate)
+    discriminator, checkpointed, groups = _trainables(model, tc, device)
+    optimizer = make_optimizer(tc.optimizer, groups, tc.learning_rate)
     state = TrainState()
     if resume and rundir.has_checkpoint(run_dir):
-        state = rundir.load_checkpoint(run_dir, model, optimizer)
+        state = rundir.load_checkpoint(run_dir, checkpointed, optimizer)
         if ctx.is_main:
             # The checkpoint is the one source of truth: files written after it by a run that died
             # before its next checkpoint are rewritten from it.
@@ -313,7 +324,7 @@ def set_up(
         log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
     else:
         log(f"training into {run_dir}")
-    objective: nn.Module = _Objective(model, tc, len(data.train.images))
+    objective: nn.Module = _Objective(model, tc, len(data.train.images), discriminator)
     if ctx.distributed:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
         log(
@@ -329,6 +340,7 @@ def set_up(
         train_x=data.train.images.to(device),
         valid_x=data.evaluation_observations("valid"),
         model=model,
+        checkpointed=checkpointed,
         optimizer=optimizer,
         objective=compile_step(objective, tc.compile, device, log),
         autocast=autocast,
@@ -341,6 +353,20 @@ def set_up(
         nonfinite=NonFiniteSteps(device, state.step),
         last_save_step=state.step,
     )
+
+
+def _trainables(
+    model: VAE, tc: TrainConfig, device: torch.device
+) -> tuple[nn.Module | None, nn.Module, list[dict[str, Any]]]:
+    """FactorVAE's discriminator (None for other objectives), what the checkpoint holds (the model, and the
+    discriminator beside it), and the optimiser's parameter groups: the discriminator's with its own Adam
+    settings, 1e-4 and betas (0.5, 0.9) (Kim & Mnih 2018, Appendix A)."""
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if tc.objective != "factor-vae":
+        return None, model, groups
+    discriminator = TotalCorrelationDiscriminator(model.latent_dim).to(device)
+    groups.append({"params": list(discriminator.parameters()), "lr": 1e-4, "betas": (0.5, 0.9)})
+    return discriminator, nn.ModuleDict({"model": model, "discriminator": discriminator}), groups
 
 
 def compile_step(objective: nn.Module, mode: str, device: torch.device, log: Callable[[str], None]) -> nn.Module:
@@ -544,7 +570,7 @@ def _stop_if_asked(loop: Loop) -> None:
 
 def save_checkpoint(loop: Loop) -> None:
     if loop.ctx.is_main:
-        rundir.save_checkpoint(loop.run_dir, loop.model, loop.optimizer, loop.state)
+        rundir.save_checkpoint(loop.run_dir, loop.checkpointed, loop.optimizer, loop.state)
     loop.last_save, loop.last_save_step = time.monotonic(), loop.state.step
 
 
