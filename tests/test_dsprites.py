@@ -140,7 +140,9 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
         TrainConfig(epochs=1, batch_size=50),
     )
     train(config, tmp_path / "run", progress=False)
-    monkeypatch.setattr(disentanglement, "SCORE_POINTS", {"train": 60, "test": 40, "batch_size": 8})
+    monkeypatch.setattr(
+        disentanglement, "SCORE_POINTS", {"train": 60, "test": 40, "batch_size": 8, "variance_points": 500}
+    )
     assert main(["evaluate", str(tmp_path / "run"), "--samples", "0", "--disentanglement"]) == 0
     assert "factor_vae_score" in capsys.readouterr().out
     saved = tmp_path / "run" / "evaluation-test-k0-disentanglement.json"
@@ -149,7 +151,7 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
     names = ["mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness", "modularity",
              "explicitness", "beta_vae_score", "factor_vae_score"]  # fmt: skip
     assert all(0 <= figures[name] <= 1 for name in names), figures
-    assert figures["score_points"] == {"train": 60, "test": 40, "batch_size": 8}
+    assert figures["score_points"] == {"train": 60, "test": 40, "batch_size": 8, "variance_points": 500}
 
 
 def test_disentanglement_on_data_without_factors_is_one_sentence(trained_run_2d, capsys):

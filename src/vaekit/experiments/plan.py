@@ -11,7 +11,8 @@ from types import ModuleType
 
 from vaekit.config import DEVICES, DataConfig, RunConfig
 from vaekit.errors import ConfigError
-from vaekit.experiments import beta_sweep, burda2015, kingma2013, tomczak2018
+from vaekit.experiments import beta_sweep, burda2015, kingma2013, locatello2019, tomczak2018
+from vaekit.experiments.budgets import BUDGETS, Budget
 
 # experiment name -> the module that defines its runs (`runs(epochs, data)`), TITLE and PUBLISHED figures
 EXPERIMENTS: dict[str, ModuleType] = {
@@ -19,24 +20,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "burda2015-mnist": burda2015,
     "beta-sweep": beta_sweep,
     "tomczak2018-vampprior": tomczak2018,
-}
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much each run of an experiment gets: epochs, data, and K for log p(x)."""
-
-    epochs: int
-    train_limit: int  # 0: all 50,000 training images
-    eval_limit: int  # 0: all 10,000 test images
-    num_importance_samples: int  # K of the test log p(x)
-
-
-# budget name -> what each run gets
-BUDGETS: dict[str, Budget] = {
-    "smoke": Budget(epochs=1, train_limit=500, eval_limit=100, num_importance_samples=10),
-    "short": Budget(epochs=10, train_limit=0, eval_limit=1000, num_importance_samples=500),
-    "long": Budget(epochs=200, train_limit=0, eval_limit=0, num_importance_samples=5000),
+    "locatello2019-dsprites": locatello2019,
 }
 
 
@@ -59,8 +43,8 @@ class ExperimentPlan:
     def __post_init__(self) -> None:
         if self.name not in EXPERIMENTS:
             raise ConfigError(f"unknown experiment '{self.name}': choose one of {', '.join(EXPERIMENTS)}.")
-        if self.budget not in BUDGETS:
-            raise ConfigError(f"unknown budget '{self.budget}': choose one of {', '.join(BUDGETS)}.")
+        if self.budget not in self.budgets:
+            raise ConfigError(f"unknown budget '{self.budget}': choose one of {', '.join(self.budgets)}.")
         if self.epochs is not None and not 1 <= self.epochs <= 100_000:
             raise ConfigError(f"--epochs {self.epochs} is invalid: use 1 to 100000.")
         if self.minutes is not None and not 0 < self.minutes <= 10**6:
@@ -75,8 +59,13 @@ class ExperimentPlan:
             raise ConfigError(f"{self.name} has no run {', '.join(unknown)}: its runs are {', '.join(names)}.")
 
     @property
+    def budgets(self) -> dict[str, Budget]:
+        """The experiment's own budgets (its module's BUDGETS) where it has them, else the MNIST ones."""
+        return getattr(EXPERIMENTS[self.name], "BUDGETS", BUDGETS)
+
+    @property
     def spec(self) -> Budget:
-        return BUDGETS[self.budget]
+        return self.budgets[self.budget]
 
     @property
     def epochs_per_run(self) -> int:
@@ -84,6 +73,10 @@ class ExperimentPlan:
 
     @property
     def data_config(self) -> DataConfig:
+        """The experiment's data (its module's `data(budget)`, e.g. dSprites), else MNIST within the budget's limits."""
+        data = getattr(EXPERIMENTS[self.name], "data", None)
+        if data is not None:
+            return data(self.spec)
         return DataConfig(train_limit=self.spec.train_limit, eval_limit=self.spec.eval_limit)
 
     def _grid(self) -> list[tuple[str, RunConfig]]:

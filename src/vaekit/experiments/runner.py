@@ -21,7 +21,7 @@ from vaekit.config import RunConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.distributed import select_device
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.evaluation import evaluate_split
+from vaekit.evaluation import disentanglement_figures, evaluate_split
 from vaekit.experiments.plan import ExperimentPlan
 from vaekit.experiments.summary import run_row, summarise, write_summary
 from vaekit.plots import PictureInputs, write_pictures
@@ -66,7 +66,8 @@ def run_experiment(
     todo = [run for run, config in plan.runs() if not complete(out_dir / run, config, K)]
     in_workers = jobs > 1 and len(todo) > 1
     failed = run_workers(plan, out_dir, todo, jobs, log) if in_workers else []
-    data = dataset if dataset is not None else load_dataset(plan.data_config, log=log)
+    shape = plan.runs()[0][1].model.image_shape  # the grid's runs share their data and image shape
+    data = dataset if dataset is not None else load_dataset(plan.data_config, shape, log)
     rows = []
     for run, config in plan.runs():
         if run not in todo:
@@ -118,10 +119,15 @@ def train_and_evaluate(
     model, _ = rundir.load_run(run_dir, device=select_device(config.train.device))
     test = data.evaluation_observations("test")  # one fixed binarization, shared by every run
     result = evaluate_split(model, test, plan.spec.num_importance_samples, seed=config.train.seed)
+    if data.test.factors is not None:  # data with known factors: every disentanglement metric too
+        result["disentanglement"] = disentanglement_figures(model, data, test, data.test.factors, config.train.seed)
     reached = (rundir.read_summary(run_dir) or {}).get("epochs")
     rundir.write_evaluation(run_dir, {"split": "test", "epochs": reached, **result})
-    pictures = PictureInputs(model.cpu(), data.test.images, data.test.labels, [], config.train.seed, data.class_names)
-    write_pictures(pictures, run_dir / rundir.IMAGES_DIR, which=("traversals", "samples"))
+    pictures = PictureInputs(
+        model.cpu(), data.test.images, data.test.labels, [], config.train.seed, data.class_names,
+        data.test.factors, data.factor_names,
+    )  # fmt: skip
+    write_pictures(pictures, run_dir / rundir.IMAGES_DIR, which=("traversals", "samples", "factors"))
 
 
 def run_workers(

@@ -53,6 +53,8 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
         "paired_against": baseline if paired else None,  # log p(x) minus the baseline's, image by image
         **paired,
         "curve": [(m["images_seen"], m["train_elbo"], m["valid_elbo"]) for m in metrics],
+        **{name: (evaluation.get("disentanglement") or {}).get(name) for name in METRICS},
+        "published_metrics": getattr(EXPERIMENTS[plan.name], "PUBLISHED_METRICS", {}).get(base_run(run), {}),
     }
 
 
@@ -75,8 +77,11 @@ def summarise(
     }
 
 
+# The disentanglement metrics a row carries (None where the data has no known factors).
+METRICS = ("mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness", "modularity",
+           "explicitness", "beta_vae_score", "factor_vae_score")  # fmt: skip
 # The figures summarised over seeds: each run's median, range and per-seed values.
-SEED_FIGURES = ("test_elbo", "test_kl", "log_likelihood", "paired_difference", "active_units")
+SEED_FIGURES = ("test_elbo", "test_kl", "log_likelihood", "paired_difference", "active_units", *METRICS)
 
 
 def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,10 +140,32 @@ def summary_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_markdown_row(r) for r in result["runs"]]
+    lines += _metrics_table(result["runs"])
     lines += _seed_table(result.get("over_seeds") or [])
     if result.get("missing"):
         lines += ["", f"Not run yet (or failed): {', '.join(result['missing'])}."]
     return "\n".join(lines) + "\n"
+
+
+def _metrics_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The disentanglement metrics of each run (where the data has known factors), published ones after."""
+    rows = [r for r in rows if r.get("mig") is not None]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Disentanglement on the test images (vaekit.disentanglement; MIG with 20-bin histograms), published "
+        "figures in brackets where the experiment lists them.",
+        "",
+        "| run | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    for r in rows:
+        published = r.get("published_metrics") or {}
+        cells = [f"{r[m]:.3f}" + (f" ({published[m]:.2f})" if m in published else "") if r.get(m) is not None else "-"
+                 for m in METRICS]  # fmt: skip
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _seed_table(groups: list[dict[str, Any]]) -> list[str]:

@@ -1,0 +1,24 @@
+"""How much each run of an experiment gets (a module of its own, so that experiment modules can define
+budgets of their own without importing the plan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much each run of an experiment gets: epochs, data, and K for log p(x)."""
+
+    epochs: int
+    train_limit: int  # 0: all training images (50,000 of MNIST)
+    eval_limit: int  # 0: all test images (10,000 of MNIST)
+    num_importance_samples: int  # K of the test log p(x)
+
+
+# budget name -> what each run gets (on MNIST; an experiment module may define its own BUDGETS)
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(epochs=1, train_limit=500, eval_limit=100, num_importance_samples=10),
+    "short": Budget(epochs=10, train_limit=0, eval_limit=1000, num_importance_samples=500),
+    "long": Budget(epochs=200, train_limit=0, eval_limit=0, num_importance_samples=5000),
+}
