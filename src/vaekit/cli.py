@@ -270,7 +270,13 @@ def _experiment_parser(sub: Any) -> None:
         f"K={b.num_importance_samples} on {b.eval_limit or 'all'} test images"
         for name, b in BUDGETS.items()
     )
-    p.add_argument("--budget", choices=tuple(BUDGETS), default="short", help=f"{budgets} (default: short)")
+    own = "; ".join(
+        f"{name} has its own: "
+        + ", ".join(f"{b} {s.epochs} epochs of {s.train_limit or 'all'}" for b, s in m.BUDGETS.items())
+        for name, m in EXPERIMENTS.items()
+        if hasattr(m, "BUDGETS")
+    )
+    p.add_argument("--budget", choices=tuple(BUDGETS), default="short", help=f"{budgets}; {own} (default: short)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, overriding the budget's")
     p.add_argument(
         "--minutes",
