@@ -84,3 +84,20 @@ def trained_run_2d(tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("run2d") / "run"
     train(config, run, progress=False, dataset=tiny_data)
     return run
+
+
+@pytest.fixture
+def resumes_bit_for_bit(tmp_path, tiny_data):
+    """A check: train a config for its epochs in one go, and again cut after epoch 1 and resumed; the
+    weights must agree bit for bit. Returns the uninterrupted run's result."""
+    from vaekit.training import train
+
+    def check(config: RunConfig):
+        full = train(config, tmp_path / "full", progress=False, dataset=tiny_data)
+        train(config.with_overrides({"train.epochs": 1}), tmp_path / "cut", progress=False, dataset=tiny_data)
+        resumed = train(config, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data)
+        for (name, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+            assert torch.equal(p, q), name
+        return full
+
+    return check
