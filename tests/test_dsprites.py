@@ -211,3 +211,15 @@ def test_the_factor_pictures_label_each_latent_with_the_factor_it_carries(tmp_pa
     assert (shares - torch.diag(shares.diagonal())).abs().max() < 0.3
     path = plots._factor_information(inputs, tmp_path)
     assert path.name == "factors.png" and path.stat().st_size > 5000
+
+
+def test_the_report_shows_a_runs_disentanglement_metrics(tmp_path):
+    from vaekit import rundir
+    from vaekit.config import RunConfig
+    from vaekit.report import build_report
+
+    rundir.write_config(tmp_path, RunConfig())
+    metrics = {"factor_names": ["shape"], "pairs": 10, "mig": 0.4321, "score_points": {"train": 1}}
+    rundir.write_evaluation(tmp_path, {"split": "test", "images": 10, "elbo": -1.0, "disentanglement": metrics})
+    page = build_report(tmp_path)
+    assert "Disentanglement (test split, 10 images)" in page and "0.432" in page and "score_points" not in page

@@ -117,8 +117,15 @@ def build_report(run_dir: str | Path) -> str:
     for split in ("test", "valid"):  # the most complete evaluation of each split
         result = rundir.best_evaluation(run_dir, split)
         if result is not None:
-            figures = {k: v for k, v in result.items() if k not in ("layers", "kl_per_dim")}
+            figures = {k: v for k, v in result.items() if k not in ("layers", "kl_per_dim", "disentanglement")}
             parts += [f"<h2>Evaluation ({split} split)</h2>", _key_value_table(figures), *_layers(result)]
+        for result in rundir.evaluations(run_dir, split):  # each evaluation with disentanglement metrics
+            if result.get("disentanglement"):
+                figures = {k: v for k, v in result["disentanglement"].items() if k != "score_points"}
+                parts += [
+                    f"<h3>Disentanglement ({split} split, {result['images']} images)</h3>",
+                    _key_value_table(figures),
+                ]
     no_epoch = "<p class='note'>No epoch has completed yet.</p>"
     parts += ["<h2>Metrics per epoch</h2>", table(metrics) if metrics else no_epoch, "<h2>Pictures</h2>"]
     images = run_dir / rundir.IMAGES_DIR
