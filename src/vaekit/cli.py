@@ -256,15 +256,8 @@ def _playground_parser(sub: Any) -> None:
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
 
 
-def _experiment_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "experiment",
-        help="run a paper reproduction (a grid of runs) and summarise it",
-        description="Train every run of an experiment into OUT/<run>, skipping complete runs and "
-        "resuming interrupted or shorter ones, estimate log p(x) for each, and write "
-        "summary.md, summary.json and bound_vs_images.png into OUT.",
-    )
-    p.add_argument("name", choices=tuple(EXPERIMENTS), metavar="NAME", help=", ".join(EXPERIMENTS))
+def _budgets_help() -> str:
+    """What each budget gives a run: the MNIST experiments', then those of experiments with their own."""
     budgets = "; ".join(
         f"{name}: {b.epochs} epochs, {b.train_limit or 'all'} training images, log p(x) with "
         f"K={b.num_importance_samples} on {b.eval_limit or 'all'} test images"
@@ -276,7 +269,19 @@ def _experiment_parser(sub: Any) -> None:
         for name, m in EXPERIMENTS.items()
         if hasattr(m, "BUDGETS")
     )
-    p.add_argument("--budget", choices=tuple(BUDGETS), default="short", help=f"{budgets}; {own} (default: short)")
+    return f"{budgets}; {own}"
+
+
+def _experiment_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "experiment",
+        help="run a paper reproduction (a grid of runs) and summarise it",
+        description="Train every run of an experiment into OUT/<run>, skipping complete runs and "
+        "resuming interrupted or shorter ones, estimate log p(x) for each, and write "
+        "summary.md, summary.json and bound_vs_images.png into OUT.",
+    )
+    p.add_argument("name", choices=tuple(EXPERIMENTS), metavar="NAME", help=", ".join(EXPERIMENTS))
+    p.add_argument("--budget", choices=tuple(BUDGETS), default="short", help=f"{_budgets_help()} (default: short)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, overriding the budget's")
     p.add_argument(
         "--minutes",

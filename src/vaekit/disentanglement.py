@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import mutual_info_score, roc_auc_score
-from sklearn.svm import LinearSVC
+
+# scikit-learn is imported where a metric needs it: it takes about a second, which every `vaekit train`
+# would otherwise pay through vaekit.evaluation.
 
 Encode = Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) -> codes (n, J)
 
@@ -44,6 +43,8 @@ def histogram_discretize(codes: np.ndarray, bins: int = 20) -> np.ndarray:
 
 def mutual_information_matrix(discrete_codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """I(c_j; v_k) in nats from the empirical joint distribution: (J, F)."""
+    from sklearn.metrics import mutual_info_score
+
     return np.array(
         [[mutual_info_score(factors[:, k], discrete_codes[:, j]) for k in range(factors.shape[1])]
          for j in range(discrete_codes.shape[1])]
@@ -52,6 +53,8 @@ def mutual_information_matrix(discrete_codes: np.ndarray, factors: np.ndarray) -
 
 def factor_entropies(factors: np.ndarray) -> np.ndarray:
     """H(v_k) in nats of each factor's empirical distribution: (F,)."""
+    from sklearn.metrics import mutual_info_score
+
     return np.array([mutual_info_score(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
 
 
@@ -88,6 +91,8 @@ def sap(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> float:
     computes it: S[j, k] = test accuracy of a linear SVM (C = 0.01, balanced classes) predicting v_k from
     code c_j alone, trained on one half of the points and scored on the other; SAP = 1/F sum_k (S_(1)k -
     S_(2)k), the gap between the two best codes for each factor."""
+    from sklearn.svm import LinearSVC
+
     train, test = _halves(len(codes), seed)
     score = np.zeros((codes.shape[1], factors.shape[1]))
     for j in range(codes.shape[1]):
@@ -118,6 +123,9 @@ def _one_minus_entropy(p: np.ndarray, base: int) -> np.ndarray:
     return 1.0 - h / math.log(base) if base > 1 else np.ones(p.shape[:-1])
 
 
+DCI_TREES = 100  # boosting stages of each factor's classifier: scikit-learn's default, as disentanglement_lib
+
+
 def dci(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> DCI:
     """DCI with gradient-boosted trees as disentanglement_lib computes it: for each factor a
     GradientBoostingClassifier on all codes (trained on one half, accuracy on the other); R[j, k] its
@@ -125,11 +133,15 @@ def dci(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> DCI:
       disentanglement = sum_j rho_j (1 - H_F(R[j, :] / sum_k R[j, k])),  rho_j = sum_k R[j, k] / sum R
       completeness    = 1/F sum_k (1 - H_J(R[:, k] / sum_j R[j, k]))
     with entropies in base F and J (Eastwood & Williams 2018, Section 3)."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
     train, test = _halves(len(codes), seed)
     importance = np.zeros((codes.shape[1], factors.shape[1]))
     accuracy = []
     for k in range(factors.shape[1]):
-        model = _fit(GradientBoostingClassifier(random_state=seed), codes[train], factors[train, k])
+        model = _fit(
+            GradientBoostingClassifier(n_estimators=DCI_TREES, random_state=seed), codes[train], factors[train, k]
+        )
         importance[:, k] = np.abs(model.feature_importances_)
         accuracy.append(np.mean(model.predict(codes[test]) == factors[test, k]))
     code_weight = importance.sum(1) / max(importance.sum(), 1e-12)
@@ -154,6 +166,9 @@ def explicitness(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> float
     """Ridgeway & Mozer 2018, Section 3: how simply the factors can be read from all codes together: for
     each factor value a one-versus-rest logistic regression on the codes (trained on one half); the
     explicitness is the mean ROC AUC of those classifiers on the other half, averaged over factors."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
     train, test = _halves(len(codes), seed)
     per_factor = []
     for k in range(factors.shape[1]):
@@ -206,6 +221,8 @@ def beta_vae_score(
     """Higgins et al. 2017, Section 3: for a factor k drawn uniformly, the mean over a batch of pairs that
     share v_k of |c(x1) - c(x2)|; a linear classifier (logistic regression) predicts k from it. The score
     is its accuracy on `test` new points after training on `train`."""
+    from sklearn.linear_model import LogisticRegression
+
     rng = np.random.default_rng(seed)
 
     def points(n: int) -> tuple[np.ndarray, np.ndarray]:
