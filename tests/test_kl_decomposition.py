@@ -170,3 +170,39 @@ def test_the_factorvae_losses_each_reach_their_own_parameters_only():
         torch.testing.assert_close(p.grad, combined[name])  # nothing from the VAE's loss
     assert all(p.grad is None for p in model.parameters())  # z held fixed: nothing into the VAE
     assert encoder_grad.abs().sum() > 0 and torch.isfinite(terms.elbo).all()
+
+
+def test_each_objectives_weight_multiplies_its_own_term():
+    """beta-TCVAE: at beta = 1 the loss is -(reconstruction - Monte-Carlo KL), and raising beta adds
+    (beta - 1) TC; FactorVAE: gamma multiplies the discriminator's TC estimate; DIP-VAE: lambda_d defaults to
+    10 lambda_od (I) and lambda_od (II). A weight on the wrong term, or a flipped sign, fails here."""
+    from vaekit.models.discriminators import TotalCorrelationDiscriminator, density_ratio
+    from vaekit.models.vae import build_model
+    from vaekit.objectives import _log_likelihood, dip_weights, factor_vae_loss, training_loss
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=3)).double()
+    x = torch.bernoulli(
+        torch.full((8, 1, 28, 28), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(0)
+    )
+    eps = torch.randn(8, 1, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        configs = {b: TrainConfig(objective="beta-tcvae", beta=b) for b in (1.0, 6.0)}
+        losses = {b: training_loss(model, x, c, 0, eps=eps, dataset_size=100)[0] for b, c in configs.items()}
+        posterior = model.posterior(x)
+        z = posterior.rsample(1, eps=eps)[0]
+        mc_kl = (posterior.at_samples().log_prob(z) - model.prior.log_prob(z))[:, 0]
+        reconstruction = _log_likelihood(model, x, z)[:, 0]
+        tc = kl_decomposition(posterior, z[:, 0], model.prior, 100, "mss").total_correlation
+    torch.testing.assert_close(losses[1.0], -(reconstruction - mc_kl).mean())
+    torch.testing.assert_close(losses[6.0] - losses[1.0], 5 * tc.mean())
+    discriminator = TotalCorrelationDiscriminator(3, 8, 2).double()
+    with torch.no_grad():
+        at = {
+            g: factor_vae_loss(model, discriminator, x, g, torch.Generator().manual_seed(3), eps)[0]
+            for g in (0.0, 35.0)
+        }
+        ratio = density_ratio(discriminator, z[:, 0]).mean()
+    torch.testing.assert_close(at[35.0] - at[0.0], 35.0 * ratio)
+    assert dip_weights(TrainConfig(objective="dip-vae-i", dip_lambda_offdiag=2.0)) == (2.0, 20.0)
+    assert dip_weights(TrainConfig(objective="dip-vae-ii", dip_lambda_offdiag=2.0)) == (2.0, 2.0)
