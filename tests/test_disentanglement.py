@@ -154,3 +154,83 @@ def test_a_factor_grid_finds_each_combinations_image_in_row_major_order():
     np.testing.assert_array_equal(grid.observations(factors)[:, :, 0, 0], factors)
     drawn = grid.sample_factors(1000, np.random.default_rng(0))
     assert drawn.min(0).tolist() == [0, 0, 0] and drawn.max(0).tolist() == [1, 2, 3]
+
+
+def _entropy_by_quadrature(means: np.ndarray, stds: np.ndarray) -> float:
+    """-integral q log q of the equal-weight Gaussian mixture q(z) = 1/n sum_i N(z; means_i, stds_i^2), on a
+    grid of 40,001 points over 12 standard deviations beyond the outermost components."""
+    z = np.linspace(means.min() - 12 * stds.max(), means.max() + 12 * stds.max(), 40_001)
+    q = np.mean(np.exp(-0.5 * ((z[:, None] - means) / stds) ** 2) / (stds * math.sqrt(2 * math.pi)), 1)
+    integrand = -q * np.log(np.where(q > 0, q, 1.0))
+    return float(np.sum((integrand[1:] + integrand[:-1]) / 2 * np.diff(z)))
+
+
+def test_the_posterior_mutual_information_agrees_with_numerical_integration():
+    """I(z_j; v_k) = H(z_j) - sum_v p(v) H(z_j | v_k = v), each entropy of a Gaussian mixture integrated
+    numerically, against the Monte-Carlo estimate from 200,000 pairs (its standard error is below 0.003
+    nats: the per-pair terms have a spread of about 1 nat). Stds differ by image, so a variance used for a
+    std, or a conditional mixture averaged over N images instead of N_v, is off by tenths of a nat."""
+    import torch
+
+    factors = _grid((2, 3))
+    rng = np.random.default_rng(1)
+    means = factors @ np.array([[1.0, 0.8], [0.4, -0.9]]) + 0.1 * rng.normal(size=(6, 2))
+    stds = rng.uniform(0.3, 0.7, size=(6, 2))
+    expected = np.zeros((2, 2))
+    for j in range(2):
+        for k in range(2):
+            given = [factors[:, k] == v for v in np.unique(factors[:, k])]
+            conditional = [np.mean(g) * _entropy_by_quadrature(means[g, j], stds[g, j]) for g in given]
+            expected[j, k] = _entropy_by_quadrature(means[:, j], stds[:, j]) - sum(conditional)
+    assert expected.min() > 0.05  # every pair shares information, so no estimate passes by being near 0
+    estimate = d.posterior_mutual_information(torch.tensor(means), torch.tensor(stds), factors, samples=200_000)
+    np.testing.assert_allclose(estimate, expected, atol=0.01)
+
+
+def test_the_posterior_mig_is_one_for_the_factors_and_loses_a_dropped_or_shared_factors_share():
+    """Codes at the factor values with a tiny std: the mixtures over the classes of v_k are spikes of equal
+    weight, so I(z_k; v_k) = log(size_k) = H(v_k), and over a complete grid q(z_j | v_k) = q(z_j) for j != k."""
+    import torch
+
+    factors = _grid((3, 4, 5))
+    means, stds = torch.tensor(factors, dtype=torch.float64), torch.full(factors.shape, 0.01, dtype=torch.float64)
+    information = d.posterior_mutual_information(means, stds, factors, samples=4000)
+    np.testing.assert_allclose(information, np.diag(np.log([3, 4, 5])), atol=1e-9)
+    assert d.mig_posterior(means, stds, factors, samples=4000) == pytest.approx(1.0, abs=1e-9)
+    dropped = means.clone()
+    dropped[:, 0] = 0.0  # the same posterior for every image carries nothing
+    assert d.mig_posterior(dropped, stds, factors, samples=4000) == pytest.approx(2 / 3, abs=1e-9)
+    copied, copied_stds = torch.cat([means[:, :1], means], 1), torch.cat([stds[:, :1], stds], 1)
+    assert d.mig_posterior(copied, copied_stds, factors, samples=4000) == pytest.approx(2 / 3, abs=1e-9)
+
+
+def test_a_coarser_factor_grid_keeps_evenly_spaced_classes_of_every_factor():
+    grid = d.FactorGrid((3, 6, 40), lambda f: f)
+    assert grid.combinations().shape == (3 * 6 * 40, 3)
+    coarse = grid.combinations(classes_per_factor=5)
+    assert [sorted(set(coarse[:, k])) for k in range(3)] == [[0, 1, 2], [0, 1, 2, 4, 5], [0, 10, 20, 29, 39]]
+    assert len(coarse) == 3 * 5 * 5 and len(np.unique(coarse, axis=0)) == len(coarse)
+
+
+@pytest.mark.parametrize(
+    "model, scored",
+    [({}, True), ({"posterior_flow": "planar", "flow_steps": 2}, False), ({"hierarchy": "two-layer"}, False)],
+)
+def test_chen_et_als_mig_is_taken_from_q_z_given_x_where_it_is_one_factorized_gaussian(model, scored):
+    """mig_posterior needs log q(z_j | x) in closed form: a one-layer Gaussian posterior has it, a flow and
+    a hierarchy's top layer do not, so they get no figure rather than a wrong one."""
+    import torch
+
+    from vaekit.config import ModelConfig
+    from vaekit.evaluation import posterior_mig
+    from vaekit.models.vae import build_model
+
+    torch.manual_seed(0)
+    vae = build_model(ModelConfig(image_shape=(1, 2, 3), hidden_dim=8, latent_dim=2, **model)).eval()
+    grid = d.FactorGrid((2, 3), lambda f: np.eye(6, dtype=np.float32)[f[:, 0] * 3 + f[:, 1]].reshape(-1, 1, 2, 3))
+    figures = posterior_mig(vae, grid, ("a", "b"), grid_classes=0, seed=0)
+    assert ("mig_posterior" in figures) == scored
+    if scored:
+        assert 0 <= figures["mig_posterior"] <= 1
+        assert figures["mig_posterior_setting"] == {"images": 6, "grid_classes": 0, "samples": 10_000,
+                                                    "factors": ["a", "b"]}  # fmt: skip

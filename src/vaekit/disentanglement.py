@@ -9,6 +9,7 @@ published figures come from; scikit-learn provides the classifiers and the discr
 Mutual information and entropies are in nats.
 
   mig                    Chen et al. 2018, Section 5 (disentanglement_lib's estimator: 20-bin histograms)
+  mig_posterior          the same gap from the Gaussian posterior's parameters (Chen et al.'s estimator)
   sap                    Kumar et al. 2018, Section 5 (the discrete-factor form: linear SVM accuracies)
   dci                    Eastwood & Williams 2018 (gradient-boosted trees' importances)
   modularity, explicitness   Ridgeway & Mozer 2018, Section 3
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torch.nn import functional as nn_functional
 
 # scikit-learn is imported where a metric needs it: it takes about a second, which every `vaekit train`
 # would otherwise pay through vaekit.evaluation.
@@ -67,10 +70,58 @@ def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
     Chen et al.'s own estimator samples codes from the posterior over the whole factor grid instead;
     published figures come from both, and they differ.
     """
-    information = mutual_information_matrix(histogram_discretize(codes, bins), factors)
+    return _gap(mutual_information_matrix(histogram_discretize(codes, bins), factors), factors)
+
+
+def _gap(information: np.ndarray, factors: np.ndarray) -> float:
+    """MIG from I(c_j; v_k), (J, F): each factor's gap between its two most informative codes over H(v_k)."""
     ranked = np.sort(information, axis=0)[::-1]
     second = ranked[1] if len(ranked) > 1 else np.zeros_like(ranked[0])
     return float(np.mean((ranked[0] - second) / factor_entropies(factors)))
+
+
+def posterior_mutual_information(
+    mean: torch.Tensor, std: torch.Tensor, factors: np.ndarray, samples: int = 10_000, seed: int = 0
+) -> np.ndarray:
+    """I(z_j; v_k) = H(z_j) - H(z_j | v_k) in nats, (J, F), under a factorized Gaussian posterior
+    q(z_j | x_n) = N(mean[n, j], std[n, j]^2) of N images (N, J) with factor classes (N, F), the images
+    drawn uniformly (Chen et al. 2018, Section 5 and Appendix C). The densities are the exact mixtures
+        q(z_j) = 1/N sum_n q(z_j | x_n),   q(z_j | v_k = v) = 1/N_v sum_{n: v_k(x_n) = v} q(z_j | x_n),
+    and each entropy is -E log q over `samples` pairs (n uniform, z ~ q(z | x_n)); one set of pairs serves
+    the marginal and every conditional (Chen et al. draw a set per factor value: the same expectations, and
+    shared pairs make the difference's Monte-Carlo error smaller). Computed in float64 on mean's device."""
+    mean, std = mean.double(), std.double()
+    n, j = mean.shape
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(n, (samples,), generator=generator).to(mean.device)
+    z = mean[picks] + std[picks] * torch.randn(samples, j, generator=generator, dtype=torch.float64).to(mean.device)
+    classes = torch.as_tensor(factors, dtype=torch.long, device=mean.device)
+    # one row per (factor, class): summing over images with a matrix product groups them by class
+    members = torch.cat([nn_functional.one_hot(classes[:, k]).T for k in range(classes.shape[1])]).double()
+    offsets = torch.tensor([0, *np.cumsum([int(classes[:, k].max()) + 1 for k in range(classes.shape[1])])[:-1]])
+    own = classes[picks] + offsets.to(mean.device)  # (S, F): each pair's row of `members`, v_k(x_n) of factor k
+    log_count = members.sum(1).log()
+    mean, precision, log_norm = mean.T.contiguous(), 1 / std.T, std.T.log() + 0.5 * math.log(2 * math.pi)  # (J, N)
+    entropy, conditional = torch.zeros(j, dtype=torch.float64), torch.zeros(j, classes.shape[1], dtype=torch.float64)
+    chunk = max(1, 2**23 // (n * j))  # pairs per step: the (J, N, chunk) densities stay near 64 MB
+    for rows in torch.arange(samples, device=mean.device).split(chunk):
+        log_q = z[rows].T[:, None, :] - mean[..., None]  # (J, N, c): log q(z_s,j | x_n), in place from here
+        log_q.mul_(precision[..., None]).square_().mul_(-0.5).sub_(log_norm[..., None])
+        top = log_q.amax(1, keepdim=True)  # (J, 1, c), subtracted before exp so that no mixture underflows
+        weights = log_q.sub_(top).exp_()
+        entropy -= (weights.sum(1).log() + top[:, 0] - math.log(n)).sum(1).cpu()
+        mine = (members @ weights)[:, own[rows].T, torch.arange(len(rows))]  # (J, F, c): each pair's own class
+        conditional -= (mine.log() + top - log_count[own[rows].T]).sum(2).cpu()
+    return ((entropy[:, None] - conditional) / samples).numpy()
+
+
+def mig_posterior(
+    mean: torch.Tensor, std: torch.Tensor, factors: np.ndarray, samples: int = 10_000, seed: int = 0
+) -> float:
+    """MIG as Chen et al. 2018 compute it (their Eq. 9 with `posterior_mutual_information`): from the
+    Gaussian posterior's parameters over every factor combination, not from histograms of the means as
+    `mig` does; the figures of the two differ. Chen et al. score dSprites without its shape factor."""
+    return _gap(np.maximum(posterior_mutual_information(mean, std, factors, samples, seed), 0.0), factors)
 
 
 def _fit(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
@@ -201,6 +252,15 @@ class FactorGrid:
         """n factor combinations drawn uniformly: (n, F) ints."""
         return np.stack([rng.integers(0, s, n) for s in self.sizes], 1)
 
+    def combinations(self, classes_per_factor: int | None = None) -> np.ndarray:
+        """Every factor combination in row-major order, (n, F) ints; with classes_per_factor, each factor
+        thinned to that many evenly spaced classes (a coarser grid, still complete and uniform)."""
+        kept = [
+            np.unique(np.linspace(0, s - 1, min(s, classes_per_factor or s)).round().astype(np.int64))
+            for s in self.sizes
+        ]
+        return np.stack([a.ravel() for a in np.meshgrid(*kept, indexing="ij")], 1)
+
     def observations(self, factors: np.ndarray) -> np.ndarray:
         """The images of factor combinations (n, F): (n, C, H, W)."""
         return self.observe(factors)
@@ -278,6 +338,11 @@ def _fixed_k(grid: FactorGrid, rng: np.random.Generator, batch_size: int, k: int
 # Points of the intervention scores in `scores`: fewer than disentanglement_lib's 10,000 + 5,000, so that a
 # CPU evaluation of a 64 x 64 model takes seconds; stated with every result.
 SCORE_POINTS = {"train": 2000, "test": 1000, "batch_size": 64, "variance_points": 10_000}
+# Every figure of `scores` and of vaekit.evaluation.disentanglement_figures, in the order tables show them; each
+# in [0, 1], higher is better.
+METRICS = ("mig", "mig_posterior", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness",
+           "modularity", "explicitness", "beta_vae_score", "factor_vae_score")  # fmt: skip
+POSTERIOR_SAMPLES = 10_000  # (image, code) pairs of each entropy in mig_posterior, as Chen et al. draw
 PAIR_POINTS = 10_000  # (code, factor) pairs of the metrics read from pairs, as disentanglement_lib takes
 
 

@@ -14,6 +14,7 @@ class Budget:
     train_limit: int  # 0: all training images (50,000 of MNIST)
     eval_limit: int  # 0: all test images (10,000 of MNIST)
     num_importance_samples: int  # K of the test log p(x)
+    grid_classes: int = 10  # data with a factor grid: classes per factor of Chen et al.'s MIG (0: the whole grid)
 
 
 # budget name -> what each run gets (on MNIST; an experiment module may define its own BUDGETS)

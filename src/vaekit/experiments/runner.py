@@ -120,7 +120,9 @@ def train_and_evaluate(
     test = data.evaluation_observations("test")  # one fixed binarization, shared by every run
     result = evaluate_split(model, test, plan.spec.num_importance_samples, seed=config.train.seed)
     if data.test.factors is not None:  # data with known factors: every disentanglement metric too
-        result["disentanglement"] = disentanglement_figures(model, data, test, data.test.factors, config.train.seed)
+        result["disentanglement"] = disentanglement_figures(
+            model, data, test, data.test.factors, config.train.seed, plan.spec.grid_classes
+        )
     reached = (rundir.read_summary(run_dir) or {}).get("epochs")
     rundir.write_evaluation(run_dir, {"split": "test", "epochs": reached, **result})
     pictures = PictureInputs(
