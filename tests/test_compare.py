@@ -124,3 +124,31 @@ def test_latent_sizes_list_every_stochastic_layer_bottom_first():
     assert two.latent_sizes == (100, 50)
     ladder = ModelConfig(hierarchy="ladder", ladder_latent_dims=(40, 20), ladder_hidden_dims=(300, 300))
     assert ladder.latent_sizes == (40, 20)
+
+
+def test_runs_scored_against_known_factors_get_a_table_of_their_disentanglement_metrics(two_runs, capsys, tmp_path):
+    """The figures come from the evaluation with --disentanglement that covers the most images; a run
+    without one shows dashes, and runs with none at all get no second table."""
+    from vaekit.compare import METRIC_HEADS
+    from vaekit.disentanglement import METRICS
+
+    root = tmp_path / "runs"
+    shutil.copytree(two_runs[0], root)
+    figures = {name: 0.1 + i / 100 for i, name in enumerate(METRICS)}
+    rundir.write_evaluation(root / "small", {"split": "test", "images": 50, "disentanglement": {**figures, "mig": 0.9}})
+    rundir.write_evaluation(root / "small", {"split": "test", "images": 200, "limit": 200, "disentanglement": figures})
+    png = str(tmp_path / "c.png")
+    assert main(["compare", str(root / "wider"), "--png", png]) == 0
+    assert "MIG q(z|x)" not in capsys.readouterr().out
+    assert (
+        main(["compare", str(root / "small"), str(root / "wider"), "--png", png, "--html", str(tmp_path / "c.html")])
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    heads = next(i for i, line in enumerate(out) if "MIG q(z|x)" in line)
+    assert list(METRIC_HEADS) == list(METRICS)
+    assert out[heads + 1].split() == ["small", *(f"{figures[name]:.3f}" for name in METRICS)]
+    assert out[heads + 2].split() == ["wider", *["-"] * len(METRICS)]
+    assert "Disentanglement (test images)" in (tmp_path / "c.html").read_text()
+    assert main(["compare", str(root / "small"), "--json", "--png", png]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["disentanglement"] == figures

@@ -129,9 +129,13 @@ def test_an_array_file_with_factors_carries_them_into_every_split(tmp_path):
 
 
 def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_path, capsys, monkeypatch):
+    """... in the saved evaluation, the table, and the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from vaekit import disentanglement
     from vaekit.cli import main
     from vaekit.config import ModelConfig, RunConfig, TrainConfig
+    from vaekit.tensorboard import TensorBoard
     from vaekit.training import train
 
     config = RunConfig(
@@ -139,7 +143,7 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
         DataConfig(dataset="dsprites", train_limit=300, eval_limit=200),
         TrainConfig(epochs=1, batch_size=50),
     )
-    train(config, tmp_path / "run", progress=False)
+    train(config, tmp_path / "run", progress=False, callbacks=[TensorBoard()])
     monkeypatch.setattr(
         disentanglement, "SCORE_POINTS", {"train": 60, "test": 40, "batch_size": 8, "variance_points": 500}
     )
@@ -156,6 +160,12 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
     # Chen et al.'s MIG: 3 classes of each factor but shape, which they leave out
     setting = {"images": 3**5, "grid_classes": 3, "samples": 300, "factors": ["scale", "orientation", "posX", "posY"]}
     assert figures["mig_posterior_setting"] == setting
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    for name in disentanglement.METRICS:  # TensorBoard has each metric at the evaluated epoch
+        assert [(e.step, e.value) for e in events.Scalars(f"disentanglement/{name}")] == [
+            (1, pytest.approx(figures[name], abs=1e-6))
+        ]
     assert main(["evaluate", run, "--samples", "0", "--disentanglement", "--grid-classes", "-1"]) != 0
     assert "--grid-classes -1 is invalid" in capsys.readouterr().err
 

@@ -513,6 +513,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluation import evaluate_run
+    from vaekit.tensorboard import add_evaluation
 
     _positive("--batch-size", args.batch_size, 1_000_000)
     if not 0 <= args.samples <= 1_000_000 or not 0 <= args.iwae_k <= 1_000_000 or args.limit < 0:
@@ -533,6 +534,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         disentanglement=args.disentanglement,
         grid_classes=args.grid_classes,
     )
+    if add_evaluation(args.run_dir, result):
+        _log(f"added the disentanglement metrics to {args.run_dir / 'tensorboard'}")
     if args.json:
         print(json.dumps(result))
     else:

@@ -4,7 +4,8 @@
 
 Figures per run: the test ELBO and its two terms (summary.json), log p(x) with its standard error
 from the run's most complete test evaluation (K importance samples over some images), active units
-(from that evaluation), epochs and minutes of training (metrics.jsonl).
+(from that evaluation), epochs and minutes of training (metrics.jsonl); where runs were scored against
+known factors (vaekit evaluate --disentanglement), a second table of their disentanglement metrics.
 
 Paired against the first run: where two runs' evaluations share the data, K and precision, their
 log p(x) is compared image by image on the test images both evaluated, d_i = log p_b(x_i) - log p_a(x_i),
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import report, rundir
+from vaekit.disentanglement import METRICS
 from vaekit.errors import ConfigError
 from vaekit.evaluation import paired_log_likelihood
 from vaekit.plots import elbo_curves
@@ -36,6 +38,20 @@ COLUMNS = (
     ("epochs", "epochs", 6),
     ("training_minutes", "train min", 9),
 )
+
+# heading of each disentanglement metric (vaekit.disentanglement.METRICS) in the second table
+METRIC_HEADS = {
+    "mig": "MIG",
+    "mig_posterior": "MIG q(z|x)",
+    "sap": "SAP",
+    "dci_disentanglement": "DCI dis.",
+    "dci_completeness": "DCI comp.",
+    "dci_informativeness": "DCI info.",
+    "modularity": "modular.",
+    "explicitness": "explicit.",
+    "beta_vae_score": "beta-VAE",
+    "factor_vae_score": "FactorVAE",
+}
 
 
 def labels(run_dirs: list[Path]) -> list[str]:
@@ -62,6 +78,7 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "latent_dim": sum(rundir.read_config(run_dir).model.latent_sizes),  # all stochastic layers
         "epochs": len(metrics),
         "training_minutes": sum(m["seconds"] for m in metrics) / 60,
+        "disentanglement": rundir.disentanglement_evaluation(run_dir, "test"),
     }
 
 
@@ -97,16 +114,38 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 
 def text_table(rows: list[dict[str, Any]]) -> str:
-    """The table for a terminal: one line per run, in the order given."""
+    """The table for a terminal: one line per run, in the order given; the disentanglement metrics below."""
     width = max(len(r["run"]) for r in rows + [{"run": "run"}])
     lines = ["  ".join(head.ljust(width) if key == "run" else head.rjust(w) for key, head, w in COLUMNS)]
     for row in rows:
         cells = [_cell(row, key).ljust(width) if key == "run" else _cell(row, key).rjust(w) for key, _, w in COLUMNS]
         lines.append("  ".join(cells))
-    return (
-        "\n".join(lines) + "\nnats per image, higher is better; log p(x) is the importance-sampled estimate ± its s.e.;"
+    lines.append(
+        "nats per image, higher is better; log p(x) is the importance-sampled estimate ± its s.e.;"
         "\npaired: log p(x) minus the first run's on the same test images, ± the s.e. of the differences"
     )
+    scored = metric_rows(rows)
+    if scored:
+        heads = list(scored[0])
+        lines += ["", "  ".join(h.ljust(width) if i == 0 else h.rjust(10) for i, h in enumerate(heads))]
+        lines += [
+            "  ".join(c.ljust(width) if i == 0 else c.rjust(10) for i, c in enumerate(r.values())) for r in scored
+        ]
+        lines.append(
+            "disentanglement on the test images (vaekit evaluate --disentanglement), each in [0, 1], higher is better"
+        )
+    return "\n".join(lines)
+
+
+def metric_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Each run's disentanglement metrics as table cells (heading -> cell); [] where no run has any."""
+    if not any(r.get("disentanglement") for r in rows):
+        return []
+    cell = lambda figures, name: "-" if figures.get(name) is None else f"{figures[name]:.3f}"  # noqa: E731
+    return [
+        {"run": r["run"], **{METRIC_HEADS[name]: cell(r.get("disentanglement") or {}, name) for name in METRICS}}
+        for r in rows
+    ]
 
 
 def curves_png(metrics: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
@@ -123,6 +162,7 @@ def html_page(rows: list[dict[str, Any]], png: Path) -> str:
         "<p class='note'>Bounds in nats per image, higher is better; log p(x) is the importance-sampled "
         "estimate with its standard error, from each run's most complete test evaluation.</p>",
         report.table(shown),
+        *(["<h2>Disentanglement (test images)</h2>", report.table(metric_rows(rows))] if metric_rows(rows) else []),
         report.figure(png.read_bytes(), png.name, caption),
         "<h2>Run folders</h2>",
         report.table([{"run": r["run"], "folder": r["path"]} for r in rows]),

@@ -240,6 +240,13 @@ def best_evaluation(run_dir: str | Path, split: str) -> dict[str, Any] | None:
     return max(evaluations(run_dir, split), key=_completeness, default=None)
 
 
+def disentanglement_evaluation(run_dir: str | Path, split: str) -> dict[str, Any] | None:
+    """The disentanglement figures of a split (vaekit evaluate --disentanglement) from its evaluation with the
+    most images, or None where none has them."""
+    scored = [r for r in evaluations(run_dir, split) if r.get("disentanglement")]
+    return max(scored, key=_completeness, default={}).get("disentanglement")
+
+
 def find_evaluation(run_dir: str | Path, split: str, num_importance_samples: int) -> dict[str, Any] | None:
     """The evaluation of a split with this K over the whole split (no --limit), if one was saved."""
     matches = [

@@ -7,9 +7,11 @@ Steps are epochs. Per epoch: the train and validation ELBO, reconstruction and K
 metrics.jsonl), the KL per latent dimension and the active units over the validation images, the
 learning rate and images per second; every `images_every` epochs and at the last one, the grids of
 validation reconstructions and prior samples; at the end the run's hyperparameters with its test
-figures (TensorBoard's HParams tab). A resumed run continues the same curves: epochs already in
-the event files are not written again, and epochs that the checkpoint holds but the events miss
-(a run killed between the two) are filled in from metrics.jsonl.
+figures (TensorBoard's HParams tab); later, each `vaekit evaluate --disentanglement` of the run (or
+an experiment's evaluation) adds its disentanglement metrics at the evaluated epoch. A resumed run
+continues the same curves: epochs already in the event files are not written again, and epochs that
+the checkpoint holds but the events miss (a run killed between the two) are filled in from
+metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from vaekit import rundir
 from vaekit.callbacks import Callback, TrainingLoop
+from vaekit.disentanglement import METRICS
 from vaekit.errors import ConfigError
 from vaekit.evaluation import latent_diagnostics
 from vaekit.plots import make_grid
@@ -43,6 +46,7 @@ LEARNING_RATE_TAG = "optimizer/learning_rate"
 ACTIVE_UNITS_TAG = "latent/active_units"
 KL_PER_DIM_TAG = "kl_per_dim/z{:03d}"  # one chart per latent dimension, where the KL splits by dimension
 KL_PER_LAYER_TAG = "kl_per_layer/{}"  # one chart per stochastic layer: z1, z2, ...
+DISENTANGLEMENT_TAG = "disentanglement/{}"  # one chart per metric of vaekit.disentanglement.METRICS
 TEST_TAGS = {"test_elbo": "test/elbo", "test_reconstruction": "test/reconstruction", "test_kl": "test/kl"}
 INSTALL_HINT = "TensorBoard logging needs the tensorboard package: pip install 'vaekit[tensorboard]'."
 
@@ -69,6 +73,24 @@ def written_epochs(log_dir: Path) -> set[int]:
         if METRIC_TAGS["valid_elbo"] in events.Tags()["scalars"]
         else set()
     )
+
+
+def add_evaluation(run_dir: str | Path, result: dict[str, Any]) -> bool:
+    """Add an evaluation's disentanglement metrics to the events of a run trained with TensorBoard, at the
+    epoch it evaluated; False where there is nothing to add or the run writes no events."""
+    log_dir = Path(run_dir) / rundir.TENSORBOARD_DIR
+    figures = result.get("disentanglement")
+    if not figures or not log_dir.is_dir():
+        return False
+    try:
+        writer = summary_writer_class()(str(log_dir))
+    except ConfigError:  # events written where tensorboard was installed, read where it is not
+        return False
+    for name in METRICS:
+        if figures.get(name) is not None:
+            writer.add_scalar(DISENTANGLEMENT_TAG.format(name), figures[name], result.get("epochs") or 0)
+    writer.close()
+    return True
 
 
 class TensorBoard(Callback):

@@ -25,7 +25,7 @@ from vaekit.evaluation import disentanglement_figures, evaluate_split
 from vaekit.experiments.plan import ExperimentPlan
 from vaekit.experiments.summary import run_row, summarise, write_summary
 from vaekit.plots import PictureInputs, write_pictures
-from vaekit.tensorboard import TensorBoard
+from vaekit.tensorboard import TensorBoard, add_evaluation
 from vaekit.training import train
 
 
@@ -123,8 +123,9 @@ def train_and_evaluate(
         result["disentanglement"] = disentanglement_figures(
             model, data, test, data.test.factors, config.train.seed, plan.spec.grid_classes
         )
-    reached = (rundir.read_summary(run_dir) or {}).get("epochs")
-    rundir.write_evaluation(run_dir, {"split": "test", "epochs": reached, **result})
+    result = {"split": "test", "epochs": (rundir.read_summary(run_dir) or {}).get("epochs"), **result}
+    rundir.write_evaluation(run_dir, result)
+    add_evaluation(run_dir, result)  # to the run's TensorBoard events, where it writes them
     pictures = PictureInputs(
         model.cpu(), data.test.images, data.test.labels, [], config.train.seed, data.class_names,
         data.test.factors, data.factor_names,
