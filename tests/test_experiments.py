@@ -205,3 +205,5 @@ def test_the_locatello_experiment_scores_every_objective_with_every_metric_over_
     assert groups["vae"]["figures"]["mig"]["median"] == pytest.approx(sum(migs) / 2)
     table = (out / "summary.md").read_text()
     assert "| run | mig | mig_posterior | sap |" in table and " (0.82) |" in table
+    mig = groups["factor-vae"]["figures"]["mig"]  # over seeds: median [min, max] beside the published figure
+    assert f"| factor-vae | 2 | {mig['median']:.3f} [{mig['min']:.3f}, {mig['max']:.3f}] (0.15) |" in table

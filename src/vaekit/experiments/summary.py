@@ -101,7 +101,11 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                  "values": values}  # fmt: skip
         paired = {base_run(m["paired_against"]) for m in members if m.get("paired_against")}
         against = paired.pop() if len(paired) == 1 else None
-        out.append({"run": run, "seeds": len(members), "paired_against": against, "figures": figures})
+        published = members[0].get("published_metrics") or {}
+        out.append(
+            {"run": run, "seeds": len(members), "paired_against": against, "figures": figures}
+            | ({"published_metrics": published} if published else {})
+        )
     return out
 
 
@@ -191,6 +195,13 @@ def _seed_table(groups: list[dict[str, Any]]) -> list[str]:
             f"| {g['run']} | {g['seeds']} | {cell(g, 'test_elbo')} | {cell(g, 'test_kl')} | "
             f"{cell(g, 'log_likelihood')} | {against} | {cell(g, 'active_units', 0)} |"
         )
+    scored = [g for g in groups if "mig" in g["figures"]]
+    if scored:  # the disentanglement metrics over seeds, with the published figures
+        lines += ["", "| run | seeds | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+        for g in scored:
+            published = g.get("published_metrics") or {}
+            cells = [cell(g, m, 3) + (f" ({published[m]:.2f})" if m in published else "") for m in METRICS]
+            lines.append(f"| {g['run']} | {g['seeds']} | " + " | ".join(cells) + " |")
     return lines
 
 
