@@ -40,7 +40,7 @@ from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, T
 from vaekit.evaluation import evaluate_elbo, evaluate_kl_decomposition, latent_diagnostics
 from vaekit.models.discriminators import TotalCorrelationDiscriminator
 from vaekit.models.vae import VAE, build_model
-from vaekit.objectives import ElboTerms, factor_vae_loss, training_loss
+from vaekit.objectives import ElboTerms, beta_at, capacity_at, factor_vae_loss, training_loss
 from vaekit.progress import progress_bar
 from vaekit.randomness import derive_seed, seeded_generator
 
@@ -123,6 +123,7 @@ def train(
         loop.stop = stop
         callbacks = list(callbacks) if ctx.is_main else []
         _warn_if_short(loop)
+        _warn_if_schedule_outlasts(loop)
         hooks.call(callbacks, "on_train_start", loop)
         while loop.state.epoch < config.train.epochs:
             totals, seconds, images_per_second = train_epoch(loop)
@@ -157,6 +158,25 @@ def _warn_if_short(loop: Loop) -> None:
             f"epoch{'s' * (tc.epochs != 1)} of {per_epoch} batches); a VAE needs about {MIN_USEFUL_STEPS} or more "
             "to learn more than the mean image: "
             f"raise --epochs to about {-(-MIN_USEFUL_STEPS // per_epoch)} or lower --batch-size."
+        )
+
+
+def _warn_if_schedule_outlasts(loop: Loop) -> None:
+    """A KL warm-up or capacity schedule longer than the run ends short of its target unannounced (a preset's
+    10,000 warm-up steps in a 150-step run leave the KL weight at 0.015): say where it will end."""
+    tc, steps = loop.config.train, loop.config.train.epochs * loop.batches_per_epoch
+    if loop.state.step > 0:
+        return
+    if tc.warmup_steps > steps:
+        loop.log(
+            f"warning: the KL warm-up (train.warmup_steps = {tc.warmup_steps}) outlasts this run's {steps} steps: the "
+            f"KL weight will end at {beta_at(steps, tc.beta, tc.warmup_steps):.3g} of beta = {tc.beta:g}."
+        )
+    if tc.capacity_steps > steps:
+        loop.log(
+            f"warning: the capacity schedule (train.capacity_steps = {tc.capacity_steps}) outlasts this run's {steps} "
+            f"steps: the KL target will end at {capacity_at(steps, tc.capacity_max, tc.capacity_steps):.3g} of "
+            f"{tc.capacity_max:g} nats."
         )
 
 
