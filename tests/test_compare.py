@@ -152,3 +152,31 @@ def test_runs_scored_against_known_factors_get_a_table_of_their_disentanglement_
     assert "Disentanglement (test images)" in (tmp_path / "c.html").read_text()
     assert main(["compare", str(root / "small"), "--json", "--png", png]) == 0
     assert json.loads(capsys.readouterr().out)[0]["disentanglement"] == figures
+
+
+def test_compare_names_the_settings_each_run_changes_and_warns_when_several_do(two_runs, tmp_path, capsys):
+    """'wider' has 3 epochs and 6 latents where 'small' has 2 and 4 (how a run was carried out, such as its
+    device, is no difference); --baseline puts the named run first and pairs the others with it."""
+    from vaekit.compare import differences
+
+    root, _ = two_runs
+    small, wider = root / "small", root / "wider"
+    assert differences(small, wider) == {"model.latent_dim": [4, 6], "train.epochs": [2, 3]}
+    assert differences(small, small) == {}
+    png = str(tmp_path / "c.png")
+    assert main(["compare", str(small), str(wider), "--png", png]) == 0
+    out = capsys.readouterr().out
+    assert "wider differs from small in: model.latent_dim 4 -> 6, train.epochs 2 -> 3" in out
+    assert "warning: wider differs from small in 2 settings" in out
+    assert main(["compare", str(small), str(wider), "--baseline", str(wider), "--png", png, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in rows] == ["wider", "small"] and "differs" not in rows[0]
+    assert rows[1]["differs"] == {"model.latent_dim": [6, 4], "train.epochs": [3, 2]}
+    copy = tmp_path / "copy"
+    shutil.copytree(small, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["train"]["device"], config["train"]["learning_rate"] = "cpu", 0.01
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(["compare", str(small), str(copy), "--png", png]) == 0
+    out = capsys.readouterr().out
+    assert "copy differs from small in: train.learning_rate 0.001 -> 0.01" in out and "warning" not in out

@@ -345,11 +345,19 @@ def _compare_parser(sub: Any) -> None:
         help="several runs side by side: a table of their figures and their validation curves",
         epilog=EPILOG,
         description="One table of the runs' figures (test ELBO, reconstruction, KL, log p(x) with its "
-        "standard error from the most complete test evaluation, each later run's log p(x) against the first's "
-        "paired image by image, active units, epochs, training minutes) and one PNG of their validation ELBO "
-        "curves overlaid.",
+        "standard error from the most complete test evaluation, each later run's log p(x) against the baseline's "
+        "paired image by image, active units, epochs, training minutes), the config keys in which each run differs "
+        "from the baseline (with a warning where several do), and one PNG of their validation ELBO curves overlaid.",
     )
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to compare")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="the run the others are paired with and whose config they are compared to, each naming the keys "
+        "it changes (default: the first RUN_DIR)",
+    )
     p.add_argument(
         "--png",
         type=Path,
@@ -711,7 +719,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from vaekit import checkpoint, compare
 
-    rows, metrics = compare.compare(args.run_dirs)
+    rows, metrics = compare.compare(args.run_dirs, args.baseline)
     png = compare.curves_png(metrics, args.png)
     print(json.dumps(rows, indent=1) if args.json else compare.text_table(rows), flush=True)
     _log(f"vaekit: wrote the validation curves to {png}")

@@ -7,7 +7,11 @@ from the run's most complete test evaluation (K importance samples over some ima
 (from that evaluation), epochs and minutes of training (metrics.jsonl); where runs were scored against
 known factors (vaekit evaluate --disentanglement), a second table of their disentanglement metrics.
 
-Paired against the first run: where two runs' evaluations share the data, K and precision, their
+Against a baseline (the first run, or --baseline): each run names the config keys in which it differs
+from it, and a run that differs in more than one is a comparison of several changes at once, said as a
+warning (a preset's network, learning rate and warm-up all change with its prior, for one).
+
+Paired against the baseline: where two runs' evaluations share the data, K and precision, their
 log p(x) is compared image by image on the test images both evaluated, d_i = log p_b(x_i) - log p_a(x_i),
 and the table gives mean(d) +- std(d) / sqrt(n). Most of the spread of log p(x) is between images,
 not between models, so this standard error is several times smaller than the unpaired ones, and it
@@ -16,6 +20,7 @@ is the one that says whether one model is ahead of another.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +38,7 @@ COLUMNS = (
     ("test_kl", "KL", 7),
     ("log_likelihood", "log p(x)", 17),
     ("importance_samples", "K x images", 12),
-    ("paired", "vs first, paired", 17),
+    ("paired", "vs base, paired", 17),
     ("active_units", "active", 7),
     ("epochs", "epochs", 6),
     ("training_minutes", "train min", 9),
@@ -52,6 +57,34 @@ METRIC_HEADS = {
     "beta_vae_score": "beta-VAE",
     "factor_vae_score": "FactorVAE",
 }
+
+
+# Config keys that say how a run was carried out, not what it computes: not differences between runs.
+HOW_IT_RAN = ("train.device", "train.num_threads", "train.compile", "train.sync_every_steps", "train.eval_batch_size",
+              "train.checkpoint_minutes", "train.checkpoint_every_steps")  # fmt: skip
+
+
+def differences(baseline: Path, run_dir: Path) -> dict[str, list[Any]]:
+    """The config keys in which a run differs from the baseline: key -> [baseline's value, the run's]."""
+    a, b = (rundir.flat(rundir.read_config(p)) for p in (baseline, run_dir))
+    keys = sorted(k for k in a.keys() | b.keys() if k not in HOW_IT_RAN)
+    return {k: [a.get(k), b.get(k)] for k in keys if a.get(k) != b.get(k)}
+
+
+def difference_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """For each run after the baseline, what differs, and a warning where more than one key does."""
+    lines = []
+    for row in rows[1:]:
+        changed = row["differs"]
+        said = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) or "nothing (another seed of the same?)"
+        lines.append(f"{row['run']} differs from {rows[0]['run']} in: {said}")
+        if len(changed) > 1:
+            lines.append(
+                f"warning: {row['run']} differs from {rows[0]['run']} in {len(changed)} settings, so its figures do "
+                "not say which of them made the difference; for a matched baseline, train the baseline with "
+                f"{row['run']}'s settings but one (--config PRESET --set KEY=VALUE)."
+            )
+    return lines
 
 
 def labels(run_dirs: list[Path]) -> list[str]:
@@ -82,16 +115,21 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
     }
 
 
-def compare(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """Every run's figures, and its metrics rows by label (for the curves)."""
+def compare(
+    run_dirs: list[str | Path], baseline: str | Path | None = None
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Every run's figures, the baseline's first (the first run unless given; it joins the runs if it is
+    not among them), and its metrics rows by label (for the curves)."""
     paths = [Path(p) for p in run_dirs]
+    if baseline is not None:
+        paths = [Path(baseline), *(p for p in paths if p.resolve() != Path(baseline).resolve())]
     for path in paths:
         if not rundir.holds_run(path):
             raise ConfigError(f"{path} is not a run folder (it has no {rundir.CONFIG_FILE}).")
     metrics = {name: rundir.read_metrics(p) for p, name in zip(paths, labels(paths))}
     rows = [run_figures(p, name, metrics[name]) for p, name in zip(paths, metrics)]
     for path, row in zip(paths[1:], rows[1:]):
-        row.update(paired_log_likelihood(paths[0], path))
+        row.update(paired_log_likelihood(paths[0], path), differs=differences(paths[0], path))
     return rows, metrics
 
 
@@ -122,8 +160,10 @@ def text_table(rows: list[dict[str, Any]]) -> str:
         lines.append("  ".join(cells))
     lines.append(
         "nats per image, higher is better; log p(x) is the importance-sampled estimate ± its s.e.;"
-        "\npaired: log p(x) minus the first run's on the same test images, ± the s.e. of the differences"
+        "\nvs base, paired: log p(x) minus the baseline's (the first run's) on the same test images, ± the s.e. "
+        "of the differences"
     )
+    lines += difference_lines(rows)
     scored = metric_rows(rows)
     if scored:
         heads = list(scored[0])
@@ -162,6 +202,7 @@ def html_page(rows: list[dict[str, Any]], png: Path) -> str:
         "<p class='note'>Bounds in nats per image, higher is better; log p(x) is the importance-sampled "
         "estimate with its standard error, from each run's most complete test evaluation.</p>",
         report.table(shown),
+        *(f"<p class='note'>{html.escape(line)}</p>" for line in difference_lines(rows)),
         *(["<h2>Disentanglement (test images)</h2>", report.table(metric_rows(rows))] if metric_rows(rows) else []),
         report.figure(png.read_bytes(), png.name, caption),
         "<h2>Run folders</h2>",
