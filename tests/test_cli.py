@@ -302,6 +302,28 @@ def test_presets_are_listed_with_what_they_are_for(capsys):
     assert all(len(line.split(None, 1)) == 2 for line in lines)  # every preset has its description
 
 
+def test_presets_say_what_they_change_from_the_defaults(capsys):
+    """The VampPrior preset changes its network, learning rate and warm-up with its prior: comparing it with
+    the default run changes all of them at once, which `presets --changes` makes plain."""
+    from vaekit import rundir
+    from vaekit.config import RunConfig, load_config, preset_changes
+
+    assert preset_changes("mnist-mlp") == {}
+    vamp = preset_changes("mnist-vampprior")
+    network = {"model.hidden_dim": 300, "model.hidden_layers": 2, "model.latent_dim": 40}
+    assert vamp == {**network, "model.prior": "vampprior", "train.learning_rate": 0.0005, "train.warmup_steps": 10000}
+    default, loaded = rundir.flat(RunConfig()), rundir.flat(load_config("mnist-vampprior"))
+    assert sorted(vamp) == sorted(k for k in loaded if loaded[k] != default[k])
+    assert main(["presets", "--changes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(out) if line.startswith("mnist-vampprior"))
+    assert out[at + 1].strip() == "changes: " + ", ".join(f"{k}={v}" for k, v in vamp.items())
+    assert out[next(i for i, line in enumerate(out) if line.startswith("mnist-mlp")) + 1].split() == [
+        "changes:",
+        "nothing",
+    ]
+
+
 def test_help_explains_run_dir_limits_and_positive_elbos(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])

@@ -26,6 +26,7 @@ from vaekit.config import (
     SWITCHES,
     RunConfig,
     load_config,
+    preset_changes,
     preset_description,
     preset_names,
 )
@@ -369,7 +370,13 @@ def _compare_parser(sub: Any) -> None:
 
 
 def _data_parsers(sub: Any) -> None:
-    sub.add_parser("presets", help="list the shipped config presets")
+    p = sub.add_parser("presets", help="list the shipped config presets")
+    p.add_argument(
+        "--changes",
+        action="store_true",
+        help="also each preset's settings that differ from the defaults (mnist-mlp): a comparison with the default "
+        "run changes all of them at once; a matched baseline undoes all but one (--config PRESET --set KEY=VALUE)",
+    )
     p = sub.add_parser("data", help="fetch and cache an MNIST-family dataset now (otherwise the first train does it)")
     p.add_argument("--dataset", default="mnist", choices=IDX_DATASET_NAMES, help="which dataset (default: mnist)")
     p.add_argument(
@@ -732,6 +739,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     for name in preset_names():
         print(f"{name:22s}{preset_description(name)}")
+        if args.changes:
+            changes = preset_changes(name)
+            print(" " * 22 + "changes: " + (", ".join(f"{k}={v}" for k, v in changes.items()) or "nothing"))
     return 0
 
 

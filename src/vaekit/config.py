@@ -586,6 +586,19 @@ def preset_description(name: str) -> str:
     return str(raw.get("description", ""))
 
 
+def preset_changes(name: str) -> dict[str, Any]:
+    """The keys in which a preset differs from the defaults (`mnist-mlp`), with the preset's values: what a
+    comparison against the default run changes at once, e.g. {"model.hidden_dim": 300, ...}."""
+    raw = json.loads(resources.files("vaekit.presets").joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    default = json.loads(json.dumps(RunConfig().to_dict()))  # tuples as the JSON lists a preset holds
+    return {
+        f"{section}.{key}": value
+        for section in ("model", "data", "train")
+        for key, value in raw.get(section, {}).items()
+        if default[section].get(key) != value
+    }
+
+
 def load_config(source: str | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """The one config loader: a preset name (see `vaekit presets`), a JSON file of the shape of
     config.json, or None for the defaults (the paper's MNIST model), with dotted overrides."""
