@@ -324,6 +324,27 @@ def test_presets_say_what_they_change_from_the_defaults(capsys):
     ]
 
 
+def test_a_conv_stack_too_deep_for_the_image_names_the_channels_given(capsys, tmp_path):
+    argv = ["train", "--architecture", "conv", "--conv-channels", "8,8,8,8,8,8,8", "--run-dir", str(tmp_path / "r")]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert (
+        "--conv-channels 8,8,8,8,8,8,8 is invalid: 7 strided conv layers need a height and width divisible by 128"
+        in err
+    )
+    assert "model.image_shape is (1, 28, 28)" in err and not (tmp_path / "r").exists()
+
+
+def test_a_file_where_the_tensorboard_folder_goes_is_one_sentence_before_anything_is_written(capsys, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tensorboard").write_text("notes")
+    assert main(["train", "--epochs", "1", "--run-dir", str(run), "--tensorboard", "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert f"{run / 'tensorboard'} is a file: TensorBoard writes its events into a folder" in err
+    assert "Traceback" not in err and sorted(p.name for p in run.iterdir()) == ["tensorboard"]
+
+
 def test_help_explains_run_dir_limits_and_positive_elbos(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])

@@ -180,3 +180,29 @@ def test_compare_names_the_settings_each_run_changes_and_warns_when_several_do(t
     assert main(["compare", str(small), str(copy), "--png", png]) == 0
     out = capsys.readouterr().out
     assert "copy differs from small in: train.learning_rate 0.001 -> 0.01" in out and "warning" not in out
+
+
+def test_damaged_metric_lines_are_named_and_skipped_and_a_damaged_evaluation_is_one_sentence(
+    two_runs, tmp_path, capsys
+):
+    root = tmp_path / "runs"
+    shutil.copytree(two_runs[0], root)
+    path = root / "wider" / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[0])
+    del first["seconds"]
+    path.write_text("\n".join([json.dumps(first), "{not json", *lines[1:]]) + "\n")
+    png = str(tmp_path / "c.png")
+    assert main(["compare", str(root / "small"), str(root / "wider"), "--png", png]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {path} line 1 lacks seconds; it was skipped" in captured.err
+    assert f"warning: {path} line 2 is not a JSON object; it was skipped" in captured.err
+    assert next(line for line in captured.out.splitlines() if line.startswith("wider")).split()[8] == "2"  # of 3 epochs
+    evaluation = next((root / "small").glob("evaluation-*.json"))
+    saved = json.loads(evaluation.read_text())
+    saved["log_likelihood_per_image"][3] = "-90.1"
+    evaluation.write_text(json.dumps(saved))
+    assert main(["compare", str(root / "small"), str(root / "wider"), "--png", png]) != 0
+    err = capsys.readouterr().err
+    assert f"{evaluation} is damaged: its log_likelihood_per_image holds '-90.1' at image 3, not a number" in err
+    assert "Traceback" not in err

@@ -491,7 +491,7 @@ def _positive(flag: str, value: float, most: float) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from vaekit import distributed, plots
     from vaekit.report import write_report
-    from vaekit.tensorboard import TensorBoard
+    from vaekit.tensorboard import TensorBoard, check_log_dir
     from vaekit.training import train
 
     if args.resume and args.run_dir is None:
@@ -501,6 +501,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = train_config(args)
     callbacks = [TensorBoard()] if args.tensorboard else []
     run_dir = args.run_dir or Path("runs") / f"{Path(args.config or 'mnist-mlp').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.tensorboard:
+        check_log_dir(run_dir / rundir.TENSORBOARD_DIR)  # before anything is written
     result = train(
         config,
         run_dir,
@@ -726,7 +728,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from vaekit import checkpoint, compare
 
-    rows, metrics = compare.compare(args.run_dirs, args.baseline)
+    rows, metrics = compare.compare(args.run_dirs, args.baseline, _log)
     png = compare.curves_png(metrics, args.png)
     print(json.dumps(rows, indent=1) if args.json else compare.text_table(rows), flush=True)
     _log(f"vaekit: wrote the validation curves to {png}")

@@ -21,6 +21,7 @@ is the one that says whether one model is ahead of another.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,17 +117,21 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
 
 
 def compare(
-    run_dirs: list[str | Path], baseline: str | Path | None = None
+    run_dirs: list[str | Path], baseline: str | Path | None = None, log: Callable[[str], None] = lambda s: None
 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """Every run's figures, the baseline's first (the first run unless given; it joins the runs if it is
-    not among them), and its metrics rows by label (for the curves)."""
+    not among them), and its metrics rows by label (for the curves); damaged metric lines are said to `log`
+    and left out."""
     paths = [Path(p) for p in run_dirs]
     if baseline is not None:
         paths = [Path(baseline), *(p for p in paths if p.resolve() != Path(baseline).resolve())]
     for path in paths:
         if not rundir.holds_run(path):
             raise ConfigError(f"{path} is not a run folder (it has no {rundir.CONFIG_FILE}).")
-    metrics = {name: rundir.read_metrics(p) for p, name in zip(paths, labels(paths))}
+    problems: list[str] = []
+    metrics = {name: rundir.read_metrics(p, problems) for p, name in zip(paths, labels(paths))}
+    for problem in problems:
+        log(f"warning: {problem}")
     rows = [run_figures(p, name, metrics[name]) for p, name in zip(paths, metrics)]
     for path, row in zip(paths[1:], rows[1:]):
         row.update(paired_log_likelihood(paths[0], path), differs=differences(paths[0], path))

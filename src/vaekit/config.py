@@ -173,9 +173,10 @@ class ModelConfig:
             _require(
                 shape[1] % scale == 0 and shape[2] % scale == 0,
                 s,
-                "image_shape",
-                shape,
-                f"the conv architecture with {len(ch)} strided layers needs height and width divisible by {scale}",
+                "conv_channels",
+                ch,
+                f"{len(ch)} strided conv layers need a height and width divisible by {scale}, and model.image_shape is "
+                f"{tuple(shape)}: give fewer channel counts, or another image shape",
             )
 
     def _check_latent_model(self) -> None:

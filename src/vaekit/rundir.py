@@ -177,17 +177,29 @@ def has_checkpoint(run_dir: Path) -> bool:
 # --- metrics, summary, evaluations -----------------------------------------------------------
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch metric lines of a run (an unreadable trailing line from a crash is skipped)."""
+# What every line of metrics.jsonl holds (readers such as compare and the report rely on them).
+METRIC_KEYS = ("epoch", "images_seen", "seconds", "train_elbo", "valid_elbo")
+
+
+def read_metrics(run_dir: str | Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The per-epoch metric lines of a run. A line that is not a JSON object with every METRIC_KEYS key is
+    skipped; with `problems`, each such line is said there by file and number (except a trailing partial
+    line, which a crash leaves and the checkpoint does not hold)."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    rows, lines = [], path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            row = None
+        missing = [k for k in METRIC_KEYS if k not in row] if isinstance(row, dict) else None
+        if missing == []:
+            rows.append(row)
+        elif problems is not None and (number < len(lines) or isinstance(row, dict)):
+            what = f"lacks {', '.join(missing)}" if missing else "is not a JSON object"
+            problems.append(f"{path} line {number} {what}; it was skipped")
     return rows
 
 
@@ -221,8 +233,23 @@ def write_evaluation(run_dir: str | Path, result: dict[str, Any]) -> Path:
 
 def evaluations(run_dir: str | Path, split: str | None = None) -> list[dict[str, Any]]:
     """Every saved evaluation of a run (of one split, if given), whatever vaekit version named the file."""
-    found = [checkpoint.read_json(path) for path in sorted(Path(run_dir).glob(EVALUATION_GLOB))]
+    found = [_checked_evaluation(path) for path in sorted(Path(run_dir).glob(EVALUATION_GLOB))]
     return [r for r in found if r is not None and (split is None or r.get("split") == split)]
+
+
+def _checked_evaluation(path: Path) -> dict[str, Any] | None:
+    """A saved evaluation, with a CheckpointError naming the file where its per-image figures are not numbers."""
+    result = checkpoint.read_json(path)
+    per_image = (result or {}).get("log_likelihood_per_image", [])
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    bad = next((i for i, v in enumerate(per_image) if not number(v)), None) if isinstance(per_image, list) else -1
+    if bad is not None:
+        where = f"holds {per_image[bad]!r} at image {bad}" if bad >= 0 else "is not a list"
+        raise CheckpointError(
+            f"{path} is damaged: its log_likelihood_per_image {where}, not a number. Delete the file and evaluate "
+            "the run again (vaekit evaluate)."
+        )
+    return result
 
 
 def _completeness(result: dict[str, Any]) -> tuple[int, int, int, bool]:

@@ -60,6 +60,12 @@ def summary_writer_class() -> Any:
     return SummaryWriter
 
 
+def check_log_dir(log_dir: Path) -> None:
+    """A ConfigError naming log_dir where something other than a folder is in the way of the events."""
+    if log_dir.exists() and not log_dir.is_dir():
+        raise ConfigError(f"{log_dir} is a file: TensorBoard writes its events into a folder of that name. Move it.")
+
+
 def written_epochs(log_dir: Path) -> set[int]:
     """The epochs whose validation ELBO the event files in log_dir already hold."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -105,6 +111,7 @@ class TensorBoard(Callback):
 
     def on_train_start(self, loop: TrainingLoop) -> None:
         log_dir = self.log_dir or Path(loop.run_dir) / rundir.TENSORBOARD_DIR
+        check_log_dir(log_dir)
         done = written_epochs(log_dir)
         # purge_step: TensorBoard drops any event of a later epoch left by a run that was killed.
         self.writer = self.writer_class(str(log_dir), purge_step=loop.state.epoch + 1 if loop.state.epoch else None)
