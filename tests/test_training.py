@@ -203,19 +203,27 @@ def test_a_run_whose_units_collapsed_ends_with_a_warning_and_a_healthy_one_does_
 @pytest.mark.parametrize(
     "overrides, said",
     [
-        ({"train.warmup_steps": 100}, "the KL weight will end at 0.24 of beta = 1"),
-        ({"train.beta": 4.0, "train.warmup_steps": 48}, "the KL weight will end at 2 of beta = 4"),
+        ({"train.warmup_steps": 100}, "the KL weight will end at 0.23 of beta = 1"),
+        ({"train.beta": 4.0, "train.warmup_steps": 48}, "the KL weight will end at 1.92 of beta = 4"),
         (
             {"train.capacity_max": 25.0, "train.capacity_steps": 1000, "train.capacity_gamma": 10.0},
-            "the KL target will end at 0.6 of 25 nats",
+            "the KL target will end at 0.575 of 25 nats",
         ),
         ({"train.warmup_steps": 24}, None),  # ends with the run: nothing to say
     ],
 )
 def test_a_schedule_longer_than_the_run_is_said_with_where_it_ends(tmp_path, tiny_config, tiny_data, overrides, said):
-    """tiny_data has 600 training images: 2 epochs of batch 50 are 24 steps; beta_at / capacity_at of step 24."""
+    """tiny_data has 600 training images: 2 epochs of batch 50 are steps 0 .. 23; the schedules at step 23.
+    metrics.jsonl has where they stood at each epoch's last step (11 and 23)."""
     config = tiny_config.with_overrides({"train.epochs": 2, "train.batch_size": 50, **overrides})
     lines: list[str] = []
     train(config, tmp_path / "run", progress=False, dataset=tiny_data, log=lines.append)
     warned = [line for line in lines if "outlasts this run's 24 steps" in line]
     assert (said in warned[0] and len(warned) == 1) if said else not warned, lines
+    rows, tc = rundir.read_metrics(tmp_path / "run"), config.train
+    if tc.capacity_max:
+        expected = [pytest.approx(tc.capacity_max * s / tc.capacity_steps) for s in (11, 23)]
+        assert [r["kl_target"] for r in rows] == expected
+    else:
+        expected = [pytest.approx(tc.beta * min(1, s / tc.warmup_steps)) for s in (11, 23)]
+        assert [r["kl_weight"] for r in rows] == expected and "kl_target" not in rows[0]

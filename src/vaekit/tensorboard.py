@@ -37,6 +37,9 @@ METRIC_TAGS = {
     "train_kl": "kl/train",
     "valid_kl": "kl/valid",
     "images_per_second": "speed/images_per_second",
+    # the schedules at each epoch's end: the KL weight (beta with its warm-up), or the capacity's target in nats
+    "kl_weight": "schedule/kl_weight",
+    "kl_target": "schedule/kl_target",
     # beta-TCVAE's decomposition of the KL on the validation images
     "valid_mutual_information": "kl_decomposition/mutual_information",
     "valid_total_correlation": "kl_decomposition/total_correlation",

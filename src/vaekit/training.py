@@ -170,12 +170,12 @@ def _warn_if_schedule_outlasts(loop: Loop) -> None:
     if tc.warmup_steps > steps:
         loop.log(
             f"warning: the KL warm-up (train.warmup_steps = {tc.warmup_steps}) outlasts this run's {steps} steps: the "
-            f"KL weight will end at {beta_at(steps, tc.beta, tc.warmup_steps):.3g} of beta = {tc.beta:g}."
+            f"KL weight will end at {beta_at(steps - 1, tc.beta, tc.warmup_steps):.3g} of beta = {tc.beta:g}."
         )
     if tc.capacity_steps > steps:
         loop.log(
             f"warning: the capacity schedule (train.capacity_steps = {tc.capacity_steps}) outlasts this run's {steps} "
-            f"steps: the KL target will end at {capacity_at(steps, tc.capacity_max, tc.capacity_steps):.3g} of "
+            f"steps: the KL target will end at {capacity_at(steps - 1, tc.capacity_max, tc.capacity_steps):.3g} of "
             f"{tc.capacity_max:g} nats."
         )
 
@@ -614,6 +614,11 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
     }
     if ctx.distributed:
         row.update(processes=ctx.world_size, effective_batch=loop.global_batch)
+    last = state.step - 1  # the epoch's last step (steps count from 0): where the schedules stood
+    if tc.capacity_max > 0:
+        row["kl_target"] = capacity_at(last, tc.capacity_max, tc.capacity_steps)
+    elif tc.objective == "elbo":
+        row["kl_weight"] = beta_at(last, tc.beta, tc.warmup_steps)
     if tc.objective == "beta-tcvae":  # the KL's three parts on the validation images (Chen et al. 2018)
         parts = evaluate_kl_decomposition(
             loop.model, loop.valid_x, tc.batch_size, tc.tc_sampling, seeded_generator(tc.seed, "eval", 1)
