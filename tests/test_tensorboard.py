@@ -126,3 +126,40 @@ def test_callbacks_see_each_epoch_after_its_checkpoint_and_the_test_figures(tmp_
         callbacks=[Recorder(), OnlyEnd()],
     )
     assert seen == [("start", 0), ("epoch", 1, True), ("epoch", 2, True), ("end", True), ("plain object", True)]
+
+
+def test_a_step_hook_runs_every_n_steps_and_a_failing_logger_can_warn_instead_of_ending_the_run(
+    tmp_path, tiny_config, tiny_data
+):
+    """tiny_data: 600 images, batch 100 are 6 steps per epoch; every 4th of 12 steps is steps 4, 8 and 12,
+    each with its loss, which a loss recomputed from the saved model cannot give, so only its sign is checked
+    (the negative ELBO of binary images is positive). A logger that raises with on_error = "warn" leaves
+    the same trained weights as a run without it."""
+    steps = []
+
+    class Every4(Callback):
+        step_every = 4
+
+        def on_step_end(self, loop, step):
+            steps.append((step["step"], step["loss"] > 0, loop.model.training))
+
+    class Down(Callback):
+        on_error = "warn"
+
+        def on_epoch_end(self, loop, metrics):
+            raise ConnectionError("the tracking server is down")
+
+    config = tiny_config.with_overrides({"train.epochs": 2, "train.batch_size": 100})
+    lines: list[str] = []
+    kept = train(
+        config, tmp_path / "a", progress=False, dataset=tiny_data, callbacks=[Every4(), Down()], log=lines.append
+    )
+    assert steps == [(4, True, True), (8, True, True), (12, True, True)]
+    said = "warning: Down.on_epoch_end failed (ConnectionError: the tracking server is down); training goes on"
+    assert lines.count(said) == 2
+    plain = train(config, tmp_path / "b", progress=False, dataset=tiny_data)
+    assert all(torch.equal(a, b) for a, b in zip(kept.model.state_dict().values(), plain.model.state_dict().values()))
+    Down.on_error = "raise"
+    with pytest.raises(ConnectionError):
+        train(config, tmp_path / "c", progress=False, dataset=tiny_data, callbacks=[Down()])
+    assert rundir.read_metrics(tmp_path / "c")[-1]["epoch"] == 1  # the epoch's files were written first

@@ -124,11 +124,12 @@ def train(
         callbacks = list(callbacks) if ctx.is_main else []
         _warn_if_short(loop)
         _warn_if_schedule_outlasts(loop)
-        hooks.call(callbacks, "on_train_start", loop)
+        loop.callbacks = callbacks
+        hooks.call(callbacks, "on_train_start", loop, log=loop.log)
         while loop.state.epoch < config.train.epochs:
             totals, seconds, images_per_second = train_epoch(loop)
             row = end_epoch(loop, totals, seconds, images_per_second)
-            hooks.call(callbacks, "on_epoch_end", loop, row)
+            hooks.call(callbacks, "on_epoch_end", loop, row, log=loop.log)
             _stop_if_asked(loop)
             out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
             if distributed.any_rank(out_of_time, ctx) and loop.state.epoch < config.train.epochs:
@@ -139,7 +140,7 @@ def train(
                 break
         test = test_figures(loop)
         _warn_if_collapsed(loop)
-        hooks.call(callbacks, "on_train_end", loop, test)
+        hooks.call(callbacks, "on_train_end", loop, test, log=loop.log)
     loop.model.eval()
     return TrainResult(loop.model, config, run_dir, loop.state.metrics, test)
 
@@ -294,6 +295,7 @@ class Loop:
     sync_every: int = 1  # steps between host syncs
     nonfinite: NonFiniteSteps | None = None  # device-side count of skipped steps since the last sync
     last_save_step: int = 0  # state.step at the last checkpoint
+    callbacks: list[Any] = field(default_factory=list)  # vaekit.callbacks hooks, on rank 0
 
     @property
     def global_batch(self) -> int:
@@ -500,6 +502,8 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float, float]:
         state.step, state.batch_in_epoch = state.step + 1, b + 1
         epoch.step_done(len(x) * ctx.world_size)  # host-side counters: no sync
         bar.update(1)
+        if loop.callbacks:
+            hooks.step_end(loop.callbacks, loop, loss, loop.log)
         if b + 1 < total and state.step % loop.sync_every > 0:
             continue
         check_nonfinite(loop, loss, x)
