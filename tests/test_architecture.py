@@ -23,6 +23,7 @@ LAYERS = {
     "compiling": 0,
     "presets": 0,
     "likelihoods": 1,
+    "schedules": 1,
     "models": 2,
     "objectives": 3,
     "checkpoint": 4,

