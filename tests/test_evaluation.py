@@ -215,3 +215,28 @@ def test_a_three_epoch_ladder_reports_finite_per_layer_kls_that_add_up_to_the_kl
     main(["evaluate", str(tmp_path / "run"), "--samples", "0", "--no-progress"])
     out = capsys.readouterr().out
     assert "layer z1" in out and "layer z3" in out and "Monte Carlo" in out
+
+
+def test_evaluate_weights_best_reads_the_best_epochs_file_and_says_so(trained_run_2d, tmp_path, capsys):
+    """Saved apart (...-best.json) with the epoch it holds; compare and the evaluation table name the weights; a
+    run folder without model-best.safetensors (written before vaekit kept it) is one sentence."""
+    import json
+    import shutil
+
+    from vaekit import rundir
+    from vaekit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run_2d, run)
+    for path in run.glob("evaluation-*.json"):
+        path.unlink()
+    summary = rundir.read_summary(run)
+    assert main(["evaluate", str(run), "--weights", "best", "--samples", "5", "--limit", "40"]) == 0
+    assert f"40 images, the best weights (epoch {summary['best_epoch']})" in capsys.readouterr().out
+    saved = json.loads((run / "evaluation-test-k5-first40-best.json").read_text())
+    assert saved["weights"] == "best" and saved["epochs"] == summary["best_epoch"]
+    assert main(["compare", str(run), "--png", str(tmp_path / "c.png")]) == 0
+    assert f"best ({summary['best_epoch']})" in capsys.readouterr().out
+    (run / rundir.BEST_MODEL_FILE).unlink()
+    assert main(["evaluate", str(run), "--weights", "best", "--samples", "0"]) != 0
+    assert "has no model-best.safetensors: it was trained before vaekit kept the best model" in capsys.readouterr().err

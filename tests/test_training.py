@@ -1,11 +1,13 @@
 """The training loop on real MNIST: it learns, it resumes exactly, it stops cleanly."""
 
 import json
+import sys
 
 import pytest
 import torch
 
 from vaekit import checkpoint, rundir
+from vaekit.callbacks import Callback
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError
 from vaekit.models.vae import build_model
@@ -227,3 +229,53 @@ def test_a_schedule_longer_than_the_run_is_said_with_where_it_ends(tmp_path, tin
     else:
         expected = [pytest.approx(tc.beta * min(1, s / tc.warmup_steps)) for s in (11, 23)]
         assert [r["kl_weight"] for r in rows] == expected and "kl_target" not in rows[0]
+
+
+def test_early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_resumes_with_its_count(
+    tmp_path, tiny_config, tiny_data, monkeypatch
+):
+    """A scripted validation curve -300, -200, -210, -205, -220, ... with patience 2: epoch 2 is the best,
+    epochs 3 and 4 do not improve on it, so the run stops before epoch 5 with epoch 2's weights in
+    model-best.safetensors. Trained one epoch per call (max_seconds=0) and resumed, it ends the same way."""
+    import dataclasses
+
+    from vaekit import evaluation, training
+
+    curve = [-300.0, -200.0, -210.0, -205.0, -220.0, -100.0]
+    epochs = []
+
+    def scripted(model, x, *args, **kwargs):
+        result = evaluation.evaluate_elbo(model, x, *args, **kwargs)
+        if sys._getframe(1).f_code.co_name != "end_epoch":  # the test split's figures stay real
+            return result
+        epochs.append(len(epochs) + 1)
+        return dataclasses.replace(result, elbo=curve[len(epochs) - 1])
+
+    monkeypatch.setattr(training, "evaluate_elbo", scripted)
+    config = tiny_config.with_overrides({"train.epochs": 6, "train.early_stopping_patience": 2})
+    at_epoch = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, loop, metrics):
+            at_epoch[metrics["epoch"]] = {k: v.clone() for k, v in loop.model.state_dict().items()}
+
+    lines: list[str] = []
+    train(config, tmp_path / "full", progress=False, dataset=tiny_data, callbacks=[Keep()], log=lines.append)
+    assert [r["valid_elbo"] for r in rundir.read_metrics(tmp_path / "full")] == curve[:4]
+    summary = rundir.read_summary(tmp_path / "full")
+    assert summary["epochs"] == 4 and summary["best_epoch"] == 2 and summary["stopped_early"] is True
+    assert any("stopping early after epoch 4: the validation ELBO has not improved for 2 epochs since epoch 2" in line
+               for line in lines)  # fmt: skip
+    best, _ = rundir.load_run(tmp_path / "full", weights="best")
+    assert all(torch.equal(best.state_dict()[k], v) for k, v in at_epoch[2].items())
+    last, _ = rundir.load_run(tmp_path / "full")
+    assert all(torch.equal(last.state_dict()[k], v) for k, v in at_epoch[4].items())
+
+    epochs.clear()
+    for call in range(6):  # one epoch per call, the same curve again; the last two calls train nothing
+        train(config, tmp_path / "cut", resume=call > 0, progress=False, dataset=tiny_data, max_seconds=0)
+    assert epochs == [1, 2, 3, 4]
+    cut = rundir.read_summary(tmp_path / "cut")
+    assert cut == {**summary, "seconds_total": cut["seconds_total"]}
+    best_file = rundir.BEST_MODEL_FILE
+    assert (tmp_path / "cut" / best_file).read_bytes() == (tmp_path / "full" / best_file).read_bytes()

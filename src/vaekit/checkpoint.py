@@ -225,6 +225,7 @@ class TrainState:
     seconds: float = 0.0  # training seconds of the current epoch up to this checkpoint
     skipped_steps: int = 0  # non-finite steps skipped (train.skip_nonfinite) over the whole run
     metrics: list[dict[str, Any]] = field(default_factory=list)  # one row per completed epoch
+    best_epoch: int = 0  # the epoch of the best validation ELBO so far (model-best.safetensors); 0: none yet
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

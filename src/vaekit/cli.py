@@ -174,6 +174,13 @@ def _evaluate_parser(sub: Any) -> None:
     )
     p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N images only (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--weights",
+        choices=("last", "best"),
+        default="last",
+        help="last: the weights as trained (model.safetensors); best: those of the epoch with the best validation "
+        "ELBO (model-best.safetensors), saved in its own file, ...-best.json (default: last)",
+    )
     p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the ELBO (default: 1000)")
     p.add_argument(
         "--precision",
@@ -554,6 +561,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         log=_log,
         disentanglement=args.disentanglement,
         grid_classes=args.grid_classes,
+        weights=args.weights,
     )
     if add_evaluation(args.run_dir, result):
         _log(f"added the disentanglement metrics to {args.run_dir / 'tensorboard'}")
@@ -588,7 +596,8 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
     for key in ("elbo_bits_per_dim", "log_likelihood_bits_per_dim"):
         if key in result:
             rows.append((key, result[key], "bits per dimension"))
-    lines = [f"{result['split']} split, {result['images']} images; nats per image, higher is better"]
+    weights = f", the {result['weights']} weights (epoch {result['epochs']})" if result.get("weights") == "best" else ""
+    lines = [f"{result['split']} split, {result['images']} images{weights}; nats per image, higher is better"]
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
     lines += _layer_lines(result) + _disentanglement_lines(result.get("disentanglement"))
     lines.append(f"  ({result['seconds']:.1f} s; saved to {path})")

@@ -43,6 +43,7 @@ COLUMNS = (
     ("active_units", "active", 7),
     ("epochs", "epochs", 6),
     ("training_minutes", "train min", 9),
+    ("weights", "weights", 8),
 )
 
 # heading of each disentanglement metric (vaekit.disentanglement.METRICS) in the second table
@@ -111,6 +112,7 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "active_units": evaluation.get("active_units"),
         "latent_dim": sum(rundir.read_config(run_dir).model.latent_sizes),  # all stochastic layers
         "epochs": len(metrics),
+        "weights": None if not evaluation else f"{evaluation.get('weights', 'last')} ({evaluation.get('epochs')})",
         "training_minutes": sum(m["seconds"] for m in metrics) / 60,
         "disentanglement": rundir.disentanglement_evaluation(run_dir, "test"),
     }

@@ -344,6 +344,9 @@ class TrainConfig:
     adam_eps: float = _opt(1e-8, "Adam's and Adamax's epsilon (Burda et al. use 1e-4)")
     weight_decay: float = _opt(0.0, "L2 weight decay of the optimiser (0: off)")
     grad_clip_norm: float = _opt(0.0, "clip the gradient's global norm to this value (0: off)")
+    early_stopping_patience: int = _opt(
+        0, "stop after this many epochs without a better validation ELBO (0: off); model-best.safetensors is kept"
+    )
     objective: str = _opt(
         "elbo",
         "elbo: the SGVB estimator with L = num_samples; iwae: the importance-weighted bound with k = num_samples; "
@@ -475,6 +478,8 @@ class TrainConfig:
         for name in ("adam_beta1", "adam_beta2"):
             _require(0 <= getattr(self, name) < 1, s, name, getattr(self, name), "use a value in [0, 1)")
         _require(0 < self.adam_eps <= 1, s, "adam_eps", self.adam_eps, "use a value in (0, 1]")
+        patience = self.early_stopping_patience
+        _require(0 <= patience <= 100_000, s, "early_stopping_patience", patience, "use 0 (off) to 100000")
         for name in ("weight_decay", "grad_clip_norm"):
             value = getattr(self, name)
             _require(math.isfinite(value) and 0 <= value <= 1e6, s, name, value, "use 0 (off) or a positive value")

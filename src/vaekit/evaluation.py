@@ -422,13 +422,16 @@ def evaluate_run(
     log: Callable[[str], None] = lambda line: None,
     disentanglement: bool = False,
     grid_classes: int = 10,
+    weights: str = "last",
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate a run folder's model on a split (its first `limit` images, 0: all) with
     `evaluate_split`, and save the result in the run folder; returns it and the file's path.
     precision "bf16": log p(x) under bf16 autocast; compile: whether log p(x) runs through torch.compile
     (see importance_sampled_log_likelihood for both); disentanglement: also every metric of
-    vaekit.disentanglement, for data with known factors (`disentanglement_figures`, with `grid_classes`)."""
-    model, config = rundir.load_run(run_dir)
+    vaekit.disentanglement, for data with known factors (`disentanglement_figures`, with `grid_classes`);
+    weights: "last" (model.safetensors) or "best" (model-best.safetensors, the best validation ELBO's epoch)."""
+    model, config = rundir.load_run(run_dir, weights=weights)
+    summary = rundir.read_summary(run_dir) or {}
     data = load_dataset(config.data, config.model.image_shape, log)
     if disentanglement and data.split(split).factors is None:
         raise DataError(
@@ -440,7 +443,8 @@ def evaluate_run(
     result = {
         "split": split,
         "limit": limit,
-        "epochs": (rundir.read_summary(run_dir) or {}).get("epochs"),  # which trained state was measured
+        "epochs": summary.get("best_epoch" if weights == "best" else "epochs"),  # which trained state was measured
+        "weights": weights,
         **evaluate_split(
             model,
             x,

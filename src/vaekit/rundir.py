@@ -43,6 +43,8 @@ from vaekit.models.vae import VAE, build_model
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
+BEST_MODEL_FILE = "model-best.safetensors"  # the weights of the epoch with the best validation ELBO
+WEIGHTS = {"last": MODEL_FILE, "best": BEST_MODEL_FILE}  # evaluate --weights
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -69,14 +71,16 @@ def evaluation_file(
     limit: int = 0,
     precision: str = "float32",
     disentanglement: bool = False,
+    weights: str = "last",
 ) -> str:
     """The file of one evaluation setting, e.g. evaluation-test-k5000.json, evaluation-valid-k0-first200.json,
-    evaluation-test-k5000-bf16.json or evaluation-test-k0-disentanglement.json."""
+    evaluation-test-k5000-bf16.json, evaluation-test-k0-disentanglement.json or evaluation-test-k5000-best.json."""
     iwae = f"-iwae{iwae_num_importance_samples}" if iwae_num_importance_samples else ""
     first = f"-first{limit}" if limit else ""
     lower = "" if precision == "float32" else f"-{precision}"
     metrics = "-disentanglement" if disentanglement else ""
-    return f"evaluation-{split}-k{num_importance_samples}{iwae}{first}{lower}{metrics}.json"
+    best = "-best" if weights == "best" else ""
+    return f"evaluation-{split}-k{num_importance_samples}{iwae}{first}{lower}{metrics}{best}.json"
 
 
 def holds_run(run_dir: str | Path) -> bool:
@@ -86,7 +90,7 @@ def holds_run(run_dir: str | Path) -> bool:
 def remove_run_files(run_dir: Path) -> None:
     """Delete the files vaekit writes in a run folder (for --overwrite), and nothing else."""
     run_dir = Path(run_dir)
-    written = [CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE]
+    written = [CONFIG_FILE, MODEL_FILE, BEST_MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE]
     for path in [run_dir / name for name in written] + list(run_dir.glob(EVALUATION_GLOB)):
         path.unlink(missing_ok=True)
     for folder in (IMAGES_DIR, TENSORBOARD_DIR):
@@ -140,18 +144,24 @@ def read_config(run_dir: str | Path) -> RunConfig:
         raise CheckpointError(f"the run's config is invalid: {err}") from None
 
 
-def save_model(run_dir: Path, model: VAE) -> None:
-    checkpoint.save_weights(Path(run_dir) / MODEL_FILE, model)
+def save_model(run_dir: Path, model: VAE, weights: str = "last") -> None:
+    checkpoint.save_weights(Path(run_dir) / WEIGHTS[weights], model)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:
-    """Rebuild a trained model from its run folder (config.json + model.safetensors), in eval mode."""
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", weights: str = "last"
+) -> tuple[VAE, RunConfig]:
+    """Rebuild a trained model from its run folder (config.json + model.safetensors, or with weights="best"
+    model-best.safetensors), in eval mode."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {run_dir} does not exist.")
     config = read_config(run_dir)
     model = build_model(config.model)
-    checkpoint.load_weights(run_dir / MODEL_FILE, model)
+    path = run_dir / WEIGHTS[weights]
+    if weights == "best" and not path.exists():
+        raise CheckpointError(f"{run_dir} has no {BEST_MODEL_FILE}: it was trained before vaekit kept the best model.")
+    checkpoint.load_weights(path, model)
     return model.to(device).eval(), config
 
 
@@ -225,6 +235,7 @@ def write_evaluation(run_dir: str | Path, result: dict[str, Any]) -> Path:
         result.get("limit", 0),
         result.get("precision", "float32"),
         "disentanglement" in result,
+        result.get("weights", "last"),
     )
     path = Path(run_dir) / name
     checkpoint.write_json(path, result)

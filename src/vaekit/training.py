@@ -18,6 +18,7 @@ the host. train.compile runs the objective through torch.compile (compile_step).
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -139,6 +140,8 @@ def train(
         loop.callbacks = callbacks
         hooks.call(callbacks, "on_train_start", loop, log=loop.log)
         while loop.state.epoch < config.train.epochs:
+            if _stop_early(loop):
+                break
             totals, seconds, images_per_second = train_epoch(loop)
             row = end_epoch(loop, totals, seconds, images_per_second)
             hooks.call(callbacks, "on_epoch_end", loop, row, log=loop.log)
@@ -155,6 +158,26 @@ def train(
         hooks.call(callbacks, "on_train_end", loop, test, log=loop.log)
     loop.model.eval()
     return TrainResult(loop.model, config, run_dir, loop.state.metrics, test)
+
+
+def _patience_spent(loop: Loop) -> bool:
+    """Early stopping: train.early_stopping_patience epochs since the best validation ELBO, before the last."""
+    patience, state = loop.config.train.early_stopping_patience, loop.state
+    since = state.epoch - state.best_epoch
+    return bool(patience and state.best_epoch and since >= patience and state.epoch < loop.config.train.epochs)
+
+
+def _stop_early(loop: Loop) -> bool:
+    """True, said with the best epoch, when the patience is spent (at the start of an epoch)."""
+    if not _patience_spent(loop):
+        return False
+    state = loop.state
+    loop.log(
+        f"stopping early after epoch {state.epoch}: the validation ELBO has not improved for "
+        f"{state.epoch - state.best_epoch} epochs since epoch {state.best_epoch} "
+        f"({state.metrics[state.best_epoch - 1]['valid_elbo']:.3f}), kept in {rundir.BEST_MODEL_FILE}"
+    )
+    return True
 
 
 # Fewer optimisation steps than this in a whole run rarely get past the mean image.
@@ -650,8 +673,13 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
             loop.model, loop.valid_x, tc.batch_size, tc.tc_sampling, seeded_generator(tc.seed, "eval", 1)
         )
         row.update({f"valid_{name}": value for name, value in parts.items()})
+    best = state.metrics[state.best_epoch - 1]["valid_elbo"] if state.best_epoch else -math.inf
     state.epoch, state.batch_in_epoch, state.totals, state.seconds = state.epoch + 1, 0, EpochTotals(), 0.0
     state.metrics = state.metrics + [row]
+    if row["valid_elbo"] > best:  # before the checkpoint that names it: a crash between leaves it rewritten
+        state.best_epoch = state.epoch
+        if ctx.is_main:
+            rundir.save_model(loop.run_dir, loop.model, "best")
     save_checkpoint(loop)  # first: it holds the metrics, so a crash between these writes loses nothing
     if ctx.is_main:
         rundir.save_model(loop.run_dir, loop.model)
@@ -677,8 +705,10 @@ def test_figures(loop: Loop) -> dict[str, float]:
         loop.ctx,
     ).as_dict("test_")
     test["seconds_total"] = sum(m["seconds"] for m in loop.state.metrics)
+    stopped = {"stopped_early": True} if _patience_spent(loop) else {}
     if loop.ctx.is_main:
-        rundir.write_summary(loop.run_dir, {"epochs": len(loop.state.metrics), **test})
+        summary = {"epochs": len(loop.state.metrics), "best_epoch": loop.state.best_epoch, **stopped, **test}
+        rundir.write_summary(loop.run_dir, summary)
     return test
 
 

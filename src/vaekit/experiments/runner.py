@@ -38,9 +38,12 @@ def evaluated(run_dir: Path, num_importance_samples: int) -> bool:
 
 def complete(run_dir: Path, config: RunConfig, num_importance_samples: int) -> bool:
     summary = rundir.read_summary(run_dir)
-    return (
-        evaluated(run_dir, num_importance_samples) and summary is not None and summary["epochs"] == config.train.epochs
-    )
+    return evaluated(run_dir, num_importance_samples) and summary is not None and trained(summary, config)
+
+
+def trained(summary: dict[str, Any], config: RunConfig) -> bool:
+    """The run reached its planned epochs, or stopped early (train.early_stopping_patience)."""
+    return summary.get("epochs") == config.train.epochs or bool(summary.get("stopped_early"))
 
 
 def run_experiment(
@@ -99,7 +102,7 @@ def train_and_evaluate(
 ) -> None:
     """Train a run to its planned epochs (or the plan's minutes), then evaluate it on the test split."""
     summary = rundir.read_summary(run_dir) or {}
-    if summary.get("epochs") == config.train.epochs:
+    if trained(summary, config):
         log(f"{run}: trained to {config.train.epochs} epochs; evaluating")
     else:
         resume = rundir.holds_run(run_dir)
