@@ -172,3 +172,25 @@ def test_glorot_and_the_papers_normal_initialisation_have_their_variances():
     again = build_model(ModelConfig())  # the default leaves PyTorch's draws as they were
     assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), again.state_dict().values()))
     assert not torch.equal(first(default).weight, w)
+
+
+def test_a_gated_dense_layer_is_its_definition_and_gated_networks_train():
+    """h = (W x + b) * sigmoid(V x + c) (Dauphin et al. 2017), recomputed in float64 from its weights; a
+    VampPrior VAE with gated hidden layers has a finite ELBO and a gradient on every gate."""
+    from vaekit.models.encoders import GatedDense
+    from vaekit.objectives import elbo
+
+    torch.manual_seed(0)
+    layer = GatedDense(5, 3).double()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    w, b, v, c = layer.value.weight, layer.value.bias, layer.gate.weight, layer.gate.bias
+    expected = (x @ w.T + b) / (1 + torch.exp(-(x @ v.T + c)))
+    torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+    model = build_model(ModelConfig(hidden_dim=32, hidden_layers=2, activation="gated", prior="vampprior",
+                                    prior_components=5, latent_dim=4))  # fmt: skip
+    gates = [m for m in model.modules() if isinstance(m, GatedDense)]
+    assert len(gates) == 4  # two in the encoder, two in the decoder
+    bound = elbo(model, torch.rand(8, 1, 28, 28).round()).elbo.mean()
+    assert torch.isfinite(bound)
+    (-bound).backward()
+    assert all(g.gate.weight.grad is not None and g.gate.weight.grad.abs().sum() > 0 for g in gates)

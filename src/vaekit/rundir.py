@@ -148,9 +148,7 @@ def save_model(run_dir: Path, model: VAE, weights: str = "last") -> None:
     checkpoint.save_weights(Path(run_dir) / WEIGHTS[weights], model)
 
 
-def load_run(
-    run_dir: str | Path, device: str | torch.device = "cpu", weights: str = "last"
-) -> tuple[VAE, RunConfig]:
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: str = "last") -> tuple[VAE, RunConfig]:
     """Rebuild a trained model from its run folder (config.json + model.safetensors, or with weights="best"
     model-best.safetensors), in eval mode."""
     run_dir = Path(run_dir)

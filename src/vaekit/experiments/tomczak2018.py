@@ -1,7 +1,8 @@
 """Tomczak & Welling (2018), "VAE with a VampPrior", Table 1 on dynamically binarized MNIST, with one
 and two stochastic layers: the standard prior, a learned mixture of Gaussians and the VampPrior with K = 500
-(an MLP of two hidden layers of 300 units, 40 latents, Adam with step 5e-4, minibatch 100, the
-KL weight warmed up linearly over the first half of training, at most 100 epochs as in the paper);
+(an MLP of two gated hidden layers of 300 units, 40 latents, Adam with step 5e-4, minibatch 100, the
+KL weight warmed up linearly over the first half of training, at most 100 epochs as in the paper, early
+stopping after 50 epochs without a better validation ELBO);
 test log p(x) by importance sampling with K = 5000. The two-layer rows (hvae-*) are two-layer ladders,
 40 latents in each layer, whose inference runs as the paper's HVAE does, q(z2|x) q(z1|x, z2), with
 q(z1|x, z2) the ladder's precision-weighted merge rather than the paper's MLP of x and z2; the
@@ -33,14 +34,16 @@ def steps_per_epoch(data: DataConfig) -> int:
 
 def runs(epochs: int, data: DataConfig) -> list[tuple[str, RunConfig]]:
     warmup = steps_per_epoch(data) * min(100, max(1, epochs // 2))
-    train = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, optimizer="adam", learning_rate=5e-4, warmup_steps=warmup)
+    train = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, optimizer="adam", learning_rate=5e-4, warmup_steps=warmup,
+                        early_stopping_patience=50)  # fmt: skip
+    net = {"hidden_layers": 2, "activation": "gated", "prior_components": 500}  # the paper's gated units
     one = [
-        (f"vae-{name}", ModelConfig(hidden_dim=300, hidden_layers=2, latent_dim=40, prior=prior, prior_components=500))
+        (f"vae-{name}", ModelConfig(hidden_dim=300, latent_dim=40, prior=prior, **net))
         for name, prior in PRIORS.items()
     ]
     two = [
-        (f"hvae-{name}", ModelConfig(hidden_layers=2, hierarchy="ladder", ladder_latent_dims=(40, 40),
-                                     ladder_hidden_dims=(300, 300), prior=prior, prior_components=500))
+        (f"hvae-{name}", ModelConfig(hierarchy="ladder", ladder_latent_dims=(40, 40), ladder_hidden_dims=(300, 300),
+                                     prior=prior, **net))
         for name, prior in PRIORS.items()
     ]  # fmt: skip
     return [(name, RunConfig(model, data, train)) for name, model in one + two]

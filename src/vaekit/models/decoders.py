@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vaekit.likelihoods import LIKELIHOOD_BUILDERS
-from vaekit.models.encoders import ACTIVATION_FUNCTIONS
+from vaekit.models.encoders import ACTIVATION_FUNCTIONS, dense
 
 
 class _LikelihoodHead:
@@ -49,8 +49,8 @@ class MLPDecoder(nn.Module):
         self.image_shape = tuple(image_shape)
         self.head = _LikelihoodHead(likelihood, options or {})
         c, h, w = self.image_shape
-        self.hidden = nn.Linear(latent_dim, hidden_dim)  # W4, b4
-        self.deeper = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(hidden_layers - 1))
+        self.hidden = dense(latent_dim, hidden_dim, activation)  # W4, b4
+        self.deeper = nn.ModuleList(dense(hidden_dim, hidden_dim, activation) for _ in range(hidden_layers - 1))
         self.out = nn.Linear(hidden_dim, self.head.maps * c * h * w)  # W5, b5 (and W6, b6)
         self.act = ACTIVATION_FUNCTIONS[activation]
 

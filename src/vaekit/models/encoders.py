@@ -13,7 +13,25 @@ from torch import nn
 ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX = -30.0, 20.0
 
 
-ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh}
+class GatedDense(nn.Module):
+    """A gated dense layer, h = (W x + b) * sigmoid(V x + c) (Dauphin et al. 2017), the hidden layer of
+    Tomczak & Welling 2018's networks. Shapes: (*batch, in_dim) -> (*batch, out_dim)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.value, self.gate = nn.Linear(in_dim, out_dim), nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value(x) * torch.sigmoid(self.gate(x))
+
+
+def dense(in_dim: int, out_dim: int, activation: str) -> nn.Module:
+    """A hidden layer's affine map: a GatedDense layer for the "gated" activation, which gates itself."""
+    return GatedDense(in_dim, out_dim) if activation == "gated" else nn.Linear(in_dim, out_dim)
+
+
+# applied after each hidden layer's `dense` map; a gated layer needs nothing after it
+ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "gated": lambda h: h}
 
 
 def gaussian_parameters(heads: nn.Linear, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,8 +60,8 @@ class MLPEncoder(nn.Module):
         activation: str = "relu",
     ) -> None:
         super().__init__()
-        self.hidden = nn.Linear(math.prod(image_shape), hidden_dim)  # W1, b1
-        self.deeper = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(hidden_layers - 1))
+        self.hidden = dense(math.prod(image_shape), hidden_dim, activation)  # W1, b1
+        self.deeper = nn.ModuleList(dense(hidden_dim, hidden_dim, activation) for _ in range(hidden_layers - 1))
         self.heads = nn.Linear(hidden_dim, 2 * latent_dim)  # [W2; W3], [b2; b3]
         self.act = ACTIVATION_FUNCTIONS[activation]
 
@@ -86,7 +104,7 @@ class GaussianMLP(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, layers: int, activation: str) -> None:
         super().__init__()
         dims = [in_dim] + [hidden_dim] * layers
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.hidden = nn.ModuleList(dense(a, b, activation) for a, b in zip(dims[:-1], dims[1:]))
         self.heads = nn.Linear(dims[-1], 2 * out_dim)
         self.act = ACTIVATION_FUNCTIONS[activation]
 

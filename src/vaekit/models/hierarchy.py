@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vaekit.likelihoods import DiagonalGaussian
-from vaekit.models.encoders import ACTIVATION_FUNCTIONS, gaussian_parameters
+from vaekit.models.encoders import ACTIVATION_FUNCTIONS, dense, gaussian_parameters
 from vaekit.models.posteriors import gaussian_log_prob_per_dim
 
 
@@ -98,7 +98,8 @@ class LadderEncoder(nn.Module):
         super().__init__()
         ins = [math.prod(image_shape), *hidden_dims[:-1]]
         self.blocks = nn.ModuleList(
-            nn.ModuleList(nn.Linear(a if k == 0 else h, h) for k in range(layers)) for a, h in zip(ins, hidden_dims)
+            nn.ModuleList(dense(a if k == 0 else h, h, activation) for k in range(layers))
+            for a, h in zip(ins, hidden_dims)
         )
         self.heads = nn.ModuleList(nn.Linear(h, 2 * j) for h, j in zip(hidden_dims, latent_dims))
         self.act = ACTIVATION_FUNCTIONS[activation]
