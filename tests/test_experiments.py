@@ -207,3 +207,11 @@ def test_the_locatello_experiment_scores_every_objective_with_every_metric_over_
     assert "| run | mig | mig_posterior | sap |" in table and " (0.82) |" in table
     mig = groups["factor-vae"]["figures"]["mig"]  # over seeds: median [min, max] beside the published figure
     assert f"| factor-vae | 2 | {mig['median']:.3f} [{mig['min']:.3f}, {mig['max']:.3f}] (0.15) |" in table
+
+
+def test_the_long_budget_runs_burdas_recipe_and_the_short_one_keeps_the_defaults():
+    from vaekit.experiments.plan import ExperimentPlan
+
+    for budget, recipe in (("long", ("burda", 1e-4, "glorot")), ("short", ("constant", 1e-8, "default"))):
+        for _, config in ExperimentPlan("burda2015-mnist", budget=budget).runs():
+            assert (config.train.lr_schedule, config.train.adam_eps, config.model.init) == recipe

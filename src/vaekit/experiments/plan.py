@@ -80,7 +80,11 @@ class ExperimentPlan:
         return DataConfig(train_limit=self.spec.train_limit, eval_limit=self.spec.eval_limit)
 
     def _grid(self) -> list[tuple[str, RunConfig]]:
-        return EXPERIMENTS[self.name].runs(self.epochs_per_run, self.data_config)
+        """The module's runs; at the long budget with its RECIPE (dotted overrides: the paper's schedule,
+        optimiser settings and initialisation), where it has one."""
+        grid = EXPERIMENTS[self.name].runs(self.epochs_per_run, self.data_config)
+        recipe = getattr(EXPERIMENTS[self.name], "RECIPE", {}) if self.budget == "long" else {}
+        return [(run, config.with_overrides(recipe) if recipe else config) for run, config in grid]
 
     def _seeded(self, grid: list[tuple[str, RunConfig]]) -> list[tuple[str, RunConfig]]:
         """Each run of the grid once, or with seeds > 1 as RUN-seed0, RUN-seed1, ... at train.seed + S."""
