@@ -282,7 +282,7 @@ def test_sigterm_ends_training_with_a_message_and_exit_status_143_and_resume_fin
     "argv,suggestion",
     [
         (["train", "--latent_dim", "3"], "did you mean --latent-dim?"),
-        (["train", "--lr", "0.01"], "did you mean --learning-rate?"),
+        (["train", "--learnig-rate", "0.01"], "did you mean --learning-rate?"),
         (["train", "--epohcs", "3"], "did you mean --epochs?"),
         (["evaluate", "runs/x", "--sampels", "50"], "did you mean --samples?"),
     ],
@@ -293,6 +293,13 @@ def test_a_mistyped_flag_gets_the_subcommands_usage_and_the_nearest_flag(argv, s
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and suggestion in err
     assert err.startswith(f"usage: vaekit {argv[0]} ") and f"vaekit {argv[0]}: error: unrecognized arguments" in err
+
+
+def test_lr_is_the_learning_rate():
+    from vaekit.cli import build_parser, train_config
+
+    args = build_parser().parse_args(["train", "--lr", "0.01"])
+    assert train_config(args).train.learning_rate == 0.01
 
 
 def test_presets_are_listed_with_what_they_are_for(capsys):

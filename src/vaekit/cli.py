@@ -81,8 +81,10 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                 )
                 continue
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            aliases = ["--lr"] if f.name == "learning_rate" else []  # what most trainers call it
             group.add_argument(
                 flag,
+                *aliases,
                 dest=f"{section}.{f.name}",
                 default=argparse.SUPPRESS,
                 choices=meta.get("choices"),
