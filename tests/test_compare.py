@@ -206,3 +206,46 @@ def test_damaged_metric_lines_are_named_and_skipped_and_a_damaged_evaluation_is_
     err = capsys.readouterr().err
     assert f"{evaluation} is damaged: its log_likelihood_per_image holds '-90.1' at image 3, not a number" in err
     assert "Traceback" not in err
+
+
+def test_three_seeds_of_two_configs_are_grouped_with_their_medians_and_spreads(tmp_path, tiny_data, capsys):
+    """Two configs (4 and 6 latents), seeds 0, 1, 2 each: the groups' medians and ranges, checked by hand
+    from the rows, and the wider config's log p(x) paired with the baseline's seed by seed."""
+    import statistics
+
+    from vaekit.compare import seed_groups
+    from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    paths = []
+    for latent in (4, 6):
+        for seed in (0, 1, 2):
+            config = RunConfig(ModelConfig(hidden_dim=32, latent_dim=latent), DataConfig(),
+                               TrainConfig(epochs=1, batch_size=100, seed=seed))  # fmt: skip
+            path = tmp_path / f"z{latent}-s{seed}"
+            model = train(config, path, progress=False, dataset=tiny_data).model
+            x = tiny_data.evaluation_observations("test")[:30]
+            rundir.write_evaluation(path, {"split": "test", "limit": 30, **evaluate_split(model, x, 5, seed=seed)})
+            paths.append(path)
+    rows, _ = compare(paths)
+    groups = seed_groups(rows)
+    assert [g["runs"] for g in groups] == [[p.name for p in paths[:3]], [p.name for p in paths[3:]]]
+    for group, members in zip(groups, (rows[:3], rows[3:])):
+        elbos = [r["test_elbo"] for r in members]
+        assert group["seeds"] == [0, 1, 2]
+        assert group["figures"]["test_elbo"] == {"median": sorted(elbos)[1], "min": min(elbos), "max": max(elbos),
+                                                 "values": elbos}  # fmt: skip
+    wider = groups[1]["figures"]["paired_difference"]
+    by_seed = [
+        statistics.fmean(b - a for a, b in zip(
+            json.loads(next(paths[s].glob("evaluation-*.json")).read_text())["log_likelihood_per_image"],
+            json.loads(next(paths[3 + s].glob("evaluation-*.json")).read_text())["log_likelihood_per_image"]))
+        for s in range(3)
+    ]  # fmt: skip
+    assert wider["values"] == pytest.approx(by_seed) and wider["median"] == pytest.approx(sorted(by_seed)[1])
+    assert "paired_difference" not in groups[0]["figures"]
+    assert main(["compare", *map(str, paths), "--png", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    e = groups[1]["figures"]["test_elbo"]
+    assert (
+        f"over seeds 0, 1, 2 (z6-s0, z6-s1, z6-s2): test ELBO {e['median']:.2f} [{e['min']:.2f}, {e['max']:.2f}]" in out
+    )

@@ -21,6 +21,7 @@ is the one that says whether one model is ahead of another.
 from __future__ import annotations
 
 import html
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,61 @@ def compare(
     return rows, metrics
 
 
+def over_seeds(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Each figure's median, minimum and maximum over the rows (runs of one config, in seed order), with the
+    values; a figure no row has is left out."""
+    out = {}
+    for name in names:
+        values = [r[name] for r in rows if r.get(name) is not None]
+        if values:
+            out[name] = {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+    return out
+
+
+def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs whose configs differ in train.seed alone, as groups of two or more (the baseline's first):
+    their test ELBO and log p(x) over seeds, and against the baseline's group, log p(x) paired image by
+    image seed by seed (each run with the baseline's run of the same seed)."""
+    groups: dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = {}
+    for row in rows:
+        config = rundir.flat(rundir.read_config(row["path"]))
+        setting = tuple((k, repr(v)) for k, v in sorted(config.items()) if k not in HOW_IT_RAN and k != "train.seed")
+        groups.setdefault(setting, []).append((config["train.seed"], row))
+    base = {seed: row for seed, row in next(iter(groups.values()))}  # the baseline's group (rows[0] is first)
+    out = []
+    for index, members in enumerate(groups.values()):
+        members.sort(key=lambda m: m[0])
+        if len(members) < 2:
+            continue
+        paired = [
+            {"paired_difference": paired_log_likelihood(base[seed]["path"], row["path"]).get("paired_difference")}
+            for seed, row in members
+            if index > 0 and seed in base
+        ]
+        figures = over_seeds([row for _, row in members], ("test_elbo", "log_likelihood"))
+        figures |= over_seeds(paired, ("paired_difference",))
+        runs = [row["run"] for _, row in members]
+        out.append({"runs": runs, "seeds": [seed for seed, _ in members], "figures": figures})
+    return out
+
+
+def seed_lines(groups: list[dict[str, Any]]) -> list[str]:
+    """One line per group of seeds: median [min, max] of each figure."""
+    names = {
+        "test_elbo": "test ELBO",
+        "log_likelihood": "log p(x)",
+        "paired_difference": "vs base, paired seed by seed",
+    }
+    lines = []
+    for group in groups:
+        said = "; ".join(
+            f"{names[k]} {f['median']:.2f} [{f['min']:.2f}, {f['max']:.2f}]" for k, f in group["figures"].items()
+        )
+        seeds = ", ".join(map(str, group["seeds"]))
+        lines.append(f"over seeds {seeds} ({', '.join(group['runs'])}): {said or 'no figures yet'}")
+    return lines
+
+
 def _cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if key == "log_likelihood":
@@ -170,7 +226,7 @@ def text_table(rows: list[dict[str, Any]]) -> str:
         "\nvs base, paired: log p(x) minus the baseline's (the first run's) on the same test images, ± the s.e. "
         "of the differences"
     )
-    lines += difference_lines(rows)
+    lines += difference_lines(rows) + seed_lines(seed_groups(rows))
     scored = metric_rows(rows)
     if scored:
         heads = list(scored[0])
@@ -209,7 +265,10 @@ def html_page(rows: list[dict[str, Any]], png: Path) -> str:
         "<p class='note'>Bounds in nats per image, higher is better; log p(x) is the importance-sampled "
         "estimate with its standard error, from each run's most complete test evaluation.</p>",
         report.table(shown),
-        *(f"<p class='note'>{html.escape(line)}</p>" for line in difference_lines(rows)),
+        *(
+            f"<p class='note'>{html.escape(line)}</p>"
+            for line in difference_lines(rows) + seed_lines(seed_groups(rows))
+        ),
         *(["<h2>Disentanglement (test images)</h2>", report.table(metric_rows(rows))] if metric_rows(rows) else []),
         report.figure(png.read_bytes(), png.name, caption),
         "<h2>Run folders</h2>",

@@ -3,11 +3,11 @@ beside the published figures, and the bound-against-images figure (drawn by `vae
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 from vaekit import checkpoint, plots, rundir
+from vaekit.compare import over_seeds
 from vaekit.config import RunConfig
 from vaekit.disentanglement import METRICS
 from vaekit.evaluation import paired_log_likelihood
@@ -93,12 +93,7 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(row["base_run"], []).append(row)
     out = []
     for run, members in groups.items():
-        figures = {}
-        for name in SEED_FIGURES:
-            values = [m[name] for m in sorted(members, key=lambda m: m["seed"]) if m.get(name) is not None]
-            if values:
-                figures[name] = {"median": statistics.median(values), "min": min(values), "max": max(values),
-                                 "values": values}  # fmt: skip
+        figures = over_seeds(sorted(members, key=lambda m: m["seed"]), SEED_FIGURES)
         paired = {base_run(m["paired_against"]) for m in members if m.get("paired_against")}
         against = paired.pop() if len(paired) == 1 else None
         published = members[0].get("published_metrics") or {}
