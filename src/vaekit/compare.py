@@ -79,7 +79,7 @@ def difference_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     for row in rows[1:]:
         changed = row["differs"]
-        said = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) or "nothing (another seed of the same?)"
+        said = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) or "nothing: the same config"
         lines.append(f"{row['run']} differs from {rows[0]['run']} in: {said}")
         if len(changed) > 1:
             lines.append(
