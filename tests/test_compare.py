@@ -43,7 +43,7 @@ def test_the_table_holds_each_runs_figures(two_runs, capsys, tmp_path):
     assert f"{summary['test_elbo']:.2f}" in small
     assert f"{evaluated['log_likelihood']:.2f} ± {evaluated['log_likelihood_stderr']:.2f}" in small
     assert "20 x 60" in small and f"{evaluated['active_units']}/4" in small
-    assert wider.split()[4:9] == ["-", "-", "-", "-", "3"]  # no log p(x), K, paired or active units yet; 3 epochs
+    assert wider.split()[4:10] == ["-", "-", "-", "-", "-", "3"]  # no evaluation yet (nothing paired); 3 epochs
     with Image.open(png) as picture:
         assert picture.size[0] > 300 and picture.size[1] > 200
 
@@ -102,9 +102,19 @@ def test_log_p_x_is_compared_image_by_image_on_the_images_both_runs_evaluated(tw
     assert figures["paired_difference"] == pytest.approx(mean) and figures["paired_stderr"] == pytest.approx(stderr)
     # the images' own spread cancels: the paired s.e. is below the unpaired one of either run
     assert figures["paired_stderr"] < min(evaluated["log_likelihood_stderr"], result["log_likelihood_stderr"])
+    # the ELBO is paired the same way, whatever K each evaluation used; its per-image figures average to it
+    # (to float32's resolution: the mean is summed batch by batch in float32)
+    assert result["elbo"] == pytest.approx(sum(result["elbo_per_image"]) / 40, rel=1e-6)
+    e = [b - a for a, b in zip(evaluated["elbo_per_image"][:40], result["elbo_per_image"])]
+    e_mean, e_stderr = sum(e) / 40, (sum((v - sum(e) / 40) ** 2 for v in e) / 39) ** 0.5 / 40**0.5
+    from vaekit.evaluation import paired_elbo
+
+    elbo_figures = paired_elbo(root / "small", other)
+    assert elbo_figures["paired_elbo_images"] == 40 and elbo_figures["paired_elbo_difference"] == pytest.approx(e_mean)
+    assert elbo_figures["paired_elbo_stderr"] == pytest.approx(e_stderr)
     assert main(["compare", str(root / "small"), str(other), "--png", str(tmp_path / "c.png")]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("wider"))
-    assert f"{mean:+.2f} ± {stderr:.2f}" in line
+    assert f"{mean:+.2f} ± {stderr:.2f}" in line and f"{e_mean:+.2f} ± {e_stderr:.2f}" in line
     # another K, or other images (a different binarization), do not compare
     evaluation = rundir.best_evaluation(other, "test")
     (other / rundir.evaluation_file("test", 20, limit=40)).unlink()
@@ -197,7 +207,7 @@ def test_damaged_metric_lines_are_named_and_skipped_and_a_damaged_evaluation_is_
     captured = capsys.readouterr()
     assert f"warning: {path} line 1 lacks seconds; it was skipped" in captured.err
     assert f"warning: {path} line 2 is not a JSON object; it was skipped" in captured.err
-    assert next(line for line in captured.out.splitlines() if line.startswith("wider")).split()[8] == "2"  # of 3 epochs
+    assert next(line for line in captured.out.splitlines() if line.startswith("wider")).split()[9] == "2"  # of 3 epochs
     evaluation = next((root / "small").glob("evaluation-*.json"))
     saved = json.loads(evaluation.read_text())
     saved["log_likelihood_per_image"][3] = "-90.1"

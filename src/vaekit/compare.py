@@ -29,7 +29,7 @@ from typing import Any
 from vaekit import report, rundir
 from vaekit.disentanglement import METRICS
 from vaekit.errors import ConfigError
-from vaekit.evaluation import paired_log_likelihood
+from vaekit.evaluation import paired_elbo, paired_log_likelihood
 from vaekit.plots import elbo_curves
 
 # (key of run_figures' dict, heading of the text table, its width)
@@ -38,6 +38,7 @@ COLUMNS = (
     ("test_elbo", "test ELBO", 9),
     ("test_reconstruction", "rec.", 9),
     ("test_kl", "KL", 7),
+    ("paired_elbo", "ELBO vs base", 15),
     ("log_likelihood", "log p(x)", 17),
     ("importance_samples", "K x images", 12),
     ("paired", "vs base, paired", 17),
@@ -137,7 +138,8 @@ def compare(
         log(f"warning: {problem}")
     rows = [run_figures(p, name, metrics[name]) for p, name in zip(paths, metrics)]
     for path, row in zip(paths[1:], rows[1:]):
-        row.update(paired_log_likelihood(paths[0], path), differs=differences(paths[0], path))
+        row.update(paired_log_likelihood(paths[0], path) | paired_elbo(paths[0], path))
+        row["differs"] = differences(paths[0], path)
     return rows, metrics
 
 
@@ -200,10 +202,11 @@ def _cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if key == "log_likelihood":
         return "-" if value is None else f"{value:.2f} ± {row['log_likelihood_stderr']:.2f}"
-    if key == "paired":
-        if "paired_difference" not in row:
+    if key in ("paired", "paired_elbo"):
+        name = "paired_difference" if key == "paired" else "paired_elbo_difference"
+        if name not in row:
             return "-"
-        return f"{row['paired_difference']:+.2f} ± {row['paired_stderr']:.2f}"
+        return f"{row[name]:+.2f} ± {row[name.replace('difference', 'stderr')]:.2f}"
     if key == "importance_samples":
         k = row["num_importance_samples"]
         return "-" if not k else f"{k} x {row['evaluated_images']}"
@@ -223,8 +226,8 @@ def text_table(rows: list[dict[str, Any]]) -> str:
         lines.append("  ".join(cells))
     lines.append(
         "nats per image, higher is better; log p(x) is the importance-sampled estimate ± its s.e.;"
-        "\nvs base, paired: log p(x) minus the baseline's (the first run's) on the same test images, ± the s.e. "
-        "of the differences"
+        "\nELBO vs base and vs base, paired: the test ELBO and log p(x) minus the baseline's (the first run's) on the "
+        "same test images, ± the s.e. of the differences"
     )
     lines += difference_lines(rows) + seed_lines(seed_groups(rows))
     scored = metric_rows(rows)

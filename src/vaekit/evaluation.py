@@ -35,6 +35,7 @@ class ElboSummary:
     reconstruction: float
     kl: float
     count: int
+    per_image: torch.Tensor | None = None  # (N,) float64: each image's ELBO estimate, where asked for
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         return {f"{prefix}elbo": self.elbo, f"{prefix}reconstruction": self.reconstruction, f"{prefix}kl": self.kl}
@@ -56,8 +57,10 @@ def evaluate_elbo(
     num_samples: int = 1,
     generator: torch.Generator | None = None,
     ctx: Context | None = None,
+    per_image: bool = False,
 ) -> ElboSummary:
-    """The ELBO estimator averaged over the images x (N, C, H, W), accumulated in float64.
+    """The ELBO estimator averaged over the images x (N, C, H, W), accumulated in float64; with per_image,
+    each image's estimate too (what paired_elbo compares).
 
     The noise of each batch is drawn for the whole batch and each rank of a distributed run
     evaluates its share of the rows, so a sharded evaluation equals a single-process one.
@@ -66,18 +69,24 @@ def evaluate_elbo(
     model.eval()
     device = next(model.parameters()).device
     totals = torch.zeros(3, dtype=torch.float64, device=device)
+    images: list[torch.Tensor] = []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size]
         eps = torch.randn((len(xb), num_samples, model.latent_dim), generator=generator)
         mine = _my_rows(len(xb), ctx)
+        bound = torch.zeros(0, dtype=torch.float64, device=device)
         if mine.stop > mine.start:
             terms = elbo(model, xb[mine].to(device), num_samples, eps=eps[mine])
             totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+            bound = terms.elbo.double()
+        if per_image:  # each batch's rows in rank order are the batch's rows in order
+            images.append(gather_rows(bound, ctx) if ctx is not None else bound)
     if ctx is not None:
         all_reduce_sum(totals, ctx)
     model.train(was_training)
     mean = (totals / max(len(x), 1)).tolist()
-    return ElboSummary(elbo=mean[0], reconstruction=mean[1], kl=mean[2], count=len(x))
+    each = torch.cat(images).cpu() if per_image and images else None
+    return ElboSummary(elbo=mean[0], reconstruction=mean[1], kl=mean[2], count=len(x), per_image=each)
 
 
 @torch.no_grad()
@@ -372,7 +381,7 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
-    Keys: elbo, reconstruction, kl (nats per datapoint); with num_importance_samples > 0 also
+    Keys: elbo, reconstruction, kl (nats per datapoint), elbo_per_image; with num_importance_samples > 0 also
     log_likelihood, log_likelihood_stderr, gap = log_likelihood - elbo and log_likelihood_per_image
     (what paired_log_likelihood compares); with iwae_num_importance_samples = k > 0 the IWAE bound for
     that k (iwae_bound); active_units, collapsed_units, kl_per_dim (null where a layer's KL does not
@@ -380,8 +389,9 @@ def evaluate_split(
     bits-per-dimension forms of the bounds.
     """
     start = time.perf_counter()
-    bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx)
+    bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx, per_image=True)
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
+    out["elbo_per_image"] = [round(v, 6) for v in bound.per_image.tolist()] if bound.per_image is not None else []
     if num_importance_samples > 0:
         options = dict(seed=seed, progress=progress, ctx=ctx, precision=precision, compile=compile, log=log)
         ll = importance_sampled_log_likelihood(model, x, num_importance_samples, **options)  # type: ignore[arg-type]
@@ -524,25 +534,44 @@ def paired_log_likelihood(first: str | Path, other: str | Path) -> dict[str, Any
     none compares: other data, no common K, or no per-image figures (evaluations saved before them).
     Most of log p(x)'s spread is between images, so this standard error is several times smaller than
     the two runs' own: it is the one that says whether one model is ahead of another."""
+    setting = lambda r: (r.get("num_importance_samples"), r.get("precision", "float32"))  # noqa: E731
+    found = _paired(first, other, "log_likelihood_per_image", setting)
+    if not found:
+        return {}
+    d, (k, _) = found
+    return {"paired_difference": statistics.fmean(d), "paired_stderr": statistics.stdev(d) / math.sqrt(len(d)),
+            "paired_images": len(d), "paired_importance_samples": k}  # fmt: skip
+
+
+def paired_elbo(first: str | Path, other: str | Path) -> dict[str, Any]:
+    """The same for the test ELBO (each image's one-sample estimate with the evaluation's noise): `other`'s
+    minus `first`'s on the images both evaluated, with the standard error of the differences; {} where none."""
+    found = _paired(first, other, "elbo_per_image", lambda r: 0)
+    if not found:
+        return {}
+    d, _ = found
+    n = len(d)
+    return {"paired_elbo_difference": statistics.fmean(d), "paired_elbo_stderr": statistics.stdev(d) / math.sqrt(n),
+            "paired_elbo_images": n}  # fmt: skip
+
+
+def _paired(
+    first: str | Path, other: str | Path, key: str, setting: Callable[[dict[str, Any]], Any]
+) -> tuple[list[float], Any] | None:
+    """The per-image differences (other - first) of `key` from the two runs' test evaluations that agree in
+    `setting` and share the most images (then the largest setting), with that setting; None where none do."""
     data_a, data_b = (
         dataclasses.replace(rundir.read_config(p).data, train_limit=0, eval_limit=0) for p in (first, other)
     )
     if data_a != data_b:
-        return {}
-    setting = lambda r: (r.get("num_importance_samples"), r.get("precision", "float32"))  # noqa: E731
+        return None
     pairs = [
-        (min(len(a["log_likelihood_per_image"]), len(b["log_likelihood_per_image"])), setting(a)[0], a, b)
+        (min(len(a[key]), len(b[key])), setting(a), a, b)
         for a in rundir.evaluations(first, "test")
         for b in rundir.evaluations(other, "test")
-        if setting(a) == setting(b) and "log_likelihood_per_image" in a and "log_likelihood_per_image" in b
+        if setting(a) == setting(b) and key in a and key in b
     ]
-    n, k, a, b = max(pairs, key=lambda p: p[:2], default=(0, 0, {}, {}))
+    n, chosen, a, b = max(pairs, key=lambda p: p[:2], default=(0, 0, {}, {}))
     if n < 2:
-        return {}
-    d = [y - x for x, y in zip(a["log_likelihood_per_image"][:n], b["log_likelihood_per_image"][:n])]
-    return {
-        "paired_difference": statistics.fmean(d),
-        "paired_stderr": statistics.stdev(d) / math.sqrt(n),
-        "paired_images": n,
-        "paired_importance_samples": k,
-    }
+        return None
+    return [y - x for x, y in zip(a[key][:n], b[key][:n])], chosen
