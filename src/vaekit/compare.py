@@ -21,7 +21,6 @@ is the one that says whether one model is ahead of another.
 from __future__ import annotations
 
 import html
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from vaekit import report, rundir
 from vaekit.disentanglement import METRICS
 from vaekit.errors import ConfigError
-from vaekit.evaluation import paired_elbo, paired_log_likelihood
+from vaekit.evaluation import over_seeds, paired_elbo, paired_log_likelihood
 from vaekit.plots import elbo_curves
 
 # (key of run_figures' dict, heading of the text table, its width)
@@ -141,17 +140,6 @@ def compare(
         row.update(paired_log_likelihood(paths[0], path) | paired_elbo(paths[0], path))
         row["differs"] = differences(paths[0], path)
     return rows, metrics
-
-
-def over_seeds(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Each figure's median, minimum and maximum over the rows (runs of one config, in seed order), with the
-    values; a figure no row has is left out."""
-    out = {}
-    for name in names:
-        values = [r[name] for r in rows if r.get(name) is not None]
-        if values:
-            out[name] = {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
-    return out
 
 
 def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -527,6 +527,17 @@ def posterior_mig(
     return {"mig_posterior": figure, "mig_posterior_setting": {**setting, "factors": [names[k] for k in kept]}}
 
 
+def over_seeds(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Each figure's median, minimum and maximum over the rows (runs of one config, in seed order), with the
+    values; a figure no row has is left out."""
+    out = {}
+    for name in names:
+        values = [r[name] for r in rows if r.get(name) is not None]
+        if values:
+            out[name] = {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+    return out
+
+
 def paired_log_likelihood(first: str | Path, other: str | Path) -> dict[str, Any]:
     """Run `other`'s log p(x) minus run `first`'s, image by image on the test images both evaluated (the
     first n of the split) with the same K and precision, with the standard error of the differences,
