@@ -259,3 +259,5 @@ def test_three_seeds_of_two_configs_are_grouped_with_their_medians_and_spreads(t
     assert (
         f"over seeds 0, 1, 2 (z6-s0, z6-s1, z6-s2): test ELBO {e['median']:.2f} [{e['min']:.2f}, {e['max']:.2f}]" in out
     )
+    assert "z6-s1 differs from z4-s0 in: model.latent_dim 4 -> 6, train.seed 0 -> 1" in out
+    assert "warning: z6-s1" not in out  # another seed is a replicate, not a second change

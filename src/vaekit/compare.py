@@ -75,13 +75,14 @@ def differences(baseline: Path, run_dir: Path) -> dict[str, list[Any]]:
 
 
 def difference_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """For each run after the baseline, what differs, and a warning where more than one key does."""
+    """For each run after the baseline, what differs, and a warning where more than one key does (the seed
+    aside)."""
     lines = []
     for row in rows[1:]:
         changed = row["differs"]
         said = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) or "nothing: the same config"
         lines.append(f"{row['run']} differs from {rows[0]['run']} in: {said}")
-        if len(changed) > 1:
+        if len([k for k in changed if k != "train.seed"]) > 1:  # another seed is a replicate, not a change
             lines.append(
                 f"warning: {row['run']} differs from {rows[0]['run']} in {len(changed)} settings, so its figures do "
                 "not say which of them made the difference; for a matched baseline, train the baseline with "
