@@ -212,6 +212,12 @@ def test_the_locatello_experiment_scores_every_objective_with_every_metric_over_
 def test_the_long_budget_runs_burdas_recipe_and_the_short_one_keeps_the_defaults():
     from vaekit.experiments.plan import ExperimentPlan
 
-    for budget, recipe in (("long", ("burda", 1e-4, "glorot")), ("short", ("constant", 1e-8, "default"))):
+    defaults = ("constant", 1e-8, "default")
+    for budget, recipe in (("long", ("burda", 1e-4, "glorot")), ("short", defaults)):
         for _, config in ExperimentPlan("burda2015-mnist", budget=budget).runs():
             assert (config.train.lr_schedule, config.train.adam_eps, config.model.init) == recipe
+    plain = ExperimentPlan("burda2015-mnist", budget="long", recipe=False)  # --no-recipe: the constant-rate baseline
+    for (_, config), (_, with_recipe) in zip(plain.runs(), ExperimentPlan("burda2015-mnist", budget="long").runs()):
+        assert (config.train.lr_schedule, config.train.adam_eps, config.model.init) == defaults
+        assert config.model.architecture == with_recipe.model.architecture and config.train.epochs == 200
+    assert plain.command_line()[-1] == "--no-recipe"  # what a --jobs worker is started with

@@ -338,6 +338,12 @@ def _experiment_parser(sub: Any) -> None:
         help="train each run this many times (RUN-seed0, RUN-seed1, ... with the seed raised by 1 each); the "
         "summary gives each figure's median and range over the seeds, and pairs log p(x) seed by seed (default: 1)",
     )
+    p.add_argument(
+        "--no-recipe",
+        action="store_true",
+        help="at --budget long, keep a constant learning rate and PyTorch's defaults instead of the paper's "
+        "recipe (schedule, optimiser settings, initialisation), to measure what the recipe is worth",
+    )
     p.add_argument("--out", type=Path, default=None, help="folder (default: runs/experiments/NAME-BUDGET)")
     p.add_argument(
         "--no-summary",
@@ -721,7 +727,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     only = tuple(r.strip() for r in args.runs.split(",") if r.strip()) if args.runs else ()
     plan = ExperimentPlan(
-        args.name, args.budget, args.epochs, only, args.minutes, args.device, args.tensorboard, args.seeds
+        args.name, args.budget, args.epochs, only, args.minutes, args.device, args.tensorboard, args.seeds,
+        recipe=not args.no_recipe,
     )
     out = args.out or Path("runs") / "experiments" / f"{args.name}-{args.budget}"
     result = run_experiment(

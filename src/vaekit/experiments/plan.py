@@ -39,6 +39,7 @@ class ExperimentPlan:
     device: str = "auto"
     tensorboard: bool = False  # each run also writes RUN/tensorboard (vaekit.tensorboard)
     seeds: int = 1  # each run trained this many times, as RUN-seedS with train.seed + S (S = 0, 1, ...)
+    recipe: bool = True  # at the long budget, the paper's RECIPE; False keeps a constant rate and PyTorch's defaults
 
     def __post_init__(self) -> None:
         if self.name not in EXPERIMENTS:
@@ -81,9 +82,9 @@ class ExperimentPlan:
 
     def _grid(self) -> list[tuple[str, RunConfig]]:
         """The module's runs; at the long budget with its RECIPE (dotted overrides: the paper's schedule,
-        optimiser settings and initialisation), where it has one."""
+        optimiser settings and initialisation), where it has one and the plan asks for it."""
         grid = EXPERIMENTS[self.name].runs(self.epochs_per_run, self.data_config)
-        recipe = getattr(EXPERIMENTS[self.name], "RECIPE", {}) if self.budget == "long" else {}
+        recipe = getattr(EXPERIMENTS[self.name], "RECIPE", {}) if self.budget == "long" and self.recipe else {}
         return [(run, config.with_overrides(recipe) if recipe else config) for run, config in grid]
 
     def _seeded(self, grid: list[tuple[str, RunConfig]]) -> list[tuple[str, RunConfig]]:
@@ -121,6 +122,7 @@ class ExperimentPlan:
         args += ["--minutes", str(self.minutes)] if self.minutes else []
         args += ["--tensorboard"] if self.tensorboard else []
         args += ["--seeds", str(self.seeds)] if self.seeds > 1 else []
+        args += [] if self.recipe else ["--no-recipe"]
         return args
 
 
