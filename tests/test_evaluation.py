@@ -100,8 +100,9 @@ def test_evaluate_split_reports_every_figure(trained_small):
     assert out["active_units"] + out["collapsed_units"] == model.latent_dim
     again = evaluate_split(model, x, num_importance_samples=100, iwae_num_importance_samples=5, batch_size=50, seed=0)
     assert again["log_likelihood"] == out["log_likelihood"] and again["elbo"] == out["elbo"]
-    cont = evaluate_split(model, x, num_importance_samples=0, batch_size=50, continuous=True)
-    assert "log_likelihood" not in cont and cont["elbo_bits_per_dim"] == -cont["elbo"] / (784 * math.log(2))
+    levels = evaluate_split(model, x, num_importance_samples=0, batch_size=50, measure=("bits/dim", 256))
+    assert "log_likelihood" not in levels and levels["elbo_bits_per_dim"] == -levels["elbo"] / (784 * math.log(2))
+    assert levels["measure"] == "bits/dim" and "elbo_bits_per_dim" not in out  # binary pixels stay in nats
 
 
 def test_bf16_log_likelihood_is_close_to_float32_and_saved_apart(trained_small, tmp_path):

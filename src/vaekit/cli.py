@@ -727,7 +727,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     only = tuple(r.strip() for r in args.runs.split(",") if r.strip()) if args.runs else ()
     plan = ExperimentPlan(
-        args.name, args.budget, args.epochs, only, args.minutes, args.device, args.tensorboard, args.seeds,
+        args.name,
+        args.budget,
+        args.epochs,
+        only,
+        args.minutes,
+        args.device,
+        args.tensorboard,
+        args.seeds,
         recipe=not args.no_recipe,
     )
     out = args.out or Path("runs") / "experiments" / f"{args.name}-{args.budget}"

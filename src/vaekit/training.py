@@ -366,7 +366,7 @@ def set_up(
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     torch.manual_seed(derive_seed(tc.seed, "init"))
-    model = build_model(config.model).to(device)
+    model = build_model(config.model, 2**config.data.bits).to(device)
     discriminator, checkpointed, groups = _trainables(model, tc, device)
     optimizer = make_optimizer(tc, groups)
     state = TrainState()

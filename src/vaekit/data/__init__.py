@@ -169,6 +169,13 @@ class Dataset:
         return static_binarize(images, self.binarization_seed * 3 + _SPLIT_SEED_OFFSET[name])
 
 
+def reduce_levels(images: torch.Tensor, bits: int) -> torch.Tensor:
+    """8-bit images x = k/256 (or k/255) reduced to 2^bits levels, x = floor(k / 2^(8-bits)) / 2^bits:
+    floor(x * 2^bits) / 2^bits, exact for both scales (Kingma & Dhariwal 2018's 5-bit images)."""
+    levels = 2**bits
+    return torch.floor(images * levels).clamp_(0, levels - 1).div_(levels)
+
+
 def load_dataset(
     config: DataConfig, image_shape: tuple[int, int, int] = (1, 28, 28), log: Log = lambda line: None
 ) -> Dataset:
@@ -189,6 +196,8 @@ def load_dataset(
         images = images.unsqueeze(1) if images.ndim == 3 else images  # (N, C, H, W)
         if config.binarization == "static" and name == "train":
             images = static_binarize(images, config.binarization_seed * 3)
+        if config.binarization == "none" and config.bits < 8:
+            images = reduce_levels(images, config.bits)
         factors = arrays.get(f"{name}_factors")
         if factors is not None:
             factors = torch.from_numpy(np.asarray(factors[:limit] if limit else factors, dtype=np.int64))

@@ -21,7 +21,7 @@ from vaekit.config import RunConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.distributed import select_device
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.evaluation import disentanglement_figures, evaluate_split
+from vaekit.evaluation import disentanglement_figures, evaluate_split, measure
 from vaekit.experiments.plan import ExperimentPlan
 from vaekit.experiments.summary import run_row, summarise, write_summary
 from vaekit.plots import PictureInputs, write_pictures
@@ -121,7 +121,9 @@ def train_and_evaluate(
         )
     model, _ = rundir.load_run(run_dir, device=select_device(config.train.device))
     test = data.evaluation_observations("test")  # one fixed binarization, shared by every run
-    result = evaluate_split(model, test, plan.spec.num_importance_samples, seed=config.train.seed)
+    result = evaluate_split(
+        model, test, plan.spec.num_importance_samples, seed=config.train.seed, measure=measure(config)
+    )
     if data.test.factors is not None:  # data with known factors: every disentanglement metric too
         result["disentanglement"] = disentanglement_figures(
             model, data, test, data.test.factors, config.train.seed, plan.spec.grid_classes

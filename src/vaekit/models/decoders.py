@@ -1,7 +1,8 @@
 """Decoders: networks that map a latent z to a likelihood object p(x|z) over images.
 
-Every decoder emits `maps * C` output channels per pixel and hands them to the likelihood's
-builder in vaekit.likelihoods.LIKELIHOOD_BUILDERS, so every decoder supports every likelihood.
+Every decoder emits `maps * C` output channels per pixel (maps given by the likelihood and its options)
+and hands them to the likelihood's builder in vaekit.likelihoods.LIKELIHOOD_BUILDERS, so every decoder
+supports every likelihood.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ class _LikelihoodHead:
     """Turns raw decoder output (batch, maps*C, H, W) into the configured likelihood object."""
 
     def __init__(self, likelihood: str, options: dict[str, float]) -> None:
-        self.maps, self.build = LIKELIHOOD_BUILDERS[likelihood]
+        maps, self.build = LIKELIHOOD_BUILDERS[likelihood]
         self.options = dict(options)
+        self.maps = maps(self.options)
 
     def __call__(self, out: torch.Tensor):
         return self.build(out, 3, self.options)

@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
-from vaekit.likelihoods import BernoulliLikelihood, ContinuousBernoulliLikelihood, GaussianLikelihood
+from vaekit.likelihoods import (
+    BernoulliLikelihood,
+    CategoricalLevels,
+    ContinuousBernoulliLikelihood,
+    DiscretizedLogisticMixture,
+    GaussianLikelihood,
+)
 from vaekit.models.decoders import ConvDecoder, MLPDecoder
 from vaekit.models.encoders import ConvEncoder, GaussianMLP, MLPEncoder
 from vaekit.models.flows import build_flows
@@ -22,7 +28,13 @@ from vaekit.models.posteriors import (
 )
 from vaekit.models.priors import MixturePrior, StandardNormalPrior, VampPrior
 
-Likelihood = BernoulliLikelihood | ContinuousBernoulliLikelihood | GaussianLikelihood
+Likelihood = (
+    BernoulliLikelihood
+    | ContinuousBernoulliLikelihood
+    | GaussianLikelihood
+    | DiscretizedLogisticMixture
+    | CategoricalLevels
+)
 
 
 class VAE(nn.Module):
@@ -84,18 +96,22 @@ class VAE(nn.Module):
         return self.decode(self.posterior(x).mean).mean
 
 
-def _likelihood_options(config: ModelConfig) -> dict[str, float]:
+def likelihood_options(config: ModelConfig, levels: int = 256) -> dict[str, float]:
+    """What the decoder's likelihood builder needs beyond its raw output: the Gaussian decoder's bounds,
+    the mixture's components and the number of grey levels (2^data.bits)."""
     return {
         "logvar_min": config.decoder_logvar_min,
         "logvar_max": config.decoder_logvar_max,
         "fixed_std": config.decoder_fixed_std,
+        "components": config.likelihood_components,
+        "levels": levels,
     }
 
 
 Networks = tuple[nn.Module, nn.Module]  # (encoder, decoder)
 
 
-def _mlp(config: ModelConfig) -> Networks:
+def _mlp(config: ModelConfig, options: dict[str, float]) -> Networks:
     encoder = MLPEncoder(
         config.image_shape, config.hidden_dim, config.latent_dim, config.hidden_layers, config.activation
     )
@@ -104,14 +120,14 @@ def _mlp(config: ModelConfig) -> Networks:
         config.hidden_dim,
         config.latent_dim,
         config.likelihood,
-        _likelihood_options(config),
+        options,
         config.hidden_layers,
         config.activation,
     )
     return encoder, decoder
 
 
-def _conv(config: ModelConfig) -> Networks:
+def _conv(config: ModelConfig, options: dict[str, float]) -> Networks:
     encoder = ConvEncoder(config.image_shape, config.hidden_dim, config.latent_dim, config.conv_channels)
     decoder = ConvDecoder(
         config.image_shape,
@@ -119,13 +135,13 @@ def _conv(config: ModelConfig) -> Networks:
         config.latent_dim,
         config.conv_channels,
         config.likelihood,
-        _likelihood_options(config),
+        options,
     )
     return encoder, decoder
 
 
 # architecture name -> builder of the encoder and decoder. Names match config.ARCHITECTURE_NAMES (a test checks).
-ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig], Networks]] = {"mlp": _mlp, "conv": _conv}
+ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig, dict[str, float]], Networks]] = {"mlp": _mlp, "conv": _conv}
 
 # prior name -> builder of a one-layer prior over `latent_dim` latents; `encoder` gives the Gaussian of
 # that layer (x -> mu, logvar), which the VampPrior mixes. Names match config.PRIOR_NAMES (a test checks).
@@ -147,13 +163,13 @@ def _two_layer(config: ModelConfig, encoder: nn.Module, decoder: nn.Module) -> V
     return VAE(encoder, BottomDecoder(decoder, j1), prior, inference)
 
 
-def _ladder(config: ModelConfig) -> VAE:
+def _ladder(config: ModelConfig, options: dict[str, float]) -> VAE:
     """Sonderby et al.'s ladder VAE: a bottom-up pass, then top-down inference sharing the generative
     conditionals (see models/posteriors.py); the decoder p(x|z_1) is the MLP decoder of the bottom layer."""
     dims, hidden = list(config.ladder_latent_dims), list(config.ladder_hidden_dims)
     layers, act = config.hidden_layers, config.activation
     encoder = LadderEncoder(config.image_shape, hidden, dims, layers, act)
-    decoder = MLPDecoder(config.image_shape, hidden[0], dims[0], config.likelihood, _likelihood_options(config),
+    decoder = MLPDecoder(config.image_shape, hidden[0], dims[0], config.likelihood, options,
                          layers, act)  # fmt: skip
     top = PRIOR_BUILDERS[config.prior](config, dims[-1], TopBlock(encoder, dims[-1]))
     conditionals = nn.ModuleList(
@@ -163,14 +179,15 @@ def _ladder(config: ModelConfig) -> VAE:
     return VAE(encoder, BottomDecoder(decoder, dims[0]), prior, LadderInference(conditionals, tuple(dims)))
 
 
-def build_model(config: ModelConfig) -> VAE:
-    """A freshly initialised VAE for a model config (seed torch beforehand for repeatability).
+def build_model(config: ModelConfig, levels: int = 256) -> VAE:
+    """A freshly initialised VAE for a model config (seed torch beforehand for repeatability); `levels`, the
+    data's grey levels 2^data.bits, sizes the likelihoods over levels (config.DISCRETE_LIKELIHOOD_NAMES).
 
     The encoder and decoder are built first, so that a model with the standard prior and no flow
     draws exactly the initial weights it always did; the prior and the flow follow; then model.init
     re-draws the layers' weights where it is not PyTorch's default (`initialise`).
     """
-    model = _build(config)
+    model = _build(config, likelihood_options(config, levels))
     initialise(model, config.init)
     return model
 
@@ -191,10 +208,10 @@ def initialise(model: nn.Module, init: str) -> None:
                 nn.init.zeros_(layer.bias) if init == "glorot" else nn.init.normal_(layer.bias, std=0.01)
 
 
-def _build(config: ModelConfig) -> VAE:
+def _build(config: ModelConfig, options: dict[str, float]) -> VAE:
     if config.hierarchy == "ladder":
-        return _ladder(config)
-    encoder, decoder = ARCHITECTURE_BUILDERS[config.architecture](config)
+        return _ladder(config, options)
+    encoder, decoder = ARCHITECTURE_BUILDERS[config.architecture](config, options)
     if config.hierarchy == "two-layer":
         return _two_layer(config, encoder, decoder)
     prior = PRIOR_BUILDERS[config.prior](config, config.latent_dim, encoder)

@@ -1,0 +1,178 @@
+"""Likelihoods over grey levels against exact tables: normalisation, the categorical built from the same CDF,
+the mixture as an explicit sum, extreme scales, and bits/dim of a model whose log p(x) is known."""
+
+import math
+
+import pytest
+import torch
+
+from vaekit.evaluation import bits_per_dim, dequantize, evaluate_split
+from vaekit.likelihoods import LIKELIHOOD_BUILDERS, CategoricalLevels, DiscretizedLogisticMixture, level_of
+
+
+def _mixture(levels, components=3, shape=(4, 1, 3, 3), dtype=torch.float32, seed=0, log_scale_range=(-8.0, 7.0)):
+    """Random parameters, scales from exp(-8) (all mass in one bin) to exp(7) (flat), means past both ends."""
+    g = torch.Generator().manual_seed(seed)
+    full = (*shape, components)
+    logits = torch.randn(full, generator=g, dtype=dtype) * 3
+    mu = torch.rand(full, generator=g, dtype=dtype) * 1.6 - 0.3
+    low, high = log_scale_range
+    log_scale = low + (high - low) * torch.rand(full, generator=g, dtype=dtype)
+    return DiscretizedLogisticMixture(logits, mu, log_scale, levels)
+
+
+def _at_every_level(dist, levels):
+    """log p(x_d = k) of every pixel for every level k: (batch, C, H, W, L), through log_prob's own path."""
+    out = []
+    for k in range(levels):
+        x = torch.full(dist.mu.shape[:-1], k / levels, dtype=dist.mu.dtype)
+        out.append(dist.log_prob_per_pixel(x))
+    return torch.stack(out, dim=-1)
+
+
+@pytest.mark.parametrize("levels", [256, 32])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_probabilities_of_all_levels_sum_to_one_even_at_extreme_scales(levels, dtype):
+    dist = _mixture(levels, dtype=dtype)
+    total = _at_every_level(dist, levels).exp().sum(-1)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-5, rtol=0)
+    assert torch.allclose(dist.level_probs().sum(-1), torch.ones_like(total), atol=1e-5, rtol=0)
+
+
+def _cdf_table(mu, scale, levels):
+    """P(k) = F((k+1)/L) - F(k/L) with the tails in the edge bins, in float64 by the plain formula, taken as
+    a difference of survival functions above the mean, where the CDFs would cancel."""
+    edges = (torch.arange(levels + 1, dtype=torch.float64) / levels - mu.unsqueeze(-1)) / scale.unsqueeze(-1)
+    edges[..., 0], edges[..., -1] = -math.inf, math.inf
+    below = torch.sigmoid(edges[..., 1:]) - torch.sigmoid(edges[..., :-1])
+    above = torch.sigmoid(-edges[..., :-1]) - torch.sigmoid(-edges[..., 1:])
+    return torch.where(edges[..., :-1] > 0, above, below)
+
+
+def test_the_discretized_logistic_equals_the_categorical_of_its_cdf_differences():
+    g = torch.Generator().manual_seed(1)
+    mu = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64) * 1.2 - 0.1
+    log_scale = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64) * 4 - 5  # moderate: the plain formula holds
+    table = _cdf_table(mu, log_scale.exp(), 256)
+    reference = CategoricalLevels(table.log())
+    logistic = DiscretizedLogisticMixture(torch.zeros_like(mu)[..., None], mu[..., None], log_scale[..., None], 256)
+    x = torch.randint(0, 256, (6, 1, 4, 4), generator=g).double() / 256
+    assert torch.allclose(logistic.log_prob(x), reference.log_prob(x), rtol=0, atol=1e-9)
+    assert torch.allclose(logistic.level_probs(), table, rtol=0, atol=1e-12)
+    # in float32, the stable form stays within float32's reach of the float64 table
+    single = DiscretizedLogisticMixture(*(t.float()[..., None] for t in (torch.zeros_like(mu), mu, log_scale)), 256)
+    assert torch.allclose(single.log_prob(x.float()).double(), reference.log_prob(x), rtol=1e-5, atol=1e-3)
+
+
+def test_the_mixture_is_the_weighted_sum_of_its_components():
+    dist = _mixture(256, components=4, dtype=torch.float64, seed=2, log_scale_range=(-5.0, 1.0))
+    weights = torch.softmax(dist.logits, -1)
+    by_hand = sum(
+        weights[..., j, None] * _cdf_table(dist.mu[..., j], dist.log_scale[..., j].exp(), 256) for j in range(4)
+    )
+    assert torch.allclose(dist.level_probs(), by_hand, rtol=0, atol=1e-12)
+    k = torch.arange(256, dtype=torch.float64)
+    assert torch.allclose(dist.mean, (by_hand * k).sum(-1) / 256, rtol=0, atol=1e-12)
+
+
+def test_a_far_away_level_has_its_asymptotic_log_probability_and_a_finite_gradient():
+    """Where the plain formula gives log 0 = -inf, the stable one follows log sigmoid(t) ~ t."""
+    mu = torch.tensor([[0.9]], requires_grad=True)
+    log_scale = torch.tensor([[-8.0]], requires_grad=True)
+    dist = DiscretizedLogisticMixture(torch.zeros(1, 1), mu, log_scale, 256, event_dims=1)
+    lp = dist.log_prob(torch.tensor([[0.0]]))  # level 0: F(1/256), with (1/256 - 0.9) / e^-8 = -2659 scales away
+    expected = (1 / 256 - 0.9) * math.exp(8)
+    assert torch.isfinite(lp).all() and abs(lp.item() - expected) < 1e-3 * abs(expected)
+    middle = dist.log_prob(torch.tensor([[100 / 256]]))  # a middle bin as far away: both terms count
+    upper = (101 / 256 - 0.9) * math.exp(8)
+    assert abs(middle.item() - upper) < 1e-3 * abs(upper)
+    (lp + middle).sum().backward()
+    assert torch.isfinite(mu.grad).all() and torch.isfinite(log_scale.grad).all()
+
+
+def test_levels_are_read_from_both_8bit_scales_and_samples_stay_on_them():
+    k = torch.arange(256.0)
+    assert torch.equal(level_of(k / 256, 256), k.long()) and torch.equal(level_of(k / 255, 256), k.long())
+    assert torch.equal(level_of(k / 256, 32), k.long() // 8)
+    dist = _mixture(32, seed=3)
+    draws = torch.stack([dist.sample(torch.Generator().manual_seed(s)) for s in range(2000)])
+    assert torch.equal(draws * 32, (draws * 32).round()) and draws.min() >= 0 and draws.max() <= 31 / 32
+    frequency = torch.stack([(draws == j / 32).double().mean(0) for j in range(32)], -1)
+    assert (frequency - dist.level_probs().double()).abs().max() < 0.04  # 2,000 draws: s.e. at most 0.011
+
+
+@pytest.mark.parametrize("name", ["discretized-logistic", "discretized-logistic-mixture", "categorical"])
+def test_each_builder_reads_the_decoders_maps(name):
+    options = {"levels": 32, "components": 3}
+    maps, build = LIKELIHOOD_BUILDERS[name]
+    out = torch.randn(2, maps(options) * 3, 5, 5)  # three channels
+    dist = build(out, 3, options)
+    x = torch.randint(0, 32, (2, 3, 5, 5)).float() / 32
+    assert dist.log_prob(x).shape == (2,) and dist.mean.shape == x.shape and dist.sample().shape == x.shape
+    assert torch.allclose(dist.level_probs().sum(-1), torch.ones(2, 3, 5, 5), atol=1e-5)
+
+
+def _model_with_a_known_table(likelihood, table_logits, levels=256):
+    """A VAE whose decoder ignores z and whose q(z|x) is the prior: log w = log p(x) for every sample."""
+    from vaekit.config import ModelConfig
+    from vaekit.models.vae import build_model
+
+    model = build_model(ModelConfig(likelihood=likelihood, image_shape=(1, 4, 4), hidden_dim=8, latent_dim=2), levels)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.zero_()
+        model.decoder.out.weight.zero_()
+        model.decoder.out.bias.copy_(table_logits)
+    return model
+
+
+def test_bits_per_dim_of_a_factorised_categorical_with_a_known_table_is_exact():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(16, 256, generator=g)  # pixel d's table over the levels: softmax(logits[d])
+    # the decoder's output is (1, maps * C, H, W) with the maps of a channel together: (C, H, W, L) -> flat
+    model = _model_with_a_known_table("categorical", logits.view(4, 4, 256).permute(2, 0, 1).reshape(-1))
+    x = torch.randint(0, 256, (50, 1, 4, 4), generator=g).float() / 256
+    log_table = torch.log_softmax(logits, -1)
+    exact = log_table.gather(1, (x * 256).long().view(50, 16).T).T.sum(1).double()  # (50,)
+    out = evaluate_split(model, x, num_importance_samples=7, batch_size=50, measure=("bits/dim", 256))
+    assert out["log_likelihood"] == pytest.approx(exact.mean().item(), abs=1e-4)
+    assert out["log_likelihood_bits_per_dim"] == pytest.approx(-exact.mean().item() / (16 * math.log(2)), abs=1e-5)
+    stderr = (exact.std() / math.sqrt(50)).item() / (16 * math.log(2))
+    assert out["log_likelihood_bits_per_dim_stderr"] == pytest.approx(stderr, rel=1e-3)
+    assert out["elbo_bits_per_dim"] == pytest.approx(out["log_likelihood_bits_per_dim"], abs=1e-5)  # q = p: no gap
+
+
+def test_a_densitys_dequantized_bits_per_dim_bound_the_discrete_models_it_induces():
+    """Jensen: E_u[log p((k+u)/L)] - log L <= log of the bin's integral, pixel by pixel; the Gaussian's
+    expectation over u is closed form, E[(x~ - mu)^2] = (c - mu)^2 + 1/(12 L^2) at the bin centre c."""
+    g = torch.Generator().manual_seed(5)
+    levels, mu = 256, 0.1 + 0.8 * torch.rand(16, generator=g, dtype=torch.float64)
+    std = 0.06 + 0.2 * torch.rand(16, generator=g, dtype=torch.float64)  # inside the decoder's bounds
+    k = torch.floor((mu + std * torch.randn(16, generator=g, dtype=torch.float64)) * levels).clamp(0, levels - 1)
+    centre = (k + 0.5) / levels
+    expected_log_density = (
+        -0.5 * math.log(2 * math.pi) - std.log() - ((centre - mu) ** 2 + 1 / (12 * levels**2)) / (2 * std**2)
+    )
+    normal = torch.distributions.Normal(mu, std)
+    bin_mass = normal.cdf((k + 1) / levels) - normal.cdf(k / levels)
+    dequantized = bits_per_dim(expected_log_density.sum().item(), 16, levels)
+    discrete = bits_per_dim(bin_mass.log().sum().item(), 16)
+    assert dequantized >= discrete and dequantized - discrete < 0.01  # narrow bins: the bound is tight
+    # the evaluator's own path: a Gaussian decoder that ignores z, on one dequantization per image
+    logvar_raw = torch.logit(((2 * std.log()) + 6.0) / 8.0)  # bounded_logvar's inverse for [-6, 2]
+    model = _model_with_a_known_table("gaussian", torch.cat([mu, logvar_raw]).float())
+    x = (k / levels).float().view(1, 1, 4, 4).repeat(4000, 1, 1, 1)
+    out = evaluate_split(model, x, num_importance_samples=2, batch_size=1000, measure=("dequantized bits/dim", 256))
+    se = 3 * out["log_likelihood_bits_per_dim_stderr"]
+    assert out["measure"] == "dequantized bits/dim" and abs(out["log_likelihood_bits_per_dim"] - dequantized) < se
+    noisy = dequantize(x[:3], levels, torch.Generator().manual_seed(0))
+    assert torch.equal(level_of(noisy, levels), level_of(x[:3], levels)) and not torch.equal(noisy, x[:3])
+
+
+def test_float32_keeps_the_log_probability_of_a_narrow_bin_under_a_broad_logistic():
+    """1 - exp(-1/(L s)) for s up to e^7 (a bin 1e-6 of the scale wide): computed as 1 - exp it loses 1e-3 nats."""
+    log_scale = torch.linspace(1.0, 7.0, 25, dtype=torch.float64).view(25, 1)
+    mu, x = torch.full_like(log_scale, 0.3), torch.full_like(log_scale, 100 / 256)
+    exact = DiscretizedLogisticMixture(torch.zeros_like(mu), mu, log_scale, 256, event_dims=1).log_prob(x)
+    single = DiscretizedLogisticMixture(torch.zeros(25, 1), mu.float(), log_scale.float(), 256, event_dims=1)
+    assert (single.log_prob(x.float()).double() - exact).abs().max() < 1e-4
