@@ -113,8 +113,13 @@ def test_log_p_x_is_compared_image_by_image_on_the_images_both_runs_evaluated(tw
     assert elbo_figures["paired_elbo_images"] == 40 and elbo_figures["paired_elbo_difference"] == pytest.approx(e_mean)
     assert elbo_figures["paired_elbo_stderr"] == pytest.approx(e_stderr)
     assert main(["compare", str(root / "small"), str(other), "--png", str(tmp_path / "c.png")]) == 0
-    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("wider"))
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("wider"))
     assert f"{mean:+.2f} ± {stderr:.2f}" in line and f"{e_mean:+.2f} ± {e_stderr:.2f}" in line
+    # every column says which images it covers: the test ELBO all 200, log p(x) 60 and 40, paired the 40 in common
+    assert "test ELBO, rec. and KL: the first 200 test images of each run that has them" in out
+    assert "warning: log p(x) cover different numbers of test images (small 60, wider 40)" in out
+    assert "vs base, paired: on the test images both runs evaluated (wider 40)" in out
     # another K, or other images (a different binarization), do not compare
     evaluation = rundir.best_evaluation(other, "test")
     (other / rundir.evaluation_file("test", 20, limit=40)).unlink()
@@ -261,3 +266,31 @@ def test_three_seeds_of_two_configs_are_grouped_with_their_medians_and_spreads(t
     )
     assert "z6-s1 differs from z4-s0 in: model.latent_dim 4 -> 6, train.seed 0 -> 1" in out
     assert "warning: z6-s1" not in out  # another seed is a replicate, not a second change
+
+
+def test_two_8bit_runs_are_compared_and_paired_in_bits_per_dim(tmp_path, tiny_data, capsys):
+    """The paired column in bits/dim is the paired log p(x) difference over -D ln 2, its s.e. likewise."""
+    import math
+
+    from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from vaekit.evaluation import evaluate_run
+
+    data = DataConfig(binarization="none", train_limit=300, eval_limit=40)
+    runs = []
+    for name, hidden in (("narrow", 16), ("wide", 48)):
+        model = ModelConfig(likelihood="discretized-logistic", hidden_dim=hidden, latent_dim=4)
+        train(RunConfig(model, data, TrainConfig(epochs=1, batch_size=50)), tmp_path / name, progress=False)
+        result, _ = evaluate_run(tmp_path / name, "test", num_importance_samples=10, limit=40)
+        assert result["measure"] == "bits/dim" and result["levels"] == 256
+        scale = 784 * math.log(2)
+        assert result["log_likelihood_bits_per_dim"] == pytest.approx(-result["log_likelihood"] / scale)
+        assert result["log_likelihood_bits_per_dim_stderr"] == pytest.approx(result["log_likelihood_stderr"] / scale)
+        runs.append(result)
+    assert main(["compare", str(tmp_path / "narrow"), str(tmp_path / "wide"), "--png", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    d = [b - a for a, b in zip(runs[0]["log_likelihood_per_image"], runs[1]["log_likelihood_per_image"])]
+    mean, stderr = sum(d) / 40, (sum((v - sum(d) / 40) ** 2 for v in d) / 39) ** 0.5 / 40**0.5
+    wide = next(row for row in out.splitlines() if row.startswith("wide"))
+    bpd, bpd_se = runs[1]["log_likelihood_bits_per_dim"], runs[1]["log_likelihood_bits_per_dim_stderr"]
+    assert "bits/dim" in out.splitlines()[0] and f"{bpd:.4f} ± {bpd_se:.4f}" in wide
+    assert f"{-mean / scale:+.4f} ± {stderr / scale:.4f}" in wide

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -509,6 +510,7 @@ def _positive(flag: str, value: float, most: float) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vaekit import distributed, plots
+    from vaekit.evaluation import bits_per_dim, measure
     from vaekit.report import write_report
     from vaekit.tensorboard import TensorBoard, check_log_dir
     from vaekit.training import train
@@ -539,8 +541,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         pictures = plots.write_run_pictures(run_dir, seed=config.train.seed, log=lambda s: _log(f"vaekit: {s}"))
         _log(f"vaekit: wrote {len(pictures)} pictures in {run_dir / rundir.IMAGES_DIR} and {write_report(run_dir)}")
     t, epochs = result.test, len(result.metrics)
+    dims = math.prod(config.model.image_shape)
+    bits = f", {bits_per_dim(t['test_elbo'], dims):.4f} bits/dim" if measure(config)[0] == "bits/dim" else ""
     print(
-        f"test elbo {t['test_elbo']:.2f} nats (reconstruction {t['test_reconstruction']:.2f}, "
+        f"test elbo {t['test_elbo']:.2f} nats{bits} (reconstruction {t['test_reconstruction']:.2f}, "
         f"kl {t['test_kl']:.2f}) after {epochs} epoch{'s' * (epochs != 1)}, {t['seconds_total']:.0f} s of "
         f"training; run folder {run_dir}"
     )
@@ -601,15 +605,27 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
         rows.append(
             (f"iwae k={result['iwae_num_importance_samples']}", result["iwae_bound"], "importance-weighted bound")
         )
-    for key in ("elbo_bits_per_dim", "log_likelihood_bits_per_dim"):
-        if key in result:
-            rows.append((key, result[key], "bits per dimension"))
     weights = f", the {result['weights']} weights (epoch {result['epochs']})" if result.get("weights") == "best" else ""
     lines = [f"{result['split']} split, {result['images']} images{weights}; nats per image, higher is better"]
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
+    lines += _bits_lines(result)
     lines += _layer_lines(result) + _disentanglement_lines(result.get("disentanglement"))
     lines.append(f"  ({result['seconds']:.1f} s; saved to {path})")
     return "\n".join(lines)
+
+
+def _bits_lines(result: dict[str, Any]) -> list[str]:
+    """The likelihoods in bits per dimension, lower is better: of the levels themselves, or of a density
+    after uniform dequantization (labelled so; it bounds the levels' own bits/dim from above)."""
+    if "elbo_bits_per_dim" not in result:
+        return []
+    what = result.get("measure", "bits/dim")
+    lines = [f"  {what} over {result.get('levels', 256)} grey levels, lower is better"]
+    if "log_likelihood_bits_per_dim" in result:
+        se = result["log_likelihood_bits_per_dim_stderr"]
+        lines.append(f"    {'log p(x)':14s}{result['log_likelihood_bits_per_dim']:10.4f}   +- {se:.4f} (s.e.)")
+    lines.append(f"    {'elbo':14s}{result['elbo_bits_per_dim']:10.4f}   an upper bound")
+    return lines
 
 
 def _disentanglement_lines(figures: dict[str, Any] | None) -> list[str]:

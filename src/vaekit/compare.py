@@ -21,6 +21,7 @@ is the one that says whether one model is ahead of another.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ COLUMNS = (
     ("log_likelihood", "log p(x)", 17),
     ("importance_samples", "K x images", 12),
     ("paired", "vs base, paired", 17),
+    ("bits_per_dim", "bits/dim", 17),
+    ("paired_bits", "bits vs base", 15),
     ("active_units", "active", 7),
     ("epochs", "epochs", 6),
     ("training_minutes", "train min", 9),
@@ -109,6 +112,10 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "test_kl": summary.get("test_kl"),
         "log_likelihood": evaluation.get("log_likelihood"),
         "log_likelihood_stderr": evaluation.get("log_likelihood_stderr"),
+        "bits_per_dim": evaluation.get("log_likelihood_bits_per_dim"),
+        "bits_per_dim_stderr": evaluation.get("log_likelihood_bits_per_dim_stderr"),
+        "measure": (evaluation.get("measure"), evaluation.get("levels")),
+        "test_images": summary.get("test_images"),
         "num_importance_samples": evaluation.get("num_importance_samples"),
         "evaluated_images": evaluation.get("images"),
         "active_units": evaluation.get("active_units"),
@@ -140,7 +147,45 @@ def compare(
     for path, row in zip(paths[1:], rows[1:]):
         row.update(paired_log_likelihood(paths[0], path) | paired_elbo(paths[0], path))
         row["differs"] = differences(paths[0], path)
+        row.update(_paired_bits(rows[0], row, math.prod(rundir.read_config(path).model.image_shape)))
     return rows, metrics
+
+
+def _paired_bits(base: dict[str, Any], row: dict[str, Any], dims: int) -> dict[str, float]:
+    """The paired log p(x) difference in bits/dim, -d / (D ln 2), where both runs state bits/dim alike
+    (the same measure and levels: a dequantized density's offset D log L then cancels); {} otherwise."""
+    if "paired_difference" not in row or row["bits_per_dim"] is None or row["measure"] != base["measure"]:
+        return {}
+    scale = dims * math.log(2.0)
+    return {
+        "paired_bits_difference": -row["paired_difference"] / scale,
+        "paired_bits_stderr": row["paired_stderr"] / scale,
+    }
+
+
+def columns(rows: list[dict[str, Any]]) -> tuple[tuple[str, str, int], ...]:
+    """The table's columns: those in bits/dim where a run states its likelihood in them (grey levels)."""
+    bits = any(r.get("bits_per_dim") is not None for r in rows)
+    return tuple(c for c in COLUMNS if bits or c[0] not in ("bits_per_dim", "paired_bits"))
+
+
+def coverage_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Which test images each column covers, with a warning where the runs' figures cover different ones."""
+    lines = []
+    for key, what in (("test_images", "test ELBO, rec. and KL"), ("evaluated_images", "log p(x)")):
+        counts = {r["run"]: r.get(key) for r in rows if r.get(key)}
+        if len(set(counts.values())) == 1:
+            lines.append(f"{what}: the first {next(iter(counts.values()))} test images of each run that has them")
+        elif counts:
+            said = ", ".join(f"{run} {n}" for run, n in counts.items())
+            lines.append(
+                f"warning: {what} cover different numbers of test images ({said}), so their unpaired figures "
+                "differ by the images as well as the models; the paired columns compare like with like"
+            )
+    paired = [f"{r['run']} {r['paired_images']}" for r in rows[1:] if r.get("paired_images")]
+    if paired:
+        lines.append(f"vs base, paired: on the test images both runs evaluated ({', '.join(paired)})")
+    return lines
 
 
 def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -191,6 +236,12 @@ def _cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if key == "log_likelihood":
         return "-" if value is None else f"{value:.2f} ± {row['log_likelihood_stderr']:.2f}"
+    if key == "bits_per_dim":
+        return "-" if value is None else f"{value:.4f} ± {row['bits_per_dim_stderr']:.4f}"
+    if key == "paired_bits":
+        if "paired_bits_difference" not in row:
+            return "-"
+        return f"{row['paired_bits_difference']:+.4f} ± {row['paired_bits_stderr']:.4f}"
     if key in ("paired", "paired_elbo"):
         name = "paired_difference" if key == "paired" else "paired_elbo_difference"
         if name not in row:
@@ -209,16 +260,19 @@ def _cell(row: dict[str, Any], key: str) -> str:
 def text_table(rows: list[dict[str, Any]]) -> str:
     """The table for a terminal: one line per run, in the order given; the disentanglement metrics below."""
     width = max(len(r["run"]) for r in rows + [{"run": "run"}])
-    lines = ["  ".join(head.ljust(width) if key == "run" else head.rjust(w) for key, head, w in COLUMNS)]
+    shown = columns(rows)
+    bits = len(shown) == len(COLUMNS)
+    lines = ["  ".join(head.ljust(width) if key == "run" else head.rjust(w) for key, head, w in shown)]
     for row in rows:
-        cells = [_cell(row, key).ljust(width) if key == "run" else _cell(row, key).rjust(w) for key, _, w in COLUMNS]
+        cells = [_cell(row, key).ljust(width) if key == "run" else _cell(row, key).rjust(w) for key, _, w in shown]
         lines.append("  ".join(cells))
     lines.append(
         "nats per image, higher is better; log p(x) is the importance-sampled estimate ± its s.e.;"
         "\nELBO vs base and vs base, paired: the test ELBO and log p(x) minus the baseline's (the first run's) on the "
         "same test images, ± the s.e. of the differences"
+        + ("; bits/dim: -log p(x) / (D ln 2), lower is better (dequantized for a density)" if bits else "")
     )
-    lines += difference_lines(rows) + seed_lines(seed_groups(rows))
+    lines += coverage_lines(rows) + difference_lines(rows) + seed_lines(seed_groups(rows))
     scored = metric_rows(rows)
     if scored:
         heads = list(scored[0])
@@ -250,7 +304,7 @@ def curves_png(metrics: dict[str, list[dict[str, Any]]], path: str | Path) -> Pa
 
 def html_page(rows: list[dict[str, Any]], png: Path) -> str:
     """The table and the curves as one self-contained page, like a run's report."""
-    shown = [{head: _cell(row, key) for key, head, _ in COLUMNS} for row in rows]
+    shown = [{head: _cell(row, key) for key, head, _ in columns(rows)} for row in rows]
     caption = "Validation ELBO of each run against training images seen (log axis)."
     parts = [
         "<h1>vaekit: runs compared</h1>",
@@ -259,7 +313,7 @@ def html_page(rows: list[dict[str, Any]], png: Path) -> str:
         report.table(shown),
         *(
             f"<p class='note'>{html.escape(line)}</p>"
-            for line in difference_lines(rows) + seed_lines(seed_groups(rows))
+            for line in coverage_lines(rows) + difference_lines(rows) + seed_lines(seed_groups(rows))
         ),
         *(["<h2>Disentanglement (test images)</h2>", report.table(metric_rows(rows))] if metric_rows(rows) else []),
         report.figure(png.read_bytes(), png.name, caption),

@@ -705,6 +705,7 @@ def test_figures(loop: Loop) -> dict[str, float]:
         loop.ctx,
     ).as_dict("test_")
     test["seconds_total"] = sum(m["seconds"] for m in loop.state.metrics)
+    test["test_images"] = len(loop.data.test)  # what the test figures cover (vaekit compare says it)
     stopped = {"stopped_early": True} if _patience_spent(loop) else {}
     if loop.ctx.is_main:
         summary = {"epochs": len(loop.state.metrics), "best_epoch": loop.state.best_epoch, **stopped, **test}
