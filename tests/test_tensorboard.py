@@ -165,3 +165,26 @@ def test_a_step_hook_runs_every_n_steps_and_a_failing_logger_can_warn_instead_of
     with pytest.raises(ConnectionError):
         train(config, tmp_path / "c", progress=False, dataset=tiny_data, callbacks=[Down()])
     assert rundir.read_metrics(tmp_path / "c")[-1]["epoch"] == 1  # the epoch's files were written first
+
+
+def test_a_run_on_grey_levels_logs_its_bounds_in_bits_per_dim_and_its_evaluation(tmp_path, tiny_config, tiny_data):
+    import dataclasses
+    import math
+
+    from vaekit.evaluation import evaluate_run
+    from vaekit.tensorboard import add_evaluation
+
+    config = tiny_config.with_overrides(
+        {"train.epochs": 2, "data.binarization": "none", "model.likelihood": "discretized-logistic"}
+    )
+    grey = dataclasses.replace(tiny_data, binarization="none")
+    run = tmp_path / "run"
+    train(config, run, progress=False, dataset=grey, callbacks=[TensorBoard(images_every=0)])
+    events, metrics = _events(run), rundir.read_metrics(run)
+    logged = [e.value for e in events.Scalars("bits_per_dim/valid_elbo")]
+    assert logged == pytest.approx([-m["valid_elbo"] / (784 * math.log(2)) for m in metrics], rel=1e-6)
+    result, _ = evaluate_run(run, "test", num_importance_samples=5, limit=20)
+    assert add_evaluation(run, result)
+    events = _events(run)
+    bits = events.Scalars("evaluation/log_likelihood_bits_per_dim")
+    assert [e.step for e in bits] == [2] and bits[0].value == pytest.approx(result["log_likelihood_bits_per_dim"])

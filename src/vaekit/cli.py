@@ -576,7 +576,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         weights=args.weights,
     )
     if add_evaluation(args.run_dir, result):
-        _log(f"added the disentanglement metrics to {args.run_dir / 'tensorboard'}")
+        _log(f"added the evaluation's figures to {args.run_dir / 'tensorboard'}")
     if args.json:
         print(json.dumps(result))
     else:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-_PURPOSES = {"init": 0, "order": 1, "noise": 2, "eval": 3, "importance": 4, "pictures": 5, "permutation": 6, "dequantize": 7}
+_PURPOSES = {
+    "init": 0,
+    "order": 1,
+    "noise": 2,
+    "eval": 3,
+    "importance": 4,
+    "pictures": 5,
+    "permutation": 6,
+    "dequantize": 7,
+}
 
 
 def derive_seed(seed: int, purpose: str, index: int = 0) -> int:

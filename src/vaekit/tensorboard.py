@@ -7,8 +7,9 @@ Steps are epochs. Per epoch: the train and validation ELBO, reconstruction and K
 metrics.jsonl), the KL per latent dimension and the active units over the validation images, the
 learning rate and images per second; every `images_every` epochs and at the last one, the grids of
 validation reconstructions and prior samples; at the end the run's hyperparameters with its test
-figures (TensorBoard's HParams tab); later, each `vaekit evaluate --disentanglement` of the run (or
-an experiment's evaluation) adds its disentanglement metrics at the evaluated epoch. A resumed run
+figures (TensorBoard's HParams tab); later, each `vaekit evaluate` of the run (or an experiment's
+evaluation) adds its log p(x) and disentanglement metrics at the evaluated epoch. Runs on grey levels
+under a likelihood over levels also get their ELBO per epoch in bits/dim. A resumed run
 continues the same curves: epochs already in the event files are not written again, and epochs that
 the checkpoint holds but the events miss (a run killed between the two) are filled in from
 metrics.jsonl.
@@ -25,7 +26,7 @@ from vaekit import rundir
 from vaekit.callbacks import Callback, TrainingLoop
 from vaekit.disentanglement import METRICS
 from vaekit.errors import ConfigError
-from vaekit.evaluation import latent_diagnostics
+from vaekit.evaluation import bits_per_dim, latent_diagnostics, measure
 from vaekit.plots import make_grid
 
 # Tag of each metrics.jsonl column: quantities grouped so that train and valid share a chart.
@@ -50,6 +51,14 @@ ACTIVE_UNITS_TAG = "latent/active_units"
 KL_PER_DIM_TAG = "kl_per_dim/z{:03d}"  # one chart per latent dimension, where the KL splits by dimension
 KL_PER_LAYER_TAG = "kl_per_layer/{}"  # one chart per stochastic layer: z1, z2, ...
 DISENTANGLEMENT_TAG = "disentanglement/{}"  # one chart per metric of vaekit.disentanglement.METRICS
+# For runs on grey levels under a likelihood over levels: the train and validation ELBO per epoch in bits/dim
+# (an upper bound, lower is better), and an evaluation's log p(x) and ELBO in bits/dim (dequantized for a density).
+BITS_TAGS = {"train_elbo": "bits_per_dim/train_elbo", "valid_elbo": "bits_per_dim/valid_elbo"}
+EVALUATION_TAGS = {
+    "log_likelihood": "evaluation/log_likelihood",
+    "log_likelihood_bits_per_dim": "evaluation/log_likelihood_bits_per_dim",
+    "elbo_bits_per_dim": "evaluation/elbo_bits_per_dim",
+}
 TEST_TAGS = {"test_elbo": "test/elbo", "test_reconstruction": "test/reconstruction", "test_kl": "test/kl"}
 INSTALL_HINT = "TensorBoard logging needs the tensorboard package: pip install 'vaekit[tensorboard]'."
 
@@ -85,19 +94,21 @@ def written_epochs(log_dir: Path) -> set[int]:
 
 
 def add_evaluation(run_dir: str | Path, result: dict[str, Any]) -> bool:
-    """Add an evaluation's disentanglement metrics to the events of a run trained with TensorBoard, at the
-    epoch it evaluated; False where there is nothing to add or the run writes no events."""
+    """Add an evaluation's log p(x) (in nats, and in bits/dim where the run states them) and disentanglement
+    metrics to the events of a run trained with TensorBoard, at the epoch it evaluated; False where there is
+    nothing to add or the run writes no events."""
     log_dir = Path(run_dir) / rundir.TENSORBOARD_DIR
-    figures = result.get("disentanglement")
-    if not figures or not log_dir.is_dir():
+    figures = result.get("disentanglement") or {}
+    scalars = {tag: result[key] for key, tag in EVALUATION_TAGS.items() if result.get(key) is not None}
+    scalars |= {DISENTANGLEMENT_TAG.format(name): figures[name] for name in METRICS if figures.get(name) is not None}
+    if not scalars or not log_dir.is_dir():
         return False
     try:
         writer = summary_writer_class()(str(log_dir))
     except ConfigError:  # events written where tensorboard was installed, read where it is not
         return False
-    for name in METRICS:
-        if figures.get(name) is not None:
-            writer.add_scalar(DISENTANGLEMENT_TAG.format(name), figures[name], result.get("epochs") or 0)
+    for tag, value in scalars.items():
+        writer.add_scalar(tag, value, result.get("epochs") or 0)
     writer.close()
     return True
 
@@ -125,6 +136,10 @@ class TensorBoard(Callback):
     def on_epoch_end(self, loop: TrainingLoop, metrics: dict[str, Any]) -> None:
         epoch = metrics["epoch"]
         self._scalars(metrics)
+        if measure(loop.config)[0] == "bits/dim":
+            dims = loop.valid_x[0].numel()
+            for key, tag in BITS_TAGS.items():
+                self.writer.add_scalar(tag, bits_per_dim(metrics[key], dims), epoch)
         self.writer.add_scalar(LEARNING_RATE_TAG, loop.optimizer.param_groups[0]["lr"], epoch)
         self._latents(loop, epoch)
         last = epoch == loop.config.train.epochs
