@@ -11,7 +11,7 @@ from types import ModuleType
 
 from vaekit.config import DEVICES, DataConfig, RunConfig
 from vaekit.errors import ConfigError
-from vaekit.experiments import beta_sweep, burda2015, kingma2013, locatello2019, tomczak2018
+from vaekit.experiments import beta_sweep, burda2015, kingma2013, locatello2019, mnist8bit, tomczak2018
 from vaekit.experiments.budgets import BUDGETS, Budget
 
 # experiment name -> the module that defines its runs (`runs(epochs, data)`), TITLE and PUBLISHED figures
@@ -21,6 +21,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "beta-sweep": beta_sweep,
     "tomczak2018-vampprior": tomczak2018,
     "locatello2019-dsprites": locatello2019,
+    "mnist-8bit": mnist8bit,
 }
 
 

@@ -3,6 +3,7 @@ beside the published figures, and the bound-against-images figure (drawn by `vae
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,25 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
         "curve": [(m["images_seen"], m["train_elbo"], m["valid_elbo"]) for m in metrics],
         **{name: (evaluation.get("disentanglement") or {}).get(name) for name in METRICS},
         "published_metrics": getattr(EXPERIMENTS[plan.name], "PUBLISHED_METRICS", {}).get(base_run(run), {}),
+        **_bits(evaluation, paired, math.prod(config.model.image_shape)),
+        "published_bits_per_dim": getattr(EXPERIMENTS[plan.name], "PUBLISHED_BITS", {}).get(base_run(run)),
     }
+
+
+def _bits(evaluation: dict[str, Any], paired: dict[str, Any], dims: int) -> dict[str, Any]:
+    """A run's log p(x) and ELBO in bits/dim with the standard error, and its paired difference in bits/dim
+    (-d / (D ln 2), the same measure on both sides), where its evaluation states them (grey levels)."""
+    if evaluation.get("log_likelihood_bits_per_dim") is None:
+        return {}
+    out = {key: evaluation[key] for key in ("log_likelihood_bits_per_dim", "log_likelihood_bits_per_dim_stderr",
+                                             "elbo_bits_per_dim", "measure", "levels")}  # fmt: skip
+    if paired:
+        scale = dims * math.log(2.0)
+        out |= {
+            "paired_bits": -paired["paired_difference"] / scale,
+            "paired_bits_stderr": paired["paired_stderr"] / scale,
+        }
+    return out
 
 
 def summarise(
@@ -81,7 +100,16 @@ def summarise(
 
 # A row carries every disentanglement metric (None where the data has no known factors): vaekit.disentanglement.METRICS
 # The figures summarised over seeds: each run's median, range and per-seed values.
-SEED_FIGURES = ("test_elbo", "test_kl", "log_likelihood", "paired_difference", "active_units", *METRICS)
+SEED_FIGURES = (
+    "test_elbo",
+    "test_kl",
+    "log_likelihood",
+    "paired_difference",
+    "active_units",
+    "log_likelihood_bits_per_dim",
+    "paired_bits",
+    *METRICS,
+)
 
 
 def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -139,11 +167,40 @@ def summary_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_markdown_row(r) for r in result["runs"]]
+    lines += _bits_table(result["runs"])
     lines += _metrics_table(result["runs"])
     lines += _seed_table(result.get("over_seeds") or [])
     if result.get("missing"):
         lines += ["", f"Not run yet (or failed): {', '.join(result['missing'])}."]
     return "\n".join(lines) + "\n"
+
+
+def _bits_table(rows: list[dict[str, Any]]) -> list[str]:
+    """log p(x) and the ELBO in bits per dimension (lower is better) of each run on grey levels, with the
+    paired difference against its baseline and the published figure."""
+    rows = [r for r in rows if r.get("log_likelihood_bits_per_dim") is not None]
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"In bits per dimension ({rows[0]['measure']} over {rows[0]['levels']} levels), lower is better: "
+        "-log p(x) / (D ln 2) ± its standard error; the ELBO's, an upper bound; against, paired, in bits/dim.",
+        "",
+        "| run | bits/dim, log p(x) | bits/dim, ELBO | against, paired | published |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        against = (
+            f"{r['paired_against']}: {r['paired_bits']:+.4f} ± {r['paired_bits_stderr']:.4f}"
+            if "paired_bits" in r
+            else "-"
+        )
+        published = f"{r['published_bits_per_dim']:.2f}" if r.get("published_bits_per_dim") else "-"
+        lines.append(
+            f"| {r['run']} | {r['log_likelihood_bits_per_dim']:.4f} ± {r['log_likelihood_bits_per_dim_stderr']:.4f} | "
+            f"{r['elbo_bits_per_dim']:.4f} | {against} | {published} |"
+        )
+    return lines
 
 
 def _metrics_table(rows: list[dict[str, Any]]) -> list[str]:
