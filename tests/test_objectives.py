@@ -89,7 +89,11 @@ def test_every_combination_learns(architecture, likelihood, objective, tiny_data
     torch.manual_seed(0)
     model = build_model(
         ModelConfig(
-            architecture=architecture, likelihood=likelihood, hidden_dim=64, latent_dim=4, conv_channels=(8, 16)
+            architecture=architecture,
+            likelihood=likelihood,
+            hidden_dim=64,
+            latent_dim=49 if architecture == "resnet" else 4,  # the resnet's: one channel on its 7 x 7 map
+            conv_channels=(8, 16),
         ),
         levels=32,
     )

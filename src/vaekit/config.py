@@ -26,7 +26,7 @@ from vaekit.errors import ConfigError
 # likelihoods.LIKELIHOOD_BUILDERS, models.vae.ARCHITECTURE_BUILDERS, models.encoders.ACTIVATION_FUNCTIONS,
 # data.DATASET_LOADERS and training.OPTIMIZER_CLASSES. config imports nothing of ours except the error
 # type, so the names live here as data, and the command line takes its choices from here.
-ARCHITECTURE_NAMES = ("mlp", "conv")
+ARCHITECTURE_NAMES = ("mlp", "conv", "resnet")
 LIKELIHOOD_NAMES = (
     "bernoulli",
     "continuous-bernoulli",
@@ -41,7 +41,7 @@ LIKELIHOOD_NAMES = (
 DISCRETE_LIKELIHOOD_NAMES = LIKELIHOOD_NAMES[4:]
 DENSITY_LIKELIHOOD_NAMES = LIKELIHOOD_NAMES[1:4]
 IDX_DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")  # the MNIST family, in IDX files
-DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array", "dsprites")
+DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array", "dsprites", "cifar10")
 BAD_FILE_POLICIES = ("stop", "skip")
 ACTIVATION_NAMES = ("relu", "tanh", "gated")
 INITIALISATIONS = ("default", "glorot", "normal")  # models.vae.initialise
@@ -80,7 +80,12 @@ def _require_choice(section: str, name: str, value: Any, choices: tuple[str, ...
 class ModelConfig:
     """The encoder, decoder and latent space (Kingma & Welling 2013, Appendix C)."""
 
-    architecture: str = _opt("mlp", "network family of encoder and decoder", ARCHITECTURE_NAMES)
+    architecture: str = _opt(
+        "mlp",
+        "network family of encoder and decoder: mlp; conv (strided convolutions and a dense layer); resnet (van den "
+        "Oord et al. 2017, Section 4.1: strided convolutions, residual blocks and a spatial latent map)",
+        ARCHITECTURE_NAMES,
+    )
     likelihood: str = _opt(
         "bernoulli",
         "decoder distribution p(x|z): bernoulli for binary data; for grey levels in [0, 1] "
@@ -116,6 +121,11 @@ class ModelConfig:
     likelihood_components: int = _opt(5, "logistics per pixel of the discretized-logistic-mixture likelihood")
     conv_channels: tuple[int, ...] = _opt(
         (32, 64), "channels of the conv architecture's strided convolutions; each halves the image size"
+    )
+    conv_residual_blocks: int = _opt(
+        2,
+        "residual blocks of the resnet architecture (van den Oord et al. 2017, Section 4.1: strided convolutions, "
+        "then these blocks, and a spatial latent map of latent_dim / (H/2^n * W/2^n) channels per position)",
     )
     prior: str = _opt(
         "standard",
@@ -198,7 +208,19 @@ class ModelConfig:
             ch,
             "give 1 to 8 channel counts between 1 and 4096",
         )
-        if self.architecture == "conv":
+        _require(0 <= self.conv_residual_blocks <= 64, s, "conv_residual_blocks", self.conv_residual_blocks,
+                 "use 0 to 64")  # fmt: skip
+        if self.architecture == "resnet":
+            positions = (shape[1] >> len(ch)) * (shape[2] >> len(ch))
+            _require(
+                positions > 0 and self.latent_dim % positions == 0,
+                s,
+                "latent_dim",
+                self.latent_dim,
+                f"the resnet architecture's latent map has {positions} positions ({len(ch)} strided convolutions of "
+                f"{tuple(shape)}): give a multiple of {positions}",
+            )
+        if self.architecture in ("conv", "resnet"):
             scale = 2 ** len(ch)
             _require(
                 shape[1] % scale == 0 and shape[2] % scale == 0,
@@ -268,7 +290,8 @@ class DataConfig:
         "mnist, fashion-mnist, kmnist; image-folder (PNG/JPEG files under --path, resized and "
         "centre-cropped to model.image_shape); array (a .npy/.npz file at --path, with an optional 'factors' "
         "array of discrete factor classes); dsprites (64 x 64, rendered on dSprites' factor grid, or "
-        "DeepMind's file with --source file --path F)",
+        "DeepMind's file with --source file --path F); cifar10 (its Python archive cifar-10-python.tar.gz: "
+        "--source file --path F, or the download checked against its MD5)",
         DATASET_NAMES,
     )
     source: str = _opt(
@@ -314,11 +337,20 @@ class DataConfig:
             "source 'folder' needs the folder of IDX files in data.path",
         )
         _require(
-            self.dataset == "dsprites" or self.source != "file",
+            self.dataset in ("dsprites", "cifar10") or self.source != "file",
             s,
             "source",
             self.source,
-            "source 'file' is for dsprites (DeepMind's file); the MNIST family reads IDX files with source 'folder'",
+            "source 'file' is for dsprites (DeepMind's file) and cifar10 (its Python archive); the MNIST family "
+            "reads IDX files with source 'folder'",
+        )
+        _require(
+            self.dataset != "cifar10" or self.source in ("auto", "download", "file"),
+            s,
+            "source",
+            self.source,
+            "cifar10 is read from its Python archive: your copy (source file, --path) or the checked download "
+            "(auto or download)",
         )
         _require(
             self.dataset != "dsprites" or self.source in ("auto", "file"),

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from vaekit.config import SPLIT_NAMES, DataConfig
-from vaekit.data import dsprites
+from vaekit.data import cifar10, dsprites
 from vaekit.data.binarize import dynamic_binarize, static_binarize
 from vaekit.data.images import read_array_file, read_image_folder, split_arrays
 from vaekit.data.mnist import CLASS_NAMES, cache_dir, load_idx_dataset
@@ -98,6 +98,14 @@ def _dsprites(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -
     return out
 
 
+def _cifar10(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, Any]:
+    if image_shape != (3, 32, 32):
+        raise DataError(
+            f"CIFAR-10 images are (3, 32, 32), but model.image_shape is {image_shape}: pass --image-shape 3,32,32."
+        )
+    return cifar10.load_cifar10(config.source, config.path, cache_dir(), log)
+
+
 # dataset name -> loader of arrays {train,valid,test}_{x,y}, `scale` (x / scale lies in [0, 1]) and
 # `class_names` (the name of each label); for data with known factors also {train,valid,test}_factors
 # (N, F) of classes and factor_names, factor_sizes, factor_values;
@@ -109,6 +117,7 @@ DATASET_LOADERS: dict[str, Loader] = {
     "image-folder": _image_folder,
     "array": _array,
     "dsprites": _dsprites,
+    "cifar10": _cifar10,
 }
 
 # Offsets that keep the fixed evaluation binarizations of the splits independent of each other.

