@@ -200,7 +200,11 @@ class ModelConfig:
         )
         std = self.decoder_fixed_std
         _require(math.isfinite(std) and 1e-4 <= std <= 100, s, "decoder_fixed_std", std, "use 1e-4 to 100")
-        ch = self.conv_channels
+        self._check_conv()
+
+    def _check_conv(self) -> None:
+        """The conv and resnet architectures' channels, residual blocks and latent map."""
+        s, shape, ch = "model", self.image_shape, self.conv_channels
         _require(
             1 <= len(ch) <= 8 and all(isinstance(n, int) and 1 <= n <= 4096 for n in ch),
             s,
