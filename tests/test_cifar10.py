@@ -101,3 +101,19 @@ def test_a_cached_archive_is_read_without_downloading_and_the_shape_is_checked(t
     assert len(data.train) == 90
     with pytest.raises(DataError, match="pass --image-shape 3,32,32"):
         load_dataset(DataConfig(dataset="cifar10", binarization="none"), (1, 28, 28))
+
+
+def test_the_cifar10_preset_trains_on_an_archive_and_states_bits_per_dim(tmp_path, capsys):
+    from vaekit.cli import main
+
+    path = tmp_path / cifar10.ARCHIVE
+    _archive(path)
+    run = tmp_path / "run"
+    argv = ["train", "--config", "cifar10-dmol", "--source", "file", "--path", str(path), "--run-dir", str(run),
+            "--conv-channels", "16,16", "--latent-dim", "64", "--epochs", "1", "--batch-size", "30", "--no-progress",
+            "--no-pictures"]  # fmt: skip
+    assert main(argv) == 0
+    assert "bits/dim" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--samples", "4", "--limit", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "bits/dim over 256 grey levels" in out and "+- " in out
