@@ -117,3 +117,16 @@ def test_the_cifar10_preset_trains_on_an_archive_and_states_bits_per_dim(tmp_pat
     assert main(["evaluate", str(run), "--samples", "4", "--limit", "10"]) == 0
     out = capsys.readouterr().out
     assert "bits/dim over 256 grey levels" in out and "+- " in out
+
+
+def test_the_cifar10_experiment_runs_on_the_users_archive_beside_the_published_figure(tmp_path, monkeypatch):
+    from vaekit.experiments import ExperimentPlan
+    from vaekit.experiments.runner import run_experiment
+
+    monkeypatch.setenv("VAEKIT_CACHE_DIR", str(tmp_path))
+    _archive(tmp_path / cifar10.ARCHIVE)  # 90 training images, the smoke budget takes 64
+    result = run_experiment(ExperimentPlan("cifar10-bpd", "smoke"), tmp_path / "out", 1)
+    row = result["runs"][0]
+    assert row["run"] == "conv-vae-dmol" and row["measure"] == "bits/dim" and row["published_bits_per_dim"] == 4.51
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "user-run" in table and f"| {row['log_likelihood_bits_per_dim']:.4f} ± " in table and "| 4.51 |" in table

@@ -11,7 +11,7 @@ from types import ModuleType
 
 from vaekit.config import DEVICES, DataConfig, RunConfig
 from vaekit.errors import ConfigError
-from vaekit.experiments import beta_sweep, burda2015, kingma2013, locatello2019, mnist8bit, tomczak2018
+from vaekit.experiments import beta_sweep, burda2015, cifar10, kingma2013, locatello2019, mnist8bit, tomczak2018
 from vaekit.experiments.budgets import BUDGETS, Budget
 
 # experiment name -> the module that defines its runs (`runs(epochs, data)`), TITLE and PUBLISHED figures
@@ -22,6 +22,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "tomczak2018-vampprior": tomczak2018,
     "locatello2019-dsprites": locatello2019,
     "mnist-8bit": mnist8bit,
+    "cifar10-bpd": cifar10,
 }
 
 
