@@ -17,7 +17,7 @@ import torch
 from vaekit import disentanglement as metrics
 from vaekit import rundir
 from vaekit.compiling import CompiledOrEager
-from vaekit.config import DISCRETE_LIKELIHOOD_NAMES
+from vaekit.config import DENSITY_LIKELIHOOD_NAMES, DISCRETE_LIKELIHOOD_NAMES
 from vaekit.data import Dataset, load_dataset
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
 from vaekit.errors import DataError
@@ -380,10 +380,12 @@ MEASURES = ("nats", "bits/dim", "dequantized bits/dim")
 
 def measure(config: Any) -> tuple[str, int]:
     """(one of MEASURES, grey levels 2^data.bits) for a RunConfig: binarized data are in nats."""
-    levels = 2**config.data.bits
-    if config.data.binarization != "none" or config.model.likelihood == "bernoulli":
+    levels, likelihood = 2**config.data.bits, config.model.likelihood
+    if config.data.binarization != "none":
         return "nats", levels
-    return ("bits/dim" if config.model.likelihood in DISCRETE_LIKELIHOOD_NAMES else "dequantized bits/dim"), levels
+    if likelihood in DISCRETE_LIKELIHOOD_NAMES:
+        return "bits/dim", levels
+    return ("dequantized bits/dim" if likelihood in DENSITY_LIKELIHOOD_NAMES else "nats"), levels
 
 
 def dequantize(x: torch.Tensor, levels: int, generator: torch.Generator) -> torch.Tensor:
