@@ -319,7 +319,12 @@ def test_presets_say_what_they_change_from_the_defaults(capsys):
     assert preset_changes("mnist-mlp") == {}
     vamp = preset_changes("mnist-vampprior")
     network = {"model.hidden_dim": 300, "model.hidden_layers": 2, "model.latent_dim": 40}
-    assert vamp == {**network, "model.prior": "vampprior", "train.learning_rate": 0.0005, "train.warmup_steps": 10000}
+    assert vamp == {
+        **network,
+        "model.prior": "vampprior",
+        "train.learning_rate": 0.0005,
+        "train.warmup_share": 0.6666667,
+    }
     default, loaded = rundir.flat(RunConfig()), rundir.flat(load_config("mnist-vampprior"))
     assert sorted(vamp) == sorted(k for k in loaded if loaded[k] != default[k])
     assert main(["presets", "--changes"]) == 0

@@ -231,6 +231,26 @@ def test_a_schedule_longer_than_the_run_is_said_with_where_it_ends(tmp_path, tin
         assert [r["kl_weight"] for r in rows] == expected and "kl_target" not in rows[0]
 
 
+def test_a_warm_up_given_as_a_share_lasts_that_share_of_any_run(tmp_path, tiny_config, tiny_data):
+    """warmup_share 0.5 of 2 epochs of 12 steps warms up over 12 steps (the KL weight at step 11 is 11/12);
+    of 4 epochs, over 24; the presets' shares give their old step counts at their own length."""
+    from vaekit.config import load_config
+    from vaekit.training import with_warmup_share
+
+    for epochs, warmup in ((2, 12), (4, 24)):
+        config = tiny_config.with_overrides({"train.epochs": epochs, "train.batch_size": 50, "train.warmup_share": 0.5})
+        train(config, tmp_path / f"run{epochs}", progress=False, dataset=tiny_data)
+        rows = rundir.read_metrics(tmp_path / f"run{epochs}")
+        assert [r["kl_weight"] for r in rows] == [
+            pytest.approx(min(1, (12 * e - 1) / warmup)) for e in range(1, epochs + 1)
+        ]
+        assert rundir.read_config(tmp_path / f"run{epochs}").train.warmup_share == 0.5  # the share is what is saved
+    for preset, steps in (("mnist-vampprior", 10_000), ("mnist-mog", 10_000), ("mnist-beta4", 5_000)):
+        assert with_warmup_share(load_config(preset).train, 500).warmup_steps == steps  # 30 epochs of 500 steps
+    with pytest.raises(ConfigError, match="leave train.warmup_steps at 0"):
+        tiny_config.with_overrides({"train.warmup_share": 0.5, "train.warmup_steps": 10})
+
+
 def test_early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_resumes_with_its_count(
     tmp_path, tiny_config, tiny_data, monkeypatch
 ):

@@ -421,6 +421,11 @@ class TrainConfig:
     num_samples: int = _opt(1, "samples of z per datapoint: L for the ELBO, k for the IWAE objective")
     beta: float = _opt(1.0, "weight on the KL term (beta-VAE; 1 is the ELBO)")
     warmup_steps: int = _opt(0, "raise the KL weight linearly from 0 to beta over this many steps (0: off)")
+    warmup_share: float = _opt(
+        0.0,
+        "the KL warm-up as a share of the run instead: over share x epochs x steps per epoch (0: warmup_steps "
+        "applies), so that a shorter run warms up over the same part of itself",
+    )
     capacity_max: float = _opt(0.0, "capacity control: penalise |KL - C| with C raised to this many nats (0: off)")
     capacity_steps: int = _opt(0, "steps over which the capacity C rises from 0 to capacity_max")
     capacity_gamma: float = _opt(100.0, "weight gamma of the capacity penalty gamma * |KL - C|")
@@ -490,9 +495,16 @@ class TrainConfig:
             value = getattr(self, name)
             _require(math.isfinite(value) and 0 <= value <= 1e6, s, name, value, "use a finite value from 0 to 1e6")
         _require(0 <= self.warmup_steps <= 10**9, s, "warmup_steps", self.warmup_steps, "use 0 or more")
+        _require(0 <= self.warmup_share <= 1 and not (self.warmup_share and self.warmup_steps), s, "warmup_share",
+                 self.warmup_share, "use 0 to 1, and leave train.warmup_steps at 0")  # fmt: skip
         _require(0 <= self.capacity_steps <= 10**9, s, "capacity_steps", self.capacity_steps, "use 0 or more")
         if self.objective == "iwae":
-            shaped = (self.beta != 1.0, self.warmup_steps > 0, self.capacity_max > 0, self.free_bits > 0)
+            shaped = (
+                self.beta != 1.0,
+                self.warmup_steps + self.warmup_share > 0,
+                self.capacity_max > 0,
+                self.free_bits > 0,
+            )
             _require(
                 not any(shaped),
                 s,

@@ -18,6 +18,7 @@ the host. train.compile runs the objective through torch.compile (compile_step).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import threading
@@ -344,6 +345,15 @@ class Loop:
         return n // self.global_batch if self.ctx.distributed else -(-n // self.global_batch)
 
 
+def with_warmup_share(train: TrainConfig, steps_per_epoch: int) -> TrainConfig:
+    """train with a warm-up given as a share of the run turned into steps, round(share x epochs x steps per
+    epoch) (at least 1): what the loss, the metrics and the warnings read; config.json keeps the share."""
+    if not train.warmup_share:
+        return train
+    steps = max(1, round(train.warmup_share * train.epochs * steps_per_epoch))
+    return dataclasses.replace(train, warmup_steps=steps, warmup_share=0.0)
+
+
 def _use_bf16(precision: str, device: torch.device) -> bool:
     """bf16 autocast: asked for, or 'auto' on a CUDA GPU that supports it; float32 otherwise."""
     if precision == "bf16":
@@ -362,6 +372,9 @@ def set_up(
 ) -> Loop:
     """Data on the device, the model initialised from the seed, its optimiser, and the train state:
     fresh, or read back from the checkpoint of a resumed run."""
+    n, batch = len(data.train), config.train.batch_size * ctx.world_size  # as Loop.batches_per_epoch counts
+    per_epoch = n // batch if ctx.distributed else -(-n // batch)
+    config = dataclasses.replace(config, train=with_warmup_share(config.train, per_epoch))
     tc, device = config.train, ctx.device
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
