@@ -1,5 +1,6 @@
 """Data sources: the IDX reader, the checksummed download, the safe pickle, the cache."""
 
+import dataclasses
 import gzip
 import hashlib
 import pickle
@@ -316,3 +317,25 @@ def test_a_channel_last_array_of_another_size_names_the_flag_to_pass(tmp_path):
         load_dataset(DataConfig(dataset="array", path=str(tmp_path / "rgb.npz")), (1, 28, 28))
     data = load_dataset(DataConfig(dataset="array", path=str(tmp_path / "rgb.npz"), binarization="none"), (3, 32, 32))
     assert data.image_shape == (3, 32, 32)  # with the flag it names, the same file loads
+
+
+def test_grey_levels_are_kept_exactly_and_reduced_to_fewer_bits_on_request(tmp_path):
+    """An array file's uint8 levels come back exactly (x = k/255, read as level k), and data.bits = 5 keeps
+    32 levels, floor(k / 8) / 32, for the k/255 of arrays and the k/256 of the MNIST wheel alike."""
+    from vaekit.data import reduce_levels
+    from vaekit.likelihoods import level_of
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", x=x, y=np.zeros(40, dtype=np.int64))
+    config = DataConfig(
+        dataset="array", path=str(tmp_path / "a.npz"), binarization="none", valid_fraction=0.0, test_fraction=0.0
+    )
+    data = load_dataset(config, (1, 8, 8))
+    seen = level_of(data.train.images, 256).squeeze(1).numpy()
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, x.astype(np.int64)))  # the same images, split-shuffled
+    five = load_dataset(dataclasses.replace(config, bits=5), (1, 8, 8)).train.images
+    assert torch.equal(five, torch.floor(data.train.images * 32).clamp(max=31) / 32)
+    k = torch.arange(256.0)
+    for scale in (255.0, 256.0):
+        assert torch.equal(reduce_levels(k / scale, 5) * 32, torch.div(k, 8, rounding_mode="floor"))
