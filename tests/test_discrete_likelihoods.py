@@ -176,3 +176,16 @@ def test_float32_keeps_the_log_probability_of_a_narrow_bin_under_a_broad_logisti
     exact = DiscretizedLogisticMixture(torch.zeros_like(mu), mu, log_scale, 256, event_dims=1).log_prob(x)
     single = DiscretizedLogisticMixture(torch.zeros(25, 1), mu.float(), log_scale.float(), 256, event_dims=1)
     assert (single.log_prob(x.float()).double() - exact).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("log_scale", [5.0, 12.0, 20.0, -8.0])
+@pytest.mark.parametrize("level", [0, 100, 255])
+def test_the_gradient_is_finite_at_every_level_and_scale(log_scale, level):
+    """A broad logistic (e^12: 1 - exp(-1/(L s)) rounds to 0 in float32) left torch.where's unused branch
+    -inf with an infinite slope, and its NaN reached the gradient even of the edge bins (a run stopped on it)."""
+    mu, scale = torch.tensor([[0.3]], requires_grad=True), torch.tensor([[log_scale]], requires_grad=True)
+    lp = DiscretizedLogisticMixture(torch.zeros(1, 1), mu, scale, 256, event_dims=1).log_prob(
+        torch.tensor([[level / 256]])
+    )
+    lp.sum().backward()
+    assert torch.isfinite(lp).all() and torch.isfinite(mu.grad).all() and torch.isfinite(scale.grad).all()

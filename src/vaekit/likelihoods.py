@@ -198,8 +198,13 @@ def level_of(x: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 def _log_one_minus_exp(a: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(-a)) for a > 0, accurate at both ends (Maechler 2012's log1mexp)."""
-    return torch.where(a < math.log(2.0), torch.log(-torch.expm1(-a)), torch.log1p(-torch.exp(-a)))
+    """log(1 - exp(-a)) for a > 0, accurate at both ends (Maechler 2012's log1mexp). Each branch sees only
+    the arguments it is right for: torch.where passes the gradient of the branch it does not pick too, and
+    log1p(-exp(-a)) at a tiny a (a scale above e^11) is -inf with an infinite slope, 0 * inf = NaN."""
+    cut = math.log(2.0)
+    small = torch.log(-torch.expm1(-a.clamp(1e-30, cut)))
+    large = torch.log1p(-torch.exp(-a.clamp_min(cut)))
+    return torch.where(a < cut, small, large)
 
 
 class DiscretizedLogisticMixture:
