@@ -117,6 +117,10 @@ def test_the_cifar10_preset_trains_on_an_archive_and_states_bits_per_dim(tmp_pat
     assert main(["evaluate", str(run), "--samples", "4", "--limit", "10"]) == 0
     out = capsys.readouterr().out
     assert "bits/dim over 256 grey levels" in out and "+- " in out
+    from vaekit.report import build_report
+
+    page = build_report(run)  # says what the bounds are, and shows the evaluation in bits/dim
+    assert "a probability over the 256 grey levels" in page and "log_likelihood_bits_per_dim" in page
 
 
 def test_the_cifar10_experiment_runs_on_the_users_archive_beside_the_published_figure(tmp_path, monkeypatch):

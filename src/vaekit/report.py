@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import checkpoint, rundir
+from vaekit.config import DISCRETE_LIKELIHOOD_NAMES
 
 # Pictures in reading order, with the caption a reader needs.
 CAPTIONS = {
@@ -96,6 +97,26 @@ def _layers(result: dict[str, Any]) -> list[str]:
     return ["<h3>Stochastic layers</h3>", table(rows)]
 
 
+def _likelihood_note(config: Any) -> list[str]:
+    """What the run's bounds mean: nats of binary pixels, probabilities of grey levels (also in bits/dim),
+    or a density's values (in bits/dim after dequantization)."""
+    name = html.escape(config.model.likelihood)
+    if config.model.likelihood == "bernoulli":
+        return []
+    if config.model.likelihood in DISCRETE_LIKELIHOOD_NAMES:
+        return [
+            f"<p class='note'>The {name} likelihood is a probability over the {2**config.data.bits} grey levels, so "
+            "log p(x) is at most 0; evaluations also state it in bits per dimension, -log p(x) / (D ln 2), lower "
+            "is better.</p>"
+        ]
+    return [
+        f"<p class='note'>The {name} likelihood is a density over grey levels, not a probability, so log p(x|z) "
+        "and the ELBO can be positive; they compare between models of the same data, not with Bernoulli figures "
+        "on binarized images. Evaluations on grey levels take it at uniformly dequantized images and state "
+        '"dequantized bits/dim", an upper bound on the bits/dim of the levels it induces.</p>'
+    ]
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report page of a run folder as one HTML string."""
     run_dir = Path(run_dir)
@@ -105,12 +126,7 @@ def build_report(run_dir: str | Path) -> str:
         f"<h1>vaekit run: {html.escape(run_dir.resolve().name)}</h1>",
         "<p class='note'>Bounds are in nats per image, summed over pixels; higher is better.</p>",
     ]
-    if config.model.likelihood != "bernoulli":
-        parts.append(
-            f"<p class='note'>The {html.escape(config.model.likelihood)} likelihood is a density over grey levels, "
-            "not a probability, so log p(x|z) and the ELBO can be positive; they compare between models of "
-            "the same data, not with Bernoulli figures on binarized images.</p>"
-        )
+    parts += _likelihood_note(config)
     summary = rundir.read_summary(run_dir)
     if summary is not None:
         parts += ["<h2>Test summary</h2>", _key_value_table(summary)]
