@@ -345,6 +345,12 @@ class Loop:
         return n // self.global_batch if self.ctx.distributed else -(-n // self.global_batch)
 
 
+def _steps_per_epoch(config: RunConfig, data: Dataset, ctx: distributed.Context) -> int:
+    """As Loop.batches_per_epoch counts them: a distributed run drops an incomplete last global batch."""
+    n, batch = len(data.train), config.train.batch_size * ctx.world_size
+    return n // batch if ctx.distributed else -(-n // batch)
+
+
 def with_warmup_share(train: TrainConfig, steps_per_epoch: int) -> TrainConfig:
     """train with a warm-up given as a share of the run turned into steps, round(share x epochs x steps per
     epoch) (at least 1): what the loss, the metrics and the warnings read; config.json keeps the share."""
@@ -372,9 +378,7 @@ def set_up(
 ) -> Loop:
     """Data on the device, the model initialised from the seed, its optimiser, and the train state:
     fresh, or read back from the checkpoint of a resumed run."""
-    n, batch = len(data.train), config.train.batch_size * ctx.world_size  # as Loop.batches_per_epoch counts
-    per_epoch = n // batch if ctx.distributed else -(-n // batch)
-    config = dataclasses.replace(config, train=with_warmup_share(config.train, per_epoch))
+    config = dataclasses.replace(config, train=with_warmup_share(config.train, _steps_per_epoch(config, data, ctx)))
     tc, device = config.train, ctx.device
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
