@@ -124,9 +124,10 @@ def test_the_cifar10_preset_trains_on_an_archive_and_states_bits_per_dim(tmp_pat
 
 
 def test_the_cifar10_experiment_runs_on_the_users_archive_beside_the_published_figure(tmp_path, monkeypatch):
-    from vaekit.experiments import ExperimentPlan
+    from vaekit.experiments import ExperimentPlan, runner
     from vaekit.experiments.runner import run_experiment
 
+    monkeypatch.setattr(runner, "write_pictures", lambda *a, **k: None)  # the 256-unit network's pictures: slow
     monkeypatch.setenv("VAEKIT_CACHE_DIR", str(tmp_path))
     _archive(tmp_path / cifar10.ARCHIVE)  # 90 training images, the smoke budget takes 64
     result = run_experiment(ExperimentPlan("cifar10-bpd", "smoke"), tmp_path / "out", 1)
