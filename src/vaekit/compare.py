@@ -29,7 +29,7 @@ from typing import Any
 from vaekit import report, rundir
 from vaekit.disentanglement import METRICS
 from vaekit.errors import ConfigError
-from vaekit.evaluation import over_seeds, paired_elbo, paired_log_likelihood
+from vaekit.evaluation import over_seeds, paired_bits, paired_elbo, paired_log_likelihood
 from vaekit.plots import elbo_curves
 
 # (key of run_figures' dict, heading of the text table, its width)
@@ -156,11 +156,8 @@ def _paired_bits(base: dict[str, Any], row: dict[str, Any], dims: int) -> dict[s
     (the same measure and levels: a dequantized density's offset D log L then cancels); {} otherwise."""
     if "paired_difference" not in row or row["bits_per_dim"] is None or row["measure"] != base["measure"]:
         return {}
-    scale = dims * math.log(2.0)
-    return {
-        "paired_bits_difference": -row["paired_difference"] / scale,
-        "paired_bits_stderr": row["paired_stderr"] / scale,
-    }
+    difference, stderr = paired_bits(row, dims)
+    return {"paired_bits_difference": difference, "paired_bits_stderr": stderr}
 
 
 def columns(rows: list[dict[str, Any]]) -> tuple[tuple[str, str, int], ...]:
@@ -261,7 +258,7 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     """The table for a terminal: one line per run, in the order given; the disentanglement metrics below."""
     width = max(len(r["run"]) for r in rows + [{"run": "run"}])
     shown = columns(rows)
-    bits = len(shown) == len(COLUMNS)
+    bits = any(key == "bits_per_dim" for key, _, _ in shown)
     lines = ["  ".join(head.ljust(width) if key == "run" else head.rjust(w) for key, head, w in shown)]
     for row in rows:
         cells = [_cell(row, key).ljust(width) if key == "run" else _cell(row, key).rjust(w) for key, _, w in shown]

@@ -378,6 +378,14 @@ def bits_per_dim(nats_per_datapoint: float, dims: int, levels: int = 0) -> float
 MEASURES = ("nats", "bits/dim", "dequantized bits/dim")
 
 
+def paired_bits(paired: dict[str, Any], dims: int) -> tuple[float, float]:
+    """A paired log p(x) difference (paired_log_likelihood) in bits/dim, with its standard error: -d / (D ln 2),
+    s.e. / (D ln 2). Both runs must state bits/dim alike (the same measure and levels), so that a dequantized
+    density's offset D log L cancels."""
+    scale = dims * math.log(2.0)
+    return -paired["paired_difference"] / scale, paired["paired_stderr"] / scale
+
+
 def measure(config: Any) -> tuple[str, int]:
     """(one of MEASURES, grey levels 2^data.bits) for a RunConfig: binarized data are in nats."""
     levels, likelihood = 2**config.data.bits, config.model.likelihood

@@ -10,7 +10,7 @@ from typing import Any
 from vaekit import checkpoint, plots, rundir
 from vaekit.config import RunConfig
 from vaekit.disentanglement import METRICS
-from vaekit.evaluation import over_seeds, paired_log_likelihood
+from vaekit.evaluation import over_seeds, paired_bits, paired_log_likelihood
 from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan, base_run, seed_suffix
 
 SUMMARY_JSON, SUMMARY_MARKDOWN, SUMMARY_FIGURE = "summary.json", "summary.md", "bound_vs_images.png"
@@ -71,11 +71,7 @@ def _bits(evaluation: dict[str, Any], paired: dict[str, Any], dims: int) -> dict
     out = {key: evaluation[key] for key in ("log_likelihood_bits_per_dim", "log_likelihood_bits_per_dim_stderr",
                                              "elbo_bits_per_dim", "measure", "levels")}  # fmt: skip
     if paired:
-        scale = dims * math.log(2.0)
-        out |= {
-            "paired_bits": -paired["paired_difference"] / scale,
-            "paired_bits_stderr": paired["paired_stderr"] / scale,
-        }
+        out["paired_bits"], out["paired_bits_stderr"] = paired_bits(paired, dims)
     return out
 
 
