@@ -149,14 +149,17 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
     )
     monkeypatch.setattr(disentanglement, "POSTERIOR_SAMPLES", 300)
     run = str(tmp_path / "run")
-    assert main(["evaluate", run, "--samples", "0", "--disentanglement", "--grid-classes", "3"]) == 0
+    assert (
+        main(["evaluate", run, "--samples", "0", "--disentanglement", "--grid-classes", "3", "--score-points", "60"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "factor_vae_score" in out and "mig_posterior" in out
     saved = tmp_path / "run" / "evaluation-test-k0-disentanglement.json"
     figures = json.loads(saved.read_text())["disentanglement"]
     assert figures["factor_names"] == ["shape", "scale", "orientation", "posX", "posY"] and figures["pairs"] == 200
     assert all(0 <= figures[name] <= 1 for name in disentanglement.METRICS), figures
-    assert figures["score_points"] == {"train": 60, "test": 40, "batch_size": 8, "variance_points": 500}
+    assert figures["score_points"] == {"train": 60, "test": 30, "batch_size": 8, "variance_points": 500}
     # Chen et al.'s MIG: 3 classes of each factor but shape, which they leave out
     setting = {"images": 3**5, "grid_classes": 3, "samples": 300, "factors": ["scale", "orientation", "posX", "posY"]}
     assert figures["mig_posterior_setting"] == setting
@@ -168,6 +171,8 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
         ]
     assert main(["evaluate", run, "--samples", "0", "--disentanglement", "--grid-classes", "-1"]) != 0
     assert "--grid-classes -1 is invalid" in capsys.readouterr().err
+    assert main(["evaluate", run, "--samples", "0", "--disentanglement", "--score-points", "1"]) != 0
+    assert "--score-points 1 is invalid" in capsys.readouterr().err
 
 
 def test_disentanglement_on_data_without_factors_is_one_sentence(trained_run_2d, capsys):

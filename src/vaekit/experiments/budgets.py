@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vaekit.disentanglement import SCORE_POINTS
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -14,7 +16,10 @@ class Budget:
     train_limit: int  # 0: all training images (50,000 of MNIST)
     eval_limit: int  # 0: all test images (10,000 of MNIST)
     num_importance_samples: int  # K of the test log p(x)
-    grid_classes: int = 10  # data with a factor grid: classes per factor of Chen et al.'s MIG (0: the whole grid)
+    # data with a factor grid: classes per factor of Chen et al.'s MIG (0: the whole grid), and training points of
+    # the beta-VAE and FactorVAE scores (half as many test them)
+    grid_classes: int = 10
+    score_points: int = SCORE_POINTS["train"]
 
 
 # budget name -> what each run gets (on MNIST; an experiment module may define its own BUDGETS)

@@ -126,7 +126,7 @@ def train_and_evaluate(
     )
     if data.test.factors is not None:  # data with known factors: every disentanglement metric too
         result["disentanglement"] = disentanglement_figures(
-            model, data, test, data.test.factors, config.train.seed, plan.spec.grid_classes
+            model, data, test, data.test.factors, config.train.seed, plan.spec.grid_classes, plan.spec.score_points
         )
     result = {"split": "test", "epochs": (rundir.read_summary(run_dir) or {}).get("epochs"), **result}
     rundir.write_evaluation(run_dir, result)
