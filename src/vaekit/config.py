@@ -119,6 +119,12 @@ class ModelConfig:
     decoder_logvar_max: float = _opt(2.0, "upper bound on the Gaussian decoder's log-variance")
     decoder_fixed_std: float = _opt(0.1, "standard deviation of the gaussian-fixed likelihood")
     likelihood_components: int = _opt(5, "logistics per pixel of the discretized-logistic-mixture likelihood")
+    likelihood_channel_coupling: bool = _opt(
+        False,
+        "discretized-logistic-mixture on RGB images: one mixture per pixel for its three channels, the means of "
+        "green and blue moving linearly with the levels of the channels before them (Salimans et al. 2017, "
+        "Section 2.2)",
+    )
     conv_channels: tuple[int, ...] = _opt(
         (32, 64), "channels of the conv architecture's strided convolutions; each halves the image size"
     )
@@ -185,6 +191,15 @@ class ModelConfig:
         _require(1 <= self.hidden_dim <= 65536, s, "hidden_dim", self.hidden_dim, "use 1 to 65536")
         _require(1 <= self.likelihood_components <= 100, s, "likelihood_components", self.likelihood_components,
                  "use 1 to 100")  # fmt: skip
+        coupling = self.likelihood_channel_coupling
+        _require(isinstance(coupling, bool), s, "likelihood_channel_coupling", coupling, "use true or false")
+        _require(
+            not coupling or (self.likelihood == "discretized-logistic-mixture" and shape[0] == 3),
+            s,
+            "likelihood_channel_coupling",
+            coupling,
+            "it couples the channels of RGB images (image_shape 3,H,W) under discretized-logistic-mixture",
+        )
         _require(1 <= self.hidden_layers <= 16, s, "hidden_layers", self.hidden_layers, "use 1 to 16")
         _require_choice(s, "activation", self.activation, ACTIVATION_NAMES)
         _require_choice(s, "init", self.init, INITIALISATIONS)

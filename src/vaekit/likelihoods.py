@@ -222,13 +222,25 @@ class DiscretizedLogisticMixture:
     is needed); the edges keep only their first or second term. The mixture is
     log p(x) = logsumexp_k(log pi_k + log P_k(x)), each channel with its own mixture.
     Shapes: logits, mu, log_scale (batch, C, H, W, K); x (batch, C, H, W) in [0, 1].
+
+    With `coupling` (RGB only, Salimans et al. 2017, Section 2.2) the three channels of a pixel share one
+    mixture, logits (batch, 1, H, W, K), and within component k the means of green and blue move linearly
+    with the levels before them, coupling (batch, 3, H, W, K) holding (alpha, beta, gamma) in (-1, 1):
+        p(r, g, b) = sum_k pi_k P_k(r | mu_r) P_k(g | mu_g + alpha r) P_k(b | mu_b + beta r + gamma g),
+    with r, g, b the levels as k/L.
     """
 
     def __init__(
-        self, logits: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor, levels: int, event_dims: int = 3
+        self,
+        logits: torch.Tensor,
+        mu: torch.Tensor,
+        log_scale: torch.Tensor,
+        levels: int,
+        event_dims: int = 3,
+        coupling: torch.Tensor | None = None,
     ) -> None:
         self.logits, self.mu, self.log_scale = logits, mu, log_scale
-        self.levels, self.event_dims = levels, event_dims
+        self.levels, self.event_dims, self.coupling = levels, event_dims, coupling
 
     def _log_bin(self, k: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
         """log P_k of level(s) k for every component: k broadcasting against mu and log_scale (..., K)."""
@@ -240,9 +252,25 @@ class DiscretizedLogisticMixture:
         middle = log_cdf_upper + log_sf_lower + _log_one_minus_exp(inv_s / self.levels)
         return torch.where(k == 0, log_cdf_upper, torch.where(k == self.levels - 1, log_sf_lower, middle))
 
+    def _coupled_mu(self, red: torch.Tensor, green: torch.Tensor) -> torch.Tensor:
+        """The component means given red and green (broadcasting against (batch, H, W, K)):
+        (mu_r, mu_g + alpha r, mu_b + beta r + gamma g) stacked as (batch, 3, H, W, K)."""
+        assert self.coupling is not None
+        alpha, beta, gamma = self.coupling.unbind(1)
+        mu_r, mu_g, mu_b = self.mu.unbind(1)
+        return torch.stack([mu_r, mu_g + alpha * red, mu_b + beta * red + gamma * green], 1)
+
     def log_prob_per_pixel(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x_d | z) for every pixel and channel: (batch, C, H, W)."""
-        log_pk = self._log_bin(level_of(x, self.levels).unsqueeze(-1), self.mu, self.log_scale)
+        """log p(x_d | z) for every pixel and channel: (batch, C, H, W); with coupling, of every pixel's
+        three channels together: (batch, 1, H, W)."""
+        k = level_of(x, self.levels)
+        mu = self.mu
+        if self.coupling is not None:
+            at = k.to(self.mu.dtype).unsqueeze(-1) / self.levels  # the levels as k/L, (batch, C, H, W, 1)
+            mu = self._coupled_mu(at[:, 0], at[:, 1])
+        log_pk = self._log_bin(k.unsqueeze(-1), mu, self.log_scale)
+        if self.coupling is not None:
+            log_pk = log_pk.sum(1, keepdim=True)  # one component for all three channels
         return torch.logsumexp(F.log_softmax(self.logits, dim=-1) + log_pk, dim=-1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,26 +278,54 @@ class DiscretizedLogisticMixture:
         return _sum_event(self.log_prob_per_pixel(x), self.event_dims)
 
     def level_probs(self) -> torch.Tensor:
-        """P(level = k) of every pixel, the mixture's table: (batch, C, H, W, L); for tests and pictures."""
+        """P(level = k) of every pixel, the mixture's table: (batch, C, H, W, L); for tests and pictures.
+        Channels with coupling have no table of their own (each depends on the levels before it)."""
+        if self.coupling is not None:
+            raise ValueError("the channel-coupled mixture has a joint distribution per pixel, not a table per channel")
         k = torch.arange(self.levels, device=self.mu.device).view(-1, 1)  # (L, 1) against (..., 1, K)
         log_pk = self._log_bin(k, self.mu.unsqueeze(-2), self.log_scale.unsqueeze(-2))
         log_pk = log_pk + F.log_softmax(self.logits, dim=-1).unsqueeze(-2)  # (..., L, K)
         return torch.logsumexp(log_pk, dim=-1).exp()
 
+    def _component_means(self, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        """E[x] of each discretized logistic, exact: with x = k/L, E[k] = sum_{j=1}^{L-1} P(k >= j) =
+        sum_j (1 - F(j/L)) (L - 1 sigmoids, a fifth of the work of the table), summed 16 levels at a
+        time so that memory stays at 16 copies of the parameters. Shapes: mu, log_scale (..., K)."""
+        inv_s, total = torch.exp(-log_scale).unsqueeze(-1), torch.zeros_like(mu)
+        for start in range(1, self.levels, 16):
+            edges = torch.arange(start, min(start + 16, self.levels), device=mu.device, dtype=mu.dtype)
+            total = total + torch.sigmoid((mu.unsqueeze(-1) - edges / self.levels) * inv_s).sum(-1)  # 1 - F
+        return total / self.levels
+
     @property
     def mean(self) -> torch.Tensor:
-        """E[x] with x = k/L, exact: E[k] = sum_{j=1}^{L-1} P(k >= j) = sum_j (1 - F(j/L)) for each logistic,
-        weighted by the mixture (L - 1 sigmoids per component, a fifth of the work of the table), summed 16
-        levels at a time so that memory stays at 16 copies of the parameters. (batch, C, H, W)."""
-        inv_s, total = torch.exp(-self.log_scale).unsqueeze(-1), torch.zeros_like(self.mu)
-        for start in range(1, self.levels, 16):
-            edges = torch.arange(start, min(start + 16, self.levels), device=self.mu.device, dtype=self.mu.dtype)
-            total = total + torch.sigmoid((self.mu.unsqueeze(-1) - edges / self.levels) * inv_s).sum(-1)  # 1 - F
-        return (torch.softmax(self.logits, dim=-1) * total).sum(-1) / self.levels
+        """E[x], (batch, C, H, W): exact without coupling (each component's mean, weighted by the mixture).
+        With coupling, green's and blue's component means are taken at the component's means of the
+        channels before them, E_k[g] ~ m(mu_g + alpha E_k[r]): exact where the discretized mean m is linear
+        in mu over the levels red and green take, that is away from the edge bins (a test measures it)."""
+        mu = self.mu
+        if self.coupling is not None:
+            red = self._component_means(self.mu[:, 0], self.log_scale[:, 0])
+            green = self._component_means(self._coupled_mu(red, red)[:, 1], self.log_scale[:, 1])
+            mu = self._coupled_mu(red, green)
+        return (torch.softmax(self.logits, dim=-1) * self._component_means(mu, self.log_scale)).sum(-1)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x = k/L with k drawn from the mixture's table of each pixel (exact, by inverse CDF)."""
-        return _sample_levels(self.level_probs(), generator) / self.levels
+        """x = k/L with k drawn from the mixture's table of each pixel (exact, by inverse CDF); with coupling,
+        a component per pixel, then red, green and blue in turn from that component given the levels drawn."""
+        if self.coupling is None:
+            return _sample_levels(self.level_probs(), generator) / self.levels
+        u = torch.rand(self.logits.shape[:-1], generator=generator, dtype=self.mu.dtype, device=self.mu.device)
+        chosen = (torch.softmax(self.logits, dim=-1).cumsum(-1) <= u.unsqueeze(-1)).sum(-1, keepdim=True)
+        chosen = chosen.clamp_max(self.logits.shape[-1] - 1).expand(*self.mu.shape[:-1], 1)  # (batch, 3, H, W, 1)
+        levels = torch.arange(self.levels, device=self.mu.device)
+        drawn = torch.zeros(self.mu.shape[:-1], dtype=self.mu.dtype, device=self.mu.device)  # k/L so far
+        for c in range(3):
+            mu = self._coupled_mu(drawn[:, 0, ..., None], drawn[:, 1, ..., None]).gather(-1, chosen)[:, c]
+            log_scale = self.log_scale.gather(-1, chosen)[:, c]
+            table = self._log_bin(levels, mu, log_scale).exp()  # (batch, H, W, L)
+            drawn[:, c] = _sample_levels(table, generator) / self.levels
+        return drawn
 
 
 class CategoricalLevels:
@@ -352,9 +408,17 @@ def _per_channel(out: torch.Tensor, maps: int) -> torch.Tensor:
 
 
 def _logistic_mixture(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> DiscretizedLogisticMixture:
+    """Maps per channel: [logits, means, log-scales], K each; with channel coupling a fourth K, the coupling
+    coefficients before tanh, read as alpha, beta and gamma from the red, green and blue channels' maps,
+    and the pixel's shared logits are the sum of its three channels' logit maps (a linear output too)."""
     k, levels = int(options["components"]), int(options["levels"])
-    logits, mu, raw_scale = _per_channel(out, 3 * k).chunk(3, dim=-1)  # maps: [logits, means, log-scales]
-    return DiscretizedLogisticMixture(logits, mu, raw_scale.clamp_min(LOG_SCALE_MIN), levels, event_dims)
+    if not options.get("coupled"):
+        logits, mu, raw_scale = _per_channel(out, 3 * k).chunk(3, dim=-1)
+        return DiscretizedLogisticMixture(logits, mu, raw_scale.clamp_min(LOG_SCALE_MIN), levels, event_dims)
+    logits, mu, raw_scale, raw_coupling = _per_channel(out, 4 * k).chunk(4, dim=-1)
+    return DiscretizedLogisticMixture(
+        logits.sum(1, keepdim=True), mu, raw_scale.clamp_min(LOG_SCALE_MIN), levels, event_dims, raw_coupling.tanh()
+    )
 
 
 def _logistic(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> DiscretizedLogisticMixture:
@@ -373,6 +437,9 @@ LIKELIHOOD_BUILDERS = {
     "gaussian": (lambda options: 2, _gaussian),
     "gaussian-fixed": (lambda options: 1, _gaussian_fixed),
     "discretized-logistic": (lambda options: 2, _logistic),
-    "discretized-logistic-mixture": (lambda options: 3 * int(options["components"]), _logistic_mixture),
+    "discretized-logistic-mixture": (
+        lambda options: (4 if options.get("coupled") else 3) * int(options["components"]),
+        _logistic_mixture,
+    ),
     "categorical": (lambda options: int(options["levels"]), _categorical),
 }

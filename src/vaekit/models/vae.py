@@ -98,12 +98,13 @@ class VAE(nn.Module):
 
 def likelihood_options(config: ModelConfig, levels: int = 256) -> dict[str, float]:
     """What the decoder's likelihood builder needs beyond its raw output: the Gaussian decoder's bounds,
-    the mixture's components and the number of grey levels (2^data.bits)."""
+    the mixture's components and channel coupling, and the number of grey levels (2^data.bits)."""
     return {
         "logvar_min": config.decoder_logvar_min,
         "logvar_max": config.decoder_logvar_max,
         "fixed_std": config.decoder_fixed_std,
         "components": config.likelihood_components,
+        "coupled": float(config.likelihood_channel_coupling),
         "levels": levels,
     }
 
