@@ -578,11 +578,11 @@ def posterior_mig(
     no closed form)."""
     combinations = grid.combinations(grid_classes or None)
     device = next(model.parameters()).device
-    posterior = (
-        lambda i: model.posterior(  # noqa: E731
-            torch.as_tensor(grid.observations(combinations[i : i + ENCODE_BATCH]), dtype=torch.float32).to(device)
-        )
-    )
+
+    def posterior(i: int) -> Posterior:
+        images = grid.observations(combinations[i : i + ENCODE_BATCH])
+        return model.posterior(torch.as_tensor(images, dtype=torch.float32).to(device))
+
     posteriors = [posterior(0)]
     if len(model.latent_sizes) > 1 or not isinstance(posteriors[0], GaussianPosterior):
         return {}
