@@ -313,7 +313,8 @@ def test_channel_coupling_learns_a_dependence_that_separate_channels_cannot():
     assert fitted[True] < math.log(levels) + 0.3 < 2.5 * math.log(levels) < fitted[False]
 
 
-def test_channel_coupling_is_for_rgb_mixtures_and_rgb_models_train_with_it():
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_channel_coupling_is_for_rgb_mixtures_and_rgb_models_train_with_it(architecture):
     from vaekit.config import ConfigError, ModelConfig
     from vaekit.models.vae import build_model
 
@@ -323,7 +324,7 @@ def test_channel_coupling_is_for_rgb_mixtures_and_rgb_models_train_with_it():
         ModelConfig(likelihood="discretized-logistic", image_shape=(3, 8, 8), likelihood_channel_coupling=True)
     config = ModelConfig(
         likelihood="discretized-logistic-mixture", likelihood_components=2, likelihood_channel_coupling=True,
-        architecture="conv", image_shape=(3, 8, 8), conv_channels=(8,), hidden_dim=16, latent_dim=2,
+        architecture=architecture, image_shape=(3, 8, 8), conv_channels=(8,), hidden_dim=16, latent_dim=2,
     )  # fmt: skip
     torch.manual_seed(0)
     model = build_model(config)
