@@ -36,7 +36,8 @@ def reference_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(model, ReferenceVAE):
         logits, mu, logvar = model(x)
     else:  # a vaekit network (used for the conv comparison, where no tutorial model is standard)
-        mu, logvar = model.encode(x)
+        posterior = model.posterior(x)  # one Gaussian layer: its parameters are read directly
+        mu, logvar = posterior.mu, posterior.logvar
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         logits = model.decode(z).logits
     rec = F.binary_cross_entropy_with_logits(logits, x.view_as(logits), reduction="sum")

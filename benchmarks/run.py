@@ -4,9 +4,12 @@
 
 Figures (medians over repeated epochs after a warm-up epoch; ratios are a loop's speed over the reference's):
   1. training throughput, images/s: the paper's MLP (784-512-16, batch 100) and the conv preset,
-     vaekit uncompiled and compiled (torch.compile), and with bf16 autocast (opt-in on a CPU); and the
+     vaekit uncompiled and compiled (torch.compile), and with bf16 autocast (opt-in on a CPU); the
      reference's model in a lean float32 loop (fused Adam, no DataLoader, no checks, no per-step
-     sync), the in-situ ceiling of what a float32 loop can gain over the plain one here
+     sync), the in-situ ceiling of what a float32 loop can gain over the plain one here; Pythae's
+     own training step on the MLP (CPU only); and the 64x64 conv network of Locatello et al. on
+     dSprites (batch 64), vaekit in float32 and bf16 against its plain loop, and that loop with
+     channels-last tensors. Every loop of a row alternates with the others epoch by epoch
   2. wall-clock time to a test ELBO of -103 nats (default settings, evaluation included)
   3. importance-sampled log p(x) throughput at K = 5000 against a per-image loop, float32 (eager and
      compiled) and bf16, and the error of the last two against the first
@@ -15,6 +18,8 @@ Figures (medians over repeated epochs after a warm-up epoch; ratios are a loop's
   5. achieved GFLOP/s of the MLP training step against this machine's float32 matmul peak, and the
      float32 floor of a step (its matrix products, the Adam update and the binarization draw timed
      alone), which bounds the MLP training ratio that any float32 loop could reach
+  6. where an MLP step's CPU time goes (torch.profiler, self time per step), in vaekit's float32 loop
+     and in the lean loop: matrix products, the Adam update, the binarization draw and all the rest
 Not a test: nothing here asserts; the figures go to a JSON file and a printed table.
 """
 
@@ -32,7 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,19 +69,29 @@ VARIANTS = {
 
 
 def interleaved_epochs(
-    config: RunConfig, data: Dataset, reference: torch.nn.Module, epochs: int, flatten: bool, device: str
+    config: RunConfig,
+    data: Dataset,
+    reference: torch.nn.Module,
+    epochs: int,
+    flatten: bool,
+    device: str,
+    variants: dict[str, dict] = VARIANTS,
+    others: dict[str, Callable[[int], None]] | None = None,
 ) -> dict[str, list[float]]:
-    """Seconds per epoch of the reference, its lean loop and each vaekit variant, alternating epoch
-    by epoch so that all see the same machine (shared CPUs drift by tens of percent over minutes).
-    vaekit's figure is its own metric: the training loop after the first step (which pays for
-    compiling), not its per-epoch validation or checkpoint."""
+    """Seconds per epoch of the reference, its lean loop, each vaekit variant and each of `others` (a
+    name -> a function that trains one epoch, given its number), alternating epoch by epoch so that all
+    see the same machine (shared CPUs drift by tens of percent over minutes). vaekit's figure is its own
+    metric: the training loop after the first step (which pays for compiling), not its per-epoch
+    validation or checkpoint."""
+    others = others or {}
     lean = copy.deepcopy(reference).to(device)
     reference = reference.to(device)
     optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
     lean_optimizer = torch.optim.Adam(lean.parameters(), lr=1e-3, fused=True)
-    loader = make_loader(data.train.images, 100, flatten)
+    batch = config.train.batch_size
+    loader = make_loader(data.train.images, batch, flatten)
     images = data.train.images.to(device)
-    times: dict[str, list[float]] = {"reference": [], "lean": [], **{name: [] for name in VARIANTS}}
+    times: dict[str, list[float]] = {name: [] for name in ("reference", "lean", *variants, *others)}
     with tempfile.TemporaryDirectory() as tmp:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
@@ -83,12 +100,16 @@ def interleaved_epochs(
                 torch.cuda.synchronize()
             times["reference"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            train_epoch_lean(lean, lean_optimizer, images, 100, flatten)
+            train_epoch_lean(lean, lean_optimizer, images, batch, flatten)
             times["lean"].append(time.perf_counter() - start)
-            for name, overrides in VARIANTS.items():
+            for name, overrides in variants.items():
                 run = config.with_overrides({**overrides, "train.epochs": epoch, "train.device": device})
                 result = train(run, Path(tmp) / name, resume=epoch > 1, progress=False, dataset=data)
                 times[name].append(len(data.train) / result.metrics[-1]["images_per_second"])
+            for name, train_one_epoch in others.items():
+                start = time.perf_counter()
+                train_one_epoch(epoch)
+                times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -103,25 +124,64 @@ def paired_ratio(ref: list[float], ours: list[float]) -> float:
     return statistics.median(r / o for r, o in pairs)
 
 
-def bench_throughput(data: Dataset, epochs: int, conv_images: int, device: str) -> dict:
-    conv = RunConfig.from_json(Path(__file__).parents[1].joinpath("src/vaekit/presets/mnist-conv.json").read_text())
+def preset(name: str) -> RunConfig:
+    return RunConfig.from_json(Path(__file__).parents[1].joinpath(f"src/vaekit/presets/{name}.json").read_text())
+
+
+def bench_throughput(data: Dataset, epochs: int, conv_images: int, device: str, pythae: bool) -> dict:
+    """The MLP row (with Pythae's own loop interleaved, on a CPU) and the conv row, each against the plain
+    reference loop of the same model in the same process."""
     out = {}
-    for label, config, dataset, flatten in (
-        ("mlp", RunConfig(), data, True),
-        ("conv", conv, subset(data, conv_images), False),
+    others = {}
+    if pythae and device == "cpu":
+        others = pythae_epochs(data)
+        if isinstance(others, str):
+            out["pythae"], others = others, {}
+    for label, config, dataset, flatten, extra in (
+        ("mlp", RunConfig(), data, True, others),
+        ("conv", preset("mnist-conv"), subset(data, conv_images), False, {}),
     ):
         torch.manual_seed(0)
-        reference = ReferenceVAE() if flatten else build_model(conv.model)
-        times = interleaved_epochs(config, dataset, reference, epochs, flatten, device)
-        n = len(dataset.train)
-        out[f"{label}_reference_images_per_s"] = throughput(n, times["reference"])
-        out[f"{label}_lean_reference_images_per_s"] = throughput(n, times["lean"])
-        out[f"{label}_lean_reference_ratio"] = paired_ratio(times["reference"], times["lean"])
-        for name in VARIANTS:
-            suffix = name.removeprefix("vaekit")
-            out[f"{label}_{name}_images_per_s"] = throughput(n, times[name])
-            out[f"{label}{suffix}_ratio"] = paired_ratio(times["reference"], times[name])
+        reference = ReferenceVAE() if flatten else build_model(config.model)
+        times = interleaved_epochs(config, dataset, reference, epochs, flatten, device, VARIANTS, extra)
+        out.update(ratios(label, times, len(dataset.train)))
+        if "pythae" in times:
+            out[f"{label}_vaekit_over_pythae"] = paired_ratio(times["pythae"], times["vaekit"])
     return out
+
+
+def ratios(label: str, times: dict[str, list[float]], n: int) -> dict:
+    """Images/s of every loop of a row and its paired ratio over the reference (the lean loop's too)."""
+    out = {f"{label}_reference_images_per_s": throughput(n, times["reference"])}
+    for name in times.keys() - {"reference"}:
+        out[f"{label}_{name}_images_per_s"] = throughput(n, times[name])
+        out[f"{label}_{name}_ratio"] = paired_ratio(times["reference"], times[name])
+    if "lean" in times and "vaekit" in times:
+        out[f"{label}_vaekit_over_lean"] = paired_ratio(times["lean"], times["vaekit"])
+    return dict(sorted(out.items()))
+
+
+# The 64 x 64 row: Locatello et al.'s conv network (the dsprites-vae preset) on rendered dSprites images
+DSPRITES_VARIANTS = {
+    "vaekit": {"train.compile": "off", "train.precision": "float32"},
+    "vaekit_bf16": {"train.compile": "off", "train.precision": "bf16"},
+}
+
+
+def bench_dsprites(images: int, epochs: int, device: str) -> dict:
+    """vaekit's float32 and bf16 loops against the plain loop of the same network, in float32, interleaved;
+    and the plain loop with channels-last tensors, to see whether that layout would help here."""
+    config = preset("dsprites-vae").with_overrides({"data.train_limit": images, "data.eval_limit": 100})
+    data = load_dataset(config.data, config.model.image_shape)
+    torch.manual_seed(0)
+    reference = build_model(config.model)
+    channels_last = copy.deepcopy(reference).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(channels_last.parameters(), lr=1e-3)
+    images = data.train.images.contiguous(memory_format=torch.channels_last)
+    loader = make_loader(images, config.train.batch_size, False)
+    others = {"plain_channels_last": lambda epoch: train_epoch(channels_last, optimizer, loader, device)}
+    times = interleaved_epochs(config, data, reference, epochs, False, device, DSPRITES_VARIANTS, others)
+    return ratios("dsprites64", times, len(data.train))
 
 
 def bench_time_to_target(data: Dataset, max_epochs: int, device: str) -> tuple[dict, torch.nn.Module]:
@@ -327,9 +387,75 @@ def bench_floor(reference_images_per_s: float, device: str, batch: int = 100, st
     return out
 
 
-def bench_pythae(data: Dataset, epochs: int) -> dict:
-    """Pythae 0.1.2's VAE with the same MLP through its own trainer (statically binarized data,
-    as Pythae has no per-batch binarization); time per epoch from a callback."""
+# Where a step's CPU time goes: operator name -> part (self time; everything not named is "other")
+STEP_PARTS = {
+    "aten::mm": "matrix products",
+    "aten::addmm": "matrix products",
+    "aten::_fused_adam_": "adam update",
+    "Optimizer.step#Adam.step": "adam update",
+    "aten::uniform_": "binarization draw",
+    "aten::bernoulli_": "binarization draw",
+}
+
+
+def step_parts(events: Any, steps: int) -> dict[str, float]:
+    """Milliseconds per step of each part of STEP_PARTS, and of everything else, from profiler events."""
+    out: dict[str, float] = {}
+    for event in events:
+        part = STEP_PARTS.get(event.key, "other")
+        out[part] = out.get(part, 0.0) + event.self_cpu_time_total / 1000 / steps
+    return out
+
+
+class ProfileSteps(Callback):
+    """Profiles vaekit's training steps `first` to `first + steps` (the callback's loss read adds one host
+    sync a step, free on a CPU)."""
+
+    step_every = 1
+
+    def __init__(self, first: int, steps: int) -> None:
+        self.first, self.steps, self.profiler, self.events, self.seconds = first, steps, None, None, 0.0
+
+    def on_step_end(self, loop, step) -> None:
+        if step["step"] == self.first:
+            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.profiler.__enter__()
+            self.seconds = -time.perf_counter()
+        elif step["step"] == self.first + self.steps and self.profiler is not None:
+            self.seconds += time.perf_counter()
+            self.profiler.__exit__(None, None, None)
+            self.events = self.profiler.key_averages()
+
+
+def bench_profile(data: Dataset, steps: int = 200) -> dict:
+    """The MLP step of vaekit's float32 loop and of the lean loop under torch.profiler, split into the
+    parts of STEP_PARTS: what vaekit's step spends beyond the lean one's is in "other"."""
+    probe = ProfileSteps(20, steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RunConfig(train=TrainConfig(epochs=1, compile="off"))
+        train(config, tmp, progress=False, dataset=data, callbacks=[probe])
+    torch.manual_seed(0)
+    lean = ReferenceVAE()
+    optimizer = torch.optim.Adam(lean.parameters(), lr=1e-3, fused=True)
+    images = data.train.images[: 100 * (steps + 20)]
+    train_epoch_lean(lean, optimizer, images[: 100 * 20])  # warm-up
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        seconds = -time.perf_counter()
+        train_epoch_lean(lean, optimizer, images[100 * 20 :])
+        seconds += time.perf_counter()
+    out = {}
+    for loop, events, wall in (("vaekit", probe.events, probe.seconds), ("lean", profiler.key_averages(), seconds)):
+        parts = step_parts(events, steps)
+        parts["outside operators"] = 1000 * wall / steps - sum(parts.values())  # Python, and the profiler's own
+        out.update({f"profile_{loop}_{part.replace(' ', '_')}_ms": ms for part, ms in parts.items()})
+    return dict(sorted(out.items()))
+
+
+def pythae_epochs(data: Dataset) -> dict[str, Callable[[int], None]] | str:
+    """Pythae 0.1.2's VAE with the same MLP, as {"pythae": a function that trains one epoch with Pythae's own
+    trainer step} (or why it cannot run). Its data is binarized once, as Pythae has no per-batch
+    binarization; its per-epoch extras (the copy of the best model, the scheduler) are left out, as
+    vaekit's validation and checkpoint are, so that both figures are the training loop alone."""
     try:
         import logging
 
@@ -338,10 +464,10 @@ def bench_pythae(data: Dataset, epochs: int) -> dict:
         from pythae.models.base.base_utils import ModelOutput
         from pythae.models.nn import BaseDecoder, BaseEncoder
         from pythae.trainers import BaseTrainer, BaseTrainerConfig
-        from pythae.trainers.training_callbacks import TrainingCallback
     except ImportError as err:
-        return {"pythae": f"not installed ({err}); pip install -e '.[bench]'"}
-    logging.getLogger("pythae").setLevel(logging.ERROR)
+        return f"not installed ({err}); pip install -e '.[bench]'"
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("pythae")]:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     class Encoder(BaseEncoder):
         def __init__(self):
@@ -364,36 +490,23 @@ def bench_pythae(data: Dataset, epochs: int) -> dict:
         def forward(self, z):
             return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).view(-1, 1, 28, 28))
 
-    class Timer(TrainingCallback):
-        def __init__(self):
-            self.marks = [time.perf_counter()]
-
-        def on_epoch_end(self, training_config, **kwargs):
-            self.marks.append(time.perf_counter())
-
     config = VAEConfig(input_dim=(1, 28, 28), latent_dim=16, reconstruction_loss="bce")
     model = VAE(config, encoder=Encoder(), decoder=Decoder())
     binary = torch.bernoulli(data.train.images, generator=torch.Generator().manual_seed(0))
-    timer = Timer()
-    # Pythae prints its config and a progress bar per epoch
-    with (
-        open(os.devnull, "w") as quiet,
-        tempfile.TemporaryDirectory() as tmp,
-        contextlib.redirect_stdout(quiet),
-        contextlib.redirect_stderr(quiet),
-    ):
-        trainer = BaseTrainer(
-            model,
-            BaseDataset(binary, torch.zeros(len(binary))),
-            None,
-            BaseTrainerConfig(
-                output_dir=tmp, num_epochs=epochs, learning_rate=1e-3, per_device_train_batch_size=100, no_cuda=True
-            ),
-            callbacks=[timer],
-        )
-        trainer.train()
-    times = [b - a for a, b in zip(timer.marks[:-1], timer.marks[1:])]
-    return {"pythae_images_per_s": throughput(len(binary), times)}
+    folder = tempfile.mkdtemp()
+    settings = BaseTrainerConfig(output_dir=folder, learning_rate=1e-3, per_device_train_batch_size=100, no_cuda=True)
+
+    def quietly(work: Callable[[], Any]) -> Any:  # Pythae prints its set-up and a progress bar per epoch
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            return work()
+
+    trainer = quietly(lambda: BaseTrainer(model, BaseDataset(binary, torch.zeros(len(binary))), None, settings))
+    quietly(trainer.prepare_training)
+
+    def one_epoch(epoch: int) -> None:
+        quietly(lambda: trainer.train_step(epoch))
+
+    return {"pythae": one_epoch}
 
 
 def main() -> None:
@@ -415,7 +528,9 @@ def main() -> None:
     }
     print("training throughput ...", flush=True)
     train_data = data if not args.quick else subset(data, 10_000)
-    results.update(bench_throughput(train_data, epochs, 2000 if args.quick else 10_000, device))
+    results.update(bench_throughput(train_data, epochs, 2000 if args.quick else 10_000, device, not args.skip_pythae))
+    print("the 64x64 conv network of Locatello et al. on dSprites ...", flush=True)
+    results.update(bench_dsprites(256 if args.quick else 2000, epochs, device))
     print("time to a test ELBO of -103 ...", flush=True)
     target, model = bench_time_to_target(data, 3 if args.quick else 40, device)
     results.update(target)
@@ -425,11 +540,9 @@ def main() -> None:
     results.update(bench_memory(device, 500 if args.quick else 10_000))
     results.update(bench_flops(results["mlp_vaekit_images_per_s"], device))
     results.update(bench_floor(results["mlp_reference_images_per_s"], device))
-    if not args.skip_pythae and device == "cpu":
-        print("pythae ...", flush=True)
-        results.update(bench_pythae(data, epochs))
-        if "pythae_images_per_s" in results:
-            results["mlp_vaekit_over_pythae"] = results["mlp_vaekit_images_per_s"] / results["pythae_images_per_s"]
+    if device == "cpu":
+        print("where an MLP step's time goes (torch.profiler) ...", flush=True)
+        results.update(bench_profile(data, 40 if args.quick else 200))
     results["suite_seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
