@@ -194,8 +194,8 @@ def test_the_locatello_experiment_scores_every_objective_with_every_metric_over_
     published figures beside them, and the medians over seeds."""
     from vaekit import disentanglement
 
-    monkeypatch.setattr(
-        disentanglement, "SCORE_POINTS", {"train": 40, "test": 20, "batch_size": 8, "variance_points": 500}
+    monkeypatch.setattr(  # the smoke budget's own 40 points replace train and test
+        disentanglement, "SCORE_POINTS", {"train": 1000, "test": 1000, "batch_size": 8, "variance_points": 500}
     )
     monkeypatch.setattr(disentanglement, "DCI_TREES", 5)  # DCI's own test has 100
     out = tmp_path / "locatello"
@@ -207,6 +207,9 @@ def test_the_locatello_experiment_scores_every_objective_with_every_metric_over_
         assert row["images_seen"] == 256 and row["log_likelihood"] is None  # K = 0: no log p(x) on dSprites
         assert all(0 <= row[m] <= 1 for m in disentanglement.METRICS), row
         assert (out / row["run"] / "images" / "factors.png").exists()
+        saved = json.loads((out / row["run"] / "evaluation-test-k0-disentanglement.json").read_text())
+        assert saved["disentanglement"]["score_points"] == {"train": 40, "test": 20, "batch_size": 8,
+                                                            "variance_points": 500}  # fmt: skip
     assert rows["factor-vae-seed0"]["published_metrics"] == {"mig": 0.15, "factor_vae_score": 0.82}
     groups = {g["run"]: g for g in result["over_seeds"]}
     migs = [rows[f"vae-seed{s}"]["mig"] for s in (0, 1)]

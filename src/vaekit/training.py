@@ -340,15 +340,14 @@ class Loop:
 
     @property
     def batches_per_epoch(self) -> int:
-        # A distributed run drops an epoch's incomplete last global batch, so every rank gets a full share.
-        n = len(self.train_x)
-        return n // self.global_batch if self.ctx.distributed else -(-n // self.global_batch)
+        return steps_per_epoch(len(self.train_x), self.config.train.batch_size, self.ctx)
 
 
-def _steps_per_epoch(config: RunConfig, data: Dataset, ctx: distributed.Context) -> int:
-    """As Loop.batches_per_epoch counts them: a distributed run drops an incomplete last global batch."""
-    n, batch = len(data.train), config.train.batch_size * ctx.world_size
-    return n // batch if ctx.distributed else -(-n // batch)
+def steps_per_epoch(images: int, batch_size: int, ctx: distributed.Context) -> int:
+    """Optimisation steps in an epoch of `images`: a distributed run drops an epoch's incomplete last global
+    batch (batch_size x world size), so that every rank gets a full share."""
+    batch = batch_size * ctx.world_size
+    return images // batch if ctx.distributed else -(-images // batch)
 
 
 def with_warmup_share(train: TrainConfig, steps_per_epoch: int) -> TrainConfig:
@@ -378,7 +377,8 @@ def set_up(
 ) -> Loop:
     """Data on the device, the model initialised from the seed, its optimiser, and the train state:
     fresh, or read back from the checkpoint of a resumed run."""
-    config = dataclasses.replace(config, train=with_warmup_share(config.train, _steps_per_epoch(config, data, ctx)))
+    steps = steps_per_epoch(len(data.train), config.train.batch_size, ctx)
+    config = dataclasses.replace(config, train=with_warmup_share(config.train, steps))
     tc, device = config.train, ctx.device
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
