@@ -340,14 +340,14 @@ class Loop:
 
     @property
     def batches_per_epoch(self) -> int:
-        return steps_per_epoch(len(self.train_x), self.config.train.batch_size, self.ctx)
+        return steps_per_epoch(self.config, self.data, self.ctx)
 
 
-def steps_per_epoch(images: int, batch_size: int, ctx: distributed.Context) -> int:
-    """Optimisation steps in an epoch of `images`: a distributed run drops an epoch's incomplete last global
-    batch (batch_size x world size), so that every rank gets a full share."""
-    batch = batch_size * ctx.world_size
-    return images // batch if ctx.distributed else -(-images // batch)
+def steps_per_epoch(config: RunConfig, data: Dataset, ctx: distributed.Context) -> int:
+    """Optimisation steps in an epoch of the training images: a distributed run drops an epoch's incomplete
+    last global batch (batch_size x world size), so that every rank gets a full share."""
+    n, batch = len(data.train), config.train.batch_size * ctx.world_size
+    return n // batch if ctx.distributed else -(-n // batch)
 
 
 def with_warmup_share(train: TrainConfig, steps_per_epoch: int) -> TrainConfig:
@@ -377,8 +377,7 @@ def set_up(
 ) -> Loop:
     """Data on the device, the model initialised from the seed, its optimiser, and the train state:
     fresh, or read back from the checkpoint of a resumed run."""
-    steps = steps_per_epoch(len(data.train), config.train.batch_size, ctx)
-    config = dataclasses.replace(config, train=with_warmup_share(config.train, steps))
+    config = dataclasses.replace(config, train=with_warmup_share(config.train, steps_per_epoch(config, data, ctx)))
     tc, device = config.train, ctx.device
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
