@@ -152,10 +152,35 @@ def test_the_non_finite_counters_count_steps_and_the_longest_run_across_reads():
     counter = NonFiniteSteps(torch.device("cpu"), step=10)
     flags = [(1, 1), (1, 0), (0, 0), (1, 0), (1, 1)]  # [loss or gradient bad, loss bad] per step
     for bad in flags[:2]:
-        counter.record(torch.tensor(bad, dtype=torch.float64))
+        counter.record(torch.tensor(bad, dtype=torch.float32))
     assert counter.read(12) == (2, 1, 2, 10)
     for bad in flags[2:]:
-        counter.record(torch.tensor(bad, dtype=torch.float64))
+        counter.record(torch.tensor(bad, dtype=torch.float32))
     assert counter.read(15) == (2, 1, 2, 12)  # the run of 2 after the good step
-    counter.record(torch.tensor((1.0, 0.0), dtype=torch.float64))
+    counter.record(torch.tensor((1.0, 0.0)))
     assert counter.read(16) == (1, 0, 3, 15)  # a run that spans a read keeps counting
+
+
+@pytest.mark.parametrize(
+    "loss, poison, expected",
+    [
+        (3.0, None, [0.0, 0.0]),
+        (3.0, float("nan"), [1.0, 0.0]),  # a NaN gradient with a finite loss
+        (3.0, float("-inf"), [1.0, 0.0]),
+        (3.0, 4e23, [1.0, 0.0]),  # finite, but the squared norm overflows: an absurd learning rate's step 1
+        (float("inf"), None, [1.0, 1.0]),
+        (float("-inf"), None, [1.0, 1.0]),
+        (float("nan"), float("nan"), [1.0, 1.0]),
+    ],
+)
+def test_the_step_flags_catch_a_non_finite_loss_or_gradient_and_an_overflowing_norm(loss, poison, expected):
+    layers = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3))
+    parameters = list(layers.parameters())
+    for p in parameters:
+        p.grad = torch.randn_like(p)
+    if poison is not None:
+        parameters[2].grad[1, 2] = poison  # one entry of one tensor
+    parameters[3].grad = None  # a parameter the loss did not reach is left out
+    context = training.distributed.init("cpu")
+    flags = training._nonfinite(torch.tensor(loss, requires_grad=True) * 1, parameters, context)
+    assert flags.dtype == torch.float32 and flags.tolist() == expected
