@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference import ReferenceVAE, make_loader, test_elbo, train_epoch, train_epoch_lean  # noqa: E402
+from vaekit import distributed, training  # noqa: E402
 from vaekit.callbacks import Callback  # noqa: E402
 from vaekit.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from vaekit.data import Dataset, Split, load_dataset  # noqa: E402
@@ -451,6 +452,74 @@ def bench_profile(data: Dataset, steps: int = 200) -> dict:
     return dict(sorted(out.items()))
 
 
+def bench_step_parts(data: Dataset, rounds: int = 15, steps: int = 50) -> dict:
+    """Milliseconds per MLP step, single-threaded (CPU time, which a busy neighbour does not inflate), of the
+    lean loop with the reference's model and with vaekit's model and loss (the difference is the model, which
+    no loop change reaches); that loop plus the step's non-finite check, three ways: vaekit's (a dot product
+    per gradient tensor), torch's foreach norm (vaekit's on a GPU), and one dot over a flat gradient buffer
+    that autograd accumulates into (the apex/DeepSpeed layout, which must be zeroed each step); and vaekit's
+    whole loop (train_epoch: the check, counters, epoch sums and a host sync a step). Interleaved by round."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    small = subset(data, 100 * steps)
+    config = RunConfig(train=TrainConfig(epochs=1000, compile="off", precision="float32"))
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = training.set_up(config, Path(tmp), small, distributed.init("cpu"), False, lambda s: None, False)
+    order = torch.arange(len(small.train))
+    flat = torch.zeros(sum(p.numel() for p in loop.parameters))
+    views = list(torch.split(flat, [p.numel() for p in loop.parameters]))
+
+    def vaekit_steps(check: str) -> None:
+        for b in range(steps):
+            x, eps = training.minibatch(loop, order, b)
+            loss, _ = loop.objective(x, 0, eps)
+            if check == "flat":
+                for p, view in zip(loop.parameters, views):
+                    p.grad = view.view_as(p)  # autograd adds into it in place
+                flat.zero_()
+            else:
+                loop.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if check == "dots":
+                loop.optimizer.found_inf = training._nonfinite(loss, loop.parameters, loop.ctx)[0]
+            elif check in ("foreach", "flat"):
+                size = torch.dot(flat, flat) if check == "flat" else training._gradient_size(views, False)
+                loop.optimizer.found_inf = (torch.stack([loss.detach() + size, loss.detach()]) * 0 != 0).float()[0]
+            loop.optimizer.step()
+            loop.optimizer.__dict__.pop("found_inf", None)
+
+    def whole_loop() -> None:
+        loop.state.batch_in_epoch = 0
+        training.train_epoch(loop)
+
+    torch.manual_seed(0)
+    lean = ReferenceVAE()
+    lean_optimizer = torch.optim.Adam(lean.parameters(), lr=1e-3, fused=True)
+    parts = {
+        "lean_reference_model": lambda: train_epoch_lean(lean, lean_optimizer, small.train.images),
+        "lean_vaekit_model": lambda: vaekit_steps("none"),
+        "check_dots": lambda: vaekit_steps("dots"),
+        "check_foreach_norm": lambda: vaekit_steps("foreach"),
+        "check_flat_buffer": lambda: vaekit_steps("flat"),
+        "vaekit_loop": whole_loop,
+    }
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    for _ in range(rounds):
+        for name, part in parts.items():
+            start = time.thread_time()
+            part()
+            times[name].append(1000 * (time.thread_time() - start) / steps)
+    torch.set_num_threads(threads)
+    ms = {name: statistics.median(t[1:]) for name, t in times.items()}
+    out = {f"step_{name}_ms": value for name, value in ms.items()}
+    for name in ("check_dots", "check_foreach_norm", "check_flat_buffer", "vaekit_loop"):  # paired by round
+        added = [a - b for a, b in zip(times[name][1:], times["lean_vaekit_model"][1:])]
+        out[f"step_{name}_added_ms"] = statistics.median(added)
+    out["step_vaekit_model_over_reference_model"] = ms["lean_reference_model"] / ms["lean_vaekit_model"]
+    out["step_vaekit_loop_over_lean_reference"] = ms["lean_reference_model"] / ms["vaekit_loop"]
+    return out
+
+
 def pythae_epochs(data: Dataset) -> dict[str, Callable[[int], None]] | str:
     """Pythae 0.1.2's VAE with the same MLP, as {"pythae": a function that trains one epoch with Pythae's own
     trainer step} (or why it cannot run). Its data is binarized once, as Pythae has no per-batch
@@ -543,6 +612,8 @@ def main() -> None:
     if device == "cpu":
         print("where an MLP step's time goes (torch.profiler) ...", flush=True)
         results.update(bench_profile(data, 40 if args.quick else 200))
+        print("the parts of an MLP step, single-threaded ...", flush=True)
+        results.update(bench_step_parts(data, 3 if args.quick else 15))
     results["suite_seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

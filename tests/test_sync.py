@@ -184,3 +184,17 @@ def test_the_step_flags_catch_a_non_finite_loss_or_gradient_and_an_overflowing_n
     context = training.distributed.init("cpu")
     flags = training._nonfinite(torch.tensor(loss, requires_grad=True) * 1, parameters, context)
     assert flags.dtype == torch.float32 and flags.tolist() == expected
+
+
+@pytest.mark.parametrize("dots", [True, False])  # the CPU's reduction, and the GPU's
+def test_both_gradient_sizes_are_finite_exactly_without_nan_inf_or_overflow(dots):
+    def size(poison):
+        grads = [torch.full((20,), 0.5), torch.full((7,), 2.0)]
+        if poison is not None:
+            grads[1][3] = poison
+        return training._gradient_size(grads, dots)
+
+    assert size(None).item() == pytest.approx(33.0 if dots else 33.0**0.5)  # 20 x 0.25 + 7 x 4
+    assert torch.isfinite(size(1e9))
+    for poison in (float("nan"), float("inf"), float("-inf"), 4e23):
+        assert not torch.isfinite(size(poison)), poison
