@@ -182,6 +182,7 @@ def test_images_per_second_leaves_out_the_first_steps_start_up():
         {"posterior_flow": "iaf", "flow_steps": 2},
         {"hierarchy": "two-layer", "top_latent_dim": 2},
         {"hierarchy": "ladder", "ladder_latent_dims": (4, 2), "ladder_hidden_dims": (32, 16)},
+        {"architecture": "conv", "conv_channels": (8, 16)},  # channels-last conv weights and their Adam moments
     ],
 )
 def test_learned_priors_and_flows_resume_bit_for_bit(model, tiny_config, resumes_bit_for_bit):
@@ -299,3 +300,34 @@ def test_early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_resume
     assert cut == {**summary, "seconds_total": cut["seconds_total"]}
     best_file = rundir.BEST_MODEL_FILE
     assert (tmp_path / "cut" / best_file).read_bytes() == (tmp_path / "full" / best_file).read_bytes()
+
+
+def test_a_checkpoint_restores_adam_moments_in_the_layout_of_their_channels_last_weights(tmp_path):
+    """Contiguous moments beside a channels-last weight would be updated element against the wrong element
+    by the fused Adam; after loading they take the weight's layout, and the next step matches a run that
+    never stopped."""
+    torch.manual_seed(0)
+    config = ModelConfig(architecture="conv", conv_channels=(8, 16), hidden_dim=32, latent_dim=3)
+    models = [build_model(config) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    weight = models[0].encoder.conv[2].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    optimizers = [torch.optim.Adam(m.parameters(), lr=0.1, fused=True) for m in models]
+    x = (torch.rand(4, 1, 28, 28) < 0.3).float()
+
+    def step(model, optimizer):
+        optimizer.zero_grad()
+        model.posterior(x).mu.square().sum().backward()
+        optimizer.step()
+
+    step(models[0], optimizers[0])
+    checkpoint.save_checkpoint(tmp_path / "c.safetensors", models[0], optimizers[0], checkpoint.TrainState(step=1))
+    restored = build_model(config)
+    optimizer = torch.optim.Adam(restored.parameters(), lr=0.1, fused=True)
+    checkpoint.load_checkpoint(tmp_path / "c.safetensors", restored, optimizer)
+    moment = optimizer.state[restored.encoder.conv[2].weight]["exp_avg"]
+    assert moment.stride() == restored.encoder.conv[2].weight.stride()
+    step(models[0], optimizers[0])
+    step(restored, optimizer)
+    for p, q in zip(models[0].parameters(), restored.parameters()):
+        assert torch.equal(p, q)

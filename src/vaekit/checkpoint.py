@@ -284,4 +284,17 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} holds optimiser state for a different optimiser or model: {err}.") from None
+    _state_in_parameter_layout(optimizer)
     return state
+
+
+def _state_in_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each optimiser state tensor its parameter's memory layout. load_state_dict restores them in the
+    file's (contiguous) layout, but a fused update walks a parameter, its gradient and its state as one
+    flat array: a channels-last conv weight beside contiguous moments would be updated element against
+    the wrong element, silently (torch 2.13, CPU)."""
+    for parameter, entries in optimizer.state.items():
+        for key, value in entries.items():
+            moment = isinstance(value, torch.Tensor) and value.shape == parameter.shape
+            if moment and value.stride() != parameter.stride():
+                entries[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
