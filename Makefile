@@ -44,7 +44,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
 # Benchmarks (not tests): vaekit against a plain PyTorch loop and Pythae, measured in one run;
-# figures go to benchmarks/results/bench.json. About 14 minutes on 2 CPU cores.
+# figures go to benchmarks/results/bench.json. About 15 minutes on 2 CPU cores.
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/run.py

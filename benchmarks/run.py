@@ -6,7 +6,7 @@ Figures (medians over repeated epochs after a warm-up epoch; ratios are a loop's
   1. training throughput, images/s: the paper's MLP (784-512-16, batch 100) and the conv preset,
      vaekit uncompiled and compiled (torch.compile), and with bf16 autocast (opt-in on a CPU); the
      reference's model in a lean float32 loop (fused Adam, no DataLoader, no checks, no per-step
-     sync), the in-situ ceiling of what a float32 loop can gain over the plain one here; Pythae's
+     sync, conv weights channels-last as vaekit keeps them), the in-situ ceiling of what a float32 loop can gain over the plain one here; Pythae's
      own training step on the MLP (CPU only); and the 64x64 conv network of Locatello et al. on
      dSprites (batch 64), vaekit in float32 and bf16 against its plain loop, and that loop with
      channels-last tensors. Every loop of a row alternates with the others epoch by epoch
@@ -20,6 +20,9 @@ Figures (medians over repeated epochs after a warm-up epoch; ratios are a loop's
      alone), which bounds the MLP training ratio that any float32 loop could reach
   6. where an MLP step's CPU time goes (torch.profiler, self time per step), in vaekit's float32 loop
      and in the lean loop: matrix products, the Adam update, the binarization draw and all the rest
+  7. the parts of an MLP step on one thread, in CPU time: vaekit's model and loss in the lean loop
+     against the reference's, what three ways of checking the gradients for NaN and overflow add
+     (vaekit's, torch's foreach norm, one flat gradient buffer) and what vaekit's whole loop adds
 Not a test: nothing here asserts; the figures go to a JSON file and a printed table.
 """
 
