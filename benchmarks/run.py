@@ -6,10 +6,11 @@ Figures (medians over repeated epochs after a warm-up epoch; ratios are a loop's
   1. training throughput, images/s: the paper's MLP (784-512-16, batch 100) and the conv preset,
      vaekit uncompiled and compiled (torch.compile), and with bf16 autocast (opt-in on a CPU); the
      reference's model in a lean float32 loop (fused Adam, no DataLoader, no checks, no per-step
-     sync, conv weights channels-last as vaekit keeps them), the in-situ ceiling of what a float32 loop can gain over the plain one here; Pythae's
-     own training step on the MLP (CPU only); and the 64x64 conv network of Locatello et al. on
-     dSprites (batch 64), vaekit in float32 and bf16 against its plain loop, and that loop with
-     channels-last tensors. Every loop of a row alternates with the others epoch by epoch
+     sync, conv weights channels-last as vaekit keeps them), the in-situ ceiling of what a float32
+     loop can gain over the plain one here; Pythae's own training step on the MLP (CPU only); and
+     the 64x64 conv network of Locatello et al. on dSprites (batch 64), vaekit in float32 and bf16
+     against its plain loop, and that loop with channels-last tensors. Every loop of a row
+     alternates with the others epoch by epoch
   2. wall-clock time to a test ELBO of -103 nats (default settings, evaluation included)
   3. importance-sampled log p(x) throughput at K = 5000 against a per-image loop, float32 (eager and
      compiled) and bf16, and the error of the last two against the first
