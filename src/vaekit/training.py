@@ -740,7 +740,7 @@ def _nonfinite(loss: torch.Tensor, parameters: Sequence[nn.Parameter], ctx: dist
     The gradients are checked through their total norm, in float32 (after DDP's averaging they agree
     across ranks). It is finite exactly when every gradient is and it does not overflow, as it does
     when an absurd learning rate has blown the weights up. On a CPU the squared norm as one BLAS dot
-    product per tensor is the cheapest (benchmarks/run.py, the check row); on a GPU, where a step is
+    product per tensor is the cheapest (benchmarks/run.py, bench_step_parts); on a GPU, where a step is
     bound by kernel launches, torch's foreach norm over all tensors at once. v * 0 is 0 for a finite v
     and NaN otherwise: two operations where isfinite takes five.
     """
