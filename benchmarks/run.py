@@ -489,10 +489,9 @@ def bench_step_parts(data: Dataset, rounds: int = 15, steps: int = 50) -> dict:
             else:
                 loop.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if check == "dots":
-                loop.optimizer.found_inf = training._nonfinite(loss, loop.parameters, loop.ctx)[0]
-            elif check in ("foreach", "flat"):
-                size = torch.dot(flat, flat) if check == "flat" else training._gradient_size(views, False)
+            if check != "none":  # the size of this step's gradients, then the flags as vaekit makes them
+                grads = [p.grad.reshape(-1) for p in loop.parameters]
+                size = torch.dot(flat, flat) if check == "flat" else training._gradient_size(grads, check == "dots")
                 loop.optimizer.found_inf = (torch.stack([loss.detach() + size, loss.detach()]) * 0 != 0).float()[0]
             loop.optimizer.step()
             loop.optimizer.__dict__.pop("found_inf", None)
