@@ -206,3 +206,105 @@ def test_each_objectives_weight_multiplies_its_own_term():
     torch.testing.assert_close(at[35.0] - at[0.0], 35.0 * ratio)
     assert dip_weights(TrainConfig(objective="dip-vae-i", dip_lambda_offdiag=2.0)) == (2.0, 20.0)
     assert dip_weights(TrainConfig(objective="dip-vae-ii", dip_lambda_offdiag=2.0)) == (2.0, 2.0)
+
+
+def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, exp(logvar)) per coordinate, written out: broadcasting tensors -> their common shape."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp())
+
+
+def test_with_the_whole_dataset_as_the_batch_stratified_sampling_gives_the_exact_tc_and_mi():
+    """Catches log q(z_j) or log q(z) summed over the wrong axis of the pairwise densities (over the samples i
+    instead of the posteriors k). With M = N every weight of stratified sampling is 1/N, so its estimate is the
+    aggregate posterior itself: log q(z_i) = log 1/N sum_n q(z_i|x_n) and log q(z_ij) likewise, computed here by
+    a direct float64 log-sum-exp over the N mixture components. Wide posteriors, so that the images overlap."""
+    data, prior = _dataset(logvar=0.3, seed=5), StandardNormalPrior(J)
+    rows = torch.randperm(N, generator=torch.Generator().manual_seed(6))  # every image, in some order
+    posterior, z = _batch(data, rows, 7)
+    parts = kl_decomposition(posterior, z, prior, N, "mss")
+    per_dim = _log_normal(z[:, None, :], data.mu[None], data.logvar[None])  # [i, n, j]: (N, N, J)
+    log_joint = torch.logsumexp(per_dim.sum(-1), dim=1) - math.log(N)  # log q(z_i), (N,)
+    log_marginals = (torch.logsumexp(per_dim, dim=1) - math.log(N)).sum(-1)  # sum_j log q(z_ij), (N,)
+    log_given_x = _log_normal(z, posterior.mu, posterior.logvar).sum(-1)  # log q(z_i | x_i), (N,)
+    # to 1e-6: the weights are made in float32 (log 1/N to 1e-7), what a float32 run trains with
+    torch.testing.assert_close(parts.total_correlation, log_joint - log_marginals, rtol=0, atol=1e-6)
+    torch.testing.assert_close(parts.mutual_information, log_given_x - log_joint, rtol=0, atol=1e-6)
+    assert parts.total_correlation.abs().mean() > 0.05  # overlapping posteriors: no term is trivially 0
+
+
+def _small_model_and_batch():
+    """A float64 MLP VAE with three latents, eight binary images and fixed noise eps (8, 1, 3)."""
+    from vaekit.models.vae import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=3)).double()
+    x = torch.bernoulli(
+        torch.full((8, 1, 28, 28), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(0)
+    )
+    eps = torch.randn(8, 1, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return model, x, eps
+
+
+def test_beta_tcvae_warms_its_beta_up_as_the_elbo_objective_does():
+    """Catches beta-TCVAE ignoring the KL warm-up (train.beta where beta_at(step, ...) belongs): beta = 6 with a
+    warm-up of 10 steps weighs the TC by 6 * 5/10 = 3 at step 5, the loss of beta = 3 without warm-up, same noise."""
+    from vaekit.objectives import training_loss
+
+    model, x, eps = _small_model_and_batch()
+    configs = {
+        "warming": TrainConfig(objective="beta-tcvae", beta=6.0, warmup_steps=10),
+        "three": TrainConfig(objective="beta-tcvae", beta=3.0),
+        "six": TrainConfig(objective="beta-tcvae", beta=6.0),
+    }
+    with torch.no_grad():
+        loss = {name: training_loss(model, x, c, 5, eps=eps, dataset_size=100)[0] for name, c in configs.items()}
+    torch.testing.assert_close(loss["warming"], loss["three"], rtol=0, atol=0)
+    assert (loss["six"] - loss["three"]).abs() > 1e-3  # beta moves this loss: the equality is not vacuous
+
+
+def test_at_gamma_0_factorvae_gives_the_vae_the_gradients_of_the_plain_elbo():
+    """Catches the discriminator's loss reaching the encoder (z where z.detach() belongs in the discriminator
+    step): at gamma = 0 the VAE's part of FactorVAE's loss is -ELBO, so with the same noise every VAE
+    parameter's gradient must be the plain ELBO's, whatever the discriminator's own loss is."""
+    from vaekit.models.discriminators import TotalCorrelationDiscriminator
+    from vaekit.objectives import elbo, factor_vae_loss
+
+    model, x, eps = _small_model_and_batch()
+    discriminator = TotalCorrelationDiscriminator(3, 8, 2).double()
+    factor_vae_loss(model, discriminator, x, 0.0, torch.Generator().manual_seed(2), eps)[0].backward()
+    factor_vae = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    (-elbo(model, x, eps=eps).elbo.mean()).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(factor_vae[name], p.grad, rtol=1e-10, atol=1e-12, msg=name)
+    assert discriminator.net[0].weight.grad.abs().sum() > 0  # the discriminator's loss was there, and trained it
+
+
+def test_dip_vae_ii_adds_the_posterior_variance_to_the_diagonal():
+    """Catches DIP-VAE-II adding sigma where sigma^2 belongs. Cov[mu] = I exactly (four means at (+-1, +-1))
+    and logvar = log 1/4 make C = I + diag(1/4): no off-diagonal term, and with DIP-VAE-II's default weights
+    at lambda_od = 1 (lambda_d = lambda_od = 1) the penalty is 2 * (1/4)^2 = 0.125 (sigma would give 0.5)."""
+    from vaekit.objectives import dip_weights
+
+    mu = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
+    posterior = GaussianPosterior(mu, torch.full((4, 2), math.log(1 / 4), dtype=torch.float64))
+    weights = dip_weights(TrainConfig(objective="dip-vae-ii", dip_lambda_offdiag=1.0))
+    assert weights == (1.0, 1.0)
+    assert dip_penalty(posterior, "dip-vae-ii", *weights).item() == 0.125
+    assert dip_penalty(posterior, "dip-vae-i", 1.0, 10.0).item() == 0.0  # DIP-VAE-I reads Cov[mu] only
+
+
+@pytest.mark.parametrize("variant", ["dip-vae-i", "dip-vae-ii"])
+def test_the_dip_penalty_is_added_to_the_beta_weighted_elbo_loss(variant):
+    """Catches the DIP penalty replacing beta * KL instead of adding to it: with the same noise and beta = 4,
+    the DIP-VAE loss minus the elbo objective's loss is exactly the penalty at the batch's posteriors."""
+    from vaekit.objectives import dip_weights, training_loss
+
+    model, x, eps = _small_model_and_batch()
+    dip = TrainConfig(objective=variant, beta=4.0, dip_lambda_offdiag=3.0)
+    with torch.no_grad():
+        loss = training_loss(model, x, dip, 0, eps=eps)[0]
+        plain = training_loss(model, x, TrainConfig(beta=4.0), 0, eps=eps)[0]
+        penalty = dip_penalty(model.posterior(x), variant, *dip_weights(dip))
+    torch.testing.assert_close(loss - plain, penalty, rtol=1e-12, atol=1e-12)
+    assert penalty > 1e-3 and plain > 1.0  # both terms are there
