@@ -112,6 +112,18 @@ def test_each_builder_reads_the_decoders_maps(name):
     assert torch.allclose(dist.level_probs().sum(-1), torch.ones(2, 3, 5, 5), atol=1e-5)
 
 
+def test_channel_coupling_coefficients_stay_in_minus_one_to_one_for_large_raw_outputs():
+    """Catches the coupling built without tanh: the decoder's raw maps are unbounded, and a coefficient past 1
+    lets green and blue's means run off with red's level. Raw outputs of +-100 give coefficients within
+    [-1, 1], and the largest saturate there."""
+    options = {"levels": 256, "components": 2, "coupled": 1.0}
+    maps, build = LIKELIHOOD_BUILDERS["discretized-logistic-mixture"]
+    out = torch.randn(2, maps(options) * 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 100
+    dist = build(out, 3, options)
+    assert dist.coupling.shape == (2, 3, 4, 4, 2)
+    assert (dist.coupling.abs() <= 1).all() and dist.coupling.abs().max() > 0.99
+
+
 def _model_with_a_known_table(likelihood, table_logits, levels=256):
     """A VAE whose decoder ignores z and whose q(z|x) is the prior: log w = log p(x) for every sample."""
     from vaekit.config import ModelConfig
