@@ -1,5 +1,6 @@
 """Contract tests run on every registered model and likelihood."""
 
+import functools
 import math
 
 import pytest
@@ -200,3 +201,33 @@ def test_a_gated_dense_layer_is_its_definition_and_gated_networks_train():
     assert torch.isfinite(bound)
     (-bound).backward()
     assert all(g.gate.weight.grad is not None and g.gate.weight.grad.abs().sum() > 0 for g in gates)
+
+
+@pytest.mark.parametrize("name", ["conv", "resnet", *LATENT_MODELS])
+def test_a_wrong_shaped_or_integer_batch_gets_one_sentence_at_every_entry_point(name):
+    """posterior, reconstruct, the ELBO and decode refuse a batch the model cannot take with a DataError naming the
+    shape or dtype expected and the one given, for every architecture and latent family; the right batch passes."""
+    from vaekit.errors import DataError
+    from vaekit.objectives import elbo
+
+    options = {"architecture": name, "conv_channels": (8, 16)} if name in ARCHITECTURE_NAMES else LATENT_MODELS[name]
+    latent_dim = _spatial(name, (3, 16, 16), (8, 16), 3)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_shape=(3, 16, 16), hidden_dim=16, latent_dim=latent_dim, **options))
+    j = model.latent_dim
+    shape = r"the model takes images of shape \(batch, 3, 16, 16\), but the batch has shape"
+    for call in (model.posterior, model.reconstruct, functools.partial(elbo, model)):
+        with pytest.raises(DataError, match=shape + r" \(4, 1, 28, 28\): load the run's images with vaekit.data"):
+            call(torch.rand(4, 1, 28, 28))
+        with pytest.raises(DataError, match=shape + r" \(3, 16, 16\): add the batch dimension"):
+            call(torch.rand(3, 16, 16))
+        with pytest.raises(DataError, match=r"takes float images in \[0, 1\], but the batch is torch.uint8"):
+            call(torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8))
+        call(torch.rand(4, 3, 16, 16))
+    with pytest.raises(
+        DataError, match=rf"model.decode takes latents of shape \(batch, {j}\), but z has shape \(2, {j + 1}\)"
+    ):
+        model.decode(torch.zeros(2, j + 1))
+    with pytest.raises(DataError, match="model.decode takes float latents, but z is torch.int64"):
+        model.decode(torch.zeros(2, j, dtype=torch.int64))
+    assert model.decode(torch.zeros(2, j)).mean.shape == (2, 3, 16, 16)

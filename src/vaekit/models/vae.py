@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
+from vaekit.errors import DataError
 from vaekit.likelihoods import (
     BernoulliLikelihood,
     CategoricalLevels,
@@ -51,17 +52,24 @@ class VAE(nn.Module):
     The submodules are `encoder` (x -> its parameters), `inference` (those parameters -> the
     Posterior: a flow, q(z2|z1), a ladder's top-down pass), `decoder` and `prior`. Holds the networks
     and nothing else: objectives live in vaekit.objectives, persistence in vaekit.checkpoint.
-    Images are (batch, C, H, W); latents are (batch, latent_dim).
+    Images are float (batch, C, H, W) with (C, H, W) = image_shape (any, where image_shape is None);
+    latents are (batch, latent_dim). posterior and decode refuse other batches with one sentence.
     """
 
     def __init__(
-        self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module, inference: nn.Module | None = None
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: nn.Module,
+        inference: nn.Module | None = None,
+        image_shape: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
         self.inference = inference if inference is not None else GaussianInference()
+        self.image_shape = None if image_shape is None else tuple(image_shape)
 
     @property
     def latent_sizes(self) -> tuple[int, ...]:
@@ -73,11 +81,13 @@ class VAE(nn.Module):
         return sum(self.latent_sizes)
 
     def posterior(self, x: torch.Tensor) -> Posterior:
-        """q(z|x) for images x (batch, C, H, W)."""
+        """q(z|x) for float images x (batch, C, H, W) in the data's range [0, 1]."""
+        check_images(x, self.image_shape)
         return self.inference(self.encoder(x))
 
     def decode(self, z: torch.Tensor) -> Likelihood:
-        """The likelihood p(x|z) for latents z of shape (batch, latent_dim)."""
+        """The likelihood p(x|z) for float latents z of shape (batch, latent_dim)."""
+        check_latents(z, self.latent_dim)
         return self.decoder(z)
 
     @torch.no_grad()
@@ -94,6 +104,37 @@ class VAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decoded mean at the posterior's mean: E[x | z = mean of q(z|x)], images shaped like x."""
         return self.decode(self.posterior(x).mean).mean
+
+
+def check_images(x: torch.Tensor, image_shape: tuple[int, int, int] | None) -> None:
+    """One sentence for a batch of images the model cannot take (integer pixels, another shape), rather than a
+    traceback from deep inside the encoder. It reads the tensor's metadata only: no device synchronisation."""
+    if not x.is_floating_point():
+        raise DataError(
+            f"the model takes float images in [0, 1], but the batch is {x.dtype}: convert it (uint8 levels as "
+            "x.float() / 255), or load the images with vaekit.data.load_dataset(config)."
+        )
+    if image_shape is not None and (x.ndim != 4 or tuple(x.shape[1:]) != image_shape):
+        fix = (
+            "add the batch dimension (x.unsqueeze(0))"
+            if tuple(x.shape) == image_shape
+            else "load the run's images with vaekit.data.load_dataset(config), which gives them the run's shape"
+        )
+        raise DataError(
+            f"the model takes images of shape (batch, {', '.join(map(str, image_shape))}), but the batch has shape "
+            f"{tuple(x.shape)}: {fix}."
+        )
+
+
+def check_latents(z: torch.Tensor, latent_dim: int) -> None:
+    """One sentence for latents the decoder cannot take (integers, another shape); metadata only, as check_images."""
+    if not z.is_floating_point():
+        raise DataError(f"model.decode takes float latents, but z is {z.dtype}: pass z.float().")
+    if z.ndim != 2 or z.shape[1] != latent_dim:
+        fix = "add the batch dimension (z.unsqueeze(0))" if tuple(z.shape) == (latent_dim,) else "one row per code"
+        raise DataError(
+            f"model.decode takes latents of shape (batch, {latent_dim}), but z has shape {tuple(z.shape)}: {fix}."
+        )
 
 
 def likelihood_options(config: ModelConfig, levels: int = 256) -> dict[str, float]:
@@ -172,7 +213,7 @@ def _two_layer(config: ModelConfig, encoder: nn.Module, decoder: nn.Module) -> V
     inference = TwoLayerInference(GaussianMLP(j1, h, j2, layers, act), j2)  # q(z2|z1)
     top = PRIOR_BUILDERS[config.prior](config, j2, encoder)
     prior = HierarchicalPrior([j1, j2], top, nn.ModuleList([GaussianMLP(j2, h, j1, layers, act)]))  # p(z2) p(z1|z2)
-    return VAE(encoder, BottomDecoder(decoder, j1), prior, inference)
+    return VAE(encoder, BottomDecoder(decoder, j1), prior, inference, config.image_shape)
 
 
 def _ladder(config: ModelConfig, options: dict[str, float]) -> VAE:
@@ -188,7 +229,8 @@ def _ladder(config: ModelConfig, options: dict[str, float]) -> VAE:
         GaussianMLP(dims[i + 1], hidden[i], dims[i], layers, act) for i in range(len(dims) - 1)
     )
     prior = HierarchicalPrior(dims, top, conditionals)
-    return VAE(encoder, BottomDecoder(decoder, dims[0]), prior, LadderInference(conditionals, tuple(dims)))
+    inference = LadderInference(conditionals, tuple(dims))
+    return VAE(encoder, BottomDecoder(decoder, dims[0]), prior, inference, config.image_shape)
 
 
 def build_model(config: ModelConfig, levels: int = 256) -> VAE:
@@ -230,6 +272,6 @@ def _build(config: ModelConfig, options: dict[str, float]) -> VAE:
         return _two_layer(config, encoder, decoder)
     prior = PRIOR_BUILDERS[config.prior](config, config.latent_dim, encoder)
     if config.posterior_flow == "none":
-        return VAE(encoder, decoder, prior)
+        return VAE(encoder, decoder, prior, image_shape=config.image_shape)
     flows = build_flows(config.posterior_flow, config.latent_dim, config.flow_steps, config.flow_hidden_dim)
-    return VAE(encoder, decoder, prior, FlowInference(flows))
+    return VAE(encoder, decoder, prior, FlowInference(flows), config.image_shape)
