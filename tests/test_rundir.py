@@ -96,3 +96,15 @@ def test_each_evaluation_setting_keeps_its_own_file_and_the_most_complete_one_is
     (tmp_path / "evaluation-test-k0.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="evaluation-test-k0.json cannot be read as JSON"):
         rundir.best_evaluation(tmp_path, "test")
+
+
+def test_load_run_refuses_an_unknown_weights_name_naming_the_two_there_are(tmp_path):
+    from vaekit.models.vae import build_model
+
+    config = _config()
+    rundir.write_config(tmp_path, config)
+    rundir.save_model(tmp_path, build_model(config.model))
+    with pytest.raises(ConfigError, match=r"unknown weights 'final': choose 'last' .*model.safetensors.* or 'best'"):
+        rundir.load_run(tmp_path, weights="final")
+    model, loaded = rundir.load_run(tmp_path, weights="last")
+    assert loaded == config and model.image_shape == config.model.image_shape

@@ -150,8 +150,13 @@ def save_model(run_dir: Path, model: VAE, weights: str = "last") -> None:
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: str = "last") -> tuple[VAE, RunConfig]:
     """Rebuild a trained model from its run folder (config.json + model.safetensors, or with weights="best"
-    model-best.safetensors), in eval mode."""
+    model-best.safetensors), in eval mode; another `weights` name is one sentence."""
     run_dir = Path(run_dir)
+    if weights not in WEIGHTS:
+        raise ConfigError(
+            f"unknown weights {weights!r}: choose 'last' (the last epoch's, {MODEL_FILE}) or 'best' (the best "
+            f"validation ELBO's, {BEST_MODEL_FILE})."
+        )
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {run_dir} does not exist.")
     config = read_config(run_dir)
