@@ -339,3 +339,22 @@ def test_grey_levels_are_kept_exactly_and_reduced_to_fewer_bits_on_request(tmp_p
     k = torch.arange(256.0)
     for scale in (255.0, 256.0):
         assert torch.equal(reduce_levels(k / scale, 5) * 32, torch.div(k, 8, rounding_mode="floor"))
+
+
+def test_a_runs_config_loads_its_data_in_its_models_image_shape(tmp_path):
+    """load_dataset(run_config) needs no image shape: an RGB array file loads as the run's (3, 8, 8) images, where
+    the data section alone would be read as MNIST's (1, 28, 28); a conflicting shape is one sentence."""
+    from vaekit.config import ModelConfig, RunConfig
+    from vaekit.errors import ConfigError
+
+    np.savez(tmp_path / "rgb.npz", x=np.random.default_rng(0).integers(0, 256, (30, 8, 8, 3), dtype=np.uint8))
+    data = DataConfig(dataset="array", path=str(tmp_path / "rgb.npz"), binarization="none")
+    run = RunConfig(ModelConfig(image_shape=(3, 8, 8), likelihood="gaussian"), data)
+    assert load_dataset(run).image_shape == (3, 8, 8)
+    assert torch.equal(load_dataset(run).test.images, load_dataset(data, (3, 8, 8)).test.images)
+    with pytest.raises(DataError, match="pass --image-shape 3,8,8"):
+        load_dataset(run.data)
+    with pytest.raises(
+        ConfigError, match=r"image_shape \(1, 8, 8\) differs from the run's model.image_shape \(3, 8, 8\)"
+    ):
+        load_dataset(run, (1, 8, 8))

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.config import SPLIT_NAMES, DataConfig
+from vaekit.config import SPLIT_NAMES, DataConfig, RunConfig
 from vaekit.data import cifar10, dsprites
 from vaekit.data.binarize import dynamic_binarize, static_binarize
 from vaekit.data.images import read_array_file, read_image_folder, split_arrays
 from vaekit.data.mnist import CLASS_NAMES, cache_dir, load_idx_dataset
-from vaekit.errors import DataError
+from vaekit.errors import ConfigError, DataError
 
 Log = Callable[[str], None]  # where a loader says what it does (a fetch, skipped files): the CLI's stderr
 Loader = Callable[[DataConfig, tuple[int, int, int], Log], dict[str, Any]]
@@ -186,14 +186,24 @@ def reduce_levels(images: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def load_dataset(
-    config: DataConfig, image_shape: tuple[int, int, int] = (1, 28, 28), log: Log = lambda line: None
+    config: RunConfig | DataConfig, image_shape: tuple[int, int, int] | None = None, log: Log = lambda line: None
 ) -> Dataset:
     """Load a dataset as float tensors in [0, 1], apply the limits and static binarization.
 
-    image_shape (the model's) sets the size that folders of images are resized to; `log` hears of a
-    first fetch of MNIST and of skipped unreadable images.
+    `config` is a run's config (its data, shaped as its model.image_shape: what the run trained on, whatever the
+    dataset) or a DataConfig with `image_shape` (the model's; MNIST's (1, 28, 28) if not given), which sets the
+    size that folders of images are resized to and that array files, dSprites and CIFAR-10 must have; `log`
+    hears of a first fetch of MNIST and of skipped unreadable images.
     """
-    arrays = DATASET_LOADERS[config.dataset](config, tuple(image_shape), log)  # type: ignore[arg-type]
+    if isinstance(config, RunConfig):
+        if image_shape is not None and tuple(image_shape) != config.model.image_shape:
+            raise ConfigError(
+                f"image_shape {tuple(image_shape)} differs from the run's model.image_shape "
+                f"{config.model.image_shape}: leave image_shape out to load the run's data as it trained on it."
+            )
+        config, image_shape = config.data, config.model.image_shape
+    image_shape = (1, 28, 28) if image_shape is None else tuple(image_shape)  # type: ignore[assignment]
+    arrays = DATASET_LOADERS[config.dataset](config, image_shape, log)  # type: ignore[arg-type]
     scale = float(arrays["scale"])
     splits = {}
     for name in SPLIT_NAMES:
