@@ -331,3 +331,33 @@ def test_a_checkpoint_restores_adam_moments_in_the_layout_of_their_channels_last
     step(restored, optimizer)
     for p, q in zip(models[0].parameters(), restored.parameters()):
         assert torch.equal(p, q)
+
+
+def _first_images(data, n):
+    """The dataset with only its first n training images."""
+    import dataclasses
+
+    from vaekit.data import Split
+
+    return dataclasses.replace(data, train=Split(data.train.images[:n], data.train.labels[:n]))
+
+
+def test_the_loop_gives_beta_tcvae_the_number_of_training_images(tmp_path, tiny_config, tiny_data, monkeypatch):
+    """Catches the loop not passing the dataset size N to beta-TCVAE (whose estimate of the aggregate posterior
+    then falls back to N = M, the batch): every training step of a 200-image run in batches of 50 reaches
+    objectives.kl_decomposition with N = 200."""
+    from vaekit import objectives
+
+    seen: list[tuple[int, int]] = []
+    real = objectives.kl_decomposition
+
+    def recording(posterior, z, prior, dataset_size, sampling="mss"):
+        seen.append((len(z), dataset_size))
+        return real(posterior, z, prior, dataset_size, sampling)
+
+    monkeypatch.setattr(objectives, "kl_decomposition", recording)
+    config = tiny_config.with_overrides(
+        {"data.train_limit": 200, "train.epochs": 1, "train.batch_size": 50, "train.objective": "beta-tcvae"}
+    )
+    train(config, tmp_path / "run", progress=False, dataset=_first_images(tiny_data, 200))
+    assert seen == [(50, 200)] * 4
