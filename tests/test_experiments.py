@@ -232,3 +232,13 @@ def test_the_long_budget_runs_burdas_recipe_and_the_short_one_keeps_the_defaults
         assert (config.train.lr_schedule, config.train.adam_eps, config.model.init) == defaults
         assert config.model.architecture == with_recipe.model.architecture and config.train.epochs == 200
     assert plain.command_line()[-1] == "--no-recipe"  # what a --jobs worker is started with
+
+
+def test_every_burda_run_has_the_papers_base_rate_at_every_budget():
+    """Catches a wrong base learning rate in the Burda recipe: Adam at 1e-3 (Burda et al. 2016, Section 5), the
+    rate the burda schedule's 10^(-i/7) factors multiply, in every run of every budget, with and without
+    the recipe."""
+    for budget in ("smoke", "short", "long"):
+        for recipe in (True, False):
+            runs = ExperimentPlan("burda2015-mnist", budget=budget, recipe=recipe).runs()
+            assert runs and {config.train.learning_rate for _, config in runs} == {1e-3}, (budget, recipe)
