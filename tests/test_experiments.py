@@ -210,14 +210,32 @@ def test_the_locatello_experiment_scores_every_objective_with_every_metric_over_
         saved = json.loads((out / row["run"] / "evaluation-test-k0-disentanglement.json").read_text())
         assert saved["disentanglement"]["score_points"] == {"train": 40, "test": 20, "batch_size": 8,
                                                             "variance_points": 500}  # fmt: skip
-    assert rows["factor-vae-seed0"]["published_metrics"] == {"mig": 0.15, "factor_vae_score": 0.82}
+    assert rows["factor-vae-seed0"]["published_metrics"] == {"mig_posterior": 0.15, "factor_vae_score": 0.82}
     groups = {g["run"]: g for g in result["over_seeds"]}
     migs = [rows[f"vae-seed{s}"]["mig"] for s in (0, 1)]
     assert groups["vae"]["figures"]["mig"]["median"] == pytest.approx(sum(migs) / 2)
     table = (out / "summary.md").read_text()
     assert "| run | mig | mig_posterior | sap |" in table and " (0.82) |" in table
-    mig = groups["factor-vae"]["figures"]["mig"]  # over seeds: median [min, max] beside the published figure
-    assert f"| factor-vae | 2 | {mig['median']:.3f} [{mig['min']:.3f}, {mig['max']:.3f}] (0.15) |" in table
+    over = groups["factor-vae"]["figures"]  # over seeds: median [min, max], the published MIG beside Chen et al.'s only
+    cell = lambda m: f"{over[m]['median']:.3f} [{over[m]['min']:.3f}, {over[m]['max']:.3f}]"  # noqa: E731
+    assert f"| factor-vae | 2 | {cell('mig')} | {cell('mig_posterior')} (0.15) |" in table
+    assert "Lin et al. 2020 (InfoGAN-CR and ModelCentrality), Table 1" in table  # the sources, under the tables
+
+
+def test_every_published_locatello_figure_sits_beside_the_estimator_it_was_computed_with():
+    """The published MIGs (Chen et al.'s estimator, via Lin et al. 2020's Table 1) stand only beside mig_posterior,
+    never the 20-bin mig; beta-VAE's FactorVAE score, a mean, is not set against FactorVAE's best; every
+    published figure appears in a source line, none of them ascribed to Locatello et al."""
+    from vaekit.experiments import locatello2019 as loc
+
+    published = loc.PUBLISHED_METRICS
+    assert all("mig" not in figures for figures in published.values())
+    assert published["beta-tcvae"] == {"mig_posterior": 0.45} and "factor_vae_score" not in published["beta-vae"]
+    sources = " ".join(loc.PUBLISHED_SOURCES)
+    for run, figures in published.items():
+        for value in figures.values():
+            assert f"{value:.2f} ({run})" in sources, (run, value)
+    assert "12,600" in sources and "none is Locatello et al.'s" in sources
 
 
 def test_the_long_budget_runs_burdas_recipe_and_the_short_one_keeps_the_defaults():

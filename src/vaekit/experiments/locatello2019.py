@@ -3,6 +3,9 @@ representations", on dSprites: the VAE, beta-VAE (beta = 4), the annealed capaci
 (beta = 6), FactorVAE (gamma = 35) and DIP-VAE-I with their conv network (the dsprites-* presets), each
 scored by every disentanglement metric of vaekit.disentanglement on the test images. Run it over seeds
 (--seeds 3): the paper's point is that the spread between seeds is as large as that between methods.
+Locatello et al. trained 12,600 models (six objectives at six settings each, 50 seeds, seven datasets: the
+sweep of disentanglement_lib's unsupervised_study_v1) and report distributions of the metrics, not single
+figures; the published figures set beside these runs come from elsewhere (PUBLISHED_SOURCES).
 
 Budgets: smoke (1 epoch of 256 images), short (a CPU budget: 20,000 images for 6 epochs, 120,000 images
 seen, about 4 minutes a run on 2 cores, the capacity ramp scaled to it), long (the paper's 300,000 steps
@@ -31,18 +34,34 @@ PRESETS = {
     "dip-vae-i": "dsprites-dip-vae-i",
 }
 PUBLISHED: dict[str, float] = {}  # no published -log p(x) on dSprites
-# Published disentanglement figures as issue #25 lists them, each under the vaekit metric that computes it
-# the way its source did: Chen et al. 2018's beta-TCVAE MIG comes from their own estimator over the whole
-# grid without shape (mig_posterior; their code, rtqichen/beta-tcvae, was read to confirm the setting), the
-# other MIGs from disentanglement_lib's 20-bin histograms (mig). The figures themselves have not been
-# checked against the papers' tables here.
+# Published disentanglement figures on dSprites, each under the vaekit metric that computes it as its source did.
+# None is Locatello et al.'s. All but DIP-VAE-I's SAP are rows of Lin et al. 2020's Table 1, a compilation of the
+# best reported result of each method (its caption as issue 35 quotes it; the table was read here only as Ding et
+# al. 2021, arXiv:1911.05210, Table 3, copy its baseline rows from it). Every MIG is Chen et al. 2018's estimator
+# (mig_posterior: sampled codes over the whole grid, shape left out; their code, rtqichen/beta-tcvae, was read to
+# confirm the setting), never disentanglement_lib's 20-bin one (mig). Left out: the table's beta-VAE FactorVAE
+# score, 0.63 +- 0.10, a mean over seeds from yet another source, which beside FactorVAE's best 0.82 would compare
+# a mean with a best. PUBLISHED_SOURCES names the original behind each figure and what could be checked.
 PUBLISHED_METRICS: dict[str, dict[str, float]] = {
-    "vae": {"mig": 0.10},
-    "beta-vae": {"mig": 0.21, "factor_vae_score": 0.63, "sap": 0.55},
+    "vae": {"mig_posterior": 0.10},
+    "beta-vae": {"mig_posterior": 0.21, "sap": 0.55},
     "beta-tcvae": {"mig_posterior": 0.45},
-    "factor-vae": {"mig": 0.15, "factor_vae_score": 0.82},
+    "factor-vae": {"mig_posterior": 0.15, "factor_vae_score": 0.82},
     "dip-vae-i": {"sap": 0.53},
 }
+# Where each published figure comes from: the experiment summary prints these lines under its metric tables.
+PUBLISHED_SOURCES = (
+    "Published figures, in brackets, are the best reported result of each method, not medians over seeds, and "
+    "none is Locatello et al.'s, who show their 12,600 models as distributions.",
+    "MIG 0.10 (vae), 0.21 (beta-vae), 0.45 (beta-tcvae), 0.15 (factor-vae), in the mig_posterior column: Lin et "
+    "al. 2020 (InfoGAN-CR and ModelCentrality), Table 1, best over beta (gamma for FactorVAE) with Chen et al. "
+    "2018's estimator, as issue 35 reports; Chen et al.'s own figures were not checked here.",
+    "FactorVAE score 0.82 (factor-vae): Lin et al. 2020, Table 1, from Kim & Mnih 2018, their best mean over 10 "
+    "seeds as issue 35 reports; Kim & Mnih's own table was not checked here.",
+    "SAP 0.55 (beta-vae): Lin et al. 2020, Table 1; the paper it comes from was not identified.",
+    "SAP 0.53 (dip-vae-i): not in Lin et al. 2020's Table 1; its source was not found (Kumar et al. 2018, who "
+    "define DIP-VAE and SAP, could not be read here), so it is unchecked.",
+)
 BUDGETS = {
     "smoke": Budget(epochs=1, train_limit=256, eval_limit=128, num_importance_samples=0, grid_classes=3,
                     score_points=40),

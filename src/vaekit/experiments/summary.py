@@ -91,6 +91,8 @@ def summarise(
         "runs": rows,
         "over_seeds": seed_groups(rows) if plan.seeds > 1 else [],
         "missing": missing,
+        # where the published figures beside the metrics come from, as the experiment's module states it
+        "published_sources": list(getattr(EXPERIMENTS[plan.name], "PUBLISHED_SOURCES", ())),
     }
 
 
@@ -166,6 +168,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
     lines += _bits_table(result["runs"])
     lines += _metrics_table(result["runs"])
     lines += _seed_table(result.get("over_seeds") or [])
+    if result.get("published_sources"):
+        lines += ["", "Where the published figures come from:", ""] + [f"- {s}" for s in result["published_sources"]]
     if result.get("missing"):
         lines += ["", f"Not run yet (or failed): {', '.join(result['missing'])}."]
     return "\n".join(lines) + "\n"
@@ -206,8 +210,8 @@ def _metrics_table(rows: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [
         "",
-        "Disentanglement on the test images (vaekit.disentanglement; MIG with 20-bin histograms), published "
-        "figures in brackets where the experiment lists them.",
+        "Disentanglement on the test images (vaekit.disentanglement; mig from 20-bin histograms, mig_posterior "
+        "Chen et al.'s estimator), published figures in brackets where the experiment lists them.",
         "",
         "| run | " + " | ".join(METRICS) + " |",
         "|---|" + "---|" * len(METRICS),
