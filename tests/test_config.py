@@ -145,3 +145,30 @@ def test_configs_written_before_priors_and_flows_existed_still_load():
         "none",
         "reparameterization",
     )
+
+
+@pytest.mark.parametrize(
+    "model,data,train,fragment",
+    [
+        (
+            {"likelihood": "gaussian"},
+            {},
+            {},
+            "model.likelihood = 'gaussian' is invalid: gaussian is a density for grey",
+        ),
+        ({"likelihood": "gaussian"}, {"binarization": "static"}, {}, "use it with --binarization none, or bernoulli"),
+        ({"likelihood": "categorical"}, {}, {}, "categorical models grey levels, not binary pixels"),
+        ({}, {"bits": 5}, {}, "data.bits = 5 is invalid: fewer levels apply to grey levels kept as they are"),
+        ({}, {"bits": 1, "binarization": "static"}, {}, "use it with --binarization none, or leave bits at 8"),
+        ({}, {}, {"objective": "beta-tcvae", "batch_size": 1}, "train.batch_size = 1 is invalid: beta-tcvae"),
+    ],
+)
+def test_settings_that_would_do_nothing_are_refused_in_one_sentence(model, data, train, fragment):
+    """A Gaussian's learned variance and fewer grey levels mean nothing on binarized pixels, and beta-TCVAE's
+    estimate of the total correlation needs two images in a batch; each is one sentence naming the key."""
+    raw = {"model": model, "data": data, "train": train}
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")) as refused:
+        RunConfig.from_dict(raw)
+    assert str(refused.value).count(". ") == 0 and str(refused.value).endswith(".")  # one sentence
+    grey = {"model": model, "data": {**data, "binarization": "none"}, "train": {**train, "batch_size": 2}}
+    RunConfig.from_dict(grey)  # the same settings where they do something are accepted

@@ -349,6 +349,14 @@ class DataConfig:
         _require_choice(s, "binarization", self.binarization, BINARIZATIONS)
         _require(1 <= self.bits <= 8, s, "bits", self.bits, "use 1 to 8 (8-bit images hold 256 levels)")
         _require(
+            self.bits == 8 or self.binarization == "none",
+            s,
+            "bits",
+            self.bits,
+            "fewer levels apply to grey levels kept as they are, and binarized pixels have two: use it with "
+            "--binarization none, or leave bits at 8",
+        )
+        _require(
             self.source != "folder" or bool(self.path),
             s,
             "path",
@@ -592,6 +600,14 @@ class TrainConfig:
             self.objective,
             "factor-vae takes one sample per image and the adam optimizer (its discriminator trains with Adam)",
         )
+        _require(
+            self.objective != "beta-tcvae" or self.batch_size >= 2,
+            s,
+            "batch_size",
+            self.batch_size,
+            "beta-tcvae estimates q(z) from the other images of each minibatch, so a batch of one has no total "
+            "correlation to penalise: use 2 or more",
+        )
 
 
 @dataclass(frozen=True)
@@ -633,6 +649,15 @@ class RunConfig:
             "likelihood",
             m.likelihood,
             f"{m.likelihood} models grey levels, not binary pixels: use it with --binarization none",
+        )
+        _require(
+            m.likelihood != "gaussian" or self.data.binarization == "none",
+            "model",
+            "likelihood",
+            m.likelihood,
+            "gaussian is a density for grey levels: on binary pixels the variance of those always 0 or 1 shrinks "
+            "to decoder_logvar_min and the ELBO grows with that bound, not the model: use it with --binarization "
+            "none, or bernoulli",
         )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
