@@ -361,3 +361,27 @@ def test_the_loop_gives_beta_tcvae_the_number_of_training_images(tmp_path, tiny_
     )
     train(config, tmp_path / "run", progress=False, dataset=_first_images(tiny_data, 200))
     assert seen == [(50, 200)] * 4
+
+
+def test_beta_tcvaes_last_batch_never_holds_a_single_image(tmp_path, tiny_config, tiny_data, monkeypatch):
+    """201 images in batches of 50: beta-TCVAE, which cannot estimate q(z) from one image, trains on 50, 50, 50
+    and 51, every image once; the elbo objective keeps its last batch of one (five steps), as before."""
+    from vaekit import objectives
+
+    seen: list[tuple[int, int]] = []
+    real = objectives.kl_decomposition
+
+    def recording(posterior, z, prior, dataset_size, sampling="mss"):
+        seen.append((len(z), dataset_size))
+        return real(posterior, z, prior, dataset_size, sampling)
+
+    monkeypatch.setattr(objectives, "kl_decomposition", recording)
+    config = tiny_config.with_overrides({"data.train_limit": 201, "train.epochs": 1, "train.batch_size": 50})
+    data = _first_images(tiny_data, 201)
+    tcvae = train(
+        config.with_overrides({"train.objective": "beta-tcvae"}), tmp_path / "tc", progress=False, dataset=data
+    )
+    assert seen == [(50, 201)] * 3 + [(51, 201)]
+    assert tcvae.metrics[0]["step"] == 4 and tcvae.metrics[0]["images_seen"] == 201
+    elbo = train(config, tmp_path / "elbo", progress=False, dataset=data)
+    assert elbo.metrics[0]["step"] == 5

@@ -349,9 +349,13 @@ class Loop:
 
 def steps_per_epoch(config: RunConfig, data: Dataset, ctx: distributed.Context) -> int:
     """Optimisation steps in an epoch of the training images: a distributed run drops an epoch's incomplete
-    last global batch (batch_size x world size), so that every rank gets a full share."""
+    last global batch (batch_size x world size), so that every rank gets a full share. Under beta-TCVAE a last
+    batch of a single image, which has no other image to estimate q(z) from, joins the batch before it
+    (`minibatch`), so that every image is still seen once an epoch."""
     n, batch = len(data.train), config.train.batch_size * ctx.world_size
-    return n // batch if ctx.distributed else -(-n // batch)
+    if ctx.distributed or (config.train.objective == "beta-tcvae" and n % batch == 1):
+        return n // batch
+    return -(-n // batch)
 
 
 def with_warmup_share(train: TrainConfig, steps_per_epoch: int) -> TrainConfig:
@@ -584,7 +588,10 @@ def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[torch.Tensor, to
     """
     tc, ctx = loop.config.train, loop.ctx
     noise = loop.noise.manual_seed(derive_seed(tc.seed, "noise", loop.state.step))
-    rows = order[b * loop.global_batch : (b + 1) * loop.global_batch]
+    end = (b + 1) * loop.global_batch
+    if b + 1 == loop.batches_per_epoch and not ctx.distributed:
+        end = len(order)  # the epoch's last batch takes every image left (one more under beta-TCVAE)
+    rows = order[b * loop.global_batch : end]
     x = loop.data.training_observations(loop.train_x[rows], noise)
     shape = (len(rows), tc.num_samples, loop.model.latent_dim)  # all layers' noise
     eps = torch.randn(shape, generator=noise, device=noise.device)
