@@ -234,3 +234,135 @@ def test_chen_et_als_mig_is_taken_from_q_z_given_x_where_it_is_one_factorized_ga
         assert 0 <= figures["mig_posterior"] <= 1
         assert figures["mig_posterior_setting"] == {"images": 6, "grid_classes": 0, "samples": 10_000,
                                                     "factors": ["a", "b"]}  # fmt: skip
+
+
+def _product_grid(counts: list[list[int]]) -> np.ndarray:
+    """Factors whose classes occur `counts[k][c]` times each, all combinations crossed, so that the factors
+    are exactly independent however unequal their class frequencies: (prod of sums, F)."""
+    columns = [np.repeat(np.arange(len(c)), c) for c in counts]
+    return np.stack([a.ravel() for a in np.meshgrid(*columns, indexing="ij")], 1)
+
+
+def test_mig_divides_by_the_empirical_entropy_not_log_classes():
+    """Factors as their own codes carry each factor's whole entropy, so MIG = 1 exactly; normalising by
+    log(classes) instead of the empirical H(v_k) gives less where classes are unequally common."""
+    factors = _product_grid([[7, 2, 1], [1, 3], [2, 2, 5, 1]])
+    assert d.factor_entropies(factors)[0] < math.log(3) - 0.2  # unequal classes: H well below log(classes)
+    assert d.mig(factors.astype(float), factors) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_sap_takes_the_gap_between_the_two_best_codes_not_the_best_and_the_worst():
+    """Codes [v0, v0, v1, v2] of three binary factors: v0's two best codes tie (gap 0), v1's and v2's best
+    code is right and the others guess (gap 1/2): SAP = (0 + 1/2 + 1/2) / 3. Best minus worst gives 1/2."""
+    factors = _grid((2, 2, 2), repeats=50)
+    codes = factors[:, [0, 0, 1, 2]].astype(float)
+    assert d.sap(codes, factors) == pytest.approx(1 / 3, abs=0.05)
+
+
+def test_dci_weights_each_codes_disentanglement_by_its_share_of_the_importance():
+    """R = [[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]] (code 0 predicts v0 and v1 alike): code 0's
+    disentanglement is 1 - log 2 / log 4 = 1/2 with weight 2/4, the others 1 with weight 1/4 each:
+    D = 0.75, whatever the importances' scale; completeness 1 (each factor read from one code). The codes
+    [3 v0 + v1, v2, v3] of a (3, 3, 3, 3) grid give that R to boosted trees."""
+    importance = 7.0 * np.array([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+    assert d.dci_from_importance(importance) == pytest.approx((0.75, 1.0))
+    factors = _grid((3, 3, 3, 3), repeats=4)
+    codes = np.stack([3 * factors[:, 0] + factors[:, 1], factors[:, 2], factors[:, 3]], 1).astype(float)
+    measured = d.dci(codes, factors)
+    assert measured.disentanglement == pytest.approx(0.75, abs=0.02)
+    assert measured.completeness == pytest.approx(1.0, abs=0.02)
+
+
+def _noisy_factor_codes(scales: list[float], noise: float = 0.5, seed: int = 0):
+    """An encoder of _grid_images whose codes are (10 v_k + N(0, noise^2)) * scales[k]: each factor in its own
+    code, the codes on very different scales."""
+    rng = np.random.default_rng(seed)
+
+    def encode(images: np.ndarray) -> np.ndarray:
+        values = images[:, :, 0, 0].astype(float)
+        return (10 * values + noise * rng.normal(size=values.shape)) * np.asarray(scales)
+
+    return encode
+
+
+def test_the_factorvae_score_divides_each_code_by_its_spread():
+    """Codes scaled [1, 100, 0.01, 10]: the fixed factor's code still varies least once divided by its
+    standard deviation over the data; unscaled, the 0.01 code would win every vote (score about 1/4)."""
+    grid = _grid_images((3, 3, 3, 3))
+    score = d.factor_vae_score(grid, _noisy_factor_codes([1, 100, 0.01, 10]), train=300, test=300, batch_size=32)
+    assert score > 0.95
+
+
+def test_the_factorvae_vote_assigns_each_code_a_factor_with_more_codes_than_factors_and_fewer():
+    """More codes than factors: two pure-noise codes beside the factors never win a vote (score 1). Fewer:
+    codes [v0, v1] of three factors; v2's votes split between the two codes, each code keeps its own
+    factor, so v0's and v1's test votes are right and v2's wrong: 2/3."""
+    sizes = (3, 3, 3, 3)
+    rng = np.random.default_rng(0)
+
+    def more(images: np.ndarray) -> np.ndarray:
+        values = images[:, :, 0, 0].astype(float)
+        return np.concatenate([values, rng.normal(size=(len(values), 2))], 1)
+
+    assert d.factor_vae_score(_grid_images(sizes), more, train=300, test=300, batch_size=32) == 1.0
+    fewer = d.factor_vae_score(
+        _grid_images((3, 3, 3)), lambda images: images[:, :2, 0, 0].astype(float), train=600, test=1500, batch_size=32
+    )
+    assert fewer == pytest.approx(2 / 3, abs=0.05)
+
+
+def test_the_factorvae_score_of_a_collapsed_representation_is_zero():
+    """Codes whose spread over the data is below PRUNE_STD never vote; with none left the score is 0 (as in
+    disentanglement_lib), where majority voting among noise would score well above chance."""
+    grid = _grid_images((3, 3, 3, 3))
+    collapsed = _noisy_factor_codes([0.001] * 4)  # each code's std about 0.008
+    assert d.factor_vae_score(grid, collapsed, train=200, test=200, batch_size=32) == 0.0
+    one_left = _noisy_factor_codes([0.001, 0.001, 0.001, 1.0])  # only v3's code votes: its own share, 1/4
+    assert d.factor_vae_score(grid, one_left, train=200, test=400, batch_size=32) == pytest.approx(0.25, abs=0.1)
+
+
+def test_explicitness_standardises_the_codes_first():
+    """A binary factor in a code scaled by 1e-4 beside a pure-noise code: on raw codes the regularised
+    logistic regression barely weighs the tiny code and ranks by noise (AUC near 1/2); standardised, it
+    reads the factor (AUC 1). Rescaling codes never changes the figure."""
+    rng = np.random.default_rng(0)
+    factors = _grid((2,), repeats=500)
+    codes = np.stack([1e-4 * (factors[:, 0] + 0.1 * rng.normal(size=1000)), rng.normal(size=1000)], 1)
+    assert d.explicitness(codes, factors) > 0.99
+    assert d.explicitness(codes * [1e6, 1e-3], factors) == pytest.approx(d.explicitness(codes, factors), abs=1e-6)
+
+
+def test_the_bootstrap_standard_errors_match_the_spread_over_fresh_datasets():
+    """MIG's and SAP's bootstrap standard errors on one dataset, against the standard deviation of each
+    metric over 30 datasets drawn alike: within a factor of two of each other (a bootstrap that resampled
+    nothing, or a variance given for a standard deviation, is off by far more)."""
+    sizes = (3, 4)
+
+    def draw(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        factors = np.stack([rng.integers(0, s, 600) for s in sizes], 1)
+        return factors @ np.array([[1.0, 0.5], [0.3, 1.0]]) + 0.8 * rng.normal(size=(600, 2)), factors
+
+    spread = {name: np.std([getattr(d, name)(*draw(s)) for s in range(30)], ddof=1) for name in ("mig", "sap")}
+    stderr = d.pair_scores(*draw(100))["stderr"]
+    for name in ("mig", "sap"):
+        assert spread[name] / 2 < stderr[name] < spread[name] * 2, (name, stderr[name], spread[name])
+
+
+def test_the_scores_carry_standard_errors_chance_levels_and_the_information_matrix():
+    sizes = (3, 3, 3, 3)
+    grid, factors = _grid_images(sizes), _grid(sizes, repeats=2)
+    identity = lambda images: images[:, :, 0, 0].astype(float)  # noqa: E731
+    stages: list[str] = []
+    out = d.scores(factors.astype(float), factors, grid, identity, score_points=200, step=stages.append)
+    assert stages[0] == "MIG, modularity" and stages[-1] == "FactorVAE score"
+    assert out["stderr"]["beta_vae_score"] == 0.0  # a perfect score: p (1 - p) = 0
+    assert out["chance"] == {"explicitness": 0.5, "dci_informativeness": pytest.approx(1 / 3, abs=0.05),
+                             "beta_vae_score": 0.25, "factor_vae_score": 0.25}  # fmt: skip
+    np.testing.assert_allclose(out["mutual_information"], np.diag(np.log([3.0] * 4)), atol=1e-6)
+    assert out["information_floor"] == pytest.approx([19 * 2 / (2 * len(factors))] * 4)
+    assert out["stderr"]["dci_disentanglement"] is None and out["stderr"]["mig"] >= 0
+    dropped = lambda images: identity(images) * [0, 1, 1, 1]  # noqa: E731  v0's code constant: about 3/4
+    partial = d.scores(factors.astype(float), factors, grid, dropped, score_points=200)
+    p = partial["factor_vae_score"]
+    assert 0.5 < p < 1 and partial["stderr"]["factor_vae_score"] == pytest.approx(math.sqrt(p * (1 - p) / 100))
