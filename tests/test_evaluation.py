@@ -69,6 +69,31 @@ def test_active_units_count_a_constructed_case():
     assert d.posterior_means.shape == (300, 5)
 
 
+def test_a_unit_is_active_against_its_own_posterior_variance_not_against_one():
+    """Three units of one model. Unit 0's mean moves by about 0.05 (activity 0.0025, below Burda's 0.01)
+    but its posterior std is 0.005, so it carries several nats about x: active. Unit 1's mean moves as
+    much with a posterior std of 1: collapsed (the N(0, I) rule). Unit 2's posterior is narrow too but its
+    mean never moves: collapsed, though its KL (about 4.8 nats) is the largest of the three."""
+    from vaekit.evaluation import latent_diagnostics
+    from vaekit.models.posteriors import GaussianPosterior
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=8, latent_dim=3, image_shape=(1, 2, 2)))
+
+    def posterior(x: torch.Tensor) -> GaussianPosterior:
+        signal = 0.1 * (x.flatten(1).mean(1, keepdim=True) - 0.5) / 0.29  # about 0.05 std over x
+        mu = torch.cat([signal, signal, torch.zeros_like(signal)], 1)
+        return GaussianPosterior(mu, torch.tensor([2 * math.log(0.005), 0.0, 2 * math.log(0.005)]).expand_as(mu))
+
+    model.posterior = posterior
+    d = latent_diagnostics(model, torch.rand(400, 1, 2, 2), batch_size=100)
+    assert d.activity[0] < 0.01 and d.activity[1] < 0.01 and d.activity[2] == 0
+    torch.testing.assert_close(d.posterior_variance, torch.tensor([2.5e-5, 1.0, 2.5e-5], dtype=torch.float64),
+                               rtol=0.15, atol=0)  # fmt: skip
+    assert d.active.tolist() == [True, False, False]
+    assert d.kl_per_dim[2] > 4.5 and d.kl_per_dim[2] > d.kl_per_dim[1]
+
+
 def test_log_likelihood_estimate_rises_with_k_on_a_trained_model(trained_small):
     model, data = trained_small
     x = data.evaluation_observations("test")[:100]

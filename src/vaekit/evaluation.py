@@ -230,6 +230,7 @@ def _log_sum_of_weights(
 
 # Samples per image of the Monte-Carlo KL per layer, where there is no closed form.
 KL_SAMPLES = 4
+VARIANCE_SAMPLES = 8  # draws per image behind E_x Var_q(z_j|x) of the active-unit rule (latent_diagnostics)
 
 
 @dataclass(frozen=True)
@@ -254,8 +255,15 @@ class LatentDiagnostics:
     """How the latent space is used, over a set of images.
 
     layers: each stochastic layer's KL (LayerKL), bottom first.
-    activity: Var_x(mean of q(z_j|x)), (latent_dim,); a dimension is active when it exceeds the
-    threshold (0.01, Burda et al. 2016, Section 5.2) and collapsed otherwise.
+    activity: Var_x(mean of q(z_j|x)), (latent_dim,), how much the unit's code moves with the image.
+    posterior_variance: E_x Var_q(z_j|x), (latent_dim,), the unit's own noise (None: taken as 1, the
+    variance of a N(0, I) prior).
+    A unit is active when its activity exceeds `threshold` (0.01) times its posterior variance, and
+    collapsed otherwise. A collapsed unit of a N(0, I) prior has a posterior variance near 1, so this is
+    Burda et al.'s rule (2016, Section 5.2: activity above 0.01); measured against the unit's own noise
+    it also counts a unit whose code moves little but whose posterior is narrower still (a Gaussian channel
+    carries I = 1/2 log(1 + activity / variance) nats, about 0.005 at the threshold). Not the unit's KL:
+    a posterior that is narrow everywhere has a large KL and tells nothing about x if its mean never moves.
     posterior_means: the posterior's mean for every image, (N, latent_dim).
     """
 
@@ -263,6 +271,7 @@ class LatentDiagnostics:
     activity: torch.Tensor
     posterior_means: torch.Tensor
     threshold: float = 0.01
+    posterior_variance: torch.Tensor | None = None
 
     @property
     def kl_per_dim(self) -> torch.Tensor | None:
@@ -272,7 +281,8 @@ class LatentDiagnostics:
 
     @property
     def active(self) -> torch.Tensor:
-        return self.activity > self.threshold
+        noise = 1.0 if self.posterior_variance is None else self.posterior_variance
+        return self.activity > self.threshold * noise
 
     @property
     def active_units(self) -> int:
@@ -317,15 +327,18 @@ def latent_diagnostics(
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(derive_seed(seed, "eval", 1))
-    means, kls, closed = [], [], True
+    means, kls, noise, closed = [], [], [], True
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
         posterior = model.posterior(xb)
         means.append(posterior.mean.double().cpu())  # latents are small: gathered on the CPU
         contributions, closed = _kl_contributions(model, posterior, generator)
         kls.append([t.double().cpu() for t in contributions])
+        z, _ = posterior.rsample(VARIANCE_SAMPLES, generator)  # (batch, S, J): after the KL's draws, which stay
+        noise.append(z.double().var(1).sum(0).cpu())
     model.train(was_training)
     mu = torch.cat(means)
+    posterior_variance = torch.stack(noise).sum(0) / len(x)
     activity = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
     layers = []
     for i, size in enumerate(model.latent_sizes):
@@ -335,7 +348,7 @@ def latent_diagnostics(
         per_dim = per_image.mean(0) if per_image.dim() == 2 else None
         estimate = "closed form" if closed else "Monte Carlo"
         layers.append(LayerKL(f"z{i + 1}", size, total.mean().item(), stderr, per_dim, estimate))
-    return LatentDiagnostics(layers, activity, mu.float(), threshold)
+    return LatentDiagnostics(layers, activity, mu.float(), threshold, posterior_variance)
 
 
 def latent_figures(latents: LatentDiagnostics) -> dict[str, Any]:

@@ -228,8 +228,9 @@ def _warn_if_collapsed(loop: Loop) -> None:
         return
     layers = ", ".join(f"{layer.name} {layer.kl:.2f}" for layer in latents.layers)
     loop.log(
-        f"warning: {latents.collapsed_units} of {latent_dim} latent units collapsed (the posterior mean varies by "
-        f"less than {latents.threshold} over the validation images; KL per layer in nats: {layers}): the decoder "
+        f"warning: {latents.collapsed_units} of {latent_dim} latent units collapsed (over the validation images the "
+        f"posterior mean's variance is below {latents.threshold} of the posterior's own, the rule of vaekit evaluate; "
+        f"KL per layer in nats: {layers}): the decoder "
         "ignores most of z. A KL warm-up (--warmup-steps), free bits (--free-bits) or more epochs usually help."
     )
 
