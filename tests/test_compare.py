@@ -166,7 +166,8 @@ def test_runs_scored_against_known_factors_get_a_table_of_their_disentanglement_
     assert out[heads + 2].split() == ["wider", *["-"] * len(METRICS)]
     assert "Disentanglement (test images)" in (tmp_path / "c.html").read_text()
     assert main(["compare", str(root / "small"), "--json", "--png", png]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["disentanglement"] == figures
+    shown = json.loads(capsys.readouterr().out)[0]["disentanglement"]
+    assert shown == {**figures, "setting": {"pairs": 200, "score_points": None, "grid_classes": None}}
 
 
 def test_compare_names_the_settings_each_run_changes_and_warns_when_several_do(two_runs, tmp_path, capsys):
@@ -294,3 +295,66 @@ def test_two_8bit_runs_are_compared_and_paired_in_bits_per_dim(tmp_path, tiny_da
     bpd, bpd_se = runs[1]["log_likelihood_bits_per_dim"], runs[1]["log_likelihood_bits_per_dim_stderr"]
     assert "bits/dim" in out.splitlines()[0] and f"{bpd:.4f} ± {bpd_se:.4f}" in wide
     assert f"{-mean / scale:+.4f} ± {stderr / scale:.4f}" in wide
+
+
+def _scored(path, setting: dict, mig: float, weights: str = "last") -> None:
+    """A saved disentanglement evaluation with every metric, standard errors and a setting."""
+    from vaekit.disentanglement import METRICS
+
+    figures = {name: 0.5 for name in METRICS} | {"mig": mig, "pairs": setting["pairs"], "setting": setting}
+    figures["stderr"] = {name: 0.01 for name in METRICS} | {"dci_disentanglement": None}
+    result = {"split": "test", "images": setting["pairs"], "weights": weights, "disentanglement": figures}
+    rundir.write_evaluation(path, result)
+
+
+def test_disentanglement_over_seeds_with_standard_errors_and_never_two_settings_in_one_column(
+    two_runs, tmp_path, capsys
+):
+    """Two seeds of one config and a third run: each metric ± its s.e., the seeds' median [min, max], and
+    figures taken from the setting every run has; where the runs share none, a warning names each one's."""
+    from vaekit.compare import choose_disentanglement, seed_groups
+
+    root, _ = two_runs
+    paths = [tmp_path / name for name in ("a-s0", "a-s1", "b")]
+    for path, seed in zip(paths, (0, 1, 0)):
+        shutil.copytree(root / ("small" if path.name != "b" else "wider"), path)
+        rundir.write_config(path, rundir.read_config(path).with_overrides({"train.seed": seed}))
+    long, quick = (
+        {"pairs": 200, "score_points": 2000, "grid_classes": 10},
+        {"pairs": 200, "score_points": 40, "grid_classes": 3},
+    )
+    for path, mig in zip(paths, (0.2, 0.4, 0.3)):
+        _scored(path, long, mig)
+    _scored(paths[0], quick, 0.9)  # a quick check of one run: not set beside the others' long ones
+    rows, _ = compare(paths)
+    assert [r["disentanglement"]["mig"] for r in rows] == [0.2, 0.4, 0.3]
+    (group,) = seed_groups(rows)
+    assert group["metrics"]["mig"] == {"median": pytest.approx(0.3), "min": 0.2, "max": 0.4, "values": [0.2, 0.4]}
+    assert main(["compare", *map(str, paths), "--png", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "0.200 ± 0.010" in out and "every run in one setting: 200 pairs, 2000 score points, grid 10" in out
+    assert "disentanglement over those seeds (200 pairs, 2000 score points, grid 10): MIG 0.300 [0.200, 0.400]" in out
+    for file in paths[2].glob("evaluation-test-k0-disentanglement-*.json"):
+        file.unlink()
+    _scored(paths[2], quick, 0.7)  # the third run has only the quick setting: the columns would mix
+    rows, _ = compare(paths)
+    choose_disentanglement(rows)
+    assert rows[2]["disentanglement_mixed"] and [r["disentanglement"]["mig"] for r in rows] == [0.2, 0.4, 0.7]
+    assert main(["compare", *map(str, paths), "--png", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the runs were scored in different settings (a-s0: 200 pairs, 2000 score points, grid 10" in out
+    assert "b: 200 pairs, 40 score points, grid 3)" in out and "disentanglement over those seeds" in out
+
+
+def test_a_row_of_the_best_weights_takes_the_best_weights_test_figures(two_runs, tmp_path):
+    """Where a run's most complete evaluation is of its best weights, its test ELBO comes from the summary's
+    best_weights, and its disentanglement figures only from evaluations of those weights."""
+    root, result = two_runs
+    path = tmp_path / "run"
+    shutil.copytree(root / "wider", path)
+    summary = rundir.read_summary(path)
+    rundir.write_summary(path, {**summary, "best_epoch": 2, "best_weights": {"epoch": 2, "test_elbo": -123.0}})
+    rundir.write_evaluation(path, {"split": "test", "limit": 60, **result, "images": 10_000, "weights": "best"})
+    _scored(path, {"pairs": 100, "score_points": None, "grid_classes": None}, 0.6, weights="last")
+    (row,) = compare([path])[0]
+    assert row["test_elbo"] == -123.0 and row["weights"] == "best (2)" and row.get("disentanglement") is None

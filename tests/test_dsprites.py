@@ -155,8 +155,12 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
     )
     out = capsys.readouterr().out
     assert "factor_vae_score" in out and "mig_posterior" in out
-    saved = tmp_path / "run" / "evaluation-test-k0-disentanglement.json"
+    assert "+- " in out and "chance 0.200" in out  # standard errors, and the scores' chance level 1/F
+    saved = tmp_path / "run" / "evaluation-test-k0-disentanglement-n200-p60-g3.json"
     figures = json.loads(saved.read_text())["disentanglement"]
+    assert figures["setting"] == {"pairs": 200, "score_points": 60, "grid_classes": 3}
+    assert set(figures["stderr"]) == set(disentanglement.METRICS) and figures["chance"]["beta_vae_score"] == 0.2
+    assert np.array(figures["mutual_information"]).shape == (4, 5)
     assert figures["factor_names"] == ["shape", "scale", "orientation", "posX", "posY"] and figures["pairs"] == 200
     assert all(0 <= figures[name] <= 1 for name in disentanglement.METRICS), figures
     assert figures["score_points"] == {"train": 60, "test": 30, "batch_size": 8, "variance_points": 500}
@@ -169,6 +173,15 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
         assert [(e.step, e.value) for e in events.Scalars(f"disentanglement/{name}")] == [
             (1, pytest.approx(figures[name], abs=1e-6))
         ]
+    # a quicker check with other settings leaves the first file as it was, beside its own
+    before = saved.read_text()
+    assert (
+        main(["evaluate", run, "--samples", "0", "--disentanglement", "--grid-classes", "2", "--score-points", "20"])
+        == 0
+    )
+    assert (
+        saved.read_text() == before and (saved.parent / "evaluation-test-k0-disentanglement-n200-p20-g2.json").exists()
+    )
     assert main(["evaluate", run, "--samples", "0", "--disentanglement", "--grid-classes", "-1"]) != 0
     assert "--grid-classes -1 is invalid" in capsys.readouterr().err
     assert main(["evaluate", run, "--samples", "0", "--disentanglement", "--score-points", "1"]) != 0

@@ -207,7 +207,8 @@ def test_the_locatello_experiment_scores_every_objective_with_every_metric_over_
         assert row["images_seen"] == 256 and row["log_likelihood"] is None  # K = 0: no log p(x) on dSprites
         assert all(0 <= row[m] <= 1 for m in disentanglement.METRICS), row
         assert (out / row["run"] / "images" / "factors.png").exists()
-        saved = json.loads((out / row["run"] / "evaluation-test-k0-disentanglement.json").read_text())
+        (path,) = (out / row["run"]).glob("evaluation-test-k0-disentanglement-n*-p40-g*.json")  # named by its setting
+        saved = json.loads(path.read_text())
         assert saved["disentanglement"]["score_points"] == {"train": 40, "test": 20, "batch_size": 8,
                                                             "variance_points": 500}  # fmt: skip
     assert rows["factor-vae-seed0"]["published_metrics"] == {"mig_posterior": 0.15, "factor_vae_score": 0.82}

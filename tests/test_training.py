@@ -291,6 +291,14 @@ def test_early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_resume
     assert all(torch.equal(best.state_dict()[k], v) for k, v in at_epoch[2].items())
     last, _ = rundir.load_run(tmp_path / "full")
     assert all(torch.equal(last.state_dict()[k], v) for k, v in at_epoch[4].items())
+    # the summary keeps the test figures of both: the last weights' at the top, the best weights' apart
+    from vaekit.randomness import seeded_generator
+
+    test_x, tc = tiny_data.evaluation_observations("test"), config.train
+    for model, figures in ((last, summary), (best, summary["best_weights"])):
+        expected = evaluation.evaluate_elbo(model, test_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"))
+        assert figures["test_elbo"] == pytest.approx(expected.elbo, abs=1e-9)
+    assert summary["best_weights"]["epoch"] == 2 and summary["best_weights"]["test_elbo"] != summary["test_elbo"]
 
     epochs.clear()
     for call in range(6):  # one epoch per call, the same curve again; the last two calls train nothing

@@ -155,7 +155,7 @@ def _evaluate_parser(sub: Any) -> None:
         "log p(x) by importance sampling with its standard error, the gap between them, the IWAE "
         "bound for a chosen k, active units and the KL of each stochastic layer (per dimension where it splits "
         "so); with --disentanglement the disentanglement metrics on data with known factors. Writes one file per "
-        "setting, RUN_DIR/evaluation-SPLIT-kK[-iwaeI][-firstN][-disentanglement].json, so a quick check never "
+        "setting, RUN_DIR/evaluation-SPLIT-kK[-iwaeI][-firstN][-disentanglement-nP-pS-gG].json, so a quick check never "
         "replaces a long one; the report shows the most complete.",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
@@ -641,14 +641,28 @@ def _bits_lines(result: dict[str, Any]) -> list[str]:
 
 
 def _disentanglement_lines(figures: dict[str, Any] | None) -> list[str]:
-    """The disentanglement metrics, each in [0, 1], higher is better."""
+    """The disentanglement metrics, each in [0, 1], higher is better, with their standard errors and chance
+    levels where they have them, and the setting they depend on."""
     if not figures:
         return []
+    setting = figures.get("setting") or {}
+    said = [f"{figures['pairs']} images"]
+    said += [f"{setting['score_points']} score points"] if setting.get("score_points") else []
+    said += [f"a grid of {setting['grid_classes']} classes a factor"] if setting.get("grid_classes") else []
     lines = [
-        f"  disentanglement against {', '.join(figures['factor_names'])} ({figures['pairs']} images, "
-        f"{figures.get('seconds', 0):.0f} s)"
+        f"  disentanglement against {', '.join(figures['factor_names'])} ({', '.join(said)}; "
+        f"{figures.get('seconds', 0):.0f} s), each in [0, 1], higher is better"
     ]
-    lines += [f"    {name:22s}{figures[name]:7.3f}" for name in METRICS if name in figures]
+    stderr, chance = figures.get("stderr") or {}, figures.get("chance") or {}
+    for name in (n for n in METRICS if n in figures):
+        se = f" +- {stderr[name]:.3f}" if stderr.get(name) is not None else " " * 9
+        lines.append(
+            f"    {name:22s}{figures[name]:7.3f}{se}" + (f"   chance {chance[name]:.3f}" if name in chance else "")
+        )
+    lines.append(
+        "    +- one standard error: bootstrap over the points (binomial for the two scores, Monte Carlo for "
+        "mig_posterior); none for DCI's disentanglement and completeness (one fit: compare seeds)"
+    )
     return lines
 
 

@@ -104,12 +104,14 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
     """The figures of one run folder with these metrics rows (None where it has none yet, e.g. no evaluation)."""
     summary = rundir.read_summary(run_dir) or {}
     evaluation = rundir.best_evaluation(run_dir, "test") or {}
+    weights = evaluation.get("weights", "last")  # every figure of the row is of these weights
+    test = rundir.test_figures(summary, weights)
     return {
         "run": label,
         "path": str(run_dir),
-        "test_elbo": summary.get("test_elbo"),
-        "test_reconstruction": summary.get("test_reconstruction"),
-        "test_kl": summary.get("test_kl"),
+        "test_elbo": test.get("test_elbo"),
+        "test_reconstruction": test.get("test_reconstruction"),
+        "test_kl": test.get("test_kl"),
         "log_likelihood": evaluation.get("log_likelihood"),
         "log_likelihood_stderr": evaluation.get("log_likelihood_stderr"),
         "bits_per_dim": evaluation.get("log_likelihood_bits_per_dim"),
@@ -121,9 +123,10 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "active_units": evaluation.get("active_units"),
         "latent_dim": sum(rundir.read_config(run_dir).model.latent_sizes),  # all stochastic layers
         "epochs": len(metrics),
-        "weights": None if not evaluation else f"{evaluation.get('weights', 'last')} ({evaluation.get('epochs')})",
+        "weights": f"{weights} ({summary.get('best_epoch' if weights == 'best' else 'epochs', len(metrics))})",
+        "weights_used": weights,
         "training_minutes": sum(m["seconds"] for m in metrics) / 60,
-        "disentanglement": rundir.disentanglement_evaluation(run_dir, "test"),
+        "disentanglement_settings": rundir.disentanglement_evaluations(run_dir, "test", weights),
     }
 
 
@@ -144,11 +147,36 @@ def compare(
     for problem in problems:
         log(f"warning: {problem}")
     rows = [run_figures(p, name, metrics[name]) for p, name in zip(paths, metrics)]
+    choose_disentanglement(rows)
     for path, row in zip(paths[1:], rows[1:]):
-        row.update(paired_log_likelihood(paths[0], path) | paired_elbo(paths[0], path))
+        weights = (rows[0]["weights_used"], row["weights_used"])
+        row.update(paired_log_likelihood(paths[0], path, weights) | paired_elbo(paths[0], path, weights))
         row["differs"] = differences(paths[0], path)
         row.update(_paired_bits(rows[0], row, math.prod(rundir.read_config(path).model.image_shape)))
     return rows, metrics
+
+
+def _setting_key(figures: dict[str, Any]) -> tuple[int, int, int]:
+    setting = figures["setting"]
+    return tuple(setting.get(k) or 0 for k in ("pairs", "score_points", "grid_classes"))  # type: ignore[return-value]
+
+
+def choose_disentanglement(rows: list[dict[str, Any]]) -> None:
+    """Each row's disentanglement figures (row["disentanglement"]) from one setting for all: the most points
+    among the settings every scored run has; where they share none, each run's own most points, and
+    row["disentanglement_mixed"] says so (their differences then mix the settings' with the models')."""
+    scored = [r for r in rows if r["disentanglement_settings"]]
+    keys = [{_setting_key(f): f for f in r["disentanglement_settings"]} for r in scored]
+    common = set.intersection(*(set(k) for k in keys)) if keys else set()
+    for row, by_key in zip(scored, keys):
+        row["disentanglement"] = by_key[max(common)] if common else by_key[max(by_key)]
+        row["disentanglement_mixed"] = not common and len({max(k) for k in keys}) > 1
+
+
+def setting_label(figures: dict[str, Any]) -> str:
+    """A disentanglement setting in words: '10000 pairs, 2000 score points, grid 10'."""
+    pairs, points, grid = _setting_key(figures)
+    return ", ".join([f"{pairs} pairs"] + [f"{points} score points"] * bool(points) + [f"grid {grid}"] * bool(grid))
 
 
 def _paired_bits(base: dict[str, Any], row: dict[str, Any], dims: int) -> dict[str, float]:
@@ -208,8 +236,18 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         figures = over_seeds([row for _, row in members], ("test_elbo", "log_likelihood"))
         figures |= over_seeds(paired, ("paired_difference",))
         runs = [row["run"] for _, row in members]
-        out.append({"runs": runs, "seeds": [seed for seed, _ in members], "figures": figures})
+        group = {"runs": runs, "seeds": [seed for seed, _ in members], "figures": figures}
+        out.append(group | _metrics_over_seeds([row for _, row in members]))
     return out
+
+
+def _metrics_over_seeds(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The disentanglement metrics' median, minimum and maximum over a group's seeds, where every seed was
+    scored in one setting; {} otherwise."""
+    scored = [r.get("disentanglement") for r in members]
+    if not all(scored) or len({_setting_key(f) for f in scored}) != 1:  # type: ignore[arg-type]
+        return {}
+    return {"metrics": over_seeds(scored, METRICS), "metrics_setting": setting_label(scored[0])}  # type: ignore[arg-type]
 
 
 def seed_lines(groups: list[dict[str, Any]]) -> list[str]:
@@ -226,6 +264,12 @@ def seed_lines(groups: list[dict[str, Any]]) -> list[str]:
         )
         seeds = ", ".join(map(str, group["seeds"]))
         lines.append(f"over seeds {seeds} ({', '.join(group['runs'])}): {said or 'no figures yet'}")
+        if group.get("metrics"):
+            said = "; ".join(
+                f"{METRIC_HEADS[k]} {f['median']:.3f} [{f['min']:.3f}, {f['max']:.3f}]"
+                for k, f in group["metrics"].items()
+            )
+            lines.append(f"  disentanglement over those seeds ({group['metrics_setting']}): {said}")
     return lines
 
 
@@ -273,21 +317,45 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     scored = metric_rows(rows)
     if scored:
         heads = list(scored[0])
-        lines += ["", "  ".join(h.ljust(width) if i == 0 else h.rjust(10) for i, h in enumerate(heads))]
+        lines += ["", "  ".join(h.ljust(width) if i == 0 else h.rjust(13) for i, h in enumerate(heads))]
         lines += [
-            "  ".join(c.ljust(width) if i == 0 else c.rjust(10) for i, c in enumerate(r.values())) for r in scored
+            "  ".join(c.ljust(width) if i == 0 else c.rjust(13) for i, c in enumerate(r.values())) for r in scored
         ]
-        lines.append(
-            "disentanglement on the test images (vaekit evaluate --disentanglement), each in [0, 1], higher is better"
-        )
+        lines += metric_notes(rows)
     return "\n".join(lines)
+
+
+def metric_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What the disentanglement table's figures are, the setting they share, or a warning that they do not."""
+    scored = [r for r in rows if r.get("disentanglement")]
+    notes = [
+        "disentanglement on the test images (vaekit evaluate --disentanglement), each in [0, 1], higher is better, "
+        "± one standard error (bootstrap over points; binomial for the beta-VAE and FactorVAE scores; none for DCI's "
+        "dis. and comp., one fit each: compare seeds); chance: beta-VAE and FactorVAE 1/F, explicitness 0.5"
+    ]
+    if any(r.get("disentanglement_mixed") for r in scored):
+        said = "; ".join(f"{r['run']}: {setting_label(r['disentanglement'])}" for r in scored)
+        notes.append(
+            f"warning: the runs were scored in different settings ({said}), which moves the metrics as much as the "
+            "models can: evaluate them alike (vaekit evaluate --disentanglement with the same --score-points and "
+            "--grid-classes) before reading differences"
+        )
+    elif scored:
+        notes.append(f"every run in one setting: {setting_label(scored[0]['disentanglement'])}")
+    return notes
 
 
 def metric_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Each run's disentanglement metrics as table cells (heading -> cell); [] where no run has any."""
     if not any(r.get("disentanglement") for r in rows):
         return []
-    cell = lambda figures, name: "-" if figures.get(name) is None else f"{figures[name]:.3f}"  # noqa: E731
+
+    def cell(figures: dict[str, Any], name: str) -> str:
+        if figures.get(name) is None:
+            return "-"
+        stderr = (figures.get("stderr") or {}).get(name)
+        return f"{figures[name]:.3f}" + ("" if stderr is None else f" ± {stderr:.3f}")
+
     return [
         {"run": r["run"], **{METRIC_HEADS[name]: cell(r.get("disentanglement") or {}, name) for name in METRICS}}
         for r in rows
@@ -313,6 +381,7 @@ def html_page(rows: list[dict[str, Any]], png: Path) -> str:
             for line in coverage_lines(rows) + difference_lines(rows) + seed_lines(seed_groups(rows))
         ),
         *(["<h2>Disentanglement (test images)</h2>", report.table(metric_rows(rows))] if metric_rows(rows) else []),
+        *(f"<p class='note'>{html.escape(line)}</p>" for line in (metric_notes(rows) if metric_rows(rows) else [])),
         report.figure(png.read_bytes(), png.name, caption),
         "<h2>Run folders</h2>",
         report.table([{"run": r["run"], "folder": r["path"]} for r in rows]),

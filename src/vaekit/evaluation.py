@@ -504,14 +504,11 @@ def evaluate_run(
     vaekit.disentanglement, for data with known factors (`disentanglement_figures`, with `grid_classes` and
     `score_points`);
     weights: "last" (model.safetensors) or "best" (model-best.safetensors, the best validation ELBO's epoch)."""
+    start = time.perf_counter()
     model, config = rundir.load_run(run_dir, weights=weights)
     summary = rundir.read_summary(run_dir) or {}
     data = load_dataset(config.data, config.model.image_shape, log)
-    if disentanglement and data.split(split).factors is None:
-        raise DataError(
-            f"dataset '{config.data.dataset}' has no known factors: --disentanglement needs dsprites, or an array "
-            "file with a 'factors' array."
-        )
+    factors = _known_factors(data, split, config.data.dataset) if disentanglement else None
     x = data.evaluation_observations(split)
     x = x[:limit] if limit else x
     result = {
@@ -533,13 +530,24 @@ def evaluate_run(
             log=log,
         ),
     }
-    if disentanglement:
-        factors = data.split(split).factors
-        assert factors is not None
+    if factors is not None:
+        seed = config.train.seed
         result["disentanglement"] = disentanglement_figures(
-            model, data, x, factors[: len(x)], config.train.seed, grid_classes, score_points
+            model, data, x, factors[: len(x)], seed, grid_classes, score_points, progress
         )
+    result["seconds"] = time.perf_counter() - start  # the whole evaluation, loading and every metric included
     return result, rundir.write_evaluation(run_dir, result)
+
+
+def _known_factors(data: Dataset, split: str, dataset: str) -> torch.Tensor:
+    """The factor classes of a split's images, (N, F); one sentence for data without known factors."""
+    factors = data.split(split).factors
+    if factors is None:
+        raise DataError(
+            f"dataset '{dataset}' has no known factors: --disentanglement needs dsprites, or an array file with a "
+            "'factors' array."
+        )
+    return factors
 
 
 # Images per encoder call of the disentanglement metrics: a 64 x 64 conv encoder runs 1.5 to 2 times faster on a
@@ -555,11 +563,15 @@ def disentanglement_figures(
     seed: int = 0,
     grid_classes: int = 10,
     score_points: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The disentanglement metrics of a model's codes, the posterior means, on observations x (N, C, H, W)
-    with their factor classes (N, F); where the data can show any factor combination (dSprites) the
-    intervention scores (on `score_points` training points, None: vaekit.disentanglement.SCORE_POINTS) and
-    Chen et al.'s MIG too (`posterior_mig`). For a hierarchy the codes are the top layer's."""
+    with their factor classes (N, F), with their standard errors and chance levels
+    (vaekit.disentanglement.scores); where the data can show any factor combination (dSprites, or an array
+    file holding every combination) the intervention scores (on `score_points` training points, None:
+    vaekit.disentanglement.SCORE_POINTS) and Chen et al.'s MIG too (`posterior_mig`). For a hierarchy the
+    codes are the top layer's. `setting` says what the figures depend on (pairs, score points, grid
+    classes): the evaluation's file is named after it."""
     top = model.latent_sizes[-1]
 
     @torch.no_grad()
@@ -573,11 +585,24 @@ def disentanglement_figures(
     start, was_training = time.perf_counter(), model.training
     model.eval()
     grid = metrics.FactorGrid(data.factor_sizes, data.observe) if data.observe is not None else None
-    out = metrics.scores(encode(x), factors.numpy(), grid, encode if grid is not None else None, seed, score_points)
-    if grid is not None:
-        out.update(posterior_mig(model, grid, data.factor_names, grid_classes, seed))
+    with progress_bar(8 if grid is not None else 5, progress, desc="disentanglement", unit="stage") as bar:
+        started: list[str] = []  # each stage ticks the bar as the next one starts, the last one at the end
+        step = lambda stage: (bar.update(len(started[:1])), bar.set_postfix_str(stage), started.append(stage))  # noqa: E731
+        out = metrics.scores(encode(x), factors.numpy(), grid, encode if grid else None, seed, score_points, step)
+        if grid is not None:
+            step("Chen et al.'s MIG")
+            out = _with_posterior_mig(out, posterior_mig(model, grid, data.factor_names, grid_classes, seed))
+        bar.update()
     model.train(was_training)
-    return {"factor_names": list(data.factor_names), **out, "seconds": time.perf_counter() - start}
+    setting = {"pairs": out["pairs"], "score_points": out.get("score_points", {}).get("train"),
+               "grid_classes": out.get("mig_posterior_setting", {}).get("grid_classes")}  # fmt: skip
+    return {"factor_names": list(data.factor_names), **out, "setting": setting, "seconds": time.perf_counter() - start}
+
+
+def _with_posterior_mig(out: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    """The pair and intervention scores with Chen et al.'s MIG and its standard error added."""
+    stderr = figures.pop("mig_posterior_stderr", None)
+    return {**out, **figures, "stderr": {**out["stderr"], **({"mig_posterior": stderr} if figures else {})}}
 
 
 @torch.no_grad()
@@ -602,9 +627,12 @@ def posterior_mig(
     posteriors += [posterior(i) for i in range(ENCODE_BATCH, len(combinations), ENCODE_BATCH)]
     kept = [k for k, name in enumerate(names) if name != "shape"]
     mean, std = torch.cat([q.mu for q in posteriors]), torch.cat([(0.5 * q.logvar).exp() for q in posteriors])
-    figure = metrics.mig_posterior(mean, std, combinations[:, kept], metrics.POSTERIOR_SAMPLES, seed)
+    figure, stderr, _ = metrics.mig_posterior_estimate(
+        mean, std, combinations[:, kept], metrics.POSTERIOR_SAMPLES, seed
+    )
     setting = {"images": len(combinations), "grid_classes": grid_classes, "samples": metrics.POSTERIOR_SAMPLES}
-    return {"mig_posterior": figure, "mig_posterior_setting": {**setting, "factors": [names[k] for k in kept]}}
+    return {"mig_posterior": figure, "mig_posterior_stderr": stderr,
+            "mig_posterior_setting": {**setting, "factors": [names[k] for k in kept]}}  # fmt: skip
 
 
 def over_seeds(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -618,15 +646,18 @@ def over_seeds(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, 
     return out
 
 
-def paired_log_likelihood(first: str | Path, other: str | Path) -> dict[str, Any]:
+def paired_log_likelihood(
+    first: str | Path, other: str | Path, weights: tuple[str, str] = ("last", "last")
+) -> dict[str, Any]:
     """Run `other`'s log p(x) minus run `first`'s, image by image on the test images both evaluated (the
     first n of the split) with the same K and precision, with the standard error of the differences,
     from the pair of saved evaluations with the most images in common (then the largest K); {} where
     none compares: other data, no common K, or no per-image figures (evaluations saved before them).
     Most of log p(x)'s spread is between images, so this standard error is several times smaller than
-    the two runs' own: it is the one that says whether one model is ahead of another."""
+    the two runs' own: it is the one that says whether one model is ahead of another. weights: which
+    weights' evaluations of each run ("last" or "best")."""
     setting = lambda r: (r.get("num_importance_samples"), r.get("precision", "float32"))  # noqa: E731
-    found = _paired(first, other, "log_likelihood_per_image", setting)
+    found = _paired(first, other, "log_likelihood_per_image", setting, weights)
     if not found:
         return {}
     d, (k, _) = found
@@ -634,10 +665,10 @@ def paired_log_likelihood(first: str | Path, other: str | Path) -> dict[str, Any
             "paired_images": len(d), "paired_importance_samples": k}  # fmt: skip
 
 
-def paired_elbo(first: str | Path, other: str | Path) -> dict[str, Any]:
+def paired_elbo(first: str | Path, other: str | Path, weights: tuple[str, str] = ("last", "last")) -> dict[str, Any]:
     """The same for the test ELBO (each image's one-sample estimate with the evaluation's noise): `other`'s
     minus `first`'s on the images both evaluated, with the standard error of the differences; {} where none."""
-    found = _paired(first, other, "elbo_per_image", lambda r: 0)
+    found = _paired(first, other, "elbo_per_image", lambda r: 0, weights)
     if not found:
         return {}
     d, _ = found
@@ -647,10 +678,15 @@ def paired_elbo(first: str | Path, other: str | Path) -> dict[str, Any]:
 
 
 def _paired(
-    first: str | Path, other: str | Path, key: str, setting: Callable[[dict[str, Any]], Any]
+    first: str | Path,
+    other: str | Path,
+    key: str,
+    setting: Callable[[dict[str, Any]], Any],
+    weights: tuple[str, str] = ("last", "last"),
 ) -> tuple[list[float], Any] | None:
-    """The per-image differences (other - first) of `key` from the two runs' test evaluations that agree in
-    `setting` and share the most images (then the largest setting), with that setting; None where none do."""
+    """The per-image differences (other - first) of `key` from the two runs' test evaluations of these
+    weights that agree in `setting` and share the most images (then the largest setting), with that setting;
+    None where none do."""
     data_a, data_b = (
         dataclasses.replace(rundir.read_config(p).data, train_limit=0, eval_limit=0) for p in (first, other)
     )
@@ -659,8 +695,9 @@ def _paired(
     pairs = [
         (min(len(a[key]), len(b[key])), setting(a), a, b)
         for a in rundir.evaluations(first, "test")
+        if a.get("weights", "last") == weights[0]
         for b in rundir.evaluations(other, "test")
-        if setting(a) == setting(b) and key in a and key in b
+        if b.get("weights", "last") == weights[1] and setting(a) == setting(b) and key in a and key in b
     ]
     n, chosen, a, b = max(pairs, key=lambda p: p[:2], default=(0, 0, {}, {}))
     if n < 2:

@@ -9,6 +9,7 @@ from typing import Any
 
 from vaekit import checkpoint, rundir
 from vaekit.config import DISCRETE_LIKELIHOOD_NAMES
+from vaekit.disentanglement import METRICS
 
 # Pictures in reading order, with the caption a reader needs.
 CAPTIONS = {
@@ -117,6 +118,28 @@ def _likelihood_note(config: Any) -> list[str]:
     ]
 
 
+def _disentanglement(figures: dict[str, Any], split: str) -> list[str]:
+    """One evaluation's disentanglement metrics: each with its standard error and chance level, and the
+    setting they were measured in."""
+    stderr, chance, setting = figures.get("stderr") or {}, figures.get("chance") or {}, figures.get("setting") or {}
+    rows = [
+        {"metric": name, "value": f"{figures[name]:.3f}",
+         "s.e.": "-" if stderr.get(name) is None else f"{stderr[name]:.3f}",
+         "chance": f"{chance[name]:.3f}" if name in chance else "-"}
+        for name in METRICS if figures.get(name) is not None
+    ]  # fmt: skip
+    said = [f"{split} split", f"{figures.get('pairs')} images"]
+    said += [f"{setting['score_points']} score points"] if setting.get("score_points") else []
+    said += [f"a grid of {setting['grid_classes']} classes a factor"] if setting.get("grid_classes") else []
+    return [
+        f"<h3>Disentanglement ({html.escape(', '.join(said))})</h3>",
+        table(rows),
+        "<p class='note'>Each in [0, 1], higher is better; s.e.: bootstrap over points (binomial for the beta-VAE "
+        "and FactorVAE scores, Monte Carlo for Chen et al.'s MIG; none for DCI's disentanglement and completeness, "
+        "one fit each: compare seeds).</p>",
+    ]
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report page of a run folder as one HTML string."""
     run_dir = Path(run_dir)
@@ -137,11 +160,7 @@ def build_report(run_dir: str | Path) -> str:
             parts += [f"<h2>Evaluation ({split} split)</h2>", _key_value_table(figures), *_layers(result)]
         for result in rundir.evaluations(run_dir, split):  # each evaluation with disentanglement metrics
             if result.get("disentanglement"):
-                figures = {k: v for k, v in result["disentanglement"].items() if k != "score_points"}
-                parts += [
-                    f"<h3>Disentanglement ({split} split, {result['images']} images)</h3>",
-                    _key_value_table(figures),
-                ]
+                parts += _disentanglement(result["disentanglement"], split)
     no_epoch = "<p class='note'>No epoch has completed yet.</p>"
     parts += ["<h2>Metrics per epoch</h2>", table(metrics) if metrics else no_epoch, "<h2>Pictures</h2>"]
     images = run_dir / rundir.IMAGES_DIR

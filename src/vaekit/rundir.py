@@ -6,10 +6,11 @@ Layout of a run folder:
     checkpoint.safetensors   everything to resume: weights, optimiser tensors and the TrainState
     metrics.jsonl            one JSON line per completed epoch
     summary.json             the final test figures of the training run
-    evaluation-SPLIT-kK[-iwaeI][-firstN].json
+    evaluation-SPLIT-kK[-iwaeI][-firstN][-bf16][-disentanglement-nP[-pS][-gG]][-best].json
                              what `vaekit evaluate` measured, one file per setting (split, K of
-                             log p(x), k of the IWAE bound, first N images), so that a quick check
-                             never replaces an expensive result
+                             log p(x), k of the IWAE bound, first N images, precision, the
+                             disentanglement metrics' pairs, score points and grid classes, the
+                             weights), so that a quick check never replaces an expensive result
     report.html              the one-page report
     images/                  PNG pictures
     .lock                    held by the process writing into the folder
@@ -70,15 +71,19 @@ def evaluation_file(
     iwae_num_importance_samples: int = 0,
     limit: int = 0,
     precision: str = "float32",
-    disentanglement: bool = False,
+    disentanglement: dict[str, Any] | None = None,
     weights: str = "last",
 ) -> str:
     """The file of one evaluation setting, e.g. evaluation-test-k5000.json, evaluation-valid-k0-first200.json,
-    evaluation-test-k5000-bf16.json, evaluation-test-k0-disentanglement.json or evaluation-test-k5000-best.json."""
+    evaluation-test-k5000-bf16.json, evaluation-test-k0-disentanglement-n10000-p2000-g10.json or
+    evaluation-test-k5000-best.json; disentanglement: the metrics' setting (pairs, score_points, grid_classes)."""
     iwae = f"-iwae{iwae_num_importance_samples}" if iwae_num_importance_samples else ""
     first = f"-first{limit}" if limit else ""
     lower = "" if precision == "float32" else f"-{precision}"
-    metrics = "-disentanglement" if disentanglement else ""
+    metrics = ""
+    if disentanglement is not None:
+        parts = zip(("n", "p", "g"), (disentanglement.get(k) for k in ("pairs", "score_points", "grid_classes")))
+        metrics = "-disentanglement" + "".join(f"-{letter}{value}" for letter, value in parts if value is not None)
     best = "-best" if weights == "best" else ""
     return f"evaluation-{split}-k{num_importance_samples}{iwae}{first}{lower}{metrics}{best}.json"
 
@@ -237,7 +242,7 @@ def write_evaluation(run_dir: str | Path, result: dict[str, Any]) -> Path:
         result.get("iwae_num_importance_samples", 0),
         result.get("limit", 0),
         result.get("precision", "float32"),
-        "disentanglement" in result,
+        (result["disentanglement"].get("setting") or {}) if "disentanglement" in result else None,
         result.get("weights", "last"),
     )
     path = Path(run_dir) / name
@@ -266,26 +271,42 @@ def _checked_evaluation(path: Path) -> dict[str, Any] | None:
     return result
 
 
-def _completeness(result: dict[str, Any]) -> tuple[int, int, int, bool]:
+def _completeness(result: dict[str, Any]) -> tuple[int, int, int, bool, bool]:
     return (
         result.get("images", 0),
         result.get("num_importance_samples", 0),
         result.get("iwae_num_importance_samples", 0),
         result.get("precision", "float32") == "float32",
+        result.get("weights", "last") == "last",
     )
 
 
 def best_evaluation(run_dir: str | Path, split: str) -> dict[str, Any] | None:
     """The most complete evaluation of a split: the most images, then the largest K, then the IWAE bound,
-    then float32 over a lower precision."""
+    then float32 over a lower precision, then the last weights over the best."""
     return max(evaluations(run_dir, split), key=_completeness, default=None)
 
 
-def disentanglement_evaluation(run_dir: str | Path, split: str) -> dict[str, Any] | None:
-    """The disentanglement figures of a split (vaekit evaluate --disentanglement) from its evaluation with the
-    most images, or None where none has them."""
-    scored = [r for r in evaluations(run_dir, split) if r.get("disentanglement")]
-    return max(scored, key=_completeness, default={}).get("disentanglement")
+def disentanglement_evaluations(run_dir: str | Path, split: str, weights: str = "last") -> list[dict[str, Any]]:
+    """The disentanglement figures of a split (vaekit evaluate --disentanglement) of these weights, one per
+    saved setting (see evaluation_file), each with its `setting` (derived for files saved before it was)."""
+    scored = []
+    for result in evaluations(run_dir, split):
+        figures = result.get("disentanglement")
+        if figures and result.get("weights", "last") == weights:
+            points, grid = figures.get("score_points") or {}, figures.get("mig_posterior_setting") or {}
+            pairs = figures.get("pairs", result.get("images"))
+            setting = {"pairs": pairs, "score_points": points.get("train"), "grid_classes": grid.get("grid_classes")}
+            scored.append({**figures, "setting": figures.get("setting", setting)})
+    return scored
+
+
+def test_figures(summary: dict[str, Any], weights: str) -> dict[str, Any]:
+    """The test ELBO and its terms in summary.json of these weights: the last's, or the best's where they were
+    kept apart (best_weights) or are the last; {} where the summary has none of these weights."""
+    if weights == "best" and summary.get("best_epoch") != summary.get("epochs"):
+        return summary.get("best_weights", {})
+    return summary
 
 
 def find_evaluation(run_dir: str | Path, split: str, num_importance_samples: int) -> dict[str, Any] | None:

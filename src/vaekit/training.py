@@ -18,6 +18,7 @@ the host. train.compile runs the objective through torch.compile (compile_step).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import signal
@@ -33,7 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vaekit import callbacks as hooks
-from vaekit import distributed, rundir
+from vaekit import checkpoint, distributed, rundir
 from vaekit.checkpoint import EpochTotals, TrainState
 from vaekit.compiling import CompiledOrEager
 from vaekit.config import RunConfig, TrainConfig
@@ -722,23 +723,30 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
 
 
 def test_figures(loop: Loop) -> dict[str, float]:
-    """The test ELBO and its terms of the model as trained, written to summary.json."""
-    tc = loop.config.train
-    test = evaluate_elbo(
-        loop.model,
-        loop.data.evaluation_observations("test"),
-        tc.eval_batch_size,
-        1,
-        seeded_generator(tc.seed, "eval"),
-        loop.ctx,
-    ).as_dict("test_")
+    """The test ELBO and its terms of the model as trained, written to summary.json; where the best
+    validation ELBO's epoch is not the last, those of its weights (model-best.safetensors) too, under
+    best_weights, so that a table of best weights never borrows the last weights' figures."""
+    test = _test_elbo(loop, loop.model)
     test["seconds_total"] = sum(m["seconds"] for m in loop.state.metrics)
     test["test_images"] = len(loop.data.test)  # what the test figures cover (vaekit compare says it)
     stopped = {"stopped_early": True} if _patience_spent(loop) else {}
+    best = {}
+    if loop.state.best_epoch and loop.state.best_epoch != len(loop.state.metrics):
+        best_model = copy.deepcopy(loop.model)
+        checkpoint.load_weights(loop.run_dir / rundir.BEST_MODEL_FILE, best_model)
+        best = {"best_weights": {"epoch": loop.state.best_epoch, **_test_elbo(loop, best_model.eval())}}
     if loop.ctx.is_main:
-        summary = {"epochs": len(loop.state.metrics), "best_epoch": loop.state.best_epoch, **stopped, **test}
+        summary = {"epochs": len(loop.state.metrics), "best_epoch": loop.state.best_epoch, **stopped, **test, **best}
         rundir.write_summary(loop.run_dir, summary)
     return test
+
+
+def _test_elbo(loop: Loop, model: VAE) -> dict[str, float]:
+    """The test ELBO and its terms (test_elbo, test_reconstruction, test_kl) of a model, with the evaluation's noise."""
+    tc = loop.config.train
+    observations = loop.data.evaluation_observations("test")
+    generator = seeded_generator(tc.seed, "eval")
+    return evaluate_elbo(model, observations, tc.eval_batch_size, 1, generator, loop.ctx).as_dict("test_")
 
 
 def _nonfinite(loss: torch.Tensor, parameters: Sequence[nn.Parameter], ctx: distributed.Context) -> torch.Tensor:
