@@ -1,6 +1,7 @@
 """dSprites: its factor grid and order, the rendering against a direct full-frame computation of the stated
 shapes, the pinned checksum, splits with factors, DeepMind's file refused cleanly, arrays with factors."""
 
+import dataclasses
 import json
 import math
 
@@ -109,6 +110,45 @@ def test_deepminds_file_is_checked_and_a_wrong_file_gets_one_sentence(tmp_path):
         d.read_official_file(tmp_path / "small.npz")
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(DataConfig(dataset="dsprites", source="file", path=str(tmp_path / "missing.npz")), (1, 64, 64))
+
+
+def test_an_array_file_with_named_factors_on_a_full_grid_gets_the_intervention_scores(tmp_path, monkeypatch):
+    """An .npz holding every combination of its factors (as Shapes3D and MPI3D do) names them with
+    factor_names, finds the image of any combination, and gets the beta-VAE and FactorVAE scores and Chen et
+    al.'s MIG beside the pair metrics; without every combination it gets the pair metrics alone."""
+    from vaekit import disentanglement
+    from vaekit.config import ModelConfig, RunConfig, TrainConfig
+    from vaekit.evaluation import evaluate_run
+    from vaekit.training import train
+
+    rng = np.random.default_rng(0)
+    factors = np.stack(np.meshgrid(np.arange(3), np.arange(4), indexing="ij"), -1).reshape(-1, 2).repeat(20, 0)
+    x = rng.integers(0, 256, (len(factors), 8, 8), dtype=np.uint8)
+    x[:, 0, 0] = factors[:, 0] * 4 + factors[:, 1]
+    names = np.array(["hue", "size"])
+    np.savez(tmp_path / "grid.npz", x=x, factors=factors, factor_names=names)
+    config = DataConfig(dataset="array", path=str(tmp_path / "grid.npz"), binarization="none")
+    data = load_dataset(config, (1, 8, 8))
+    assert data.factor_names == ("hue", "size") and data.observe is not None
+    wanted = np.array([[2, 3], [0, 1], [1, 0]])
+    np.testing.assert_array_equal((data.observe(wanted)[:, 0, 0, 0] * 255).round(), wanted[:, 0] * 4 + wanted[:, 1])
+    np.savez(tmp_path / "holes.npz", x=x[1:], factors=factors[1:] * [1, 2])  # size never takes its odd classes
+    assert load_dataset(dataclasses.replace(config, path=str(tmp_path / "holes.npz")), (1, 8, 8)).observe is None
+    np.savez(tmp_path / "badnames.npz", x=x, factors=factors, factor_names=np.array(["hue"]))
+    with pytest.raises(DataError, match="factor_names must be 2 distinct strings, one per column of 'factors'"):
+        load_dataset(dataclasses.replace(config, path=str(tmp_path / "badnames.npz")), (1, 8, 8))
+    run = RunConfig(ModelConfig(image_shape=(1, 8, 8), hidden_dim=16, latent_dim=2, likelihood="gaussian-fixed"),
+                    config, TrainConfig(epochs=1, batch_size=40))  # fmt: skip
+    train(run, tmp_path / "run", progress=False)
+    monkeypatch.setattr(
+        disentanglement, "SCORE_POINTS", {"train": 40, "test": 20, "batch_size": 8, "variance_points": 100}
+    )
+    monkeypatch.setattr(disentanglement, "POSTERIOR_SAMPLES", 200)
+    monkeypatch.setattr(disentanglement, "DCI_TREES", 5)
+    result, path = evaluate_run(tmp_path / "run", num_importance_samples=0, disentanglement=True, grid_classes=0)
+    figures = result["disentanglement"]
+    assert figures["factor_names"] == ["hue", "size"] and figures["mig_posterior_setting"]["images"] == 12
+    assert all(0 <= figures[m] <= 1 for m in disentanglement.METRICS) and path.name.endswith("-p40-g0.json")
 
 
 def test_an_array_file_with_factors_carries_them_into_every_split(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,8 @@ def _image_folder(config: DataConfig, image_shape: tuple[int, int, int], log: Lo
 
 
 def _array(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, Any]:
-    x, y, factors = read_array_file(Path(config.path or ""), image_shape)
-    described = {} if factors is None else _factor_table(factors)
+    x, y, factors, names = read_array_file(Path(config.path or ""), image_shape)
+    described = {} if factors is None else _factor_table(factors, names, x)
     return {
         **described,
         **split_arrays(x, y, config.valid_fraction, config.test_fraction, config.split_seed, str(config.path), factors),
@@ -49,14 +50,23 @@ def _array(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> d
     }
 
 
-def _factor_table(factors: np.ndarray) -> dict[str, Any]:
-    """Names f0, f1, ... and sizes (largest class + 1) of factors given only as classes (N, F)."""
+def _factor_table(factors: np.ndarray, names: np.ndarray | None, x: np.ndarray) -> dict[str, Any]:
+    """Names (the file's, else f0, f1, ...) and sizes (largest class + 1) of factors given as classes (N, F);
+    where the images hold every combination of the factors' classes (Shapes3D, MPI3D), `observe` too, which
+    finds the image of any combination (the intervention scores and Chen et al.'s MIG need it)."""
     sizes = tuple(int(v) + 1 for v in factors.max(0))
-    return {
-        "factor_names": tuple(f"f{k}" for k in range(factors.shape[1])),
+    table = {
+        "factor_names": tuple(names.tolist()) if names is not None else tuple(f"f{k}" for k in range(factors.shape[1])),
         "factor_sizes": sizes,
         "factor_values": tuple(tuple(float(v) for v in range(s)) for s in sizes),
     }
+    index = np.ravel_multi_index(tuple(factors.T), sizes)
+    row_of = np.full(math.prod(sizes), -1, dtype=np.int64)
+    row_of[index] = np.arange(len(index))  # the last image of a combination that occurs more than once
+    if (row_of >= 0).all():
+        scale = np.float32(255.0 if x.dtype == np.uint8 else 1.0)
+        table["observe"] = lambda wanted: x[row_of[np.ravel_multi_index(tuple(np.asarray(wanted).T), sizes)]] / scale
+    return table
 
 
 def _render_factors(factors: np.ndarray) -> np.ndarray:

@@ -100,15 +100,19 @@ def _read_image(path: Path, c: int, h: int, w: int) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
 
 
-def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Images and labels (zeros when absent) as NumPy reads them; whatever NumPy raises, for a
-    damaged file, a pickled object array or a zip without the arrays, is one error naming the file."""
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # images, labels, factors, names
+
+
+def _load_arrays(path: Path) -> Arrays:
+    """Images, labels (zeros when absent), factors and factor names as NumPy reads them; whatever NumPy
+    raises, for a damaged file, a pickled object array or a zip without the arrays, is one error naming
+    the file."""
     if not path.exists():
         raise DataError(f"array file {path} does not exist.")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            return loaded, np.zeros(len(loaded), np.int64), None
+            return loaded, np.zeros(len(loaded), np.int64), None, None
         with loaded:
             key = next((k for k in ("x", "images") if k in loaded.files), None)
             if key is None:
@@ -116,7 +120,8 @@ def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]
             label_key = next((k for k in ("y", "labels") if k in loaded.files), None)
             x = loaded[key]  # NpzFile reads lazily: an object array fails here, not in np.load
             y = loaded[label_key] if label_key else np.zeros(len(x), np.int64)
-            return x, y, loaded["factors"] if "factors" in loaded.files else None
+            factors, names = (loaded[k] if k in loaded.files else None for k in ("factors", "factor_names"))
+            return x, y, factors, names
     except DataError:
         raise
     except Exception as err:  # NumPy raises ValueError, OSError, EOFError, zipfile errors, ...
@@ -135,15 +140,16 @@ def image_shape_of(array_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     return None
 
 
-def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> Arrays:
     """Images from .npy (the images) or .npz (keys x or images; optional y or labels; optional factors,
-    the discrete factor classes (N, F) of each image, as Shapes3D, MPI3D or one's own data have).
+    the discrete factor classes (N, F) of each image, as Shapes3D, MPI3D or one's own data have, and
+    optional factor_names, F strings).
 
     Shapes (N, H, W), (N, H, W, C) or (N, C, H, W) matching the model's image shape; uint8 in
-    0..255 or floats in [0, 1]. Returns images (N, C, H, W) in their dtype, labels (N,) and factors
-    (N, F) int64 or None.
+    0..255 or floats in [0, 1]. Returns images (N, C, H, W) in their dtype, labels (N,), factors
+    (N, F) int64 or None, and the factors' names (F,) str or None.
     """
-    x, y, factors = _load_arrays(Path(path))
+    x, y, factors, names = _load_arrays(Path(path))
     c, h, w = image_shape
     if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
         x = x[:, None]
@@ -169,7 +175,20 @@ def read_array_file(path: Path, image_shape: tuple[int, int, int]) -> tuple[np.n
         x = x.astype(np.float32)
     if factors is not None:
         factors = _checked_factors(path, factors, len(x))
-    return x, np.asarray(y, dtype=np.int64), factors
+    if names is not None:
+        names = _checked_factor_names(path, names, factors)
+    return x, np.asarray(y, dtype=np.int64), factors, names
+
+
+def _checked_factor_names(path: Path, names: np.ndarray, factors: np.ndarray | None) -> np.ndarray:
+    """F distinct strings, one per factor; one sentence otherwise."""
+    count = None if factors is None else factors.shape[1]
+    if factors is None or names.shape != (count,) or names.dtype.kind != "U" or len(set(names.tolist())) != count:
+        raise DataError(
+            f"{path}: factor_names must be {count or 'F'} distinct strings, one per column of 'factors' (found "
+            f"{names.dtype} of shape {names.shape}{'' if factors is not None else ' and no factors'})."
+        )
+    return names
 
 
 def _checked_factors(path: Path, factors: np.ndarray, n: int) -> np.ndarray:
