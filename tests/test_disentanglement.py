@@ -366,3 +366,13 @@ def test_the_scores_carry_standard_errors_chance_levels_and_the_information_matr
     partial = d.scores(factors.astype(float), factors, grid, dropped, score_points=200)
     p = partial["factor_vae_score"]
     assert 0.5 < p < 1 and partial["stderr"]["factor_vae_score"] == pytest.approx(math.sqrt(p * (1 - p) / 100))
+
+
+def test_the_information_floor_is_what_the_plug_in_estimate_gives_codes_that_carry_nothing():
+    """Codes independent of the factors: I = 0, yet the 20-bin plug-in estimate averages about
+    (bins - 1)(classes - 1) / 2N nats; the floor stated beside the figures must match it (within 25 %)."""
+    rng = np.random.default_rng(0)
+    factors = np.stack([rng.integers(0, s, 2000) for s in (3, 10, 40)], 1)
+    noise = rng.normal(size=(2000, 30))  # thirty codes that carry nothing
+    measured = d.mutual_information_matrix(d.histogram_discretize(noise), factors).mean(0)
+    np.testing.assert_allclose(measured, d.information_floor(factors), rtol=0.25)

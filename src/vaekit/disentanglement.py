@@ -522,11 +522,16 @@ def pair_scores(
     test = _halves(len(codes), seed)[1]
     majority = [np.bincount(factors[test, k]).max() / len(test) for k in range(factors.shape[1])]
     out["chance"] = {"explicitness": 0.5, "dci_informativeness": float(np.mean(majority))}
-    sizes = factors.max(0) + 1
     out["mutual_information"] = information.round(6).tolist()
     out["factor_entropies"] = factor_entropies(factors).round(6).tolist()
-    out["information_floor"] = ((HISTOGRAM_BINS - 1) * (sizes - 1) / (2 * len(codes))).round(6).tolist()
+    out["information_floor"] = information_floor(factors).round(6).tolist()
     return out
+
+
+def information_floor(factors: np.ndarray, bins: int = HISTOGRAM_BINS) -> np.ndarray:
+    """The plug-in estimate's upward bias, in nats, for a code in `bins` histogram bins that carries nothing
+    about each factor of (N, F): about (bins - 1)(classes - 1) / 2N (Miller 1955), (F,)."""
+    return (bins - 1) * factors.max(0) / (2 * len(factors))  # classes - 1 = the largest class
 
 
 def _bootstrap_stderrs(
