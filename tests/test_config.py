@@ -161,6 +161,9 @@ def test_configs_written_before_priors_and_flows_existed_still_load():
         ({}, {"bits": 5}, {}, "data.bits = 5 is invalid: fewer levels apply to grey levels kept as they are"),
         ({}, {"bits": 1, "binarization": "static"}, {}, "use it with --binarization none, or leave bits at 8"),
         ({}, {}, {"objective": "beta-tcvae", "batch_size": 1}, "train.batch_size = 1 is invalid: beta-tcvae"),
+        ({}, {}, {"objective": "factor-vae", "batch_size": 1}, "train.batch_size = 1 is invalid: factor-vae permutes"),
+        ({}, {}, {"objective": "dip-vae-i", "batch_size": 1}, "train.batch_size = 1 is invalid: dip-vae-i penalises"),
+        ({}, {}, {"objective": "dip-vae-ii", "batch_size": 1}, "train.batch_size = 1 is invalid: dip-vae-ii"),
     ],
 )
 def test_settings_that_would_do_nothing_are_refused_in_one_sentence(model, data, train, fragment):

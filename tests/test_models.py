@@ -223,6 +223,10 @@ def test_a_wrong_shaped_or_integer_batch_gets_one_sentence_at_every_entry_point(
             call(torch.rand(3, 16, 16))
         with pytest.raises(DataError, match=r"takes float images in \[0, 1\], but the batch is torch.uint8"):
             call(torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8))
+        with pytest.raises(DataError, match=r"weights are torch.float32 but the batch is torch.float64: pass x.to"):
+            call(torch.rand(4, 3, 16, 16, dtype=torch.float64))
+        with pytest.raises(DataError, match="takes a torch.Tensor of images, not ndarray: pass torch.as_tensor"):
+            call(torch.rand(4, 3, 16, 16).numpy())
         call(torch.rand(4, 3, 16, 16))
     with pytest.raises(
         DataError, match=rf"model.decode takes latents of shape \(batch, {j}\), but z has shape \(2, {j + 1}\)"

@@ -601,13 +601,22 @@ class TrainConfig:
             "factor-vae takes one sample per image and the adam optimizer (its discriminator trains with Adam)",
         )
         _require(
-            self.objective != "beta-tcvae" or self.batch_size >= 2,
+            self.objective not in MINIBATCH_OBJECTIVES or self.batch_size >= 2,
             s,
             "batch_size",
             self.batch_size,
-            "beta-tcvae estimates q(z) from the other images of each minibatch, so a batch of one has no total "
-            "correlation to penalise: use 2 or more",
+            f"{self.objective} {MINIBATCH_OBJECTIVES.get(self.objective, '')}, so a batch of one gives it nothing to "
+            "measure: use 2 or more",
         )
+
+
+# The objectives whose penalty is measured across the images of a minibatch, which a batch of one cannot give.
+MINIBATCH_OBJECTIVES = {
+    "beta-tcvae": "estimates q(z) from the other images of each minibatch",
+    "factor-vae": "permutes each latent across the minibatch to sample the product of its marginals",
+    "dip-vae-i": "penalises the covariance of the posterior means over each minibatch",
+    "dip-vae-ii": "penalises the covariance of the posterior means over each minibatch",
+}
 
 
 @dataclass(frozen=True)

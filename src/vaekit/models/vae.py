@@ -83,6 +83,11 @@ class VAE(nn.Module):
     def posterior(self, x: torch.Tensor) -> Posterior:
         """q(z|x) for float images x (batch, C, H, W) in the data's range [0, 1]."""
         check_images(x, self.image_shape)
+        weight = next(self.encoder.parameters(), None)
+        if weight is not None and x.dtype != weight.dtype:
+            raise DataError(
+                f"the model's weights are {weight.dtype} but the batch is {x.dtype}: pass x.to({weight.dtype})."
+            )
         return self.inference(self.encoder(x))
 
     def decode(self, z: torch.Tensor) -> Likelihood:
@@ -109,6 +114,8 @@ class VAE(nn.Module):
 def check_images(x: torch.Tensor, image_shape: tuple[int, int, int] | None) -> None:
     """One sentence for a batch of images the model cannot take (integer pixels, another shape), rather than a
     traceback from deep inside the encoder. It reads the tensor's metadata only: no device synchronisation."""
+    if not torch.is_tensor(x):
+        raise DataError(f"the model takes a torch.Tensor of images, not {type(x).__name__}: pass torch.as_tensor(x).")
     if not x.is_floating_point():
         raise DataError(
             f"the model takes float images in [0, 1], but the batch is {x.dtype}: convert it (uint8 levels as "
