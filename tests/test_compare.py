@@ -358,3 +358,26 @@ def test_a_row_of_the_best_weights_takes_the_best_weights_test_figures(two_runs,
     _scored(path, {"pairs": 100, "score_points": None, "grid_classes": None}, 0.6, weights="last")
     (row,) = compare([path])[0]
     assert row["test_elbo"] == -123.0 and row["weights"] == "best (2)" and row.get("disentanglement") is None
+
+
+def test_seeds_scored_in_different_settings_get_no_medians_and_old_files_keep_their_pairs(two_runs, tmp_path):
+    """Two seeds scored in different settings are not summarised over seeds; a file saved before settings
+    were kept reads its pairs from its figures, not from the evaluation's image count; a summary from before
+    best_weights were kept gives a best-weights row no test ELBO rather than the last weights'."""
+    from vaekit.compare import seed_groups
+
+    root, _ = two_runs
+    paths = [tmp_path / "a-s0", tmp_path / "a-s1"]
+    for path, seed in zip(paths, (0, 1)):
+        shutil.copytree(root / "small", path)
+        rundir.write_config(path, rundir.read_config(path).with_overrides({"train.seed": seed}))
+    _scored(paths[0], {"pairs": 200, "score_points": 40, "grid_classes": 3}, 0.2)
+    _scored(paths[1], {"pairs": 200, "score_points": 2000, "grid_classes": 10}, 0.4)
+    (group,) = seed_groups(compare(paths)[0])
+    assert "metrics" not in group
+    old = tmp_path / "old"
+    old.mkdir()
+    rundir.write_evaluation(old, {"split": "test", "images": 20_000, "disentanglement": {"mig": 0.3, "pairs": 10_000}})
+    assert rundir.disentanglement_evaluations(old, "test")[0]["setting"]["pairs"] == 10_000
+    assert rundir.test_figures({"epochs": 4, "best_epoch": 2, "test_elbo": -90.0}, "best") == {}
+    assert rundir.test_figures({"epochs": 4, "best_epoch": 4, "test_elbo": -90.0}, "best")["test_elbo"] == -90.0

@@ -149,6 +149,15 @@ def test_an_array_file_with_named_factors_on_a_full_grid_gets_the_intervention_s
     figures = result["disentanglement"]
     assert figures["factor_names"] == ["hue", "size"] and figures["mig_posterior_setting"]["images"] == 12
     assert all(0 <= figures[m] <= 1 for m in disentanglement.METRICS) and path.name.endswith("-p40-g0.json")
+    assert figures["mig_posterior_setting"]["factors"] == ["hue", "size"]  # only dSprites' shape is left out
+    from vaekit.cli import _disentanglement_lines
+
+    pairs_only = {k: v for k, v in figures.items() if k not in ("beta_vae_score", "factor_vae_score", "mig_posterior")}
+    said = "\n".join(_disentanglement_lines(pairs_only))
+    assert "no beta-VAE or FactorVAE score and no mig_posterior: the data does not hold every combination" in said
+    assert "factor_vae_score is 0: no code" in "\n".join(
+        _disentanglement_lines({**figures, "factor_vae_voting_codes": 0})
+    )
 
 
 def test_an_array_file_with_factors_carries_them_into_every_split(tmp_path):
@@ -196,6 +205,7 @@ def test_evaluate_reports_every_disentanglement_metric_of_a_dsprites_run(tmp_pat
     out = capsys.readouterr().out
     assert "factor_vae_score" in out and "mig_posterior" in out
     assert "+- " in out and "chance 0.200" in out  # standard errors, and the scores' chance level 1/F
+    assert "mig_posterior leaves out shape, as Chen et al. score dSprites" in out
     saved = tmp_path / "run" / "evaluation-test-k0-disentanglement-n200-p60-g3.json"
     figures = json.loads(saved.read_text())["disentanglement"]
     assert figures["setting"] == {"pairs": 200, "score_points": 60, "grid_classes": 3}

@@ -266,3 +266,38 @@ def test_evaluate_weights_best_reads_the_best_epochs_file_and_says_so(trained_ru
     (run / rundir.BEST_MODEL_FILE).unlink()
     assert main(["evaluate", str(run), "--weights", "best", "--samples", "0"]) != 0
     assert "has no model-best.safetensors: it was trained before vaekit kept the best model" in capsys.readouterr().err
+
+
+def test_the_active_rule_at_its_edges():
+    """A constant unit with a point-mass posterior is not active (activity 0 is not above 0.01 x 0); a unit is
+    judged against its posterior variance, not its std: activity 4e-4 beside variance 0.01 is active, 0.03
+    beside 4.0 is not."""
+    from vaekit.evaluation import LatentDiagnostics
+
+    def active(activity: list[float], variance: list[float]) -> list[bool]:
+        d = LatentDiagnostics([], torch.tensor(activity), torch.zeros(1, len(activity)), 0.01, torch.tensor(variance))
+        return d.active.tolist()
+
+    assert active([0.0], [0.0]) == [False]
+    assert active([4e-4, 0.03], [0.01, 4.0]) == [True, False]
+
+
+def test_chen_et_als_mig_reads_the_posteriors_std_and_adds_its_stderr_only_where_it_has_a_figure(monkeypatch):
+    import numpy as np
+
+    from vaekit import disentanglement
+    from vaekit.evaluation import _with_posterior_mig, posterior_mig
+
+    assert _with_posterior_mig({"stderr": {"mig": 0.1}}, {})["stderr"] == {"mig": 0.1}
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_shape=(1, 2, 3), hidden_dim=8, latent_dim=2)).eval()
+    images = np.eye(6, dtype=np.float32).reshape(-1, 1, 2, 3)
+    grid = disentanglement.FactorGrid((2, 3), lambda f: images[f[:, 0] * 3 + f[:, 1]])
+    seen = {}
+    real = disentanglement.mig_posterior_estimate
+    monkeypatch.setattr(
+        disentanglement, "mig_posterior_estimate", lambda m, s, *a: seen.update(std=s) or real(m, s, *a)
+    )
+    posterior_mig(model, grid, ("a", "b"), grid_classes=0, seed=0)
+    expected = (0.5 * model.posterior(torch.from_numpy(images)).logvar).exp()
+    torch.testing.assert_close(seen["std"], expected.detach())

@@ -663,6 +663,23 @@ def _disentanglement_lines(figures: dict[str, Any] | None) -> list[str]:
         "    +- one standard error: bootstrap over the points (binomial for the two scores, Monte Carlo for "
         "mig_posterior); none for DCI's disentanglement and completeness (one fit: compare seeds)"
     )
+    return lines + _disentanglement_caveats(figures)
+
+
+def _disentanglement_caveats(figures: dict[str, Any]) -> list[str]:
+    """What the metrics left out, and why: factors Chen et al.'s MIG skips, scores the data cannot give."""
+    lines = []
+    chen = (figures.get("mig_posterior_setting") or {}).get("factors")
+    if chen is not None and chen != figures["factor_names"]:
+        left = ", ".join(n for n in figures["factor_names"] if n not in chen)
+        lines.append(f"    mig_posterior leaves out {left}, as Chen et al. score dSprites")
+    if "beta_vae_score" not in figures:
+        lines.append(
+            "    no beta-VAE or FactorVAE score and no mig_posterior: the data does not hold every combination of its "
+            "factors, so --score-points and --grid-classes had nothing to act on"
+        )
+    if figures.get("factor_vae_voting_codes") == 0:
+        lines.append("    factor_vae_score is 0: no code's spread over the data reaches 0.05, so none votes")
     return lines
 
 

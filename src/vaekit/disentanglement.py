@@ -92,7 +92,8 @@ def mig_from_information(information: np.ndarray, factors: np.ndarray) -> float:
     empirical entropy H(v_k) of the factors (N, F) (not log(classes): classes need not be equally common)."""
     ranked = np.sort(information, axis=0)[::-1]
     second = ranked[1] if len(ranked) > 1 else np.zeros_like(ranked[0])
-    return float(np.mean((ranked[0] - second) / factor_entropies(factors)))
+    entropy = factor_entropies(factors)  # 0 for a factor with one class (in a tiny bootstrap resample): gap 0
+    return float(np.mean(np.where(entropy > 0, (ranked[0] - second) / np.where(entropy > 0, entropy, 1.0), 0.0)))
 
 
 def posterior_mutual_information(
@@ -241,6 +242,10 @@ def dci(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> DCI:
     importance = np.zeros((codes.shape[1], factors.shape[1]))
     hits = np.zeros((factors.shape[1], len(test)), dtype=bool)
     for k in range(factors.shape[1]):
+        seen = np.unique(factors[train, k])
+        if len(seen) < 2:  # one class in the training half (a tiny split): predicted alike, no code matters
+            hits[k] = factors[test, k] == seen[0]
+            continue
         model = _fit(
             GradientBoostingClassifier(n_estimators=DCI_TREES, random_state=seed), codes[train], factors[train, k]
         )
@@ -408,11 +413,24 @@ def factor_vae_score(
     majority-vote classifier (each code -> the factor it voted for most) is fitted on `train` votes and
     scored on `test` others. Codes whose standard deviation over the data is below PRUNE_STD (collapsed)
     never vote, and with none left the score is 0, as disentanglement_lib computes it."""
+    return factor_vae_estimate(grid, encode, seed, batch_size, train, test, variance_points)[0]
+
+
+def factor_vae_estimate(
+    grid: FactorGrid,
+    encode: Encode,
+    seed: int = 0,
+    batch_size: int = 64,
+    train: int = 10_000,
+    test: int = 5_000,
+    variance_points: int = 10_000,
+) -> tuple[float, int]:
+    """`factor_vae_score` and the number of codes that vote (spread over the data at least PRUNE_STD)."""
     rng = np.random.default_rng(seed)
     scale = encode(grid.observations(grid.sample_factors(variance_points, rng))).std(0, ddof=1)
     active = scale >= PRUNE_STD
     if not active.any():
-        return 0.0
+        return 0.0, 0
 
     def votes(n: int) -> np.ndarray:
         counts = np.zeros((len(scale), len(grid.sizes)), dtype=np.int64)
@@ -424,7 +442,7 @@ def factor_vae_score(
 
     train_votes, test_votes = votes(train), votes(test)
     assigned = train_votes.argmax(1)  # each code's factor
-    return float(test_votes[np.arange(len(scale)), assigned].sum() / max(test_votes.sum(), 1))
+    return float(test_votes[np.arange(len(scale)), assigned].sum() / max(test_votes.sum(), 1)), int(active.sum())
 
 
 def _fixed_k(grid: FactorGrid, rng: np.random.Generator, batch_size: int, k: int) -> np.ndarray:
@@ -476,7 +494,7 @@ def scores(
         step("beta-VAE score")
         out["beta_vae_score"] = beta_vae_score(grid, encode, seed, **points)
         step("FactorVAE score")
-        out["factor_vae_score"] = factor_vae_score(grid, encode, seed, **setting)
+        out["factor_vae_score"], out["factor_vae_voting_codes"] = factor_vae_estimate(grid, encode, seed, **setting)
         for name in ("beta_vae_score", "factor_vae_score"):
             p = out[name]
             out["stderr"][name] = math.sqrt(p * (1 - p) / setting["test"])

@@ -18,7 +18,7 @@ from vaekit import disentanglement as metrics
 from vaekit import rundir
 from vaekit.compiling import CompiledOrEager
 from vaekit.config import DENSITY_LIKELIHOOD_NAMES, DISCRETE_LIKELIHOOD_NAMES
-from vaekit.data import Dataset, load_dataset
+from vaekit.data import Dataset, dsprites, load_dataset
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
 from vaekit.errors import DataError
 from vaekit.likelihoods import level_of
@@ -625,7 +625,8 @@ def posterior_mig(
     if len(model.latent_sizes) > 1 or not isinstance(posteriors[0], GaussianPosterior):
         return {}
     posteriors += [posterior(i) for i in range(ENCODE_BATCH, len(combinations), ENCODE_BATCH)]
-    kept = [k for k, name in enumerate(names) if name != "shape"]
+    left_out = ("shape",) if tuple(names) == dsprites.FACTOR_NAMES else ()  # Chen et al. score dSprites without it
+    kept = [k for k, name in enumerate(names) if name not in left_out]
     mean, std = torch.cat([q.mu for q in posteriors]), torch.cat([(0.5 * q.logvar).exp() for q in posteriors])
     figure, stderr, _ = metrics.mig_posterior_estimate(
         mean, std, combinations[:, kept], metrics.POSTERIOR_SAMPLES, seed
