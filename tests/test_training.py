@@ -350,10 +350,8 @@ def _first_images(data, n):
     return dataclasses.replace(data, train=Split(data.train.images[:n], data.train.labels[:n]))
 
 
-def test_the_loop_gives_beta_tcvae_the_number_of_training_images(tmp_path, tiny_config, tiny_data, monkeypatch):
-    """Catches the loop not passing the dataset size N to beta-TCVAE (whose estimate of the aggregate posterior
-    then falls back to N = M, the batch): every training step of a 200-image run in batches of 50 reaches
-    objectives.kl_decomposition with N = 200."""
+def _record_kl_decomposition_calls(monkeypatch) -> list[tuple[int, int]]:
+    """(batch size, dataset size N) of every call of objectives.kl_decomposition from here on."""
     from vaekit import objectives
 
     seen: list[tuple[int, int]] = []
@@ -364,6 +362,14 @@ def test_the_loop_gives_beta_tcvae_the_number_of_training_images(tmp_path, tiny_
         return real(posterior, z, prior, dataset_size, sampling)
 
     monkeypatch.setattr(objectives, "kl_decomposition", recording)
+    return seen
+
+
+def test_the_loop_gives_beta_tcvae_the_number_of_training_images(tmp_path, tiny_config, tiny_data, monkeypatch):
+    """Catches the loop not passing the dataset size N to beta-TCVAE (whose estimate of the aggregate posterior
+    then falls back to N = M, the batch): every training step of a 200-image run in batches of 50 reaches
+    objectives.kl_decomposition with N = 200."""
+    seen = _record_kl_decomposition_calls(monkeypatch)
     config = tiny_config.with_overrides(
         {"data.train_limit": 200, "train.epochs": 1, "train.batch_size": 50, "train.objective": "beta-tcvae"}
     )
@@ -374,16 +380,7 @@ def test_the_loop_gives_beta_tcvae_the_number_of_training_images(tmp_path, tiny_
 def test_beta_tcvaes_last_batch_never_holds_a_single_image(tmp_path, tiny_config, tiny_data, monkeypatch):
     """201 images in batches of 50: beta-TCVAE, which cannot estimate q(z) from one image, trains on 50, 50, 50
     and 51, every image once; the elbo objective keeps its last batch of one (five steps), as before."""
-    from vaekit import objectives
-
-    seen: list[tuple[int, int]] = []
-    real = objectives.kl_decomposition
-
-    def recording(posterior, z, prior, dataset_size, sampling="mss"):
-        seen.append((len(z), dataset_size))
-        return real(posterior, z, prior, dataset_size, sampling)
-
-    monkeypatch.setattr(objectives, "kl_decomposition", recording)
+    seen = _record_kl_decomposition_calls(monkeypatch)
     config = tiny_config.with_overrides({"data.train_limit": 201, "train.epochs": 1, "train.batch_size": 50})
     data = _first_images(tiny_data, 201)
     tcvae = train(
