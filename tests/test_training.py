@@ -232,6 +232,18 @@ def test_a_schedule_longer_than_the_run_is_said_with_where_it_ends(tmp_path, tin
         assert [r["kl_weight"] for r in rows] == expected and "kl_target" not in rows[0]
 
 
+def test_beta_tcvae_logs_its_warmed_up_total_correlation_weight_and_dip_its_kl_weight(tmp_path, tiny_config, tiny_data):
+    """beta weighs the total correlation alone under beta-TCVAE: metrics.jsonl has it as tc_weight, where it
+    stood at each epoch's last step (11 and 23 of a 24-step warm-up to 6); DIP-VAE's beta weighs the KL."""
+    for objective, key in (("beta-tcvae", "tc_weight"), ("dip-vae-i", "kl_weight")):
+        config = tiny_config.with_overrides({"train.epochs": 2, "train.batch_size": 50, "train.objective": objective,
+                                             "train.beta": 6.0, "train.warmup_steps": 24})  # fmt: skip
+        train(config, tmp_path / objective, progress=False, dataset=tiny_data)
+        rows = rundir.read_metrics(tmp_path / objective)
+        assert [r[key] for r in rows] == [pytest.approx(6.0 * s / 24) for s in (11, 23)]
+        assert ({"kl_weight", "tc_weight"} - {key}).isdisjoint(rows[0])  # one weight, named for what it weighs
+
+
 def test_a_warm_up_given_as_a_share_lasts_that_share_of_any_run(tmp_path, tiny_config, tiny_data):
     """warmup_share 0.5 of 2 epochs of 12 steps warms up over 12 steps (the KL weight at step 11 is 11/12);
     of 4 epochs, over 24; the presets' shares give their old step counts at their own length."""

@@ -442,8 +442,12 @@ class TrainConfig:
         OBJECTIVES,
     )
     num_samples: int = _opt(1, "samples of z per datapoint: L for the ELBO, k for the IWAE objective")
-    beta: float = _opt(1.0, "weight on the KL term (beta-VAE; 1 is the ELBO)")
-    warmup_steps: int = _opt(0, "raise the KL weight linearly from 0 to beta over this many steps (0: off)")
+    beta: float = _opt(
+        1.0,
+        "weight on the KL term (beta-VAE; 1 is the ELBO; under dip-vae-i/ii too); under beta-tcvae the weight of "
+        "the total correlation alone (the KL's other parts keep 1); factor-vae weighs its penalty by factor_gamma",
+    )
+    warmup_steps: int = _opt(0, "raise beta linearly from 0 over this many steps (0: off)")
     warmup_share: float = _opt(
         0.0,
         "the KL warm-up as a share of the run instead: over share x epochs x steps per epoch (0: warmup_steps "

@@ -40,6 +40,7 @@ METRIC_TAGS = {
     "images_per_second": "speed/images_per_second",
     # the schedules at each epoch's end: the KL weight (beta with its warm-up), or the capacity's target in nats
     "kl_weight": "schedule/kl_weight",
+    "tc_weight": "schedule/tc_weight",  # beta-TCVAE's weight of the total correlation, with its warm-up
     "kl_target": "schedule/kl_target",
     # beta-TCVAE's decomposition of the KL on the validation images
     "valid_mutual_information": "kl_decomposition/mutual_information",

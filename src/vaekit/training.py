@@ -695,8 +695,10 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
         row["learning_rate"] = loop.optimizer.param_groups[0]["lr"]
     if tc.capacity_max > 0:
         row["kl_target"] = capacity_at(last, tc.capacity_max, tc.capacity_steps)
-    elif tc.objective == "elbo":
+    elif tc.objective in ("elbo", "dip-vae-i", "dip-vae-ii"):
         row["kl_weight"] = beta_at(last, tc.beta, tc.warmup_steps)
+    elif tc.objective == "beta-tcvae":  # beta, warmed up alike, weighs the total correlation alone
+        row["tc_weight"] = beta_at(last, tc.beta, tc.warmup_steps)
     if tc.objective == "beta-tcvae":  # the KL's three parts on the validation images (Chen et al. 2018)
         parts = evaluate_kl_decomposition(
             loop.model, loop.valid_x, tc.batch_size, tc.tc_sampling, seeded_generator(tc.seed, "eval", 1)
