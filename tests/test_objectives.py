@@ -7,7 +7,8 @@ import torch
 
 from vaekit.config import ARCHITECTURE_NAMES, DISCRETE_LIKELIHOOD_NAMES, LIKELIHOOD_NAMES, ModelConfig, TrainConfig
 from vaekit.models.vae import build_model
-from vaekit.objectives import beta_at, capacity_at, elbo, iwae_bound, log_importance_weights, training_loss
+from vaekit.objectives import elbo, iwae_bound, log_importance_weights, training_loss
+from vaekit.schedules import beta_at, capacity_at
 
 
 def _model_and_data(likelihood="bernoulli", seed=0):

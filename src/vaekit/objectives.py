@@ -15,6 +15,7 @@ import torch
 from vaekit.config import TrainConfig
 from vaekit.models.posteriors import GaussianPosterior, Posterior
 from vaekit.models.vae import VAE
+from vaekit.schedules import beta_at, capacity_at
 
 
 @dataclass(frozen=True)
@@ -147,17 +148,6 @@ def iwae_bound(
 # ---------------------------------------------------------------------------------------------
 # Training objectives beyond the plain ELBO. Schedules are pure functions of the step, so a
 # resumed run continues them exactly.
-
-
-def beta_at(step: int, beta: float, warmup_steps: int) -> float:
-    """KL weight at a step: beta * min(1, step / warmup_steps), linear warm-up from 0
-    (Bowman et al. 2016; Sonderby et al. 2016); plain beta without warm-up (Higgins et al. 2017)."""
-    return beta if warmup_steps <= 0 else beta * min(1.0, step / warmup_steps)
-
-
-def capacity_at(step: int, capacity_max: float, capacity_steps: int) -> float:
-    """Target KL in nats at a step, raised linearly from 0 to capacity_max (Burgess et al. 2018)."""
-    return capacity_max if capacity_steps <= 0 else capacity_max * min(1.0, step / capacity_steps)
 
 
 def iwae_training_terms(

@@ -1,5 +1,6 @@
-"""Learning-rate schedules: the factor that multiplies each parameter group's base learning rate at a
-step. A function of the step alone, so a resumed run follows its schedule bit for bit.
+"""Every schedule as a pure function of the optimisation step, so a resumed run follows it bit for bit:
+the KL weight's warm-up (beta_at) and the KL capacity's target (capacity_at), and the learning-rate
+schedules, the factor that multiplies each parameter group's base learning rate at a step:
 
   constant      1
   burda         10^(-i/7) in stage i = 0 .. 7, which lasts 3^i epochs: 3,280 epochs in all (Burda et
@@ -42,3 +43,14 @@ def lr_factor(step: int, train: TrainConfig, steps_per_epoch: int) -> float:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
     return 1.0
+
+
+def beta_at(step: int, beta: float, warmup_steps: int) -> float:
+    """KL weight at a step: beta * min(1, step / warmup_steps), linear warm-up from 0
+    (Bowman et al. 2016; Sonderby et al. 2016); plain beta without warm-up (Higgins et al. 2017)."""
+    return beta if warmup_steps <= 0 else beta * min(1.0, step / warmup_steps)
+
+
+def capacity_at(step: int, capacity_max: float, capacity_steps: int) -> float:
+    """Target KL in nats at a step, raised linearly from 0 to capacity_max (Burgess et al. 2018)."""
+    return capacity_max if capacity_steps <= 0 else capacity_max * min(1.0, step / capacity_steps)

@@ -43,10 +43,10 @@ from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, T
 from vaekit.evaluation import evaluate_elbo, evaluate_kl_decomposition, latent_diagnostics
 from vaekit.models.discriminators import TotalCorrelationDiscriminator
 from vaekit.models.vae import VAE, build_model
-from vaekit.objectives import ElboTerms, beta_at, capacity_at, factor_vae_loss, training_loss
+from vaekit.objectives import ElboTerms, factor_vae_loss, training_loss
 from vaekit.progress import progress_bar
 from vaekit.randomness import derive_seed, seeded_generator
-from vaekit.schedules import lr_factor
+from vaekit.schedules import beta_at, capacity_at, lr_factor
 
 # optimiser name (config.OPTIMIZER_NAMES) -> its torch class
 OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
