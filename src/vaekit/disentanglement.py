@@ -399,21 +399,9 @@ def beta_vae_score(
 PRUNE_STD = 0.05
 
 
-def factor_vae_score(
-    grid: FactorGrid,
-    encode: Encode,
-    seed: int = 0,
-    batch_size: int = 64,
-    train: int = 10_000,
-    test: int = 5_000,
-    variance_points: int = 10_000,
-) -> float:
-    """Kim & Mnih 2018, Section 4: codes are divided by their standard deviation over the data; for a
-    factor k drawn uniformly and a batch with v_k fixed, the code of least variance votes for k. A
-    majority-vote classifier (each code -> the factor it voted for most) is fitted on `train` votes and
-    scored on `test` others. Codes whose standard deviation over the data is below PRUNE_STD (collapsed)
-    never vote, and with none left the score is 0, as disentanglement_lib computes it."""
-    return factor_vae_estimate(grid, encode, seed, batch_size, train, test, variance_points)[0]
+def factor_vae_score(grid: FactorGrid, encode: Encode, *args: Any, **kwargs: Any) -> float:
+    """The FactorVAE score alone (see `factor_vae_estimate`, which takes the same arguments)."""
+    return factor_vae_estimate(grid, encode, *args, **kwargs)[0]
 
 
 def factor_vae_estimate(
@@ -425,7 +413,12 @@ def factor_vae_estimate(
     test: int = 5_000,
     variance_points: int = 10_000,
 ) -> tuple[float, int]:
-    """`factor_vae_score` and the number of codes that vote (spread over the data at least PRUNE_STD)."""
+    """Kim & Mnih 2018, Section 4: codes are divided by their standard deviation over the data; for a
+    factor k drawn uniformly and a batch with v_k fixed, the code of least variance votes for k. A
+    majority-vote classifier (each code -> the factor it voted for most) is fitted on `train` votes and
+    scored on `test` others. Codes whose standard deviation over the data is below PRUNE_STD (collapsed)
+    never vote, and with none left the score is 0, as disentanglement_lib computes it. Returns the score
+    and the number of codes that vote."""
     rng = np.random.default_rng(seed)
     scale = encode(grid.observations(grid.sample_factors(variance_points, rng))).std(0, ddof=1)
     active = scale >= PRUNE_STD
