@@ -104,8 +104,8 @@ def evaluate_kl_decomposition(
     device = next(model.parameters()).device
     sums = torch.zeros(3, dtype=torch.float64)
     for start in range(0, len(x), batch_size):
-        posterior = model.posterior(x[start : start + batch_size].to(device))
-        assert isinstance(posterior, GaussianPosterior)  # the config allows beta-TCVAE with one Gaussian layer
+        posterior = model.posterior(x[start : start + batch_size].to(device)).as_gaussian()
+        assert posterior is not None  # the config allows beta-TCVAE with one Gaussian layer
         z, _ = posterior.rsample(1, generator)
         parts = kl_decomposition(posterior, z[:, 0], model.prior, len(x), sampling)
         terms = (parts.mutual_information, parts.total_correlation, parts.dimension_kl)
@@ -305,10 +305,8 @@ def _kl_contributions(model: VAE, posterior: Posterior, generator: torch.Generat
         return [closed], True
     z, log_q = posterior.rsample(KL_SAMPLES, generator)  # (batch, S, J), (batch, S)
     log_p = model.prior.log_prob_by_layer(z)
-    try:
-        log_q_layers = posterior.at_samples().log_prob_by_layer(z)
-    except ValueError:  # a flow: one layer, scored by rsample's log q
-        log_q_layers = [log_q]
+    # a flow has one layer, scored by rsample's log q
+    log_q_layers = posterior.at_samples().log_prob_by_layer(z) if posterior.has_density else [log_q]
     out = []
     for q_i, p_i in zip(log_q_layers, log_p):
         if q_i.dim() != z.dim() or p_i.dim() != z.dim():
@@ -617,14 +615,14 @@ def posterior_mig(
     combinations = grid.combinations(grid_classes or None)
     device = next(model.parameters()).device
 
-    def posterior(i: int) -> Posterior:
+    def posterior(i: int) -> GaussianPosterior | None:
         images = grid.observations(combinations[i : i + ENCODE_BATCH])
-        return model.posterior(torch.as_tensor(images, dtype=torch.float32).to(device))
+        return model.posterior(torch.as_tensor(images, dtype=torch.float32).to(device)).as_gaussian()
 
-    posteriors = [posterior(0)]
-    if len(model.latent_sizes) > 1 or not isinstance(posteriors[0], GaussianPosterior):
+    first = posterior(0)
+    if first is None:
         return {}
-    posteriors += [posterior(i) for i in range(ENCODE_BATCH, len(combinations), ENCODE_BATCH)]
+    posteriors = [first] + [posterior(i) for i in range(ENCODE_BATCH, len(combinations), ENCODE_BATCH)]
     left_out = ("shape",) if tuple(names) == dsprites.FACTOR_NAMES else ()  # Chen et al. score dSprites without it
     kept = [k for k, name in enumerate(names) if name not in left_out]
     mean, std = torch.cat([q.mu for q in posteriors]), torch.cat([(0.5 * q.logvar).exp() for q in posteriors])

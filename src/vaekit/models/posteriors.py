@@ -11,6 +11,8 @@ A `Posterior` is what every objective, the evaluator and the pictures ask of q(z
   closed_form_kl(prior)                      KL(q || p) per dimension by Kingma & Welling's Appendix B,
                                              or None where it has no closed form
   detach()                                   the same posterior at stopped parameters (STL / DReG)
+  as_gaussian()                              itself where it is one factorized Gaussian layer, else None
+  has_density                                whether log_prob scores a given z (not a flow's)
 The families:
   GaussianPosterior    N(mu, diag sigma^2), the paper's q(z|x) (Kingma & Welling 2013, Appendix C.2)
   FlowPosterior        a Gaussian carried through a normalizing flow (Rezende & Mohamed 2015)
@@ -48,6 +50,9 @@ class Posterior:
 
     layer_sizes: tuple[int, ...]
     label = "q(z|x)"
+    # Whether log_prob_by_layer scores a given z: false for a flow, whose density is known only at its
+    # own samples (rsample's log q).
+    has_density = True
 
     @property
     def latent_dim(self) -> int:
@@ -80,6 +85,11 @@ class Posterior:
 
     def detach(self) -> Posterior:
         raise ValueError(f"a {self.label} posterior has no stopped-parameter form (STL and DReG need a Gaussian)")
+
+    def as_gaussian(self) -> GaussianPosterior | None:
+        """This posterior as one factorized Gaussian layer N(mu, diag sigma^2), or None where it is not one
+        (a flow, a hierarchy): what the objectives and metrics that read mu and sigma ask for."""
+        return None
 
 
 class GaussianPosterior(Posterior):
@@ -128,6 +138,9 @@ class GaussianPosterior(Posterior):
     def detach(self) -> GaussianPosterior:
         return GaussianPosterior(self.mu.detach(), self.logvar.detach())
 
+    def as_gaussian(self) -> GaussianPosterior:
+        return self
+
 
 class FlowPosterior(Posterior):
     """z_K = f_K(... f_1(z_0)), z_0 ~ q_0 = N(mu, diag sigma^2):
@@ -137,6 +150,7 @@ class FlowPosterior(Posterior):
     """
 
     label = "flow"
+    has_density = False
 
     def __init__(self, base: GaussianPosterior, flows: nn.ModuleList) -> None:
         self.base = base
