@@ -115,8 +115,10 @@ def test_conv_rejects_sizes_it_cannot_halve():
 
 
 def test_iwae_objective_with_beta_is_rejected():
-    with pytest.raises(ValueError, match="apply to the elbo objective only"):
+    with pytest.raises(ValueError, match="iwae has no beta"):
         TrainConfig(objective="iwae", beta=2.0)
+    with pytest.raises(ValueError, match="iwae takes no capacity or free bits"):
+        TrainConfig(objective="iwae", capacity_max=5.0)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +129,7 @@ def test_iwae_objective_with_beta_is_rejected():
         ({"hierarchy": "two-layer", "prior": "vampprior"}, {}, "the VampPrior on a top layer needs the ladder"),
         ({"hierarchy": "ladder", "architecture": "conv"}, {}, "the ladder is built of MLPs"),
         ({"ladder_latent_dims": (8,)}, {}, "give 2 to 16 layer sizes"),
-        ({}, {"gradient_estimator": "dreg"}, "dreg applies to the iwae objective"),
+        ({}, {"gradient_estimator": "dreg"}, "elbo takes reparameterization or stl"),
         ({"prior": "gaussian-mixture"}, {}, "model.prior = 'gaussian-mixture' is invalid: choose one of standard"),
         ({"flow_steps": 0}, {}, "model.flow_steps = 0 is invalid: use 1 to 64"),
     ],

@@ -363,17 +363,17 @@ def _first_images(data, n):
 
 
 def _record_kl_decomposition_calls(monkeypatch) -> list[tuple[int, int]]:
-    """(batch size, dataset size N) of every call of objectives.kl_decomposition from here on."""
-    from vaekit import objectives
+    """(batch size, dataset size N) of every call of kl_decomposition by the training objective from here on."""
+    from vaekit.objectives import losses
 
     seen: list[tuple[int, int]] = []
-    real = objectives.kl_decomposition
+    real = losses.kl_decomposition
 
     def recording(posterior, z, prior, dataset_size, sampling="mss"):
         seen.append((len(z), dataset_size))
         return real(posterior, z, prior, dataset_size, sampling)
 
-    monkeypatch.setattr(objectives, "kl_decomposition", recording)
+    monkeypatch.setattr(losses, "kl_decomposition", recording)
     return seen
 
 
@@ -402,3 +402,5 @@ def test_beta_tcvaes_last_batch_never_holds_a_single_image(tmp_path, tiny_config
     assert tcvae.metrics[0]["step"] == 4 and tcvae.metrics[0]["images_seen"] == 201
     elbo = train(config, tmp_path / "elbo", progress=False, dataset=data)
     assert elbo.metrics[0]["step"] == 5
+    dip = train(config.with_overrides({"train.objective": "dip-vae-i"}), tmp_path / "dip", progress=False, dataset=data)
+    assert dip.metrics[0]["step"] == 4  # its covariance over one image would be 0: that image joins the batch before

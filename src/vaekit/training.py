@@ -35,15 +35,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vaekit import callbacks as hooks
 from vaekit import checkpoint, distributed, rundir
+from vaekit.batch import Batch
 from vaekit.checkpoint import EpochTotals, TrainState
 from vaekit.compiling import CompiledOrEager
-from vaekit.config import RunConfig, TrainConfig
+from vaekit.config import OBJECTIVE_NEEDS, RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
+from vaekit.diagnostics import latent_diagnostics
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingStopped
-from vaekit.evaluation import evaluate_elbo, evaluate_kl_decomposition, latent_diagnostics
-from vaekit.models.discriminators import TotalCorrelationDiscriminator
+from vaekit.evaluation import evaluate_elbo
 from vaekit.models.vae import VAE, build_model
-from vaekit.objectives import ElboTerms, factor_vae_loss, training_loss
+from vaekit.objectives import ElboTerms, Objective, build_objective
 from vaekit.progress import progress_bar
 from vaekit.randomness import derive_seed, seeded_generator
 from vaekit.schedules import beta_at, capacity_at, lr_factor
@@ -205,10 +206,11 @@ def _warn_if_schedule_outlasts(loop: Loop) -> None:
     tc, steps = loop.config.train, loop.config.train.epochs * loop.batches_per_epoch
     if loop.state.step > 0:
         return
-    if tc.warmup_steps > steps:
+    if tc.warmup_steps > steps:  # beta weighs the KL, or beta-TCVAE's total correlation (ObjectiveNeeds)
         loop.log(
-            f"warning: the KL warm-up (train.warmup_steps = {tc.warmup_steps}) outlasts this run's {steps} steps: the "
-            f"KL weight will end at {beta_at(steps - 1, tc.beta, tc.warmup_steps):.3g} of beta = {tc.beta:g}."
+            f"warning: the warm-up (train.warmup_steps = {tc.warmup_steps}) outlasts this run's {steps} steps: "
+            f"{loop.objective.needs.beta_weighs} weight will end at {beta_at(steps - 1, tc.beta, tc.warmup_steps):.3g} "
+            f"of beta = {tc.beta:g}."
         )
     if tc.capacity_steps > steps:
         loop.log(
@@ -262,27 +264,6 @@ def _prepare_on_every_rank(
         raise error or CheckpointError(f"rank 0 could not prepare {run_dir}; see its message.")
 
 
-class _Objective(nn.Module):
-    """The training loss as a module, so that DistributedDataParallel can wrap it: DDP averages
-    the gradients of whatever its forward computes. The VAE itself stays unaware of it."""
-
-    def __init__(
-        self, model: VAE, train: TrainConfig, dataset_size: int, discriminator: nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.train_config = train
-        self.dataset_size = dataset_size  # N, for beta-TCVAE's estimate of the aggregate posterior
-        self.discriminator = discriminator  # FactorVAE's, trained in the same step
-
-    def forward(self, x: torch.Tensor, step: int, eps: torch.Tensor) -> tuple[torch.Tensor, ElboTerms]:
-        tc = self.train_config
-        if self.discriminator is not None:  # the permutations, like the noise, a function of (seed, step)
-            permutation = torch.Generator().manual_seed(derive_seed(tc.seed, "permutation", step))
-            return factor_vae_loss(self.model, self.discriminator, x, tc.factor_gamma, permutation, eps)
-        return training_loss(self.model, x, tc, step, eps=eps, dataset_size=self.dataset_size)
-
-
 class StopRequests:
     """Ctrl-C (SIGINT) and SIGTERM ask the loop to stop at the end of the current step, after a
     checkpoint there, rather than kill it mid-update; a second signal interrupts at once. Signal
@@ -320,9 +301,9 @@ class Loop:
     train_x: torch.Tensor  # (N, C, H, W) pixels on the device; batches are gathered there
     valid_x: torch.Tensor  # (N_valid, C, H, W) fixed validation observations
     model: VAE
-    checkpointed: nn.Module  # what the checkpoint holds: the model, and FactorVAE's discriminator beside it
     optimizer: torch.optim.Optimizer
-    objective: nn.Module  # the loss, wrapped by DistributedDataParallel in a distributed run
+    objective: Objective  # the loss, what it trains, logs and saves (vaekit.objectives)
+    step_loss: nn.Module  # the objective as each step calls it: under DDP and torch.compile where they apply
     autocast: torch.autocast
     state: TrainState
     log: Callable[[str], None]
@@ -351,11 +332,12 @@ class Loop:
 
 def steps_per_epoch(config: RunConfig, data: Dataset, ctx: distributed.Context) -> int:
     """Optimisation steps in an epoch of the training images: a distributed run drops an epoch's incomplete
-    last global batch (batch_size x world size), so that every rank gets a full share. Under beta-TCVAE a last
-    batch of a single image, which has no other image to estimate q(z) from, joins the batch before it
-    (`minibatch`), so that every image is still seen once an epoch."""
+    last global batch (batch_size x world size), so that every rank gets a full share. Under an objective that
+    measures across the minibatch (ObjectiveNeeds.minibatch: beta-TCVAE's q(z), FactorVAE's permutations,
+    DIP-VAE's covariance) a last batch of a single image, which gives it nothing to measure, joins the batch
+    before it (`minibatch`), so that every image is still seen once an epoch."""
     n, batch = len(data.train), config.train.batch_size * ctx.world_size
-    if ctx.distributed or (config.train.objective == "beta-tcvae" and n % batch == 1):
+    if ctx.distributed or (OBJECTIVE_NEEDS[config.train.objective].minibatch and n % batch == 1):
         return n // batch
     return -(-n // batch)
 
@@ -393,11 +375,11 @@ def set_up(
         torch.set_num_threads(tc.num_threads)
     torch.manual_seed(derive_seed(tc.seed, "init"))
     model = build_model(config.model, 2**config.data.bits).to(device)
-    discriminator, checkpointed, groups = _trainables(model, tc, device)
-    optimizer = make_optimizer(tc, groups)
+    objective = build_objective(model, tc, len(data.train.images))  # after the model: its own networks' weights
+    optimizer = make_optimizer(tc, objective.parameter_groups())
     state = TrainState()
     if resume and rundir.has_checkpoint(run_dir):
-        state = rundir.load_checkpoint(run_dir, checkpointed, optimizer)
+        state = rundir.load_checkpoint(run_dir, objective.checkpointed(), optimizer)
         if ctx.is_main:
             # The checkpoint is the one source of truth: files written after it by a run that died
             # before its next checkpoint are rewritten from it.
@@ -407,9 +389,9 @@ def set_up(
         log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
     else:
         log(f"training into {run_dir}")
-    objective: nn.Module = _Objective(model, tc, len(data.train.images), discriminator)
+    step_loss: nn.Module = objective
     if ctx.distributed:
-        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        step_loss = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
         log(
             f"{ctx.world_size} processes x batch {tc.batch_size} = effective batch {tc.batch_size * ctx.world_size}, "
             f"learning rate {tc.learning_rate} (not rescaled)"
@@ -423,9 +405,9 @@ def set_up(
         train_x=data.train.images.to(device),
         valid_x=data.evaluation_observations("valid"),
         model=model,
-        checkpointed=checkpointed,
         optimizer=optimizer,
-        objective=compile_step(objective, tc.compile, device, log),
+        objective=objective,
+        step_loss=compile_step(step_loss, tc.compile, device, log),
         autocast=autocast,
         state=state,
         log=log,
@@ -436,20 +418,6 @@ def set_up(
         nonfinite=NonFiniteSteps(device, state.step),
         last_save_step=state.step,
     )
-
-
-def _trainables(
-    model: VAE, tc: TrainConfig, device: torch.device
-) -> tuple[nn.Module | None, nn.Module, list[dict[str, Any]]]:
-    """FactorVAE's discriminator (None for other objectives), what the checkpoint holds (the model, and the
-    discriminator beside it), and the optimiser's parameter groups: the discriminator's with its own Adam
-    settings, 1e-4 and betas (0.5, 0.9) (Kim & Mnih 2018, Appendix A)."""
-    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
-    if tc.objective != "factor-vae":
-        return None, model, groups
-    discriminator = TotalCorrelationDiscriminator(model.latent_dim).to(device)
-    groups.append({"params": list(discriminator.parameters()), "lr": 1e-4, "betas": (0.5, 0.9)})
-    return discriminator, nn.ModuleDict({"model": model, "discriminator": discriminator}), groups
 
 
 def compile_step(objective: nn.Module, mode: str, device: torch.device, log: Callable[[str], None]) -> nn.Module:
@@ -559,16 +527,16 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float, float]:
         leave=False,
     )
     for b in range(state.batch_in_epoch, total):
-        x, eps = minibatch(loop, order, b)
-        loss = train_step(loop, x, eps, epoch)
+        batch, eps = minibatch(loop, order, b)
+        loss = train_step(loop, batch, eps, epoch)
         state.step, state.batch_in_epoch = state.step + 1, b + 1
-        epoch.step_done(len(x) * ctx.world_size)  # host-side counters: no sync
+        epoch.step_done(len(batch) * ctx.world_size)  # host-side counters: no sync
         bar.update(1)
         if loop.callbacks:
             hooks.step_end(loop.callbacks, loop, loss, loop.log)
         if b + 1 < total and state.step % loop.sync_every > 0:
             continue
-        check_nonfinite(loop, loss, x)
+        check_nonfinite(loop, loss, batch.x)
         if loop.progress and b % 25 < loop.sync_every:
             bar.set_postfix(elbo=f"{epoch.mean_elbo():.2f}", refresh=False)
         if b + 1 < total and _checkpoint_due(loop):
@@ -579,8 +547,9 @@ def train_epoch(loop: Loop) -> tuple[EpochTotals, float, float]:
     return (*epoch.fold(ctx), epoch.images_per_second())
 
 
-def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Observations (M, C, H, W) and noise eps (M, L, latent_dim) of batch b of the epoch, for this rank.
+def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[Batch, torch.Tensor]:
+    """The batch (observations x (M, C, H, W)) and noise eps (M, L, latent_dim) of batch b of the epoch, for
+    this rank.
 
     Both are drawn on the device from loop.noise, seeded by (seed, "noise", step): a CPU generator
     on the CPU, a counter-based Philox one on a GPU, so randomness stays a function of the step
@@ -592,7 +561,7 @@ def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[torch.Tensor, to
     noise = loop.noise.manual_seed(derive_seed(tc.seed, "noise", loop.state.step))
     end = (b + 1) * loop.global_batch
     if b + 1 == loop.batches_per_epoch and not ctx.distributed:
-        end = len(order)  # the epoch's last batch takes every image left (one more under beta-TCVAE)
+        end = len(order)  # the epoch's last batch takes every image left (one more under a minibatch objective)
     rows = order[b * loop.global_batch : end]
     x = loop.data.training_observations(loop.train_x[rows], noise)
     shape = (len(rows), tc.num_samples, loop.model.latent_dim)  # all layers' noise
@@ -600,10 +569,10 @@ def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[torch.Tensor, to
     if ctx.distributed:
         mine = slice(ctx.rank * tc.batch_size, (ctx.rank + 1) * tc.batch_size)
         x, eps = x[mine], eps[mine]
-    return x, eps.to(ctx.device)
+    return Batch(x), eps.to(ctx.device)
 
 
-def train_step(loop: Loop, x: torch.Tensor, eps: torch.Tensor, epoch: EpochProgress) -> torch.Tensor:
+def train_step(loop: Loop, batch: Batch, eps: torch.Tensor, epoch: EpochProgress) -> torch.Tensor:
     """One gradient step on -ELBO (or the configured objective); returns the loss.
 
     A step whose loss or gradient is NaN or infinite is not applied: a fused optimiser skips it on
@@ -611,7 +580,7 @@ def train_step(loop: Loop, x: torch.Tensor, eps: torch.Tensor, epoch: EpochProgr
     sync: it stops the run with a message, or with train.skip_nonfinite counts them.
     """
     with loop.autocast:
-        loss, terms = loop.objective(x, loop.state.step, eps)  # minimised; the bound is maximised
+        loss, terms = loop.step_loss(batch, loop.state.step, eps)  # minimised; the bound is maximised
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     bad = _nonfinite(loss, loop.parameters, loop.ctx)
@@ -630,7 +599,7 @@ def train_step(loop: Loop, x: torch.Tensor, eps: torch.Tensor, epoch: EpochProgr
     elif not bad[0].item():  # no fused kernel: one host sync per step
         loop.optimizer.step()
     loop.nonfinite.record(bad)
-    epoch.add(terms, len(x), bad[0])
+    epoch.add(terms, len(batch), bad[0])
     return loss
 
 
@@ -666,7 +635,7 @@ def _stop_if_asked(loop: Loop) -> None:
 
 def save_checkpoint(loop: Loop) -> None:
     if loop.ctx.is_main:
-        rundir.save_checkpoint(loop.run_dir, loop.checkpointed, loop.optimizer, loop.state)
+        rundir.save_checkpoint(loop.run_dir, loop.objective.checkpointed(), loop.optimizer, loop.state)
     loop.last_save, loop.last_save_step = time.monotonic(), loop.state.step
 
 
@@ -693,17 +662,8 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
     last = state.step - 1  # the epoch's last step (steps count from 0): where the schedules stood
     if tc.lr_schedule != "constant":
         row["learning_rate"] = loop.optimizer.param_groups[0]["lr"]
-    if tc.capacity_max > 0:
-        row["kl_target"] = capacity_at(last, tc.capacity_max, tc.capacity_steps)
-    elif tc.objective in ("elbo", "dip-vae-i", "dip-vae-ii"):
-        row["kl_weight"] = beta_at(last, tc.beta, tc.warmup_steps)
-    elif tc.objective == "beta-tcvae":  # beta, warmed up alike, weighs the total correlation alone
-        row["tc_weight"] = beta_at(last, tc.beta, tc.warmup_steps)
-    if tc.objective == "beta-tcvae":  # the KL's three parts on the validation images (Chen et al. 2018)
-        parts = evaluate_kl_decomposition(
-            loop.model, loop.valid_x, tc.batch_size, tc.tc_sampling, seeded_generator(tc.seed, "eval", 1)
-        )
-        row.update({f"valid_{name}": value for name, value in parts.items()})
+    row.update(loop.objective.logged_weights(last))
+    row.update(loop.objective.epoch_figures(loop.valid_x))
     best = state.metrics[state.best_epoch - 1]["valid_elbo"] if state.best_epoch else -math.inf
     state.epoch, state.batch_in_epoch, state.totals, state.seconds = state.epoch + 1, 0, EpochTotals(), 0.0
     state.metrics = state.metrics + [row]

@@ -9,7 +9,8 @@ A `Posterior` is what every objective, the evaluator and the pictures ask of q(z
                                              scores its own samples (batch, L, J) as (batch, L)
   mean                                       where pictures and the playground place an image
   closed_form_kl(prior)                      KL(q || p) per dimension by Kingma & Welling's Appendix B,
-                                             or None where it has no closed form
+                                             or None where it has no closed form (kl_is_closed_form says which)
+  sample(L, generator, eps)                  rsample's z alone, where no log q is needed
   detach()                                   the same posterior at stopped parameters (STL / DReG)
   as_gaussian()                              itself where it is one factorized Gaussian layer, else None
   has_density                                whether log_prob scores a given z (not a flow's)
@@ -63,6 +64,12 @@ class Posterior:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def sample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """rsample's z alone, (*batch, L, J), for an objective that needs no log q (a closed-form KL)."""
+        return self.rsample(num_samples, generator, eps)[0]
+
     @property
     def mean(self) -> torch.Tensor:
         raise NotImplementedError
@@ -78,6 +85,10 @@ class Posterior:
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z|x) summed over latents: z (*batch, J), broadcasting against the parameters -> (*batch,)."""
         return sum(layer.sum(-1) for layer in self.log_prob_by_layer(z))  # type: ignore[return-value]
+
+    def kl_is_closed_form(self, prior: nn.Module) -> bool:
+        """Whether closed_form_kl(prior) gives the KL rather than None."""
+        return False
 
     def closed_form_kl(self, prior: nn.Module) -> torch.Tensor | None:
         """KL(q(z|x) || p(z)) per latent dimension (batch, J) where it has a closed form, else None."""
@@ -117,6 +128,11 @@ class GaussianPosterior(Posterior):
         z = self.gaussian.rsample(num_samples, generator, eps)
         return z, self.at_samples().log_prob(z)
 
+    def sample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.gaussian.rsample(num_samples, generator, eps)
+
     def at_samples(self) -> GaussianPosterior:
         """This posterior with a sample dimension before J, to score its own samples (*batch, L, J)."""
         return GaussianPosterior(self.mu.unsqueeze(-2), self.logvar.unsqueeze(-2))
@@ -131,9 +147,12 @@ class GaussianPosterior(Posterior):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return self.gaussian.log_prob(z)
 
+    def kl_is_closed_form(self, prior: nn.Module) -> bool:
+        return bool(getattr(prior, "closed_form_kl", False))
+
     def closed_form_kl(self, prior: nn.Module) -> torch.Tensor | None:
         """KL_j = 1/2 (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2) against N(0, I) (Appendix B), (*batch, J)."""
-        return self.gaussian.kl_per_dimension() if getattr(prior, "closed_form_kl", False) else None
+        return self.gaussian.kl_per_dimension() if self.kl_is_closed_form(prior) else None
 
     def detach(self) -> GaussianPosterior:
         return GaussianPosterior(self.mu.detach(), self.logvar.detach())
