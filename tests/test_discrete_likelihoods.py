@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from vaekit.evaluation import bits_per_dim, dequantize, evaluate_split
-from vaekit.likelihoods import LIKELIHOOD_BUILDERS, CategoricalLevels, DiscretizedLogisticMixture, level_of
+from vaekit.likelihoods import (
+    LIKELIHOOD_BUILDERS,
+    CategoricalLevels,
+    DiscretizedLogisticMixture,
+    LikelihoodOptions,
+    level_of,
+)
 
 
 def _mixture(levels, components=3, shape=(4, 1, 3, 3), dtype=torch.float32, seed=0, log_scale_range=(-8.0, 7.0)):
@@ -103,7 +109,7 @@ def test_levels_are_read_from_both_8bit_scales_and_samples_stay_on_them():
 
 @pytest.mark.parametrize("name", ["discretized-logistic", "discretized-logistic-mixture", "categorical"])
 def test_each_builder_reads_the_decoders_maps(name):
-    options = {"levels": 32, "components": 3}
+    options = LikelihoodOptions(levels=32, components=3)
     maps, build = LIKELIHOOD_BUILDERS[name]
     out = torch.randn(2, maps(options) * 3, 5, 5)  # three channels
     dist = build(out, 3, options)
@@ -116,7 +122,7 @@ def test_channel_coupling_coefficients_stay_in_minus_one_to_one_for_large_raw_ou
     """Catches the coupling built without tanh: the decoder's raw maps are unbounded, and a coefficient past 1
     lets green and blue's means run off with red's level. Raw outputs of +-100 give coefficients within
     [-1, 1], and the largest saturate there."""
-    options = {"levels": 256, "components": 2, "coupled": 1.0}
+    options = LikelihoodOptions(levels=256, components=2, coupled=True)
     maps, build = LIKELIHOOD_BUILDERS["discretized-logistic-mixture"]
     out = torch.randn(2, maps(options) * 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 100
     dist = build(out, 3, options)

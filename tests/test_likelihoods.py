@@ -88,6 +88,19 @@ def test_likelihood_registry_matches_config():
     assert set(LIKELIHOOD_BUILDERS) == set(LIKELIHOOD_NAMES)
 
 
+@pytest.mark.parametrize("name", sorted(LIKELIHOOD_BUILDERS))
+def test_each_likelihood_declares_the_kind_the_config_gives_its_name(name):
+    """The kind decides a run's unit (nats, dequantized bits/dim, bits/dim): the class a name builds declares the
+    kind config.LIKELIHOOD_KINDS gives that name, so no tuple's order can change what a run reports."""
+    from vaekit.config import LIKELIHOOD_KINDS
+    from vaekit.likelihoods import LikelihoodOptions
+
+    options = LikelihoodOptions(levels=16, components=2)
+    maps, build = LIKELIHOOD_BUILDERS[name]
+    likelihood = build(torch.zeros(1, maps(options), 2, 2), 3, options)
+    assert type(likelihood).kind == LIKELIHOOD_KINDS[name]
+
+
 def _single_pixel(values):
     return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1)
 

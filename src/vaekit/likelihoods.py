@@ -8,6 +8,9 @@ summed over pixels and latent dimensions, never averaged).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +100,8 @@ class BernoulliLikelihood:
     Shapes: logits (batch, *event); event_dims says how many trailing dimensions are pixels.
     """
 
+    kind = "binary"  # config.LIKELIHOOD_KINDS
+
     def __init__(self, logits: torch.Tensor, event_dims: int) -> None:
         self.logits = logits
         self.event_dims = event_dims
@@ -125,6 +130,8 @@ class GaussianLikelihood:
     logvar (see `bounded_logvar`) so that the density stays finite on pixels that never vary.
     """
 
+    kind = "density"  # config.LIKELIHOOD_KINDS
+
     def __init__(self, mu: torch.Tensor, logvar: torch.Tensor, event_dims: int) -> None:
         self.mu = mu
         self.logvar = logvar
@@ -152,6 +159,8 @@ class ContinuousBernoulliLikelihood:
     Unlike a Bernoulli applied to grey levels, it is a normalised density on [0, 1], so its
     bound is a true log-likelihood bound for [0, 1] data. Shapes as BernoulliLikelihood.
     """
+
+    kind = "density"  # config.LIKELIHOOD_KINDS
 
     def __init__(self, logits: torch.Tensor, event_dims: int) -> None:
         self.logits = logits
@@ -229,6 +238,8 @@ class DiscretizedLogisticMixture:
         p(r, g, b) = sum_k pi_k P_k(r | mu_r) P_k(g | mu_g + alpha r) P_k(b | mu_b + beta r + gamma g),
     with r, g, b the levels as k/L.
     """
+
+    kind = "levels"  # config.LIKELIHOOD_KINDS
 
     def __init__(
         self,
@@ -333,6 +344,8 @@ class CategoricalLevels:
     van den Oord et al. 2016): log p(x_d = k | z) = log_softmax(logits_d)_k. The reference the discretized
     logistics are tested against. Shapes: logits (batch, C, H, W, L); x (batch, C, H, W) in [0, 1]."""
 
+    kind = "levels"  # config.LIKELIHOOD_KINDS
+
     def __init__(self, logits: torch.Tensor, event_dims: int = 3) -> None:
         self.logits, self.event_dims = logits, event_dims
         self.levels = logits.shape[-1]
@@ -372,28 +385,41 @@ def bounded_logvar(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return low + (high - low) * torch.sigmoid(raw)
 
 
+@dataclass(frozen=True)
+class LikelihoodOptions:
+    """What a likelihood builder needs beyond the decoder's raw output (the model config's fields, and the
+    data's grey levels): the Gaussian decoder's log-variance bounds and fixed std, the mixture's components
+    K and its channel coupling, and levels = 2^data.bits. Built by vaekit.models.vae.likelihood_options."""
+
+    logvar_min: float = -6.0
+    logvar_max: float = 2.0
+    fixed_std: float = 0.1
+    components: int = 5
+    coupled: bool = False
+    levels: int = 256
+
+
 # likelihood name -> (parameter maps per image channel, given the options; builder from the decoder's raw
 # output). The decoders produce `channels * maps` output channels and hand them to the builder, so every
-# decoder supports every likelihood. Names match config.LIKELIHOOD_NAMES (a test checks). The options are
-# the model's (vaekit.models.vae.likelihood_options): levels = 2^data.bits, components = K, and the
-# Gaussian decoder's bounds.
-def _bernoulli(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> BernoulliLikelihood:
+# decoder supports every likelihood. Names match config.LIKELIHOOD_KINDS, and each class's `kind` its entry
+# there (a test checks).
+def _bernoulli(out: torch.Tensor, event_dims: int, options: LikelihoodOptions) -> BernoulliLikelihood:
     return BernoulliLikelihood(out, event_dims)
 
 
 def _continuous_bernoulli(
-    out: torch.Tensor, event_dims: int, options: dict[str, float]
+    out: torch.Tensor, event_dims: int, options: LikelihoodOptions
 ) -> ContinuousBernoulliLikelihood:
     return ContinuousBernoulliLikelihood(out, event_dims)
 
 
-def _gaussian(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> GaussianLikelihood:
+def _gaussian(out: torch.Tensor, event_dims: int, options: LikelihoodOptions) -> GaussianLikelihood:
     mu, raw = out.chunk(2, dim=1)  # channels: [means..., raw log-variances...]
-    return GaussianLikelihood(mu, bounded_logvar(raw, options["logvar_min"], options["logvar_max"]), event_dims)
+    return GaussianLikelihood(mu, bounded_logvar(raw, options.logvar_min, options.logvar_max), event_dims)
 
 
-def _gaussian_fixed(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> GaussianLikelihood:
-    return GaussianLikelihood(out, torch.full_like(out, 2 * math.log(options["fixed_std"])), event_dims)
+def _gaussian_fixed(out: torch.Tensor, event_dims: int, options: LikelihoodOptions) -> GaussianLikelihood:
+    return GaussianLikelihood(out, torch.full_like(out, 2 * math.log(options.fixed_std)), event_dims)
 
 
 # The smallest log-scale of a discretized logistic, in units of x in [0, 1]: at -8 a bin of 1/256 spans
@@ -407,12 +433,12 @@ def _per_channel(out: torch.Tensor, maps: int) -> torch.Tensor:
     return out.view(batch, channels // maps, maps, height, width).permute(0, 1, 3, 4, 2)
 
 
-def _logistic_mixture(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> DiscretizedLogisticMixture:
+def _logistic_mixture(out: torch.Tensor, event_dims: int, options: LikelihoodOptions) -> DiscretizedLogisticMixture:
     """Maps per channel: [logits, means, log-scales], K each; with channel coupling a fourth K, the coupling
     coefficients before tanh, read as alpha, beta and gamma from the red, green and blue channels' maps,
     and the pixel's shared logits are the sum of its three channels' logit maps (a linear output too)."""
-    k, levels = int(options["components"]), int(options["levels"])
-    if not options.get("coupled"):
+    k, levels = options.components, options.levels
+    if not options.coupled:
         logits, mu, raw_scale = _per_channel(out, 3 * k).chunk(3, dim=-1)
         return DiscretizedLogisticMixture(logits, mu, raw_scale.clamp_min(LOG_SCALE_MIN), levels, event_dims)
     logits, mu, raw_scale, raw_coupling = _per_channel(out, 4 * k).chunk(4, dim=-1)
@@ -421,25 +447,25 @@ def _logistic_mixture(out: torch.Tensor, event_dims: int, options: dict[str, flo
     )
 
 
-def _logistic(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> DiscretizedLogisticMixture:
+def _logistic(out: torch.Tensor, event_dims: int, options: LikelihoodOptions) -> DiscretizedLogisticMixture:
     mu, raw_scale = _per_channel(out, 2).chunk(2, dim=-1)  # maps: [mean, log-scale]
-    levels = int(options["levels"])
+    levels = options.levels
     return DiscretizedLogisticMixture(torch.zeros_like(mu), mu, raw_scale.clamp_min(LOG_SCALE_MIN), levels, event_dims)
 
 
-def _categorical(out: torch.Tensor, event_dims: int, options: dict[str, float]) -> CategoricalLevels:
-    return CategoricalLevels(_per_channel(out, int(options["levels"])), event_dims)
+def _categorical(out: torch.Tensor, event_dims: int, options: LikelihoodOptions) -> CategoricalLevels:
+    return CategoricalLevels(_per_channel(out, options.levels), event_dims)
 
 
-LIKELIHOOD_BUILDERS = {
+LIKELIHOOD_BUILDERS: dict[str, tuple[Callable[[LikelihoodOptions], int], Callable[..., Any]]] = {
     "bernoulli": (lambda options: 1, _bernoulli),
     "continuous-bernoulli": (lambda options: 1, _continuous_bernoulli),
     "gaussian": (lambda options: 2, _gaussian),
     "gaussian-fixed": (lambda options: 1, _gaussian_fixed),
     "discretized-logistic": (lambda options: 2, _logistic),
     "discretized-logistic-mixture": (
-        lambda options: (4 if options.get("coupled") else 3) * int(options["components"]),
+        lambda options: (4 if options.coupled else 3) * options.components,
         _logistic_mixture,
     ),
-    "categorical": (lambda options: int(options["levels"]), _categorical),
+    "categorical": (lambda options: options.levels, _categorical),
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import checkpoint, rundir
-from vaekit.config import DISCRETE_LIKELIHOOD_NAMES
+from vaekit.config import LIKELIHOOD_KINDS
 from vaekit.disentanglement import METRICS
 
 # Pictures in reading order, with the caption a reader needs.
@@ -102,9 +102,10 @@ def _likelihood_note(config: Any) -> list[str]:
     """What the run's bounds mean: nats of binary pixels, probabilities of grey levels (also in bits/dim),
     or a density's values (in bits/dim after dequantization)."""
     name = html.escape(config.model.likelihood)
-    if config.model.likelihood == "bernoulli":
+    kind = LIKELIHOOD_KINDS[config.model.likelihood]
+    if kind == "binary":
         return []
-    if config.model.likelihood in DISCRETE_LIKELIHOOD_NAMES:
+    if kind == "levels":
         return [
             f"<p class='note'>The {name} likelihood is a probability over the {2**config.data.bits} grey levels, so "
             "log p(x) is at most 0; evaluations also state it in bits per dimension, -log p(x) / (D ln 2), lower "

@@ -12,16 +12,16 @@ import math
 import torch
 from torch import nn
 
-from vaekit.likelihoods import LIKELIHOOD_BUILDERS
+from vaekit.likelihoods import LIKELIHOOD_BUILDERS, LikelihoodOptions
 from vaekit.models.encoders import ACTIVATION_FUNCTIONS, ResidualBlock, dense, spatial_latent_channels
 
 
 class _LikelihoodHead:
     """Turns raw decoder output (batch, maps*C, H, W) into the configured likelihood object."""
 
-    def __init__(self, likelihood: str, options: dict[str, float]) -> None:
+    def __init__(self, likelihood: str, options: LikelihoodOptions) -> None:
         maps, self.build = LIKELIHOOD_BUILDERS[likelihood]
-        self.options = dict(options)
+        self.options = options
         self.maps = maps(self.options)
 
     def __call__(self, out: torch.Tensor):
@@ -43,13 +43,13 @@ class MLPDecoder(nn.Module):
         hidden_dim: int,
         latent_dim: int,
         likelihood: str = "bernoulli",
-        options: dict[str, float] | None = None,
+        options: LikelihoodOptions | None = None,
         hidden_layers: int = 1,
         activation: str = "relu",
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
-        self.head = _LikelihoodHead(likelihood, options or {})
+        self.head = _LikelihoodHead(likelihood, options or LikelihoodOptions())
         c, h, w = self.image_shape
         self.hidden = dense(latent_dim, hidden_dim, activation)  # W4, b4
         self.deeper = nn.ModuleList(dense(hidden_dim, hidden_dim, activation) for _ in range(hidden_layers - 1))
@@ -78,11 +78,11 @@ class ConvDecoder(nn.Module):
         latent_dim: int,
         channels: tuple[int, ...],
         likelihood: str = "bernoulli",
-        options: dict[str, float] | None = None,
+        options: LikelihoodOptions | None = None,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
-        self.head = _LikelihoodHead(likelihood, options or {})
+        self.head = _LikelihoodHead(likelihood, options or LikelihoodOptions())
         c, h, w = self.image_shape
         scale = 2 ** len(channels)
         self.start = (channels[-1], h // scale, w // scale)
@@ -114,10 +114,10 @@ class ResidualDecoder(nn.Module):
         channels: tuple[int, ...],
         blocks: int,
         likelihood: str = "bernoulli",
-        options: dict[str, float] | None = None,
+        options: LikelihoodOptions | None = None,
     ) -> None:
         super().__init__()
-        self.head = _LikelihoodHead(likelihood, options or {})
+        self.head = _LikelihoodHead(likelihood, options or LikelihoodOptions())
         c, h, w = image_shape
         n = len(channels)
         self.start = (spatial_latent_channels(image_shape, n, latent_dim), h >> n, w >> n)

@@ -15,6 +15,7 @@ from vaekit.likelihoods import (
     ContinuousBernoulliLikelihood,
     DiscretizedLogisticMixture,
     GaussianLikelihood,
+    LikelihoodOptions,
 )
 from vaekit.models.decoders import ConvDecoder, MLPDecoder, ResidualDecoder
 from vaekit.models.encoders import ConvEncoder, GaussianMLP, MLPEncoder, ResidualEncoder
@@ -144,23 +145,23 @@ def check_latents(z: torch.Tensor, latent_dim: int) -> None:
         )
 
 
-def likelihood_options(config: ModelConfig, levels: int = 256) -> dict[str, float]:
+def likelihood_options(config: ModelConfig, levels: int = 256) -> LikelihoodOptions:
     """What the decoder's likelihood builder needs beyond its raw output: the Gaussian decoder's bounds,
     the mixture's components and channel coupling, and the number of grey levels (2^data.bits)."""
-    return {
-        "logvar_min": config.decoder_logvar_min,
-        "logvar_max": config.decoder_logvar_max,
-        "fixed_std": config.decoder_fixed_std,
-        "components": config.likelihood_components,
-        "coupled": float(config.likelihood_channel_coupling),
-        "levels": levels,
-    }
+    return LikelihoodOptions(
+        logvar_min=config.decoder_logvar_min,
+        logvar_max=config.decoder_logvar_max,
+        fixed_std=config.decoder_fixed_std,
+        components=config.likelihood_components,
+        coupled=config.likelihood_channel_coupling,
+        levels=levels,
+    )
 
 
 Networks = tuple[nn.Module, nn.Module]  # (encoder, decoder)
 
 
-def _mlp(config: ModelConfig, options: dict[str, float]) -> Networks:
+def _mlp(config: ModelConfig, options: LikelihoodOptions) -> Networks:
     encoder = MLPEncoder(
         config.image_shape, config.hidden_dim, config.latent_dim, config.hidden_layers, config.activation
     )
@@ -176,7 +177,7 @@ def _mlp(config: ModelConfig, options: dict[str, float]) -> Networks:
     return encoder, decoder
 
 
-def _conv(config: ModelConfig, options: dict[str, float]) -> Networks:
+def _conv(config: ModelConfig, options: LikelihoodOptions) -> Networks:
     encoder = ConvEncoder(config.image_shape, config.hidden_dim, config.latent_dim, config.conv_channels)
     decoder = ConvDecoder(
         config.image_shape,
@@ -189,7 +190,7 @@ def _conv(config: ModelConfig, options: dict[str, float]) -> Networks:
     return encoder, decoder
 
 
-def _resnet(config: ModelConfig, options: dict[str, float]) -> Networks:
+def _resnet(config: ModelConfig, options: LikelihoodOptions) -> Networks:
     channels, blocks = config.conv_channels, config.conv_residual_blocks
     encoder = ResidualEncoder(config.image_shape, config.latent_dim, channels, blocks)
     decoder = ResidualDecoder(config.image_shape, config.latent_dim, channels, blocks, config.likelihood, options)
@@ -197,7 +198,7 @@ def _resnet(config: ModelConfig, options: dict[str, float]) -> Networks:
 
 
 # architecture name -> builder of the encoder and decoder. Names match config.ARCHITECTURE_NAMES (a test checks).
-ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig, dict[str, float]], Networks]] = {
+ARCHITECTURE_BUILDERS: dict[str, Callable[[ModelConfig, LikelihoodOptions], Networks]] = {
     "mlp": _mlp,
     "conv": _conv,
     "resnet": _resnet,
@@ -223,7 +224,7 @@ def _two_layer(config: ModelConfig, encoder: nn.Module, decoder: nn.Module) -> V
     return VAE(encoder, BottomDecoder(decoder, j1), prior, inference, config.image_shape)
 
 
-def _ladder(config: ModelConfig, options: dict[str, float]) -> VAE:
+def _ladder(config: ModelConfig, options: LikelihoodOptions) -> VAE:
     """Sonderby et al.'s ladder VAE: a bottom-up pass, then top-down inference sharing the generative
     conditionals (see models/posteriors.py); the decoder p(x|z_1) is the MLP decoder of the bottom layer."""
     dims, hidden = list(config.ladder_latent_dims), list(config.ladder_hidden_dims)
@@ -271,7 +272,7 @@ def initialise(model: nn.Module, init: str) -> None:
                 nn.init.zeros_(layer.bias) if init == "glorot" else nn.init.normal_(layer.bias, std=0.01)
 
 
-def _build(config: ModelConfig, options: dict[str, float]) -> VAE:
+def _build(config: ModelConfig, options: LikelihoodOptions) -> VAE:
     if config.hierarchy == "ladder":
         return _ladder(config, options)
     encoder, decoder = ARCHITECTURE_BUILDERS[config.architecture](config, options)
