@@ -94,3 +94,13 @@ def test_a_scheduled_clipped_run_logs_its_rate_clips_every_step_and_resumes_bit_
     resumed = train(config, tmp_path / "cut", resume=True, progress=False, dataset=tiny_data)
     for (name, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_a_schedule_keeps_its_share_of_a_shorter_run_and_its_length_in_a_longer_one():
+    """scaled_to_run, the one rule the experiments scale a paper's warm-up or capacity ramp by."""
+    from vaekit.schedules import scaled_to_run
+
+    assert scaled_to_run(100_000, 30_000, 300_000) == 10_000  # a third of the run stays a third
+    assert scaled_to_run(100, 10, 200) == 5 and scaled_to_run(100, 1, 200) == 1  # never below 1
+    assert scaled_to_run(100, 200, 200) == 100 and scaled_to_run(100, 500, 200) == 100  # not lengthened
+    assert scaled_to_run(100, 0, 200) == 100  # a run of unknown length keeps the paper's

@@ -1,6 +1,7 @@
 """Every schedule as a pure function of the optimisation step, so a resumed run follows it bit for bit:
-the KL weight's warm-up (beta_at) and the KL capacity's target (capacity_at), and the learning-rate
-schedules, the factor that multiplies each parameter group's base learning rate at a step:
+the KL weight's warm-up (beta_at) and the KL capacity's target (capacity_at), scaled_to_run (a paper's
+schedule kept at its share of a shorter run), and the learning-rate schedules, the factor that
+multiplies each parameter group's base learning rate at a step:
 
   constant      1
   burda         10^(-i/7) in stage i = 0 .. 7, which lasts 3^i epochs: 3,280 epochs in all (Burda et
@@ -54,3 +55,13 @@ def beta_at(step: int, beta: float, warmup_steps: int) -> float:
 def capacity_at(step: int, capacity_max: float, capacity_steps: int) -> float:
     """Target KL in nats at a step, raised linearly from 0 to capacity_max (Burgess et al. 2018)."""
     return capacity_max if capacity_steps <= 0 else capacity_max * min(1.0, step / capacity_steps)
+
+
+def scaled_to_run(length: int, run: int, reference: int) -> int:
+    """The length of a schedule (in steps or epochs) written for a run of `reference`, kept at the same share of
+    a shorter run of `run` (same unit): max(1, length * run // reference), in integers; unchanged for a run
+    as long or longer, or of unknown length (0). The one rule by which an experiment scales a paper's warm-up
+    or capacity ramp to a budget shorter than the paper's."""
+    if not 0 < run < reference:
+        return length
+    return max(1, length * run // reference)

@@ -23,6 +23,7 @@ import math
 
 from vaekit.config import DataConfig, RunConfig, load_config
 from vaekit.experiments.budgets import Budget
+from vaekit.schedules import scaled_to_run
 
 TITLE = "Locatello et al. (2019) on dSprites: six objectives, one conv network, every disentanglement metric"
 PRESETS = {
@@ -86,7 +87,7 @@ def runs(epochs: int, data: DataConfig) -> list[tuple[str, RunConfig]]:
         config = load_config(preset)
         train = dataclasses.replace(config.train, epochs=epochs)
         steps = epochs * math.ceil(data.train_limit / train.batch_size)  # train_limit 0: all of dSprites
-        if 0 < steps < PAPER_STEPS and train.capacity_steps:
-            train = dataclasses.replace(train, capacity_steps=max(1, train.capacity_steps * steps // PAPER_STEPS))
+        if train.capacity_steps:
+            train = dataclasses.replace(train, capacity_steps=scaled_to_run(train.capacity_steps, steps, PAPER_STEPS))
         out.append((run, dataclasses.replace(config, data=data, train=train)))
     return out

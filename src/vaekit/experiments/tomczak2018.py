@@ -11,6 +11,7 @@ VampPrior then sits on the top layer, p(z2) = 1/K sum_k q(z2|u_k), the paper's b
 from __future__ import annotations
 
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.schedules import scaled_to_run
 
 PRIORS = {"standard": "standard", "mog": "mixture", "vampprior": "vampprior"}
 TITLE = (
@@ -23,6 +24,7 @@ BASELINES = {"vae-mog": "vae-standard", "vae-vampprior": "vae-standard", "hvae-s
              "hvae-mog": "hvae-standard", "hvae-vampprior": "hvae-standard"}  # fmt: skip
 MNIST_TRAIN_IMAGES = 50_000  # the training split (the other 10,000 of MNIST's 60,000 validate)
 BATCH_SIZE = 100
+WARMUP_EPOCHS = 100  # the KL weight's linear warm-up (Tomczak & Welling 2018, Section 5)
 
 
 def steps_per_epoch(data: DataConfig) -> int:
@@ -33,7 +35,8 @@ def steps_per_epoch(data: DataConfig) -> int:
 
 
 def runs(epochs: int, data: DataConfig) -> list[tuple[str, RunConfig]]:
-    warmup = steps_per_epoch(data) * min(100, max(1, epochs // 2))
+    # the paper's 100 epochs of warm-up, half of a 200-epoch run, kept at half of a shorter one
+    warmup = steps_per_epoch(data) * scaled_to_run(WARMUP_EPOCHS, epochs, 2 * WARMUP_EPOCHS)
     train = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, optimizer="adam", learning_rate=5e-4, warmup_steps=warmup,
                         early_stopping_patience=50)  # fmt: skip
     net = {"hidden_layers": 2, "activation": "gated", "prior_components": 500}  # the paper's gated units
