@@ -1,7 +1,8 @@
 """The shape of the package: imports point one way, and every function reads in one go.
 
-cli -> experiments / playground -> report -> training / plots -> evaluation -> rundir -> checkpoint
-/ data / distributed -> objectives -> models -> likelihoods (ARCHITECTURE.md draws it)."""
+cli -> experiments / playground -> compare -> report / tensorboard -> training / plots -> evaluation
+-> diagnostics -> disentanglement -> rundir -> checkpoint / data / distributed -> objectives -> models
+-> likelihoods / schedules / batch (ARCHITECTURE.md draws it)."""
 
 import ast
 from pathlib import Path
@@ -11,9 +12,11 @@ import vaekit
 PACKAGE = Path(vaekit.__file__).parent
 
 # Layer of each module; a module may import only modules of a strictly lower layer; layer 0
-# (`config`, `errors`, `randomness`, `progress`) is open to all. `rundir` owns the run folder's
-# names and rules on top of `checkpoint`'s file formats; `training` and `plots` use `evaluation`
-# (the validation pass; latent diagnostics for the traversal order).
+# (`config`, `errors`, `randomness`, `progress`, ...) is open to all. `rundir` owns the run folder's
+# names and rules on top of `checkpoint`'s file formats; `evaluation` reads the latent space through
+# `diagnostics` (which runs the `disentanglement` metrics over a model's codes); `training` and `plots`
+# use both (the validation pass; the latent diagnostics for the traversal order); `compare` holds the
+# run-against-run statistics that the experiments' summaries use.
 LAYERS = {
     "errors": 0,
     "config": 0,
@@ -24,23 +27,25 @@ LAYERS = {
     "presets": 0,
     "likelihoods": 1,
     "schedules": 1,
+    "batch": 1,
     "models": 2,
     "objectives": 3,
     "checkpoint": 4,
     "data": 4,
     "distributed": 4,
     "rundir": 5,
-    "evaluation": 6,
     "disentanglement": 6,
-    "plots": 7,
-    "training": 7,
-    "report": 8,
-    "tensorboard": 8,
-    "playground": 9,
-    "experiments": 9,
-    "compare": 9,
-    "cli": 10,
-    "__main__": 11,
+    "diagnostics": 7,
+    "evaluation": 8,
+    "plots": 9,
+    "training": 9,
+    "report": 10,
+    "tensorboard": 10,
+    "compare": 11,
+    "playground": 12,
+    "experiments": 12,
+    "cli": 13,
+    "__main__": 14,
 }
 MAX_FUNCTION_LINES = 60
 

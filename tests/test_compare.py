@@ -8,7 +8,7 @@ from PIL import Image
 
 from vaekit import rundir
 from vaekit.cli import main
-from vaekit.compare import compare, labels
+from vaekit.compare import compare, labels, paired_log_likelihood
 from vaekit.evaluation import evaluate_split
 from vaekit.training import train
 
@@ -84,7 +84,7 @@ def test_a_folder_that_is_not_a_run_is_named(tmp_path, capsys):
 
 
 def test_log_p_x_is_compared_image_by_image_on_the_images_both_runs_evaluated(two_runs, tiny_data, capsys, tmp_path):
-    from vaekit.evaluation import paired_log_likelihood as paired
+    from vaekit.compare import paired_log_likelihood as paired
     from vaekit.rundir import load_run
 
     root, evaluated = two_runs
@@ -107,7 +107,7 @@ def test_log_p_x_is_compared_image_by_image_on_the_images_both_runs_evaluated(tw
     assert result["elbo"] == pytest.approx(sum(result["elbo_per_image"]) / 40, rel=1e-6)
     e = [b - a for a, b in zip(evaluated["elbo_per_image"][:40], result["elbo_per_image"])]
     e_mean, e_stderr = sum(e) / 40, (sum((v - sum(e) / 40) ** 2 for v in e) / 39) ** 0.5 / 40**0.5
-    from vaekit.evaluation import paired_elbo
+    from vaekit.compare import paired_elbo
 
     elbo_figures = paired_elbo(root / "small", other)
     assert elbo_figures["paired_elbo_images"] == 40 and elbo_figures["paired_elbo_difference"] == pytest.approx(e_mean)
@@ -381,3 +381,32 @@ def test_seeds_scored_in_different_settings_get_no_medians_and_old_files_keep_th
     assert rundir.disentanglement_evaluations(old, "test")[0]["setting"]["pairs"] == 10_000
     assert rundir.test_figures({"epochs": 4, "best_epoch": 2, "test_elbo": -90.0}, "best") == {}
     assert rundir.test_figures({"epochs": 4, "best_epoch": 4, "test_elbo": -90.0}, "best")["test_elbo"] == -90.0
+
+
+def _evaluated_run(root, name: str, precision: str, values: list[float]):
+    from vaekit.config import RunConfig
+
+    run = root / name
+    run.mkdir()
+    rundir.write_config(run, RunConfig())
+    rundir.write_evaluation(
+        run,
+        {
+            "split": "test",
+            "num_importance_samples": 50,
+            "precision": precision,
+            "images": len(values),
+            "log_likelihood_per_image": values,
+        },  # fmt: skip
+    )
+    return run
+
+
+def test_a_bf16_evaluation_is_never_paired_with_a_float32_one(tmp_path):
+    """The contract: pairs share K and precision, since bf16 weights move single images by up to 0.1 nats."""
+    a = _evaluated_run(tmp_path, "a", "float32", [-90.0, -91.0, -92.5])
+    b = _evaluated_run(tmp_path, "b", "bf16", [-89.0, -90.5, -92.0])
+    c = _evaluated_run(tmp_path, "c", "float32", [-89.0, -90.5, -92.0])
+    assert paired_log_likelihood(a, b) == {}
+    paired = paired_log_likelihood(a, c)
+    assert paired["paired_images"] == 3 and paired["paired_difference"] == pytest.approx((1.0 + 0.5 + 0.5) / 3)

@@ -212,30 +212,6 @@ def test_a_coarser_factor_grid_keeps_evenly_spaced_classes_of_every_factor():
     assert len(coarse) == 3 * 5 * 5 and len(np.unique(coarse, axis=0)) == len(coarse)
 
 
-@pytest.mark.parametrize(
-    "model, scored",
-    [({}, True), ({"posterior_flow": "planar", "flow_steps": 2}, False), ({"hierarchy": "two-layer"}, False)],
-)
-def test_chen_et_als_mig_is_taken_from_q_z_given_x_where_it_is_one_factorized_gaussian(model, scored):
-    """mig_posterior needs log q(z_j | x) in closed form: a one-layer Gaussian posterior has it, a flow and
-    a hierarchy's top layer do not, so they get no figure rather than a wrong one."""
-    import torch
-
-    from vaekit.config import ModelConfig
-    from vaekit.evaluation import posterior_mig
-    from vaekit.models.vae import build_model
-
-    torch.manual_seed(0)
-    vae = build_model(ModelConfig(image_shape=(1, 2, 3), hidden_dim=8, latent_dim=2, **model)).eval()
-    grid = d.FactorGrid((2, 3), lambda f: np.eye(6, dtype=np.float32)[f[:, 0] * 3 + f[:, 1]].reshape(-1, 1, 2, 3))
-    figures = posterior_mig(vae, grid, ("a", "b"), grid_classes=0, seed=0)
-    assert ("mig_posterior" in figures) == scored
-    if scored:
-        assert 0 <= figures["mig_posterior"] <= 1
-        assert figures["mig_posterior_setting"] == {"images": 6, "grid_classes": 0, "samples": 10_000,
-                                                    "factors": ["a", "b"]}  # fmt: skip
-
-
 def _product_grid(counts: list[list[int]]) -> np.ndarray:
     """Factors whose classes occur `counts[k][c]` times each, all combinations crossed, so that the factors
     are exactly independent however unequal their class frequencies: (prod of sums, F)."""

@@ -279,7 +279,7 @@ def test_the_factor_pictures_label_each_latent_with_the_factor_it_carries(tmp_pa
         model=None, images=data.test.images, labels=data.test.labels, metrics=[], factors=data.test.factors,
         factor_names=data.factor_names,
     )  # fmt: skip
-    from vaekit.evaluation import LatentDiagnostics, LayerKL
+    from vaekit.diagnostics import LatentDiagnostics, LayerKL
 
     means = data.test.factors.double()
     inputs.__dict__["diagnostics"] = LatentDiagnostics(

@@ -299,7 +299,7 @@ def _exact_layer_kls(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
 def test_each_layers_kl_matches_the_linear_gaussian_oracle_and_the_layers_add_up_to_the_kl():
     """latent_diagnostics measures each layer against its own prior, p(z1|z2) and p(z2), never the
     encoder's Gaussian against N(0, I); a sign flipped or a layer measured against the wrong density fails."""
-    from vaekit.evaluation import latent_diagnostics
+    from vaekit.diagnostics import latent_diagnostics
 
     model = _model()
     _set_exact_posteriors(model, shift=0.3)

@@ -9,7 +9,6 @@ import torch
 from vaekit import rundir
 from vaekit.checkpoint import read_tensors, write_tensors
 from vaekit.config import ModelConfig, RunConfig
-from vaekit.evaluation import paired_log_likelihood
 from vaekit.models.flows import PlanarFlow
 from vaekit.models.hierarchy import HierarchicalPrior
 from vaekit.models.posteriors import GaussianPosterior
@@ -180,33 +179,6 @@ def test_model_files_written_before_the_posterior_interface_still_load(name, tmp
         assert torch.equal(a, b)
     if name == "vampprior":
         assert loaded.prior.encoder is loaded.encoder  # read back into both places
-
-
-def _evaluated_run(root, name: str, precision: str, values: list[float]):
-    run = root / name
-    run.mkdir()
-    rundir.write_config(run, RunConfig())
-    rundir.write_evaluation(
-        run,
-        {
-            "split": "test",
-            "num_importance_samples": 50,
-            "precision": precision,
-            "images": len(values),
-            "log_likelihood_per_image": values,
-        },  # fmt: skip
-    )
-    return run
-
-
-def test_a_bf16_evaluation_is_never_paired_with_a_float32_one(tmp_path):
-    """The contract: pairs share K and precision, since bf16 weights move single images by up to 0.1 nats."""
-    a = _evaluated_run(tmp_path, "a", "float32", [-90.0, -91.0, -92.5])
-    b = _evaluated_run(tmp_path, "b", "bf16", [-89.0, -90.5, -92.0])
-    c = _evaluated_run(tmp_path, "c", "float32", [-89.0, -90.5, -92.0])
-    assert paired_log_likelihood(a, b) == {}
-    paired = paired_log_likelihood(a, c)
-    assert paired["paired_images"] == 3 and paired["paired_difference"] == pytest.approx((1.0 + 0.5 + 0.5) / 3)
 
 
 def test_priors_declare_what_the_rest_of_the_code_needs():

@@ -9,8 +9,8 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 
 from vaekit import rundir
 from vaekit.callbacks import Callback
+from vaekit.diagnostics import latent_diagnostics
 from vaekit.errors import ConfigError
-from vaekit.evaluation import latent_diagnostics
 from vaekit.tensorboard import METRIC_TAGS, TensorBoard
 from vaekit.training import train
 

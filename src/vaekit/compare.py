@@ -20,8 +20,10 @@ is the one that says whether one model is ahead of another.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,6 @@ from typing import Any
 from vaekit import report, rundir
 from vaekit.disentanglement import METRICS
 from vaekit.errors import ConfigError
-from vaekit.evaluation import over_seeds, paired_bits, paired_elbo, paired_log_likelihood
 from vaekit.plots import elbo_curves
 
 # (key of run_figures' dict, heading of the text table, its width)
@@ -98,6 +99,84 @@ def labels(run_dirs: list[Path]) -> list[str]:
     """Each run's folder name, or its path where two runs share a name."""
     names = [p.name for p in run_dirs]
     return [p.name if names.count(p.name) == 1 else str(p) for p in run_dirs]
+
+
+def paired_bits(paired: dict[str, Any], dims: int) -> tuple[float, float]:
+    """A paired log p(x) difference (paired_log_likelihood) in bits/dim, with its standard error: -d / (D ln 2),
+    s.e. / (D ln 2). Both runs must state bits/dim alike (the same measure and levels), so that a dequantized
+    density's offset D log L cancels."""
+    scale = dims * math.log(2.0)
+    return -paired["paired_difference"] / scale, paired["paired_stderr"] / scale
+
+
+def over_seeds(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Each figure's median, minimum and maximum over the rows (runs of one config, in seed order), with the
+    values; a figure no row has is left out."""
+    out = {}
+    for name in names:
+        values = [r[name] for r in rows if r.get(name) is not None]
+        if values:
+            out[name] = {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+    return out
+
+
+def paired_log_likelihood(
+    first: str | Path, other: str | Path, weights: tuple[str, str] = ("last", "last")
+) -> dict[str, Any]:
+    """Run `other`'s log p(x) minus run `first`'s, image by image on the test images both evaluated (the
+    first n of the split) with the same K and precision, with the standard error of the differences,
+    from the pair of saved evaluations with the most images in common (then the largest K); {} where
+    none compares: other data, no common K, or no per-image figures (evaluations saved before them).
+    Most of log p(x)'s spread is between images, so this standard error is several times smaller than
+    the two runs' own: it is the one that says whether one model is ahead of another. weights: which
+    weights' evaluations of each run ("last" or "best")."""
+    setting = lambda r: (r.get("num_importance_samples"), r.get("precision", "float32"))  # noqa: E731
+    found = _paired(first, other, "log_likelihood_per_image", setting, weights)
+    if not found:
+        return {}
+    d, (k, _) = found
+    return {"paired_difference": statistics.fmean(d), "paired_stderr": statistics.stdev(d) / math.sqrt(len(d)),
+            "paired_images": len(d), "paired_importance_samples": k}  # fmt: skip
+
+
+def paired_elbo(first: str | Path, other: str | Path, weights: tuple[str, str] = ("last", "last")) -> dict[str, Any]:
+    """The same for the test ELBO (each image's one-sample estimate with the evaluation's noise): `other`'s
+    minus `first`'s on the images both evaluated, with the standard error of the differences; {} where none."""
+    found = _paired(first, other, "elbo_per_image", lambda r: 0, weights)
+    if not found:
+        return {}
+    d, _ = found
+    n = len(d)
+    return {"paired_elbo_difference": statistics.fmean(d), "paired_elbo_stderr": statistics.stdev(d) / math.sqrt(n),
+            "paired_elbo_images": n}  # fmt: skip
+
+
+def _paired(
+    first: str | Path,
+    other: str | Path,
+    key: str,
+    setting: Callable[[dict[str, Any]], Any],
+    weights: tuple[str, str] = ("last", "last"),
+) -> tuple[list[float], Any] | None:
+    """The per-image differences (other - first) of `key` from the two runs' test evaluations of these
+    weights that agree in `setting` and share the most images (then the largest setting), with that setting;
+    None where none do."""
+    data_a, data_b = (
+        dataclasses.replace(rundir.read_config(p).data, train_limit=0, eval_limit=0) for p in (first, other)
+    )
+    if data_a != data_b:
+        return None
+    pairs = [
+        (min(len(a[key]), len(b[key])), setting(a), a, b)
+        for a in rundir.evaluations(first, "test")
+        if a.get("weights", "last") == weights[0]
+        for b in rundir.evaluations(other, "test")
+        if b.get("weights", "last") == weights[1] and setting(a) == setting(b) and key in a and key in b
+    ]
+    n, chosen, a, b = max(pairs, key=lambda p: p[:2], default=(0, 0, {}, {}))
+    if n < 2:
+        return None
+    return [y - x for x, y in zip(a[key][:n], b[key][:n])], chosen
 
 
 def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from vaekit import disentanglement as metrics
 from vaekit import rundir
 from vaekit.data import load_dataset
-from vaekit.evaluation import LatentDiagnostics, latent_diagnostics
+from vaekit.diagnostics import LatentDiagnostics, latent_diagnostics
 from vaekit.models.vae import VAE
 
 TITLE_HEIGHT = 18

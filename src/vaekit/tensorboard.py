@@ -24,9 +24,10 @@ import torch
 
 from vaekit import rundir
 from vaekit.callbacks import Callback, TrainingLoop
+from vaekit.diagnostics import latent_diagnostics
 from vaekit.disentanglement import METRICS
 from vaekit.errors import ConfigError
-from vaekit.evaluation import bits_per_dim, latent_diagnostics, measure
+from vaekit.evaluation import bits_per_dim, measure
 from vaekit.plots import make_grid
 
 # Tag of each metrics.jsonl column: quantities grouped so that train and valid share a chart.

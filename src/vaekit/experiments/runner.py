@@ -19,9 +19,10 @@ from typing import Any
 from vaekit import rundir
 from vaekit.config import RunConfig
 from vaekit.data import Dataset, load_dataset
+from vaekit.diagnostics import disentanglement_figures
 from vaekit.distributed import select_device
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.evaluation import disentanglement_figures, evaluate_split, measure
+from vaekit.evaluation import evaluate_split, measure
 from vaekit.experiments.plan import ExperimentPlan
 from vaekit.experiments.summary import run_row, summarise, write_summary
 from vaekit.plots import PictureInputs, write_pictures

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import checkpoint, plots, rundir
+from vaekit.compare import over_seeds, paired_bits, paired_log_likelihood
 from vaekit.config import RunConfig
 from vaekit.disentanglement import METRICS
-from vaekit.evaluation import over_seeds, paired_bits, paired_log_likelihood
 from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan, base_run, seed_suffix
 
 SUMMARY_JSON, SUMMARY_MARKDOWN, SUMMARY_FIGURE = "summary.json", "summary.md", "bound_vs_images.png"

@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from vaekit.data import load_dataset
-from vaekit.evaluation import latent_diagnostics
+from vaekit.diagnostics import latent_diagnostics
 from vaekit.objectives import elbo
 from vaekit.plots import prior_quantile_grid, project_2d, slerp
 from vaekit.rundir import load_run
