@@ -451,8 +451,18 @@ def _fixed_k(grid: FactorGrid, rng: np.random.Generator, batch_size: int, k: int
 SCORE_POINTS = {"train": 2000, "test": 1000, "batch_size": 64, "variance_points": 10_000}
 # Every figure of `scores` and of vaekit.evaluation.disentanglement_figures, in the order tables show them; each
 # in [0, 1], higher is better.
-METRICS = ("mig", "mig_posterior", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness",
-           "modularity", "explicitness", "beta_vae_score", "factor_vae_score")  # fmt: skip
+METRICS = (
+    "mig",
+    "mig_posterior",
+    "sap",
+    "dci_disentanglement",
+    "dci_completeness",
+    "dci_informativeness",
+    "modularity",
+    "explicitness",
+    "beta_vae_score",
+    "factor_vae_score",
+)
 POSTERIOR_SAMPLES = 10_000  # (image, code) pairs of each entropy in mig_posterior, as Chen et al. draw
 PAIR_POINTS = 10_000  # (code, factor) pairs of the metrics read from pairs, as disentanglement_lib takes
 

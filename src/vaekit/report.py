@@ -124,11 +124,15 @@ def _disentanglement(figures: dict[str, Any], split: str) -> list[str]:
     setting they were measured in."""
     stderr, chance, setting = figures.get("stderr") or {}, figures.get("chance") or {}, figures.get("setting") or {}
     rows = [
-        {"metric": name, "value": f"{figures[name]:.3f}",
-         "s.e.": "-" if stderr.get(name) is None else f"{stderr[name]:.3f}",
-         "chance": f"{chance[name]:.3f}" if name in chance else "-"}
-        for name in METRICS if figures.get(name) is not None
-    ]  # fmt: skip
+        {
+            "metric": name,
+            "value": f"{figures[name]:.3f}",
+            "s.e.": "-" if stderr.get(name) is None else f"{stderr[name]:.3f}",
+            "chance": f"{chance[name]:.3f}" if name in chance else "-",
+        }
+        for name in METRICS
+        if figures.get(name) is not None
+    ]
     said = [f"{split} split", f"{figures.get('pairs')} images"]
     said += [f"{setting['score_points']} score points"] if setting.get("score_points") else []
     said += [f"a grid of {setting['grid_classes']} classes a factor"] if setting.get("grid_classes") else []

@@ -61,8 +61,16 @@ def read_archive(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path} is not a readable {ARCHIVE}: {err}.") from None
     x, y = np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])
     n = len(x) - min(VALID_IMAGES, len(x) // 10)  # a small archive (the tests') keeps a tenth to validate
-    return {"train_x": x[:n], "train_y": y[:n], "valid_x": x[n:], "valid_y": y[n:], "test_x": test_x,
-            "test_y": test_y, "scale": np.array(256.0), "class_names": np.array(CLASS_NAMES)}  # fmt: skip
+    return {
+        "train_x": x[:n],
+        "train_y": y[:n],
+        "valid_x": x[n:],
+        "valid_y": y[n:],
+        "test_x": test_x,
+        "test_y": test_y,
+        "scale": np.array(256.0),
+        "class_names": np.array(CLASS_NAMES),
+    }
 
 
 def load_cifar10(source: str, path: str | None, cache: Path, log: Callable[[str], None]) -> dict[str, np.ndarray]:

@@ -64,12 +64,14 @@ PUBLISHED_SOURCES = (
     "define DIP-VAE and SAP, could not be read here), so it is unchecked.",
 )
 BUDGETS = {
-    "smoke": Budget(epochs=1, train_limit=256, eval_limit=128, num_importance_samples=0, grid_classes=3,
-                    score_points=40),
+    "smoke": Budget(
+        epochs=1, train_limit=256, eval_limit=128, num_importance_samples=0, grid_classes=3, score_points=40
+    ),
     "short": Budget(epochs=6, train_limit=20_000, eval_limit=1_000, num_importance_samples=0, score_points=1000),
-    "long": Budget(epochs=33, train_limit=0, eval_limit=10_000, num_importance_samples=0, grid_classes=0,
-                   score_points=10_000),
-}  # fmt: skip
+    "long": Budget(
+        epochs=33, train_limit=0, eval_limit=10_000, num_importance_samples=0, grid_classes=0, score_points=10_000
+    ),
+}
 
 
 def data(budget: Budget) -> DataConfig:

@@ -20,15 +20,26 @@ PUBLISHED: dict[str, float] = {}  # no VAE has a published figure on 8-bit MNIST
 PUBLISHED_BITS: dict[str, float] = {}  # ... nor in bits/dim; the flows' figures are in the module docstring
 BASELINES = {run: "conv-dmol" for run in ("conv-dmol-vampprior", "conv-dmol-iaf", "ladder-dmol")}
 
-_CONV = dict(architecture="conv", conv_channels=(32, 64), hidden_dim=256, latent_dim=32,
-             likelihood="discretized-logistic-mixture", likelihood_components=5)  # fmt: skip
+_CONV = dict(
+    architecture="conv",
+    conv_channels=(32, 64),
+    hidden_dim=256,
+    latent_dim=32,
+    likelihood="discretized-logistic-mixture",
+    likelihood_components=5,
+)
 MODELS = {
     "conv-dmol": ModelConfig(**_CONV),
     "conv-dmol-vampprior": ModelConfig(**_CONV, prior="vampprior", prior_components=100),
     "conv-dmol-iaf": ModelConfig(**_CONV, posterior_flow="iaf", flow_steps=2),
-    "ladder-dmol": ModelConfig(hierarchy="ladder", ladder_latent_dims=(32, 16, 8), ladder_hidden_dims=(512, 256, 128),
-                               likelihood="discretized-logistic-mixture", likelihood_components=5),
-}  # fmt: skip
+    "ladder-dmol": ModelConfig(
+        hierarchy="ladder",
+        ladder_latent_dims=(32, 16, 8),
+        ladder_hidden_dims=(512, 256, 128),
+        likelihood="discretized-logistic-mixture",
+        likelihood_components=5,
+    ),
+}
 
 
 def data(budget: Budget) -> DataConfig:

@@ -20,8 +20,13 @@ TITLE = (
 # Test negative log-likelihood in nats, as published (their Table 1, dynamically binarized MNIST).
 PUBLISHED = {"vae-standard": 88.56, "vae-vampprior": 85.57, "hvae-standard": 86.05, "hvae-vampprior": 83.19}
 # run -> the run its log p(x) is compared with, image by image: each prior with the standard one, two layers with one
-BASELINES = {"vae-mog": "vae-standard", "vae-vampprior": "vae-standard", "hvae-standard": "vae-standard",
-             "hvae-mog": "hvae-standard", "hvae-vampprior": "hvae-standard"}  # fmt: skip
+BASELINES = {
+    "vae-mog": "vae-standard",
+    "vae-vampprior": "vae-standard",
+    "hvae-standard": "vae-standard",
+    "hvae-mog": "hvae-standard",
+    "hvae-vampprior": "hvae-standard",
+}
 MNIST_TRAIN_IMAGES = 50_000  # the training split (the other 10,000 of MNIST's 60,000 validate)
 BATCH_SIZE = 100
 WARMUP_EPOCHS = 100  # the KL weight's linear warm-up (Tomczak & Welling 2018, Section 5)
@@ -37,16 +42,26 @@ def steps_per_epoch(data: DataConfig) -> int:
 def runs(epochs: int, data: DataConfig) -> list[tuple[str, RunConfig]]:
     # the paper's 100 epochs of warm-up, half of a 200-epoch run, kept at half of a shorter one
     warmup = steps_per_epoch(data) * scaled_to_run(WARMUP_EPOCHS, epochs, 2 * WARMUP_EPOCHS)
-    train = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, optimizer="adam", learning_rate=5e-4, warmup_steps=warmup,
-                        early_stopping_patience=50)  # fmt: skip
+    train = TrainConfig(
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        optimizer="adam",
+        learning_rate=5e-4,
+        warmup_steps=warmup,
+        early_stopping_patience=50,
+    )
     net = {"hidden_layers": 2, "activation": "gated", "prior_components": 500}  # the paper's gated units
     one = [
         (f"vae-{name}", ModelConfig(hidden_dim=300, latent_dim=40, prior=prior, **net))
         for name, prior in PRIORS.items()
     ]
     two = [
-        (f"hvae-{name}", ModelConfig(hierarchy="ladder", ladder_latent_dims=(40, 40), ladder_hidden_dims=(300, 300),
-                                     prior=prior, **net))
+        (
+            f"hvae-{name}",
+            ModelConfig(
+                hierarchy="ladder", ladder_latent_dims=(40, 40), ladder_hidden_dims=(300, 300), prior=prior, **net
+            ),
+        )
         for name, prior in PRIORS.items()
-    ]  # fmt: skip
+    ]
     return [(name, RunConfig(model, data, train)) for name, model in one + two]
