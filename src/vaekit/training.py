@@ -149,18 +149,27 @@ def train(
             row = end_epoch(loop, totals, seconds, images_per_second)
             hooks.call(callbacks, "on_epoch_end", loop, row, log=loop.log)
             _stop_if_asked(loop)
-            out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
-            if distributed.any_rank(out_of_time, ctx) and loop.state.epoch < config.train.epochs:
-                loop.log(
-                    f"stopping after epoch {loop.state.epoch} of {config.train.epochs}: the time limit of "
-                    f"{max_seconds / 60:g} minutes is reached; --resume continues"
-                )
+            if _out_of_time(loop, started, max_seconds):
                 break
         test = test_figures(loop)
         _warn_if_collapsed(loop)
         hooks.call(callbacks, "on_train_end", loop, test, log=loop.log)
     loop.model.eval()
     return TrainResult(loop.model, config, run_dir, loop.state.metrics, test)
+
+
+def _out_of_time(loop: Loop, started: float, max_seconds: float | None) -> bool:
+    """True, said, when the time limit of this call (max_seconds since `started`) is reached before the last epoch."""
+    out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
+    epochs = loop.config.train.epochs
+    if not distributed.any_rank(out_of_time, loop.ctx) or loop.state.epoch >= epochs:
+        return False
+    assert max_seconds is not None
+    loop.log(
+        f"stopping after epoch {loop.state.epoch} of {epochs}: the time limit of {max_seconds / 60:g} minutes is "
+        "reached; --resume continues"
+    )
+    return True
 
 
 def _patience_spent(loop: Loop) -> bool:
@@ -377,18 +386,7 @@ def set_up(
     model = build_model(config.model, 2**config.data.bits).to(device)
     objective = build_objective(model, tc, len(data.train.images))  # after the model: its own networks' weights
     optimizer = make_optimizer(tc, objective.parameter_groups())
-    state = TrainState()
-    if resume and rundir.has_checkpoint(run_dir):
-        state = rundir.load_checkpoint(run_dir, objective.checkpointed(), optimizer)
-        if ctx.is_main:
-            # The checkpoint is the one source of truth: files written after it by a run that died
-            # before its next checkpoint are rewritten from it.
-            rundir.write_metrics(run_dir, state.metrics)
-            if state.batch_in_epoch == 0:
-                rundir.save_model(run_dir, model)
-        log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
-    else:
-        log(f"training into {run_dir}")
+    state = _starting_state(run_dir, objective, optimizer, ctx, resume, log)
     step_loss: nn.Module = objective
     if ctx.distributed:
         step_loss = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
@@ -418,6 +416,30 @@ def set_up(
         nonfinite=NonFiniteSteps(device, state.step),
         last_save_step=state.step,
     )
+
+
+def _starting_state(
+    run_dir: Path,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    ctx: distributed.Context,
+    resume: bool,
+    log: Callable[[str], None],
+) -> TrainState:
+    """A fresh train state, or a resumed run's from its checkpoint (which also loads the weights and the
+    optimiser's state)."""
+    if not (resume and rundir.has_checkpoint(run_dir)):
+        log(f"training into {run_dir}")
+        return TrainState()
+    state = rundir.load_checkpoint(run_dir, objective.checkpointed(), optimizer)
+    if ctx.is_main:
+        # The checkpoint is the one source of truth: files written after it by a run that died
+        # before its next checkpoint are rewritten from it.
+        rundir.write_metrics(run_dir, state.metrics)
+        if state.batch_in_epoch == 0:
+            rundir.save_model(run_dir, objective.model)
+    log(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
+    return state
 
 
 def compile_step(objective: nn.Module, mode: str, device: torch.device, log: Callable[[str], None]) -> nn.Module:
