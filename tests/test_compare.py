@@ -274,14 +274,14 @@ def test_two_8bit_runs_are_compared_and_paired_in_bits_per_dim(tmp_path, tiny_da
     import math
 
     from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from vaekit.evaluation import evaluate_run
+    from vaekit.evaluation import EvaluationSetting, evaluate_run
 
     data = DataConfig(binarization="none", train_limit=300, eval_limit=40)
     runs = []
     for name, hidden in (("narrow", 16), ("wide", 48)):
         model = ModelConfig(likelihood="discretized-logistic", hidden_dim=hidden, latent_dim=4)
         train(RunConfig(model, data, TrainConfig(epochs=1, batch_size=50)), tmp_path / name, progress=False)
-        result, _ = evaluate_run(tmp_path / name, "test", num_importance_samples=10, limit=40)
+        result, _ = evaluate_run(tmp_path / name, "test", EvaluationSetting(num_importance_samples=10, limit=40))
         assert result["measure"] == "bits/dim" and result["levels"] == 256
         scale = 784 * math.log(2)
         assert result["log_likelihood_bits_per_dim"] == pytest.approx(-result["log_likelihood"] / scale)

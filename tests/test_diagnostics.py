@@ -79,7 +79,7 @@ def test_a_three_epoch_ladder_reports_finite_per_layer_kls_that_add_up_to_the_kl
     from vaekit import plots
     from vaekit.cli import main
     from vaekit.config import DataConfig, RunConfig, TrainConfig
-    from vaekit.evaluation import evaluate_run
+    from vaekit.evaluation import EvaluationSetting, evaluate_run
     from vaekit.rundir import load_run
     from vaekit.training import train
 
@@ -89,7 +89,7 @@ def test_a_three_epoch_ladder_reports_finite_per_layer_kls_that_add_up_to_the_kl
         TrainConfig(epochs=3, batch_size=50),
     )
     train(config, tmp_path / "run", progress=False, dataset=tiny_data)
-    result, _ = evaluate_run(tmp_path / "run", num_importance_samples=0)
+    result, _ = evaluate_run(tmp_path / "run", setting=EvaluationSetting(num_importance_samples=0))
     layers = result["layers"]
     assert [(layer["name"], layer["latent_dim"]) for layer in layers] == [("z1", 8), ("z2", 4), ("z3", 2)]
     for layer in layers:

@@ -118,7 +118,7 @@ def test_an_array_file_with_named_factors_on_a_full_grid_gets_the_intervention_s
     al.'s MIG beside the pair metrics; without every combination it gets the pair metrics alone."""
     from vaekit import disentanglement
     from vaekit.config import ModelConfig, RunConfig, TrainConfig
-    from vaekit.evaluation import evaluate_run
+    from vaekit.evaluation import EvaluationSetting, evaluate_run
     from vaekit.training import train
 
     rng = np.random.default_rng(0)
@@ -145,7 +145,8 @@ def test_an_array_file_with_named_factors_on_a_full_grid_gets_the_intervention_s
     )
     monkeypatch.setattr(disentanglement, "POSTERIOR_SAMPLES", 200)
     monkeypatch.setattr(disentanglement, "DCI_TREES", 5)
-    result, path = evaluate_run(tmp_path / "run", num_importance_samples=0, disentanglement=True, grid_classes=0)
+    setting = EvaluationSetting(num_importance_samples=0, disentanglement=True, grid_classes=0)
+    result, path = evaluate_run(tmp_path / "run", setting=setting)
     figures = result["disentanglement"]
     assert figures["factor_names"] == ["hue", "size"] and figures["mig_posterior_setting"]["images"] == 12
     assert all(0 <= figures[m] <= 1 for m in disentanglement.METRICS) and path.name.endswith("-p40-g0.json")

@@ -174,7 +174,7 @@ def test_a_run_on_grey_levels_logs_its_bounds_in_bits_per_dim_and_its_evaluation
     import dataclasses
     import math
 
-    from vaekit.evaluation import evaluate_run
+    from vaekit.evaluation import EvaluationSetting, evaluate_run
     from vaekit.tensorboard import add_evaluation
 
     config = tiny_config.with_overrides(
@@ -186,7 +186,7 @@ def test_a_run_on_grey_levels_logs_its_bounds_in_bits_per_dim_and_its_evaluation
     events, metrics = _events(run), rundir.read_metrics(run)
     logged = [e.value for e in events.Scalars("bits_per_dim/valid_elbo")]
     assert logged == pytest.approx([-m["valid_elbo"] / (784 * math.log(2)) for m in metrics], rel=1e-6)
-    result, _ = evaluate_run(run, "test", num_importance_samples=5, limit=20)
+    result, _ = evaluate_run(run, "test", EvaluationSetting(num_importance_samples=5, limit=20))
     assert add_evaluation(run, result)
     events = _events(run)
     bits = events.Scalars("evaluation/log_likelihood_bits_per_dim")

@@ -10,6 +10,7 @@ From Python, a run is three calls (the README's "Library" section shows them in 
 from vaekit.callbacks import Callback
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config
 from vaekit.errors import VaekitError
+from vaekit.evaluation import EvaluationSetting
 from vaekit.evaluation import evaluate_run as evaluate
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import elbo, iwae_bound
@@ -19,6 +20,7 @@ from vaekit.training import train
 __all__ = [
     "Callback",
     "DataConfig",
+    "EvaluationSetting",
     "ModelConfig",
     "RunConfig",
     "TrainConfig",

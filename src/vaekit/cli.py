@@ -561,7 +561,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaekit.evaluation import evaluate_run
+    from vaekit.evaluation import EvaluationSetting, evaluate_run
     from vaekit.tensorboard import add_evaluation
 
     _positive("--batch-size", args.batch_size, 1_000_000)
@@ -571,22 +571,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--grid-classes {args.grid_classes} is invalid: use 0 (the whole grid) to 1000.")
     if not 2 <= args.score_points <= 1_000_000:
         raise ConfigError(f"--score-points {args.score_points} is invalid: use 2 to 1000000.")
-    result, path = evaluate_run(
-        args.run_dir,
-        args.split,
-        args.samples,
-        args.iwae_k,
-        args.limit,
-        args.batch_size,
-        progress=not args.no_progress and not args.json,
+    setting = EvaluationSetting(
+        num_importance_samples=args.samples,
+        iwae_num_importance_samples=args.iwae_k,
+        limit=args.limit,
+        batch_size=args.batch_size,
         precision=args.precision,
         compile=args.compile,
-        log=_log,
         disentanglement=args.disentanglement,
         grid_classes=args.grid_classes,
         weights=args.weights,
         score_points=args.score_points,
     )
+    progress = not args.no_progress and not args.json
+    result, path = evaluate_run(args.run_dir, args.split, setting, progress=progress, log=_log)
     if add_evaluation(args.run_dir, result):
         _log(f"added the evaluation's figures to {args.run_dir / 'tensorboard'}")
     if args.json:

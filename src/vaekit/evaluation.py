@@ -324,59 +324,71 @@ def evaluate_split(
     return out
 
 
+@dataclass(frozen=True)
+class EvaluationSetting:
+    """What an evaluation of a run folder computes, and how (evaluate_run; `vaekit evaluate`'s options).
+
+    num_importance_samples: K of log p(x) (0: none); iwae_num_importance_samples: k of the IWAE bound (0:
+    none); limit: the split's first images (0: all); batch_size: images per ELBO and diagnostics batch;
+    precision "bf16": log p(x) under bf16 autocast; compile: whether log p(x) runs through torch.compile
+    (see importance_sampled_log_likelihood for both); disentanglement: also every metric of
+    vaekit.disentanglement, for data with known factors (`diagnostics.disentanglement_figures`, with
+    `grid_classes` and `score_points`); weights: "last" (model.safetensors) or "best" (model-best.safetensors,
+    the best validation ELBO's epoch)."""
+
+    num_importance_samples: int = 5000
+    iwae_num_importance_samples: int = 0
+    limit: int = 0
+    batch_size: int = 1000
+    precision: str = "float32"
+    compile: str = "auto"
+    disentanglement: bool = False
+    grid_classes: int = 10
+    weights: str = "last"
+    score_points: int | None = None
+
+
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
-    num_importance_samples: int = 5000,
-    iwae_num_importance_samples: int = 0,
-    limit: int = 0,
-    batch_size: int = 1000,
+    setting: EvaluationSetting = EvaluationSetting(),
     progress: bool = False,
-    precision: str = "float32",
-    compile: str = "auto",
     log: Callable[[str], None] = lambda line: None,
-    disentanglement: bool = False,
-    grid_classes: int = 10,
-    weights: str = "last",
-    score_points: int | None = None,
 ) -> tuple[dict[str, Any], Path]:
-    """Evaluate a run folder's model on a split (its first `limit` images, 0: all) with
-    `evaluate_split`, and save the result in the run folder; returns it and the file's path.
-    precision "bf16": log p(x) under bf16 autocast; compile: whether log p(x) runs through torch.compile
-    (see importance_sampled_log_likelihood for both); disentanglement: also every metric of
-    vaekit.disentanglement, for data with known factors (`disentanglement_figures`, with `grid_classes` and
-    `score_points`);
-    weights: "last" (model.safetensors) or "best" (model-best.safetensors, the best validation ELBO's epoch)."""
+    """Evaluate a run folder's model on a split (its first `setting.limit` images, 0: all) with
+    `evaluate_split`, and with the disentanglement metrics where the setting asks for them; save the result
+    in the run folder and return it with the file's path."""
     start = time.perf_counter()
-    model, config = rundir.load_run(run_dir, weights=weights)
+    model, config = rundir.load_run(run_dir, weights=setting.weights)
     summary = rundir.read_summary(run_dir) or {}
     data = load_dataset(config.data, config.model.image_shape, log)
-    factors = known_factors(data, split, config.data.dataset) if disentanglement else None
+    factors = known_factors(data, split, config.data.dataset) if setting.disentanglement else None
     x = data.evaluation_observations(split)
-    x = x[:limit] if limit else x
+    x = x[: setting.limit] if setting.limit else x
+    epoch_key = "best_epoch" if setting.weights == "best" else "epochs"
     result = {
         "split": split,
-        "limit": limit,
-        "epochs": summary.get("best_epoch" if weights == "best" else "epochs"),  # which trained state was measured
-        "weights": weights,
+        "limit": setting.limit,
+        "epochs": summary.get(epoch_key),  # which trained state was measured
+        "weights": setting.weights,
         **evaluate_split(
             model,
             x,
-            num_importance_samples,
-            iwae_num_importance_samples,
-            batch_size,
+            setting.num_importance_samples,
+            setting.iwae_num_importance_samples,
+            setting.batch_size,
             config.train.seed,
             measure=measure(config),
             progress=progress,
-            precision=precision,
-            compile=compile,
+            precision=setting.precision,
+            compile=setting.compile,
             log=log,
         ),
     }
     if factors is not None:
         seed = config.train.seed
         result["disentanglement"] = disentanglement_figures(
-            model, data, x, factors[: len(x)], seed, grid_classes, score_points, progress
+            model, data, x, factors[: len(x)], seed, setting.grid_classes, setting.score_points, progress
         )
     result["seconds"] = time.perf_counter() - start  # the whole evaluation, loading and every metric included
     return result, rundir.write_evaluation(run_dir, result)
