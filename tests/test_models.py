@@ -6,14 +6,23 @@ import math
 import pytest
 import torch
 
-from vaekit.config import ARCHITECTURE_NAMES, LIKELIHOOD_NAMES, ModelConfig
-from vaekit.models.vae import ARCHITECTURE_BUILDERS, build_model
+from vaekit.config import ARCHITECTURE_NAMES, LIKELIHOOD_NAMES, MODEL_FAMILY_NAMES, ModelConfig
+from vaekit.models.vae import ARCHITECTURE_BUILDERS, MODEL_BUILDERS, build_model
 
 CASES = [(a, lik) for a in ARCHITECTURE_BUILDERS for lik in LIKELIHOOD_NAMES]
 
 
 def test_registry_and_config_agree():
     assert set(ARCHITECTURE_BUILDERS) == set(ARCHITECTURE_NAMES)
+    assert tuple(MODEL_BUILDERS) == MODEL_FAMILY_NAMES
+
+
+@pytest.mark.parametrize("family", MODEL_FAMILY_NAMES)
+def test_each_family_builds_the_model_that_declares_it(family):
+    """A family's builder gives a model declaring that family, with what the rest of the code reads of it."""
+    model = build_model(ModelConfig(family=family, hidden_dim=8, latent_dim=2, image_shape=(1, 4, 4)))
+    assert model.family == family and isinstance(model.has_bound, bool)
+    assert all(isinstance(why, str) and why for why in model.pictures_without.values())
 
 
 def _spatial(architecture, shape, channels, latent_dim):

@@ -519,7 +519,6 @@ def _positive(flag: str, value: float, most: float) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vaekit import distributed, plots
-    from vaekit.evaluation import bits_per_dim, measure
     from vaekit.report import write_report
     from vaekit.tensorboard import TensorBoard, check_log_dir
     from vaekit.training import train
@@ -549,15 +548,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.no_pictures:
         pictures = plots.write_run_pictures(run_dir, seed=config.train.seed, log=lambda s: _log(f"vaekit: {s}"))
         _log(f"vaekit: wrote {len(pictures)} pictures in {run_dir / rundir.IMAGES_DIR} and {write_report(run_dir)}")
-    t, epochs = result.test, len(result.metrics)
+    print(_test_line(result.test, len(result.metrics), config, run_dir))
+    return 0
+
+
+def _test_line(t: dict[str, Any], epochs: int, config: RunConfig, run_dir: Path) -> str:
+    """The last line of `vaekit train`: the test ELBO and its terms, or for a model with no bound its
+    reconstruction log-likelihood and why no bound is given."""
+    from vaekit.evaluation import bits_per_dim, measure
+
+    after = f"after {epochs} epoch{'s' * (epochs != 1)}, {t['seconds_total']:.0f} s of training; run folder {run_dir}"
+    if "no_bound" in t:
+        return f"test log p(x|z) {t['test_reconstruction']:.2f} nats at the codes {after} ({t['no_bound']})"
     dims = math.prod(config.model.image_shape)
     bits = f", {bits_per_dim(t['test_elbo'], dims):.4f} bits/dim" if measure(config)[0] == "bits/dim" else ""
-    print(
+    return (
         f"test elbo {t['test_elbo']:.2f} nats{bits} (reconstruction {t['test_reconstruction']:.2f}, "
-        f"kl {t['test_kl']:.2f}) after {epochs} epoch{'s' * (epochs != 1)}, {t['seconds_total']:.0f} s of "
-        f"training; run folder {run_dir}"
+        f"kl {t['test_kl']:.2f}) {after}"
     )
-    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -595,11 +603,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluation_table(result: dict[str, Any], path: Path) -> str:
-    rows = [
-        ("elbo", result["elbo"], "variational lower bound"),
-        ("reconstruction", result["reconstruction"], "E_q[log p(x|z)]"),
-        ("kl", result["kl"], "KL(q(z|x) || p(z))"),
-    ]
+    if "no_bound" in result:  # an autoencoder: its reconstruction, and why there is no bound
+        rows = [("log p(x|z)", result["reconstruction"], "reconstruction log-likelihood at the code z = f(x)")]
+    else:
+        rows = [
+            ("elbo", result["elbo"], "variational lower bound"),
+            ("reconstruction", result["reconstruction"], "E_q[log p(x|z)]"),
+            ("kl", result["kl"], "KL(q(z|x) || p(z))"),
+        ]
     if "log_likelihood" in result:
         rows += [
             (
@@ -618,6 +629,7 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
     weights = f", the {result['weights']} weights (epoch {result['epochs']})" if result.get("weights") == "best" else ""
     lines = [f"{result['split']} split, {result['images']} images{weights}; nats per image, higher is better"]
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
+    lines += [f"  no ELBO or log p(x): {result['no_bound']}."] if "no_bound" in result else []
     lines += _bits_lines(result)
     lines += _layer_lines(result) + _disentanglement_lines(result.get("disentanglement"))
     lines.append(f"  ({result['seconds']:.1f} s; saved to {path})")

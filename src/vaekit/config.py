@@ -26,6 +26,8 @@ from vaekit.errors import ConfigError
 # likelihoods.LIKELIHOOD_BUILDERS, models.vae.ARCHITECTURE_BUILDERS, models.encoders.ACTIVATION_FUNCTIONS,
 # data.DATASET_LOADERS and training.OPTIMIZER_CLASSES. config imports nothing of ours except the error
 # type, so the names live here as data, and the command line takes its choices from here.
+# models.vae.MODEL_BUILDERS: what a model is, before how its networks are built
+MODEL_FAMILY_NAMES = ("vae",)
 ARCHITECTURE_NAMES = ("mlp", "conv", "resnet")
 # likelihood name -> its kind, which decides a run's unit: "binary" (pixels 0 or 1: log p(x) in nats, MNIST's
 # unit), "density" (a density on [0, 1]: bits/dim after uniform dequantization) or "levels" (a probability
@@ -90,6 +92,7 @@ class ObjectiveNeeds:
     minibatch: str = ""  # why its penalty is measured across a minibatch (a batch of one gives it nothing), or ""
     discriminator: bool = False  # trains a second network with Adam in the same step
     gradient_estimators: tuple[str, ...] = ("reparameterization", "stl")  # the encoder gradients it supports
+    family: str = "vae"  # the model family it trains (MODEL_FAMILY_NAMES)
 
 
 _COVARIANCE = "penalises the covariance of the posterior means over each minibatch"
@@ -124,6 +127,11 @@ OBJECTIVES = tuple(OBJECTIVE_NEEDS)
 class ModelConfig:
     """The encoder, decoder and latent space (Kingma & Welling 2013, Appendix C)."""
 
+    family: str = _opt(
+        "vae",
+        "the kind of model: vae, the variational autoencoder (Kingma & Welling 2013) that every objective trains",
+        MODEL_FAMILY_NAMES,
+    )
     architecture: str = _opt(
         "mlp",
         "network family of encoder and decoder: mlp; conv (strided convolutions and a dense layer); resnet (van den "
@@ -222,6 +230,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         s = "model"
         self._check_latent_model()
+        _require_choice(s, "family", self.family, MODEL_FAMILY_NAMES)
         _require_choice(s, "architecture", self.architecture, ARCHITECTURE_NAMES)
         _require_choice(s, "likelihood", self.likelihood, LIKELIHOOD_NAMES)
         shape = self.image_shape
@@ -233,8 +242,13 @@ class ModelConfig:
             "give three integers channels,height,width between 1 and 4096",
         )
         _require(1 <= self.hidden_dim <= 65536, s, "hidden_dim", self.hidden_dim, "use 1 to 65536")
-        _require(1 <= self.likelihood_components <= 100, s, "likelihood_components", self.likelihood_components,
-                 "use 1 to 100")  # fmt: skip
+        _require(
+            1 <= self.likelihood_components <= 100,
+            s,
+            "likelihood_components",
+            self.likelihood_components,
+            "use 1 to 100",
+        )
         coupling = self.likelihood_channel_coupling
         _require(isinstance(coupling, bool), s, "likelihood_channel_coupling", coupling, "use true or false")
         _require(
@@ -271,8 +285,9 @@ class ModelConfig:
             ch,
             "give 1 to 8 channel counts between 1 and 4096",
         )
-        _require(0 <= self.conv_residual_blocks <= 64, s, "conv_residual_blocks", self.conv_residual_blocks,
-                 "use 0 to 64")  # fmt: skip
+        _require(
+            0 <= self.conv_residual_blocks <= 64, s, "conv_residual_blocks", self.conv_residual_blocks, "use 0 to 64"
+        )
         if self.architecture == "resnet":
             positions = (shape[1] >> len(ch)) * (shape[2] >> len(ch))
             _require(
@@ -566,11 +581,21 @@ class TrainConfig:
             value = getattr(self, name)
             _require(math.isfinite(value) and 0 <= value <= 1e6, s, name, value, "use a finite value from 0 to 1e6")
         _require(0 <= self.warmup_steps <= 10**9, s, "warmup_steps", self.warmup_steps, "use 0 or more")
-        _require(0 <= self.warmup_share <= 1 and not (self.warmup_share and self.warmup_steps), s, "warmup_share",
-                 self.warmup_share, "use 0 to 1, and leave train.warmup_steps at 0")  # fmt: skip
+        _require(
+            0 <= self.warmup_share <= 1 and not (self.warmup_share and self.warmup_steps),
+            s,
+            "warmup_share",
+            self.warmup_share,
+            "use 0 to 1, and leave train.warmup_steps at 0",
+        )
         _require(0 <= self.capacity_steps <= 10**9, s, "capacity_steps", self.capacity_steps, "use 0 or more")
         self._check_objective()
         self._check_optimisation()
+        self._check_running()
+
+    def _check_running(self) -> None:
+        """How the run is carried out: seed, checkpoints, device, precision, threads and gradient estimator."""
+        s = "train"
         _require(0 <= self.seed < 2**63, s, "seed", self.seed, "use an integer from 0 to 2**63 - 1")
         _require(1 <= self.eval_batch_size <= 1_000_000, s, "eval_batch_size", self.eval_batch_size, "use 1 to 1000000")
         cm = self.checkpoint_minutes
@@ -650,6 +675,9 @@ class RunConfig:
         """What the sections allow together: options that need a closed-form KL or posterior density."""
         m, t = self.model, self.train
         analytic = m.prior == "standard" and m.posterior_flow == "none" and m.hierarchy == "none"
+        family = OBJECTIVE_NEEDS[t.objective].family
+        why = f"{t.objective} trains the {family} family, and model.family is {m.family}"
+        _require(family == m.family, "train", "objective", t.objective, why)
         _require(
             t.free_bits == 0 or analytic,
             "train",

@@ -269,6 +269,20 @@ def _bits_figures(out: dict[str, Any], dims: int, unit: str, levels: int) -> dic
     return figures
 
 
+def _reconstruction_figures(
+    model: VAE, x: torch.Tensor, batch_size: int, seed: int, ctx: Context | None
+) -> dict[str, Any]:
+    """The figures of a model with no bound (an autoencoder): reconstruction = mean log p(x|z) at each image's
+    code, in nats per image, with reconstruction_per_image; no_bound, the model's sentence saying why no ELBO
+    or log p(x) is given; the active units of its codes."""
+    figures = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx, per_image=True)
+    per_image = figures.per_image.tolist() if figures.per_image is not None else []
+    out = {"images": len(x), "reconstruction": figures.reconstruction, "no_bound": model.no_bound}
+    out["reconstruction_per_image"] = [round(v, 6) for v in per_image]  # = the per-image ELBO: its KL is 0
+    latents = latent_figures(latent_diagnostics(model, x, batch_size, seed=seed))
+    return {**out, "active_units": latents["active_units"], "collapsed_units": latents["collapsed_units"]}
+
+
 def evaluate_split(
     model: VAE,
     x: torch.Tensor,
@@ -285,7 +299,8 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
 
-    Keys: elbo, reconstruction, kl (nats per datapoint), elbo_per_image; with num_importance_samples > 0 also
+    For a model with no bound (an autoencoder) only `_reconstruction_figures`. Otherwise:
+    keys: elbo, reconstruction, kl (nats per datapoint), elbo_per_image; with num_importance_samples > 0 also
     log_likelihood, log_likelihood_stderr, gap = log_likelihood - elbo and log_likelihood_per_image
     (what paired_log_likelihood compares); with iwae_num_importance_samples = k > 0 the IWAE bound for
     that k (iwae_bound); active_units, collapsed_units, kl_per_dim (null where a layer's KL does not
@@ -295,6 +310,8 @@ def evaluate_split(
     """
     start = time.perf_counter()
     unit, levels = measure
+    if not model.has_bound:
+        return {**_reconstruction_figures(model, x, batch_size, seed, ctx), "seconds": time.perf_counter() - start}
     if unit == "dequantized bits/dim":
         x = dequantize(x, levels, seeded_generator(seed, "dequantize"))
     bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx, per_image=True)

@@ -257,6 +257,7 @@ def latent_scatter_figure(posterior_means: torch.Tensor, labels: torch.Tensor, c
 
 # Each metrics.jsonl curve elbo_curves can draw: line style, and its legend text for a single run.
 CURVE_STYLES = {"train_elbo": ("o-", "train (running mean over the epoch)"), "valid_elbo": ("s--", "validation")}
+CURVE_STYLES |= {"train_reconstruction": CURVE_STYLES["train_elbo"], "valid_reconstruction": CURVE_STYLES["valid_elbo"]}
 
 
 def elbo_curves(
@@ -415,7 +416,12 @@ def _latents(p: PictureInputs, folder: Path) -> Path:
 
 
 def _curves(p: PictureInputs, folder: Path) -> Path | None:
-    return None if not p.metrics else elbo_curves({"run": p.metrics}, folder / "curves.png", "variational lower bound")
+    if not p.metrics:
+        return None
+    if p.model.has_bound:
+        return elbo_curves({"run": p.metrics}, folder / "curves.png", "variational lower bound")
+    keys, title = ("train_reconstruction", "valid_reconstruction"), "log p(x|z) at the code (no bound)"
+    return elbo_curves({"run": p.metrics}, folder / "curves.png", title, keys=keys)
 
 
 def _pseudo_inputs(p: PictureInputs, folder: Path) -> Path | None:
@@ -474,6 +480,9 @@ def write_pictures(
     inputs.model.eval()
     written = []
     for name in which:
+        if name in inputs.model.pictures_without:  # what the model's family declares it cannot show
+            log(f"no {name} picture: {inputs.model.pictures_without[name]}")
+            continue
         try:
             path = PICTURES[name](inputs, Path(folder))
         except PictureSkipped as why:

@@ -14,6 +14,7 @@ _PURPOSES = {
     "pictures": 5,
     "permutation": 6,
     "dequantize": 7,
+    "corruption": 8,
 }
 
 

@@ -98,7 +98,7 @@ class TrainResult:
     config: RunConfig
     run_dir: Path
     metrics: list[dict[str, Any]]
-    test: dict[str, float]
+    test: dict[str, Any]
 
 
 def train(
@@ -185,7 +185,8 @@ def _stop_early(loop: Loop) -> bool:
         return False
     state = loop.state
     loop.log(
-        f"stopping early after epoch {state.epoch}: the validation ELBO has not improved for "
+        f"stopping early after epoch {state.epoch}: the validation {'ELBO' if loop.model.has_bound else 'log p(x|z)'} "
+        "has not improved for "
         f"{state.epoch - state.best_epoch} epochs since epoch {state.best_epoch} "
         f"({state.metrics[state.best_epoch - 1]['valid_elbo']:.3f}), kept in {rundir.BEST_MODEL_FILE}"
     )
@@ -697,16 +698,27 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
     if ctx.is_main:
         rundir.save_model(loop.run_dir, loop.model)
         rundir.write_metrics(loop.run_dir, state.metrics)
-    skipped = f"  ({state.skipped_steps} non-finite steps skipped so far)" if state.skipped_steps else ""
-    loop.log(
-        f"epoch {row['epoch']:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
-        f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  "
-        f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s{skipped}"
-    )
+    loop.log(_epoch_line(row, state.skipped_steps, loop.model.has_bound))
     return row
 
 
-def test_figures(loop: Loop) -> dict[str, float]:
+def _epoch_line(row: dict[str, Any], skipped_steps: int, has_bound: bool) -> str:
+    """The log line of an epoch: the ELBO and its terms, or for a model with no bound (an autoencoder, whose
+    terms are its reconstruction log-likelihood alone) that reconstruction term, named as what it is."""
+    skipped = f"  ({skipped_steps} non-finite steps skipped so far)" if skipped_steps else ""
+    speed = f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s{skipped}"
+    if not has_bound:
+        return (
+            f"epoch {row['epoch']:3d}  train log p(x|z) {row['train_reconstruction']:9.3f}  valid log p(x|z) "
+            f"{row['valid_reconstruction']:9.3f}  (reconstruction at the code; no bound)  {speed}"
+        )
+    return (
+        f"epoch {row['epoch']:3d}  train elbo {row['train_elbo']:9.3f}  valid elbo {row['valid_elbo']:9.3f}  "
+        f"(rec {row['valid_reconstruction']:.2f}, kl {row['valid_kl']:.2f})  {speed}"
+    )
+
+
+def test_figures(loop: Loop) -> dict[str, Any]:
     """The test ELBO and its terms of the model as trained, written to summary.json; where the best
     validation ELBO's epoch is not the last, those of its weights (model-best.safetensors) too, under
     best_weights, so that a table of best weights never borrows the last weights' figures."""
@@ -725,12 +737,16 @@ def test_figures(loop: Loop) -> dict[str, float]:
     return test
 
 
-def _test_elbo(loop: Loop, model: VAE) -> dict[str, float]:
-    """The test ELBO and its terms (test_elbo, test_reconstruction, test_kl) of a model, with the evaluation's noise."""
+def _test_elbo(loop: Loop, model: VAE) -> dict[str, Any]:
+    """The test ELBO and its terms (test_elbo, test_reconstruction, test_kl) of a model, with the evaluation's noise;
+    for a model with no bound, test_reconstruction and no_bound (why, in one sentence)."""
     tc = loop.config.train
     observations = loop.data.evaluation_observations("test")
     generator = seeded_generator(tc.seed, "eval")
-    return evaluate_elbo(model, observations, tc.eval_batch_size, 1, generator, loop.ctx).as_dict("test_")
+    figures = evaluate_elbo(model, observations, tc.eval_batch_size, 1, generator, loop.ctx).as_dict("test_")
+    if not model.has_bound:  # an autoencoder: its reconstruction term alone, and why there is no bound
+        return {"test_reconstruction": figures["test_reconstruction"], "no_bound": model.no_bound}
+    return figures
 
 
 def _nonfinite(loss: torch.Tensor, parameters: Sequence[nn.Parameter], ctx: distributed.Context) -> torch.Tensor:

@@ -34,6 +34,8 @@ class HierarchicalPrior(nn.Module):
     for each conditional (conditionals[i] maps z_{i+2} to the parameters of z_{i+1}, counting from 1)."""
 
     closed_form_kl = False
+    has_density = True
+    pictures_without: dict[str, str] = {}
 
     def __init__(self, dims: list[int], top: nn.Module, conditionals: nn.ModuleList) -> None:
         super().__init__()
@@ -93,8 +95,14 @@ class LadderEncoder(nn.Module):
     from each d_i the estimates (mu^_i, log sigma^2_i) of layer i. Returns them for all layers,
     concatenated bottom first: (batch, sum J_i) each."""
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden_dims: list[int], latent_dims: list[int],
-                 layers: int, activation: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        hidden_dims: list[int],
+        latent_dims: list[int],
+        layers: int,
+        activation: str,
+    ) -> None:
         super().__init__()
         ins = [math.prod(image_shape), *hidden_dims[:-1]]
         self.blocks = nn.ModuleList(

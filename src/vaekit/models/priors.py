@@ -10,7 +10,10 @@ Each prior is a module shaped like a torch.distributions object:
                          above (a hierarchy's; the identity for one layer), for traversals and sliders
   learned_inputs()       the VampPrior's pseudo-inputs (K, C, H, W), None for the others
 and declares what the rest of the code needs to know: `closed_form_kl` (whether the KL of a Gaussian
-posterior to it has Kingma & Welling's Appendix-B form), `label` (for pictures) and `layer_sizes`.
+posterior to it has Kingma & Welling's Appendix-B form), `label` (for pictures), `layer_sizes`,
+`has_density` (whether log_prob and sample exist, which the ELBO and log p(x) need; where not,
+`why_no_density` says why in one sentence) and
+`pictures_without` (picture name -> why it does not apply to a model with this prior).
 The VampPrior holds the encoder as an ordinary submodule, the same module as the VAE's; the
 checkpoint stores a shared tensor once.
 """
@@ -62,6 +65,8 @@ class StandardNormalPrior(nn.Module):
 
     closed_form_kl = True
     label = "N(0, I)"
+    has_density = True
+    pictures_without: dict[str, str] = {}
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -92,6 +97,8 @@ class _Mixture(nn.Module):
     """What a mixture of diagonal Gaussians offers, given `components()` -> (mu, logvar, log_weights)."""
 
     closed_form_kl = False
+    has_density = True
+    pictures_without: dict[str, str] = {}
 
     def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError

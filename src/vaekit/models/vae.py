@@ -55,6 +55,12 @@ class VAE(nn.Module):
     and nothing else: objectives live in vaekit.objectives, persistence in vaekit.checkpoint.
     Images are float (batch, C, H, W) with (C, H, W) = image_shape (any, where image_shape is None);
     latents are (batch, latent_dim). posterior and decode refuse other batches with one sentence.
+
+    Every model family is this object with its own parts (models.vae.MODEL_BUILDERS), and what the rest
+    of the code needs to know of a family it reads from declarations, never from a class: `family`
+    (config.MODEL_FAMILY_NAMES), `has_bound` (whether the ELBO and the importance-sampled log p(x)
+    exist: the prior declares whether it has a density) and `pictures_without` (picture name -> why it
+    does not apply, as the prior declares: no samples without a prior to draw them from).
     """
 
     def __init__(
@@ -64,13 +70,28 @@ class VAE(nn.Module):
         prior: nn.Module,
         inference: nn.Module | None = None,
         image_shape: tuple[int, int, int] | None = None,
+        family: str = "vae",
     ) -> None:
         super().__init__()
+        self.family = family
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
         self.inference = inference if inference is not None else GaussianInference()
         self.image_shape = None if image_shape is None else tuple(image_shape)
+
+    @property
+    def has_bound(self) -> bool:
+        return bool(self.prior.has_density)
+
+    @property
+    def no_bound(self) -> str:
+        """Why the model has no ELBO or log p(x), in one sentence its prior gives; "" where it has them."""
+        return "" if self.has_bound else str(self.prior.why_no_density)
+
+    @property
+    def pictures_without(self) -> dict[str, str]:
+        return dict(self.prior.pictures_without)
 
     @property
     def latent_sizes(self) -> tuple[int, ...]:
@@ -230,8 +251,7 @@ def _ladder(config: ModelConfig, options: LikelihoodOptions) -> VAE:
     dims, hidden = list(config.ladder_latent_dims), list(config.ladder_hidden_dims)
     layers, act = config.hidden_layers, config.activation
     encoder = LadderEncoder(config.image_shape, hidden, dims, layers, act)
-    decoder = MLPDecoder(config.image_shape, hidden[0], dims[0], config.likelihood, options,
-                         layers, act)  # fmt: skip
+    decoder = MLPDecoder(config.image_shape, hidden[0], dims[0], config.likelihood, options, layers, act)
     top = PRIOR_BUILDERS[config.prior](config, dims[-1], TopBlock(encoder, dims[-1]))
     conditionals = nn.ModuleList(
         GaussianMLP(dims[i + 1], hidden[i], dims[i], layers, act) for i in range(len(dims) - 1)
@@ -242,16 +262,23 @@ def _ladder(config: ModelConfig, options: LikelihoodOptions) -> VAE:
 
 
 def build_model(config: ModelConfig, levels: int = 256) -> VAE:
-    """A freshly initialised VAE for a model config (seed torch beforehand for repeatability); `levels`, the
-    data's grey levels 2^data.bits, sizes the likelihoods over levels (config.DISCRETE_LIKELIHOOD_NAMES).
+    """A freshly initialised model of the configured family (MODEL_BUILDERS; seed torch beforehand for
+    repeatability); `levels`, the data's grey levels 2^data.bits, sizes the likelihoods over levels."""
+    return MODEL_BUILDERS[config.family](config, levels)
 
-    The encoder and decoder are built first, so that a model with the standard prior and no flow
-    draws exactly the initial weights it always did; the prior and the flow follow; then model.init
-    re-draws the layers' weights where it is not PyTorch's default (`initialise`).
-    """
-    model = _build(config, likelihood_options(config, levels))
+
+def build_vae(config: ModelConfig, levels: int = 256) -> VAE:
+    """A VAE for a model config: the encoder and decoder are built first, so that a model with the standard
+    prior and no flow draws exactly the initial weights it always did; the prior and the flow follow; then
+    model.init re-draws the layers' weights where it is not PyTorch's default (`initialise`)."""
+    return _finished(_build(config, likelihood_options(config, levels)), config)
+
+
+def _finished(model: VAE, config: ModelConfig) -> VAE:
+    """The model with its weights drawn as model.init says, and conv weights channels-last (faster conv steps:
+    README, Benchmarks)."""
     initialise(model, config.init)
-    if config.architecture != "mlp":  # conv weights channels-last: faster conv steps (README, Benchmarks)
+    if config.architecture != "mlp":
         model.to(memory_format=torch.channels_last)
     return model
 
@@ -283,3 +310,10 @@ def _build(config: ModelConfig, options: LikelihoodOptions) -> VAE:
         return VAE(encoder, decoder, prior, image_shape=config.image_shape)
     flows = build_flows(config.posterior_flow, config.latent_dim, config.flow_steps, config.flow_hidden_dim)
     return VAE(encoder, decoder, prior, FlowInference(flows), config.image_shape)
+
+
+# model family -> builder of a freshly initialised model (config, grey levels) -> model. Names match
+# config.MODEL_FAMILY_NAMES (a test checks). A family's model offers the VAE's surface and declarations.
+MODEL_BUILDERS: dict[str, Callable[[ModelConfig, int], VAE]] = {
+    "vae": build_vae,
+}
