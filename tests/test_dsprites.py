@@ -253,7 +253,7 @@ def test_the_dsprites_presets_are_locatellos_network_and_one_trains_end_to_end(t
     from vaekit.rundir import read_summary
 
     names = [n for n in preset_names() if n.startswith("dsprites-")]
-    assert len(names) == 7
+    assert len(names) == 9  # seven VAEs and the two autoencoder baselines
     for name in names:
         config = load_config(name)
         assert config.data.dataset == "dsprites" and config.model.image_shape == (1, 64, 64)

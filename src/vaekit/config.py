@@ -27,7 +27,7 @@ from vaekit.errors import ConfigError
 # data.DATASET_LOADERS and training.OPTIMIZER_CLASSES. config imports nothing of ours except the error
 # type, so the names live here as data, and the command line takes its choices from here.
 # models.vae.MODEL_BUILDERS: what a model is, before how its networks are built
-MODEL_FAMILY_NAMES = ("vae",)
+MODEL_FAMILY_NAMES = ("vae", "autoencoder")
 ARCHITECTURE_NAMES = ("mlp", "conv", "resnet")
 # likelihood name -> its kind, which decides a run's unit: "binary" (pixels 0 or 1: log p(x) in nats, MNIST's
 # unit), "density" (a density on [0, 1]: bits/dim after uniform dequantization) or "levels" (a probability
@@ -55,6 +55,7 @@ BINARIZATIONS = ("dynamic", "static", "none")
 OPTIMIZER_NAMES = ("adam", "adagrad", "adamax")
 LR_SCHEDULES = ("constant", "burda", "step", "exponential", "cosine")  # schedules.py
 TC_SAMPLINGS = ("mss", "mws")
+CORRUPTIONS = ("none", "masking", "gaussian")  # objectives.losses.corrupt
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
 SWITCHES = ("auto", "on", "off")  # a choice the CLI offers as --NAME / --no-NAME, "auto" when neither is given
@@ -93,6 +94,7 @@ class ObjectiveNeeds:
     discriminator: bool = False  # trains a second network with Adam in the same step
     gradient_estimators: tuple[str, ...] = ("reparameterization", "stl")  # the encoder gradients it supports
     family: str = "vae"  # the model family it trains (MODEL_FAMILY_NAMES)
+    corrupts_input: bool = False  # train.corruption applies (a denoising autoencoder)
 
 
 _COVARIANCE = "penalises the covariance of the posterior means over each minibatch"
@@ -119,6 +121,14 @@ OBJECTIVE_NEEDS = {
     ),
     "dip-vae-i": ObjectiveNeeds(one_gaussian_layer=True, minibatch=_COVARIANCE),
     "dip-vae-ii": ObjectiveNeeds(one_gaussian_layer=True, minibatch=_COVARIANCE),
+    "reconstruction": ObjectiveNeeds(
+        beta_weighs="",
+        kl_shaping=False,
+        one_sample=True,
+        gradient_estimators=("reparameterization",),
+        family="autoencoder",
+        corrupts_input=True,
+    ),
 }
 OBJECTIVES = tuple(OBJECTIVE_NEEDS)
 
@@ -129,7 +139,9 @@ class ModelConfig:
 
     family: str = _opt(
         "vae",
-        "the kind of model: vae, the variational autoencoder (Kingma & Welling 2013) that every objective trains",
+        "the kind of model: vae, the variational autoencoder (Kingma & Welling 2013) that every objective but "
+        "reconstruction trains; autoencoder, a deterministic code z = f(x) with no prior, trained by the "
+        "reconstruction objective (with train.corruption, a denoising autoencoder): no ELBO or log p(x)",
         MODEL_FAMILY_NAMES,
     )
     architecture: str = _opt(
@@ -497,7 +509,8 @@ class TrainConfig:
         "beta-tcvae: the KL split into index-code MI, total correlation (weighted by beta) and dimension-wise KL "
         "(Chen et al. 2018); factor-vae: the ELBO minus gamma times the total correlation a discriminator "
         "estimates (Kim & Mnih 2018); dip-vae-i, dip-vae-ii: the ELBO with a penalty matching the posterior's "
-        "covariance to the identity (Kumar et al. 2018)",
+        "covariance to the identity (Kumar et al. 2018); reconstruction: -log p(x | f(x)) of an autoencoder "
+        "(model.family autoencoder), denoising with train.corruption (Vincent et al. 2008)",
         OBJECTIVES,
     )
     num_samples: int = _opt(1, "samples of z per datapoint: L for the ELBO, k for the IWAE objective")
@@ -558,6 +571,18 @@ class TrainConfig:
     dip_lambda_diag: float = _opt(
         0.0,
         "DIP-VAE: weight lambda_d of the diagonal penalty (0: 10 lambda_od for dip-vae-i, lambda_od for dip-vae-ii)",
+    )
+    corruption: str = _opt(
+        "none",
+        "the reconstruction objective's corruption of its input, which makes a denoising autoencoder (Vincent et "
+        "al. 2008): none; masking (each pixel set to 0 with probability corruption_level); gaussian (noise of std "
+        "corruption_level added)",
+        CORRUPTIONS,
+    )
+    corruption_level: float = _opt(
+        0.25,
+        "masking: the share of pixels set to 0 (Vincent et al. 2008 take 0.1 to 0.5); gaussian: the noise's standard "
+        "deviation, in units of the pixels' [0, 1] range",
     )
     gradient_estimator: str = _opt(
         "reparameterization",
@@ -637,6 +662,10 @@ class TrainConfig:
         """What the objective declares it needs of the other train settings (OBJECTIVE_NEEDS)."""
         name, needs = self.objective, OBJECTIVE_NEEDS[self.objective]
         _require_choice("train", "tc_sampling", self.tc_sampling, TC_SAMPLINGS)
+        _require_choice("train", "corruption", self.corruption, CORRUPTIONS)
+        level = self.corruption_level
+        bounded = math.isfinite(level) and 0 <= level <= (1 if self.corruption == "masking" else 1e3)
+        _require(bounded, "train", "corruption_level", level, "use 0 to 1 for masking, 0 to 1000 for gaussian")
         shaped = self.beta != 1.0 or self.warmup_steps + self.warmup_share > 0
         estimators = " or ".join(needs.gradient_estimators)
         rules = (  # (holds, field, why)
@@ -653,6 +682,7 @@ class TrainConfig:
                 f"{name} trains its discriminator with Adam: use adam",
             ),
             (self.gradient_estimator in needs.gradient_estimators, "gradient_estimator", f"{name} takes {estimators}"),
+            (needs.corrupts_input or self.corruption == "none", "corruption", f"{name} takes no corrupted input"),
             (
                 not needs.minibatch or self.batch_size >= 2,
                 "batch_size",
@@ -678,6 +708,8 @@ class RunConfig:
         family = OBJECTIVE_NEEDS[t.objective].family
         why = f"{t.objective} trains the {family} family, and model.family is {m.family}"
         _require(family == m.family, "train", "objective", t.objective, why)
+        why = "an autoencoder has no prior, flow or hierarchy: leave them at standard, none and none"
+        _require(m.family != "autoencoder" or analytic, "model", "family", m.family, why)
         _require(
             t.free_bits == 0 or analytic,
             "train",

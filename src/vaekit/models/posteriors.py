@@ -19,6 +19,7 @@ The families:
   FlowPosterior        a Gaussian carried through a normalizing flow (Rezende & Mohamed 2015)
   TwoLayerPosterior    q(z1|x) q(z2|z1), bottom-up (Burda et al. 2016, Section 5)
   LadderPosterior      bottom-up estimates merged top-down with p(z_i|z_{i+1}) (Sonderby et al. 2016)
+  PointPosterior       an autoencoder's code f(x), all the mass at one point (no density)
 The latent vector of a hierarchy is z = [z_1, ..., z_L], bottom layer first; `layer_sizes` gives the
 J_i. The inference module of a VAE (`GaussianInference`, `FlowInference`, `TwoLayerInference`,
 `LadderInference`) maps the encoder's output to the posterior; what it shares with the prior (the
@@ -318,6 +319,56 @@ class LadderPosterior(Posterior):
 
 # ---------------------------------------------------------------------------------------------
 # Inference modules: the encoder's output -> the Posterior. Each is a submodule of the VAE.
+
+
+class PointPosterior(Posterior):
+    """An autoencoder's code as a posterior: q(z|x) = delta(z - f(x)), all its mass at the encoder's code
+    f(x) (batch, J). It has no density, so no ELBO or log p(x) is built on it: `rsample` repeats the code
+    with log q = +inf (a point mass has no finite density; anything that sums it shows the misuse), and
+    its `closed_form_kl` is 0, as the autoencoder's objective has no KL term."""
+
+    label = "point (autoencoder)"
+    has_density = False
+
+    def __init__(self, code: torch.Tensor) -> None:
+        self.code = code
+        self.layer_sizes = (code.shape[-1],)
+
+    def rsample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.sample(num_samples)
+        return z, torch.full(z.shape[:-1], torch.inf, dtype=z.dtype, device=z.device)
+
+    def sample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The code, L times: (*batch, L, J)."""
+        return self.code.unsqueeze(-2).expand(*self.code.shape[:-1], num_samples, self.code.shape[-1])
+
+    def at_samples(self) -> PointPosterior:
+        return PointPosterior(self.code.unsqueeze(-2))
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.code
+
+    def kl_is_closed_form(self, prior: nn.Module) -> bool:
+        return True
+
+    def closed_form_kl(self, prior: nn.Module) -> torch.Tensor | None:
+        return torch.zeros_like(self.code)
+
+    def detach(self) -> PointPosterior:
+        return PointPosterior(self.code.detach())
+
+
+class PointInference(nn.Module):
+    """encoder output (mu, logvar) -> PointPosterior(mu): an autoencoder reads the encoder's first head as
+    its code and ignores the second."""
+
+    def forward(self, encoded: tuple[torch.Tensor, torch.Tensor]) -> Posterior:
+        return PointPosterior(encoded[0])
 
 
 class GaussianInference(nn.Module):

@@ -1,4 +1,5 @@
-"""Priors p(z): the standard normal, a learned mixture of Gaussians, and the VampPrior.
+"""Priors p(z): the standard normal, a learned mixture of Gaussians, and the VampPrior; NoPrior, an
+autoencoder's code space, which has none.
 
 Each prior is a module shaped like a torch.distributions object:
   log_prob(z)            log p(z) summed over latent dimensions, z (*batch, J) -> (*batch,)
@@ -171,3 +172,43 @@ class VampPrior(_Mixture):
     def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(self.pseudo_inputs())  # (K, J) each
         return mu, logvar, torch.full((len(mu),), -math.log(len(mu)), device=mu.device)
+
+
+class NoPrior(nn.Module):
+    """An autoencoder's code space: J coordinates and no p(z). It has no log_prob and no samples, so no bound,
+    and the pictures drawn from the prior do not apply; traversals and the playground start at the origin."""
+
+    closed_form_kl = False
+    label = "no prior (autoencoder)"
+    has_density = False
+    why_no_density = (
+        "an autoencoder has no prior p(z), so it has no ELBO and no log p(x); its figure is the reconstruction "
+        "log-likelihood log p(x|z) at its code z = f(x)"
+    )
+    pictures_without = {name: "an autoencoder has no prior p(z) to draw codes from" for name in ("samples", "manifold")}
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.layer_sizes = (latent_dim,)
+
+    def _none(self) -> ValueError:
+        return ValueError("an autoencoder has no prior p(z): it has no log p(z), no samples and no bound on log p(x)")
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        raise self._none()
+
+    def log_prob_by_layer(self, z: torch.Tensor) -> list[torch.Tensor]:
+        raise self._none()
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise self._none()
+
+    def typical_point(self) -> torch.Tensor:
+        return torch.zeros(self.latent_dim)
+
+    def fill_below(self, z: torch.Tensor, layer: int) -> torch.Tensor:
+        return z
+
+    def learned_inputs(self) -> torch.Tensor | None:
+        return None

@@ -25,10 +25,11 @@ from vaekit.models.posteriors import (
     FlowInference,
     GaussianInference,
     LadderInference,
+    PointInference,
     Posterior,
     TwoLayerInference,
 )
-from vaekit.models.priors import MixturePrior, StandardNormalPrior, VampPrior
+from vaekit.models.priors import MixturePrior, NoPrior, StandardNormalPrior, VampPrior
 
 Likelihood = (
     BernoulliLikelihood
@@ -274,6 +275,15 @@ def build_vae(config: ModelConfig, levels: int = 256) -> VAE:
     return _finished(_build(config, likelihood_options(config, levels)), config)
 
 
+def build_autoencoder(config: ModelConfig, levels: int = 256) -> VAE:
+    """An autoencoder: the configured architecture's encoder, whose first head gives the code z = f(x)
+    (PointInference), and decoder p(x|z) with the configured likelihood, over a code space with no prior
+    (NoPrior). Trained by the reconstruction objective; plain or denoising is the objective's setting."""
+    encoder, decoder = ARCHITECTURE_BUILDERS[config.architecture](config, likelihood_options(config, levels))
+    model = VAE(encoder, decoder, NoPrior(config.latent_dim), PointInference(), config.image_shape, "autoencoder")
+    return _finished(model, config)
+
+
 def _finished(model: VAE, config: ModelConfig) -> VAE:
     """The model with its weights drawn as model.init says, and conv weights channels-last (faster conv steps:
     README, Benchmarks)."""
@@ -316,4 +326,5 @@ def _build(config: ModelConfig, options: LikelihoodOptions) -> VAE:
 # config.MODEL_FAMILY_NAMES (a test checks). A family's model offers the VAE's surface and declarations.
 MODEL_BUILDERS: dict[str, Callable[[ModelConfig, int], VAE]] = {
     "vae": build_vae,
+    "autoencoder": build_autoencoder,
 }

@@ -208,6 +208,35 @@ class FactorVaeObjective(Objective):
         return nn.ModuleDict({"model": self.model, "discriminator": self.discriminator})
 
 
+def corrupt(x: torch.Tensor, corruption: str, level: float, generator: torch.Generator) -> torch.Tensor:
+    """x~ ~ q_D(x~|x), the corruption of a denoising autoencoder (Vincent et al. 2008, Section 2.3), images x
+    (M, C, H, W) -> (M, C, H, W): "masking", each pixel set to 0 independently with probability `level`
+    (their destruction of a fixed share nu is the same in expectation); "gaussian", x + level * N(0, I),
+    isotropic additive noise (Vincent et al. 2010, Section 4.2); "none", x itself."""
+    if corruption == "none" or level == 0:
+        return x
+    noise = torch.rand if corruption == "masking" else torch.randn
+    draws = noise(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x.device)
+    return x * (draws >= level) if corruption == "masking" else x + level * draws
+
+
+class ReconstructionObjective(Objective):
+    """-(1/M) sum_i log p(x_i | z = f(x~_i)): an autoencoder's reconstruction error in nats per image, the
+    likelihood's negative log density of the clean image x at the code of its corrupted copy x~ (`corrupt`;
+    x~ = x for a plain autoencoder), which a denoising autoencoder minimises (Vincent et al. 2008, Eq. 3 with
+    their cross-entropy loss for the Bernoulli likelihood). Its terms are `elbo_at`'s with the point
+    posterior: reconstruction = log p(x|f(x~)) and kl = 0, so they are no bound on log p(x). The corruption
+    noise, like the reparameterization noise, is a function of (seed, step)."""
+
+    def loss(self, x: Tensor, step: int, eps: Tensor | None = None, generator: Generator | None = None) -> Loss:
+        tc = self.train_config
+        if generator is None:
+            generator = torch.Generator(device=x.device).manual_seed(derive_seed(tc.seed, "corruption", step))
+        corrupted = corrupt(x, tc.corruption, tc.corruption_level, generator)
+        terms = elbo_at(self.model, x, self.model.posterior(corrupted))
+        return -terms.reconstruction.mean(), terms
+
+
 # train.objective -> its Objective class; the names are config.OBJECTIVE_NEEDS's (a test checks)
 OBJECTIVES: dict[str, type[Objective]] = {
     "elbo": ElboObjective,
@@ -216,6 +245,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "factor-vae": FactorVaeObjective,
     "dip-vae-i": DipVaeObjective,
     "dip-vae-ii": DipVaeObjective,
+    "reconstruction": ReconstructionObjective,
 }
 
 

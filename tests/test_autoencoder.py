@@ -1,0 +1,165 @@
+"""The autoencoder family: a point posterior, no prior, the reconstruction objective and its corruption
+(plain and denoising autoencoders, Vincent et al. 2008), through the same loop, evaluation and pictures."""
+
+import json
+
+import pytest
+import torch
+
+from vaekit.batch import Batch
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.errors import ConfigError
+from vaekit.models.vae import build_model
+from vaekit.objectives import build_objective
+from vaekit.objectives.losses import corrupt
+
+AUTOENCODER = {"model.family": "autoencoder", "train.objective": "reconstruction"}
+
+
+def _autoencoder(seed=0, **model):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(family="autoencoder", hidden_dim=32, latent_dim=3, image_shape=(1, 4, 4), **model))
+
+
+def _images(n=64, seed=0):
+    return torch.bernoulli(torch.full((n, 1, 4, 4), 0.4), generator=torch.Generator().manual_seed(seed))
+
+
+def test_masking_zeroes_each_pixel_with_its_probability_and_leaves_the_rest_exactly():
+    x = torch.rand(400, 1, 16, 16, generator=torch.Generator().manual_seed(0)) + 0.5  # no pixel is 0 before
+    masked = corrupt(x, "masking", 0.25, torch.Generator().manual_seed(1))
+    zeroed = masked == 0
+    share, n = zeroed.double().mean().item(), x.numel()
+    assert abs(share - 0.25) < 4 * (0.25 * 0.75 / n) ** 0.5  # binomial s.e. over 102,400 pixels: 0.0014
+    assert torch.equal(masked[~zeroed], x[~zeroed])  # the kept pixels are untouched, not rescaled
+
+
+def test_gaussian_corruption_adds_noise_of_the_given_std_and_none_or_level_0_change_nothing():
+    x = torch.rand(200, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    noise = corrupt(x, "gaussian", 0.3, torch.Generator().manual_seed(1)) - x
+    assert abs(noise.mean().item()) < 4 * 0.3 / noise.numel() ** 0.5
+    assert abs(noise.std().item() - 0.3) < 0.01  # a std, not a variance (0.09) or a log-variance
+    assert torch.equal(corrupt(x, "none", 0.3, torch.Generator()), x)
+    assert torch.equal(corrupt(x, "masking", 0.0, torch.Generator()), x)
+
+
+@pytest.mark.parametrize("corruption", ["none", "masking", "gaussian"])
+def test_the_reconstruction_loss_is_the_clean_images_negative_log_likelihood_at_the_corrupted_images_code(corruption):
+    """-(1/M) sum_i log p(x_i | f(x~_i)): the Bernoulli negative log-likelihood (binary cross-entropy, summed over
+    pixels) of the clean image at the code of its corrupted copy, computed here from the networks directly.
+    Catches scoring the corrupted image, encoding the clean one, a mean over pixels, or a KL term."""
+    model, x = _autoencoder(), _images()
+    train = TrainConfig(objective="reconstruction", corruption=corruption, corruption_level=0.3)
+    loss, terms = build_objective(model, train).loss(x, 0, generator=torch.Generator().manual_seed(5))
+    corrupted = corrupt(x, corruption, 0.3, torch.Generator().manual_seed(5))
+    code, _ = model.encoder(corrupted)  # the first head is the code
+    logits = model.decode(code).logits
+    direct = torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+    direct = direct.sum((1, 2, 3))  # nats per image, summed over pixels
+    assert torch.allclose(loss, direct.mean(), atol=1e-5)
+    assert torch.equal(terms.kl, torch.zeros(len(x))) and torch.equal(terms.elbo, terms.reconstruction)
+    if corruption != "none":  # the code is the corrupted image's: the clean image's would give another loss
+        clean = -model.decode(model.encoder(x)[0]).log_prob(x).mean()
+        assert not torch.allclose(loss, clean)
+
+
+def test_the_corruption_is_a_function_of_the_seed_and_the_step():
+    model, x = _autoencoder(), _images()
+    objective = build_objective(model, TrainConfig(objective="reconstruction", corruption="masking"))
+    assert torch.equal(objective(Batch(x), 3)[0], objective(Batch(x), 3)[0])
+    assert not torch.equal(objective(Batch(x), 3)[0], objective(Batch(x), 4)[0])
+
+
+def test_the_autoencoder_declares_no_bound_and_the_pictures_it_cannot_draw():
+    model = _autoencoder()
+    assert model.family == "autoencoder" and not model.has_bound
+    assert {"samples", "manifold"} <= set(model.pictures_without)
+    posterior = model.posterior(_images(8))
+    assert posterior.as_gaussian() is None and not posterior.has_density
+    assert torch.equal(posterior.mean, model.encoder(_images(8))[0])
+    with pytest.raises(ValueError, match="an autoencoder has no prior"):
+        model.prior.log_prob(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="an autoencoder has no prior"):
+        model.sample(4)
+
+
+@pytest.mark.parametrize(
+    ("model", "train", "message"),
+    [
+        ({"family": "autoencoder"}, {}, "elbo trains the vae family, and model.family is autoencoder"),
+        ({}, {"objective": "reconstruction"}, "reconstruction trains the autoencoder family, and model.family is vae"),
+        (
+            {"family": "autoencoder", "prior": "vampprior"},
+            {"objective": "reconstruction"},
+            "an autoencoder has no prior",
+        ),
+        ({}, {"corruption": "masking"}, "elbo takes no corrupted input"),
+    ],
+)
+def test_a_family_and_an_objective_that_do_not_belong_together_are_refused(model, train, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(ModelConfig(**model), DataConfig(), TrainConfig(**train))
+
+
+def test_a_masking_level_above_one_is_refused():
+    with pytest.raises(ConfigError, match="train.corruption_level = 1.5 is invalid: use 0 to 1 for masking"):
+        TrainConfig(objective="reconstruction", corruption="masking", corruption_level=1.5)
+
+
+@pytest.mark.parametrize("corruption", ["none", "masking"])
+def test_the_autoencoders_train_on_real_mnist_and_resume_bit_for_bit(corruption, tiny_config, resumes_bit_for_bit):
+    config = tiny_config.with_overrides({**AUTOENCODER, "train.corruption": corruption, "train.epochs": 2})
+    full = resumes_bit_for_bit(config)
+    first, last = full.metrics[0], full.metrics[-1]
+    assert last["valid_reconstruction"] > first["valid_reconstruction"]  # log p(x|f(x)) rises: the error falls
+    assert last["valid_kl"] == 0 and last["valid_elbo"] == last["valid_reconstruction"]
+
+
+@pytest.mark.parametrize("preset", ["mnist-autoencoder", "mnist-denoising-autoencoder"])
+def test_the_mnist_autoencoders_train_draw_and_evaluate_from_the_command_line(preset, tmp_path, capsys):
+    """vaekit train on the preset writes the pictures a model without a prior can draw, says which it cannot,
+    and vaekit evaluate prints the reconstruction error and in one sentence why no bound is given."""
+    from vaekit.cli import main
+
+    run = str(tmp_path / "run")
+    limits = ["--set", "data.train_limit=300", "--set", "data.eval_limit=100", "--set", "model.hidden_dim=64"]
+    assert main(["train", "--config", preset, "--epochs", "1", *limits, "--run-dir", run, "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "test log p(x|z)" in out and "an autoencoder has no prior p(z), so it has no ELBO" in out
+    assert "test elbo" not in out and "no samples picture: an autoencoder has no prior" in err
+    written = {p.name for p in (tmp_path / "run" / "images").iterdir()}
+    assert {"reconstructions.png", "interpolations.png", "traversals.png", "curves.png"} <= written
+    assert "samples.png" not in written
+    assert main(["evaluate", run, "--samples", "50", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "log p(x|z)" in out and "no ELBO or log p(x): an autoencoder has no prior p(z)" in out
+    assert "elbo" not in out.lower().replace("no elbo", "") and "importance sampled" not in out
+    saved = json.loads((tmp_path / "run" / "evaluation-test-k0.json").read_text())
+    assert "elbo" not in saved and "log_likelihood" not in saved and saved["reconstruction"] < 0
+
+
+@pytest.mark.parametrize("corruption", ["none", "masking"])
+def test_the_dsprites_autoencoders_get_their_disentanglement_metrics(corruption, tmp_path, capsys, monkeypatch):
+    """The metrics read the codes z = f(x) as a VAE's posterior means; Chen et al.'s MIG, which needs a Gaussian
+    q(z|x), is left out."""
+    from vaekit import disentanglement
+    from vaekit.cli import main
+
+    monkeypatch.setattr(
+        disentanglement, "SCORE_POINTS", {"train": 60, "test": 40, "batch_size": 8, "variance_points": 500}
+    )
+    preset = "dsprites-denoising-autoencoder" if corruption == "masking" else "dsprites-autoencoder"
+    run = str(tmp_path / "run")
+    limits = ["--set", "data.train_limit=300", "--set", "data.eval_limit=200", "--set", "model.hidden_dim=32"]
+    assert main(["train", "--config", preset, "--epochs", "1", *limits, "--run-dir", run, "--no-progress"]) == 0
+    capsys.readouterr()
+    args = ["evaluate", run, "--samples", "0", "--disentanglement", "--grid-classes", "3", "--score-points", "60"]
+    assert main([*args, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "no ELBO or log p(x)" in out and "factor_vae_score" in out
+    # no grid in the name: the grid serves Chen et al.'s MIG alone, which needs a Gaussian q(z|x)
+    saved = json.loads((tmp_path / "run" / "evaluation-test-k0-disentanglement-n200-p60.json").read_text())
+    figures = saved["disentanglement"]
+    assert all(0 <= figures[name] <= 1 for name in disentanglement.METRICS if name != "mig_posterior"), figures
+    assert "mig_posterior" not in figures or figures["mig_posterior"] is None
+    assert (tmp_path / "run" / "images" / "factors.png").exists()
