@@ -156,7 +156,8 @@ def _evaluate_parser(sub: Any) -> None:
         "bound for a chosen k, active units and the KL of each stochastic layer (per dimension where it splits "
         "so); with --disentanglement the disentanglement metrics on data with known factors. Writes one file per "
         "setting, RUN_DIR/evaluation-SPLIT-kK[-iwaeI][-firstN][-disentanglement-nP-pS-gG].json, so a quick check never "
-        "replaces a long one; the report shows the most complete.",
+        "replaces a long one; the report shows the most complete. A model with no bound (an autoencoder) gets its "
+        "reconstruction log-likelihood and one sentence saying why there is no ELBO or log p(x).",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("--split", choices=("valid", "test"), default="test", help="which split (default: test)")
@@ -184,6 +185,13 @@ def _evaluate_parser(sub: Any) -> None:
         help="last: the weights as trained (model.safetensors); best: those of the epoch with the best validation "
         "ELBO (model-best.safetensors), saved in its own file, ...-best.json (default: last)",
     )
+    _evaluation_speed_arguments(p)
+    _disentanglement_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _evaluation_speed_arguments(p: argparse.ArgumentParser) -> None:
+    """How an evaluation computes, not what: batch size, precision and compilation."""
     p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the ELBO (default: 1000)")
     p.add_argument(
         "--precision",
@@ -204,8 +212,6 @@ def _evaluate_parser(sub: Any) -> None:
         "(default: auto; --no-compile: off)",
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off", help=argparse.SUPPRESS)
-    _disentanglement_arguments(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _disentanglement_arguments(p: argparse.ArgumentParser) -> None:
@@ -331,23 +337,7 @@ def _experiment_parser(sub: Any) -> None:
         metavar="RUN[,RUN...]",
         help="run only these runs of the grid, e.g. z3-adam,z5-adam (default: all)",
     )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="share the runs among this many independent processes, one GPU each (round robin) "
-        "where there are several (default: 1, one run after another)",
-    )
-    p.add_argument(
-        "--device", default="auto", choices=DEVICES, help="where the runs train and are evaluated (default: auto)"
-    )
-    p.add_argument(
-        "--seeds",
-        type=int,
-        default=1,
-        help="train each run this many times (RUN-seed0, RUN-seed1, ... with the seed raised by 1 each); the "
-        "summary gives each figure's median and range over the seeds, and pairs log p(x) seed by seed (default: 1)",
-    )
+    _experiment_run_arguments(p)
     p.add_argument(
         "--no-recipe",
         action="store_true",
@@ -367,6 +357,27 @@ def _experiment_parser(sub: Any) -> None:
         "them side by side, with the HParams tab (needs the extra: pip install 'vaekit[tensorboard]')",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _experiment_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Where and how often an experiment's runs train: processes, device, seeds."""
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="share the runs among this many independent processes, one GPU each (round robin) "
+        "where there are several (default: 1, one run after another)",
+    )
+    p.add_argument(
+        "--device", default="auto", choices=DEVICES, help="where the runs train and are evaluated (default: auto)"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train each run this many times (RUN-seed0, RUN-seed1, ... with the seed raised by 1 each); the "
+        "summary gives each figure's median and range over the seeds, and pairs log p(x) seed by seed (default: 1)",
+    )
 
 
 def _compare_parser(sub: Any) -> None:

@@ -427,6 +427,19 @@ class DataConfig:
             "fewer levels apply to grey levels kept as they are, and binarized pixels have two: use it with "
             "--binarization none, or leave bits at 8",
         )
+        self._check_source()
+        _require_choice(s, "on_bad_file", self.on_bad_file, BAD_FILE_POLICIES)
+        for name in ("valid_fraction", "test_fraction"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and 0 <= value < 0.5, s, name, value, "use a share from 0 to below 0.5")
+        _require(self.split_seed >= 0, s, "split_seed", self.split_seed, "use 0 or more")
+        _require(self.binarization_seed >= 0, s, "binarization_seed", self.binarization_seed, "use 0 or more")
+        _require(self.train_limit >= 0, s, "train_limit", self.train_limit, "use 0 (all) or a positive count")
+        _require(self.eval_limit >= 0, s, "eval_limit", self.eval_limit, "use 0 (all) or a positive count")
+
+    def _check_source(self) -> None:
+        """Where each dataset may come from, and the path the folder and file sources need."""
+        s = "data"
         _require(
             self.source != "folder" or bool(self.path),
             s,
@@ -464,14 +477,6 @@ class DataConfig:
             self.path,
             f"dataset '{self.dataset}' needs its folder or file in data.path",
         )
-        _require_choice(s, "on_bad_file", self.on_bad_file, BAD_FILE_POLICIES)
-        for name in ("valid_fraction", "test_fraction"):
-            value = getattr(self, name)
-            _require(math.isfinite(value) and 0 <= value < 0.5, s, name, value, "use a share from 0 to below 0.5")
-        _require(self.split_seed >= 0, s, "split_seed", self.split_seed, "use 0 or more")
-        _require(self.binarization_seed >= 0, s, "binarization_seed", self.binarization_seed, "use 0 or more")
-        _require(self.train_limit >= 0, s, "train_limit", self.train_limit, "use 0 (all) or a positive count")
-        _require(self.eval_limit >= 0, s, "eval_limit", self.eval_limit, "use 0 (all) or a positive count")
 
 
 @dataclass(frozen=True)

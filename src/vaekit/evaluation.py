@@ -155,10 +155,7 @@ def importance_sampled_log_likelihood(
     device = next(model.parameters()).device
     weights = _weights_function(compile, device, len(x) * num_importance_samples, log)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    if rows_per_call is None:
-        rows_per_call = 1000 if device.type == "cpu" else 100_000
-    sample_chunk = max(1, min(num_importance_samples, rows_per_call))
-    batch_size = max(1, rows_per_call // sample_chunk)
+    sample_chunk, batch_size = _chunk_sizes(num_importance_samples, rows_per_call, device)
     was_training = model.training
     model.eval()
     mine = _my_rows(len(x), ctx)
@@ -181,6 +178,14 @@ def importance_sampled_log_likelihood(
     n = len(per_datapoint)
     stderr = per_datapoint.std().item() / math.sqrt(n) if n > 1 else float("nan")
     return LogLikelihood(per_datapoint.mean().item(), stderr, per_datapoint, num_importance_samples)
+
+
+def _chunk_sizes(num_importance_samples: int, rows_per_call: int | None, device: torch.device) -> tuple[int, int]:
+    """(samples per chunk, images per batch) so that a call decodes at most rows_per_call (image, sample) pairs:
+    by default 1,000 on the CPU, 100,000 on a GPU (see importance_sampled_log_likelihood)."""
+    rows = rows_per_call if rows_per_call is not None else (1000 if device.type == "cpu" else 100_000)
+    sample_chunk = max(1, min(num_importance_samples, rows))
+    return sample_chunk, max(1, rows // sample_chunk)
 
 
 # Decodes (images x K) from which compile="auto" compiles the evaluator's weights on a CPU (K = 5000 on
@@ -283,6 +288,18 @@ def _reconstruction_figures(
     return {**out, "active_units": latents["active_units"], "collapsed_units": latents["collapsed_units"]}
 
 
+def _log_likelihood_figures(ll: LogLikelihood, elbo: float, precision: str) -> dict[str, Any]:
+    """The importance-sampled log p(x), its standard error, its gap to the ELBO and each image's estimate."""
+    return {
+        "precision": precision,
+        "log_likelihood": ll.mean,
+        "log_likelihood_stderr": ll.stderr,
+        "num_importance_samples": ll.num_importance_samples,
+        "gap": ll.mean - elbo,
+        "log_likelihood_per_image": [round(v, 6) for v in ll.per_datapoint.tolist()],
+    }
+
+
 def evaluate_split(
     model: VAE,
     x: torch.Tensor,
@@ -320,14 +337,7 @@ def evaluate_split(
     if num_importance_samples > 0:
         options = dict(seed=seed, progress=progress, ctx=ctx, precision=precision, compile=compile, log=log)
         ll = importance_sampled_log_likelihood(model, x, num_importance_samples, **options)  # type: ignore[arg-type]
-        out.update(
-            precision=precision,
-            log_likelihood=ll.mean,
-            log_likelihood_stderr=ll.stderr,
-            num_importance_samples=num_importance_samples,
-            gap=ll.mean - bound.elbo,
-            log_likelihood_per_image=[round(v, 6) for v in ll.per_datapoint.tolist()],
-        )
+        out.update(_log_likelihood_figures(ll, bound.elbo, precision))
     if iwae_num_importance_samples > 0:
         # One draw of log (1/k) sum_k w_k per image is an unbiased estimate of the IWAE bound L_k.
         iwae = importance_sampled_log_likelihood(
