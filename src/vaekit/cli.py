@@ -570,7 +570,8 @@ def _test_line(t: dict[str, Any], epochs: int, config: RunConfig, run_dir: Path)
 
     after = f"after {epochs} epoch{'s' * (epochs != 1)}, {t['seconds_total']:.0f} s of training; run folder {run_dir}"
     if "no_bound" in t:
-        return f"test log p(x|z) {t['test_reconstruction']:.2f} nats at the codes {after} ({t['no_bound']})"
+        reconstruction = f"test log p(x|z) {t['test_reconstruction']:.2f} nats, the reconstruction at the codes"
+        return f"{reconstruction}, {after}; {t['no_bound']}"
     dims = math.prod(config.model.image_shape)
     bits = f", {bits_per_dim(t['test_elbo'], dims):.4f} bits/dim" if measure(config)[0] == "bits/dim" else ""
     return (

@@ -449,7 +449,7 @@ def _fixed_k(grid: FactorGrid, rng: np.random.Generator, batch_size: int, k: int
 # so that a CPU evaluation of a 64 x 64 model takes about a minute; `scores(..., score_points=N)` takes N
 # training points and N // 2 test points instead. Stated with every result.
 SCORE_POINTS = {"train": 2000, "test": 1000, "batch_size": 64, "variance_points": 10_000}
-# Every figure of `scores` and of vaekit.evaluation.disentanglement_figures, in the order tables show them; each
+# Every figure of `scores` and of vaekit.diagnostics.disentanglement_figures, in the order tables show them; each
 # in [0, 1], higher is better.
 METRICS = (
     "mig",

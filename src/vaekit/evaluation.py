@@ -20,7 +20,7 @@ from vaekit.diagnostics import disentanglement_figures, known_factors, latent_di
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
 from vaekit.likelihoods import level_of
 from vaekit.models.vae import VAE
-from vaekit.objectives import elbo, kl_decomposition, log_importance_weights
+from vaekit.objectives import elbo, log_importance_weights
 from vaekit.progress import progress_bar
 from vaekit.randomness import seeded_generator
 
@@ -85,30 +85,6 @@ def evaluate_elbo(
     mean = (totals / max(len(x), 1)).tolist()
     each = torch.cat(images).cpu() if per_image and images else None
     return ElboSummary(elbo=mean[0], reconstruction=mean[1], kl=mean[2], count=len(x), per_image=each)
-
-
-@torch.no_grad()
-def evaluate_kl_decomposition(
-    model: VAE, x: torch.Tensor, batch_size: int, sampling: str, generator: torch.Generator
-) -> dict[str, float]:
-    """beta-TCVAE's three terms (objectives.kl_decomposition) averaged over the images x (N, C, H, W), in
-    minibatches of batch_size in x's order, the aggregate posterior being that of x's N images: keys
-    mutual_information, total_correlation, dimension_kl (nats). For a model with a Gaussian posterior and
-    the N(0, I) prior."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    sums = torch.zeros(3, dtype=torch.float64)
-    for start in range(0, len(x), batch_size):
-        posterior = model.posterior(x[start : start + batch_size].to(device)).as_gaussian()
-        assert posterior is not None  # the config allows beta-TCVAE with one Gaussian layer
-        z, _ = posterior.rsample(1, generator)
-        parts = kl_decomposition(posterior, z[:, 0], model.prior, len(x), sampling)
-        terms = (parts.mutual_information, parts.total_correlation, parts.dimension_kl)
-        sums += torch.stack([t.sum() for t in terms]).double().cpu()
-    model.train(was_training)
-    means = (sums / max(len(x), 1)).tolist()
-    return dict(zip(("mutual_information", "total_correlation", "dimension_kl"), means))
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,7 @@ def _warn_if_schedule_outlasts(loop: Loop) -> None:
 
 def _warn_if_collapsed(loop: Loop) -> None:
     """Posterior collapse, said at the end: most latent units inactive on the validation images
-    (evaluation.latent_diagnostics), with each layer's KL, and what usually helps."""
+    (diagnostics.latent_diagnostics), with each layer's KL, and what usually helps."""
     if not loop.ctx.is_main or len(loop.valid_x) < 2:
         return
     latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size)
