@@ -480,8 +480,8 @@ def bench_step_parts(data: Dataset, rounds: int = 15, steps: int = 50) -> dict:
 
     def vaekit_steps(check: str) -> None:
         for b in range(steps):
-            x, eps = training.minibatch(loop, order, b)
-            loss, _ = loop.objective(x, 0, eps)
+            batch, eps = training.minibatch(loop, order, b)
+            loss, _ = loop.step_loss(batch, 0, eps)
             if check == "flat":
                 for p, view in zip(loop.parameters, views):
                     p.grad = view.view_as(p)  # autograd adds into it in place

@@ -48,7 +48,7 @@ LAYERS = {
     "cli": 13,
     "__main__": 14,
 }
-MAX_FUNCTION_LINES = 60
+MAX_FUNCTION_LINES = 59  # under 60: each function reads in one go (without packing lines by hand)
 # Where the prior and posterior classes live: no module outside models/ tests an object against them.
 COMPONENT_FILES = ("priors.py", "posteriors.py", "hierarchy.py")
 
