@@ -60,7 +60,26 @@ def mixture_sample(
     return mu[k] + torch.exp(0.5 * logvar[k]) * eps
 
 
-class StandardNormalPrior(nn.Module):
+class _CentredCodes(nn.Module):
+    """What a one-layer code space centred at the origin offers without a density: its size, the origin as
+    the typical point, no layers below, no learned inputs."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.layer_sizes = (latent_dim,)
+
+    def typical_point(self) -> torch.Tensor:
+        return torch.zeros(self.latent_dim)
+
+    def fill_below(self, z: torch.Tensor, layer: int) -> torch.Tensor:
+        return z
+
+    def learned_inputs(self) -> torch.Tensor | None:
+        return None
+
+
+class StandardNormalPrior(_CentredCodes):
     """p(z) = N(0, I) (Kingma & Welling 2013, Section 3). No parameters; its KL against a diagonal
     Gaussian posterior has the closed form of Appendix B."""
 
@@ -68,11 +87,6 @@ class StandardNormalPrior(nn.Module):
     label = "N(0, I)"
     has_density = True
     pictures_without: dict[str, str] = {}
-
-    def __init__(self, latent_dim: int) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.layer_sizes = (latent_dim,)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return standard_normal_log_prob(z)
@@ -83,15 +97,6 @@ class StandardNormalPrior(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = generator.device if generator is not None else torch.device("cpu")
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
-
-    def typical_point(self) -> torch.Tensor:
-        return torch.zeros(self.latent_dim)
-
-    def fill_below(self, z: torch.Tensor, layer: int) -> torch.Tensor:
-        return z
-
-    def learned_inputs(self) -> torch.Tensor | None:
-        return None
 
 
 class _Mixture(nn.Module):
@@ -174,7 +179,7 @@ class VampPrior(_Mixture):
         return mu, logvar, torch.full((len(mu),), -math.log(len(mu)), device=mu.device)
 
 
-class NoPrior(nn.Module):
+class NoPrior(_CentredCodes):
     """An autoencoder's code space: J coordinates and no p(z). It has no log_prob and no samples, so no bound,
     and the pictures drawn from the prior do not apply; traversals and the playground start at the origin."""
 
@@ -187,11 +192,6 @@ class NoPrior(nn.Module):
     )
     pictures_without = {name: "an autoencoder has no prior p(z) to draw codes from" for name in ("samples", "manifold")}
 
-    def __init__(self, latent_dim: int) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.layer_sizes = (latent_dim,)
-
     def _none(self) -> ValueError:
         return ValueError("an autoencoder has no prior p(z): it has no log p(z), no samples and no bound on log p(x)")
 
@@ -203,12 +203,3 @@ class NoPrior(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise self._none()
-
-    def typical_point(self) -> torch.Tensor:
-        return torch.zeros(self.latent_dim)
-
-    def fill_below(self, z: torch.Tensor, layer: int) -> torch.Tensor:
-        return z
-
-    def learned_inputs(self) -> torch.Tensor | None:
-        return None
