@@ -151,8 +151,7 @@ def iwae_bound(
 
 
 # ---------------------------------------------------------------------------------------------
-# Training objectives beyond the plain ELBO. Schedules are pure functions of the step, so a
-# resumed run continues them exactly.
+# The IWAE bound as a training objective (objectives/losses.py: IwaeObjective), with its gradients.
 
 
 def iwae_training_terms(

@@ -90,7 +90,7 @@ def shaped_kl_penalty(terms: ElboTerms, train: TrainConfig, step: int) -> torch.
 
 class ElboObjective(Objective):
     """-(1/M) sum_i [E_q log p(x_i|z) - penalty_i], the penalty `shaped_kl_penalty` (beta 1, no capacity, no
-    free bits: the negative ELBO of Kingma & Welling 2013, Eq. 10, with L = num_samples)."""
+    free bits: the negative SGVB estimator of Kingma & Welling 2013, Section 2.3, with L = num_samples)."""
 
     def loss(self, x: Tensor, step: int, eps: Tensor | None = None, generator: Generator | None = None) -> Loss:
         tc = self.train_config
