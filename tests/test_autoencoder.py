@@ -86,14 +86,21 @@ def test_the_autoencoder_declares_no_bound_and_the_pictures_it_cannot_draw():
 @pytest.mark.parametrize(
     ("model", "train", "message"),
     [
-        ({"family": "autoencoder"}, {}, "elbo trains the vae family, and model.family is autoencoder"),
-        ({}, {"objective": "reconstruction"}, "reconstruction trains the autoencoder family, and model.family is vae"),
         (
-            {"family": "autoencoder", "prior": "vampprior"},
-            {"objective": "reconstruction"},
-            "an autoencoder has no prior",
+            {"family": "autoencoder"},
+            {},
+            "elbo trains the vae family, and model.family is autoencoder: use reconstruction",
         ),
-        ({}, {"corruption": "masking"}, "elbo takes no corrupted input"),
+        ({}, {"objective": "reconstruction"}, "reconstruction trains the autoencoder family, and model.family is vae"),
+        ({"family": "autoencoder", "prior": "vampprior"}, {"objective": "reconstruction"}, "model.prior = 'vampprior'"),
+        (
+            {"family": "autoencoder", "posterior_flow": "iaf"},
+            {"objective": "reconstruction"},
+            "leave model.posterior_flow",
+        ),
+        ({"family": "autoencoder", "hierarchy": "two-layer"}, {"objective": "reconstruction"}, "leave model.hierarchy"),
+        ({}, {"corruption": "masking"}, "elbo takes no corrupted input: corruption applies to reconstruction"),
+        ({"family": "autoencoder"}, {"objective": "reconstruction", "beta": 4.0}, "train.beta = 4.0 is invalid"),
     ],
 )
 def test_a_family_and_an_objective_that_do_not_belong_together_are_refused(model, train, message):
@@ -127,12 +134,14 @@ def test_the_mnist_autoencoders_train_draw_and_evaluate_from_the_command_line(pr
     out, err = capsys.readouterr()
     assert "test log p(x|z)" in out and "an autoencoder has no prior p(z), so it has no ELBO" in out
     assert "test elbo" not in out and "no samples picture: an autoencoder has no prior" in err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())  # its reconstruction, and why no bound
+    assert {"test_reconstruction", "no_bound"} <= set(summary) and not {"test_elbo", "test_kl"} & set(summary)
     written = {p.name for p in (tmp_path / "run" / "images").iterdir()}
     assert {"reconstructions.png", "interpolations.png", "traversals.png", "curves.png"} <= written
     assert "samples.png" not in written
     assert main(["evaluate", run, "--samples", "50", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "log p(x|z)" in out and "no ELBO or log p(x): an autoencoder has no prior p(z)" in out
+    assert "log p(x|z)" in out and "an autoencoder has no prior p(z), so it has no ELBO" in out
     assert "elbo" not in out.lower().replace("no elbo", "") and "importance sampled" not in out
     saved = json.loads((tmp_path / "run" / "evaluation-test-k0.json").read_text())
     assert "elbo" not in saved and "log_likelihood" not in saved and saved["reconstruction"] < 0
@@ -156,10 +165,25 @@ def test_the_dsprites_autoencoders_get_their_disentanglement_metrics(corruption,
     args = ["evaluate", run, "--samples", "0", "--disentanglement", "--grid-classes", "3", "--score-points", "60"]
     assert main([*args, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "no ELBO or log p(x)" in out and "factor_vae_score" in out
+    assert "so it has no ELBO and no log p(x)" in out and "factor_vae_score" in out
     # no grid in the name: the grid serves Chen et al.'s MIG alone, which needs a Gaussian q(z|x)
     saved = json.loads((tmp_path / "run" / "evaluation-test-k0-disentanglement-n200-p60.json").read_text())
     figures = saved["disentanglement"]
     assert all(0 <= figures[name] <= 1 for name in disentanglement.METRICS if name != "mig_posterior"), figures
     assert "mig_posterior" not in figures or figures["mig_posterior"] is None
     assert (tmp_path / "run" / "images" / "factors.png").exists()
+
+
+def test_an_autoencoders_units_are_active_by_burda_et_al_s_absolute_rule():
+    """A point posterior has no noise to measure a unit's activity against (E_x Var_q = 0, which would make any
+    code that moves at all active): its units are active where Var_x(code) > 0.01, Burda et al.'s rule."""
+    from vaekit.diagnostics import latent_diagnostics
+
+    model, x = _autoencoder(), _images(200)
+    with torch.no_grad():
+        model.encoder.heads.weight[:3].mul_(0.0)  # codes 0-2 constant: only their bias
+        model.encoder.heads.weight[0].add_(0.001)  # code 0 moves a little: Var_x far below 0.01
+    latents = latent_diagnostics(model, x)
+    assert latents.posterior_variance is None
+    assert torch.equal(latents.active, latents.activity > 0.01)
+    assert not latents.active[:3].any() and 0 < latents.activity[0] < 0.01

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from vaekit.config import ModelConfig
@@ -172,3 +173,25 @@ def test_evaluate_weights_best_reads_the_best_epochs_file_and_says_so(trained_ru
     (run / rundir.BEST_MODEL_FILE).unlink()
     assert main(["evaluate", str(run), "--weights", "best", "--samples", "0"]) != 0
     assert "has no model-best.safetensors: it was trained before vaekit kept the best model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("likelihood", "binarization", "unit"),
+    [
+        ("bernoulli", "dynamic", "nats"),
+        ("bernoulli", "none", "nats"),
+        ("gaussian", "none", "dequantized bits/dim"),
+        ("continuous-bernoulli", "none", "dequantized bits/dim"),
+        ("discretized-logistic", "none", "bits/dim"),
+        ("categorical", "none", "bits/dim"),
+    ],
+)
+def test_each_likelihood_kind_is_stated_in_its_own_unit(likelihood, binarization, unit):
+    """The kind a likelihood declares decides a run's unit: binary pixels in nats, a density on [0, 1] in bits/dim
+    after dequantization, a probability over grey levels in bits/dim as it stands."""
+    from vaekit.config import DataConfig, ModelConfig, RunConfig
+    from vaekit.evaluation import measure
+
+    bits = 5 if binarization == "none" else 8  # fewer levels apply to grey levels kept as they are
+    config = RunConfig(ModelConfig(likelihood=likelihood), DataConfig(binarization=binarization, bits=bits))
+    assert measure(config) == (unit, 2**bits)

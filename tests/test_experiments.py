@@ -261,3 +261,17 @@ def test_every_burda_run_has_the_papers_base_rate_at_every_budget():
         for recipe in (True, False):
             runs = ExperimentPlan("burda2015-mnist", budget=budget, recipe=recipe).runs()
             assert runs and {config.train.learning_rate for _, config in runs} == {1e-3}, (budget, recipe)
+
+
+def test_the_annealed_vaes_capacity_ramp_keeps_its_share_of_the_run_at_every_locatello_budget():
+    """100,000 of the paper's 300,000 steps: a third of each budget's steps (its epochs times the batches of its
+    images), and the paper's own ramp where the run is as long."""
+    import math
+
+    for budget in ("smoke", "short", "long"):
+        plan = ExperimentPlan("locatello2019-dsprites", budget)
+        config = dict(plan.runs())["annealed-vae"]
+        images = config.data.train_limit or round(737_280 * 0.8)
+        steps = config.train.epochs * math.ceil(images / config.train.batch_size)
+        expected = 100_000 if steps >= 300_000 or not config.data.train_limit else max(1, 100_000 * steps // 300_000)
+        assert config.train.capacity_steps == expected, (budget, steps)

@@ -10,6 +10,7 @@ from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.errors import ConfigError
 from vaekit.models.posteriors import GaussianPosterior
 from vaekit.models.priors import StandardNormalPrior
+from vaekit.models.vae import build_model
 from vaekit.objectives import dip_penalty, kl_decomposition, log_minibatch_weights
 
 N, J = 40, 3  # images in the "dataset", latent dimensions
@@ -117,6 +118,9 @@ def test_the_new_objectives_are_refused_where_their_terms_do_not_exist(objective
         ({"objective": "beta-tcvae", "gradient_estimator": "stl"}, "beta-tcvae takes reparameterization$"),
         ({"objective": "factor-vae", "optimizer": "adamax"}, "factor-vae trains its discriminator with Adam"),
         ({"objective": "dip-vae-i", "batch_size": 1}, "dip-vae-i penalises the covariance"),
+        ({"objective": "reconstruction", "num_samples": 2}, "reconstruction takes one sample per image"),
+        ({"objective": "elbo", "corruption": "gaussian"}, "elbo takes no corrupted input"),
+        ({"objective": "iwae", "corruption": "masking"}, "iwae takes no corrupted input"),
     ],
 )
 def test_each_objective_is_refused_the_settings_it_declares_it_cannot_take(train, message):
@@ -327,3 +331,39 @@ def test_the_dip_penalty_is_added_to_the_beta_weighted_elbo_loss(variant):
         penalty = dip_penalty(model.posterior(x), variant, *dip_weights(dip))
     torch.testing.assert_close(loss - plain, penalty, rtol=1e-12, atol=1e-12)
     assert penalty > 1e-3 and plain > 1.0  # both terms are there
+
+
+def test_the_factorvae_discriminator_trains_in_its_own_group_with_kim_and_mnihs_adam_settings():
+    from vaekit.objectives import build_objective
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=3, image_shape=(1, 4, 4)))
+    objective = build_objective(model, TrainConfig(objective="factor-vae", batch_size=8))
+    vae, discriminator = objective.parameter_groups()
+    assert vae["params"] == list(model.parameters()) and "lr" not in vae  # the configured rate
+    assert discriminator["params"] == list(objective.discriminator.parameters())
+    assert discriminator["lr"] == 1e-4 and discriminator["betas"] == (0.5, 0.9)
+
+
+def test_the_epochs_kl_decomposition_estimates_the_aggregate_posterior_of_all_its_images():
+    """evaluate_kl_decomposition over N images in minibatches of M < N: each minibatch's estimate of q(z) is
+    that of all N images (N, not M, in the stratified weights), so it equals kl_decomposition batch by batch
+    with N = len(x), at the same noise."""
+    from vaekit.objectives import evaluate_kl_decomposition
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=3, image_shape=(1, 4, 4))).eval()
+    x = torch.bernoulli(torch.full((40, 1, 4, 4), 0.4), generator=torch.Generator().manual_seed(1))
+    figures = evaluate_kl_decomposition(model, x, 10, "mss", torch.Generator().manual_seed(2))
+    generator, sums = torch.Generator().manual_seed(2), torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, 40, 10):
+            posterior = model.posterior(x[start : start + 10])
+            z, _ = posterior.rsample(1, generator)
+            parts = kl_decomposition(posterior, z[:, 0], model.prior, 40, "mss")
+            terms = (parts.mutual_information, parts.total_correlation, parts.dimension_kl)
+            sums += torch.stack([t.sum() for t in terms]).double()
+    expected = (sums / 40).tolist()
+    assert [figures[k] for k in ("mutual_information", "total_correlation", "dimension_kl")] == pytest.approx(
+        expected, abs=1e-9
+    )

@@ -185,3 +185,23 @@ def test_the_page_in_a_real_browser(trained_run_2d, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_an_autoencoder_gets_no_samples_and_no_elbo_in_the_playground(tiny_data, tmp_path):
+    """A model with no prior: the samples endpoint answers one sentence (not a server error), the page hides
+    the samples and the manifold, and the test images' terms are the reconstruction alone."""
+    from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from vaekit.training import train
+
+    model = ModelConfig(family="autoencoder", hidden_dim=32, latent_dim=2)
+    train_config = TrainConfig(epochs=1, batch_size=50, objective="reconstruction")
+    train(RunConfig(model, DataConfig(train_limit=600, eval_limit=200), train_config), tmp_path / "run",
+          progress=False, dataset=tiny_data)  # fmt: skip
+    client = TestClient(create_app(Playground(tmp_path / "run")))
+    info = client.get("/api/info").json()
+    assert not info["has_samples"] and not info["has_manifold"] and "no ELBO" in info["no_bound"]
+    assert "mlp autoencoder" in info["description"]
+    response = client.post("/api/samples", json={"n": 4, "seed": 1})
+    assert response.status_code == 404 and response.json()["error"].startswith("no samples: an autoencoder has no")
+    assert client.get("/api/manifold").status_code == 404
+    assert client.get("/api/test/0").json()["kl"] == 0

@@ -641,7 +641,7 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
     weights = f", the {result['weights']} weights (epoch {result['epochs']})" if result.get("weights") == "best" else ""
     lines = [f"{result['split']} split, {result['images']} images{weights}; nats per image, higher is better"]
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
-    lines += [f"  no ELBO or log p(x): {result['no_bound']}."] if "no_bound" in result else []
+    lines += [f"  {result['no_bound']}."] if "no_bound" in result else []
     lines += _bits_lines(result)
     lines += _layer_lines(result) + _disentanglement_lines(result.get("disentanglement"))
     lines.append(f"  ({result['seconds']:.1f} s; saved to {path})")
@@ -849,11 +849,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    width = max(map(len, preset_names())) + 2  # the longest name and two spaces
     for name in preset_names():
-        print(f"{name:22s}{preset_description(name)}")
+        print(f"{name:{width}s}{preset_description(name)}")
         if args.changes:
             changes = preset_changes(name)
-            print(" " * 22 + "changes: " + (", ".join(f"{k}={v}" for k, v in changes.items()) or "nothing"))
+            print(" " * width + "changes: " + (", ".join(f"{k}={v}" for k, v in changes.items()) or "nothing"))
     return 0
 
 

@@ -671,13 +671,16 @@ class TrainConfig:
         level = self.corruption_level
         bounded = math.isfinite(level) and 0 <= level <= (1 if self.corruption == "masking" else 1e3)
         _require(bounded, "train", "corruption_level", level, "use 0 to 1 for masking, 0 to 1000 for gaussian")
+        beta = "beta" if self.beta != 1.0 else "warmup_steps" if self.warmup_steps else "warmup_share"
+        shaping = "capacity_max" if self.capacity_max else "free_bits"
         shaped = self.beta != 1.0 or self.warmup_steps + self.warmup_share > 0
         estimators = " or ".join(needs.gradient_estimators)
-        rules = (  # (holds, field, why)
-            (needs.beta_weighs or not shaped, "objective", f"{name} has no beta: leave beta at 1 and no warm-up"),
+        corrupting = ", ".join(n for n, other in OBJECTIVE_NEEDS.items() if other.corrupts_input)
+        rules = (  # (holds, field, why): the field named is the one the user set
+            (needs.beta_weighs or not shaped, beta, f"{name} has no beta: leave beta at 1 and no warm-up"),
             (
                 needs.kl_shaping or self.capacity_max + self.free_bits == 0,
-                "objective",
+                shaping,
                 f"{name} takes no capacity or free bits",
             ),
             (not needs.one_sample or self.num_samples == 1, "num_samples", f"{name} takes one sample per image: use 1"),
@@ -687,7 +690,11 @@ class TrainConfig:
                 f"{name} trains its discriminator with Adam: use adam",
             ),
             (self.gradient_estimator in needs.gradient_estimators, "gradient_estimator", f"{name} takes {estimators}"),
-            (needs.corrupts_input or self.corruption == "none", "corruption", f"{name} takes no corrupted input"),
+            (
+                needs.corrupts_input or self.corruption == "none",
+                "corruption",
+                f"{name} takes no corrupted input: corruption applies to {corrupting} (an autoencoder)",
+            ),
             (
                 not needs.minibatch or self.batch_size >= 2,
                 "batch_size",
@@ -711,10 +718,12 @@ class RunConfig:
         m, t = self.model, self.train
         analytic = m.prior == "standard" and m.posterior_flow == "none" and m.hierarchy == "none"
         family = OBJECTIVE_NEEDS[t.objective].family
-        why = f"{t.objective} trains the {family} family, and model.family is {m.family}"
+        ours = " or ".join(n for n, needs in OBJECTIVE_NEEDS.items() if needs.family == m.family)
+        why = f"{t.objective} trains the {family} family, and model.family is {m.family}: use {ours}"
         _require(family == m.family, "train", "objective", t.objective, why)
-        why = "an autoencoder has no prior, flow or hierarchy: leave them at standard, none and none"
-        _require(m.family != "autoencoder" or analytic, "model", "family", m.family, why)
+        for key, plain in (("prior", "standard"), ("posterior_flow", "none"), ("hierarchy", "none")):
+            why = f"an autoencoder has no prior, flow or hierarchy: leave model.{key} at {plain}"
+            _require(m.family != "autoencoder" or getattr(m, key) == plain, "model", key, getattr(m, key), why)
         _require(
             t.free_bits == 0 or analytic,
             "train",

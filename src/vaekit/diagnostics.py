@@ -47,7 +47,7 @@ class LatentDiagnostics:
     layers: each stochastic layer's KL (LayerKL), bottom first.
     activity: Var_x(mean of q(z_j|x)), (latent_dim,), how much the unit's code moves with the image.
     posterior_variance: E_x Var_q(z_j|x), (latent_dim,), the unit's own noise (None: taken as 1, the
-    variance of a N(0, I) prior).
+    variance of a N(0, I) prior; so for a point posterior, an autoencoder's code, which has no noise).
     A unit is active when its activity exceeds `threshold` (0.01) times its posterior variance, and
     collapsed otherwise. A collapsed unit of a N(0, I) prior has a posterior variance near 1, so this is
     Burda et al.'s rule (2016, Section 5.2: activity above 0.01); measured against the unit's own noise
@@ -127,6 +127,8 @@ def latent_diagnostics(
     model.train(was_training)
     mu = torch.cat(means)
     posterior_variance = torch.stack(noise).sum(0) / len(x)
+    if not posterior_variance.any():  # a point posterior (an autoencoder's code): Burda et al.'s absolute rule
+        posterior_variance = None
     activity = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
     layers = []
     for i, size in enumerate(model.latent_sizes):

@@ -25,6 +25,11 @@ class ConfigError(VaekitError, ValueError):
         return ConfigError(f"{origin}: {self}", self.key, self.value, self.allowed)
 
 
+class ModelError(VaekitError, ValueError):
+    """A model is asked for what its family does not have (samples or log p(z) of an autoencoder, which has
+    no prior)."""
+
+
 class DataError(VaekitError):
     """A dataset file is missing, corrupt, or has the wrong contents."""
 

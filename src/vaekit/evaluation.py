@@ -304,6 +304,8 @@ def evaluate_split(
     start = time.perf_counter()
     unit, levels = measure
     if not model.has_bound:
+        if num_importance_samples or iwae_num_importance_samples:
+            log(f"no log p(x) and no IWAE bound: {model.no_bound}")
         return {**_reconstruction_figures(model, x, batch_size, seed, ctx), "seconds": time.perf_counter() - start}
     if unit == "dequantized bits/dim":
         x = dequantize(x, levels, seeded_generator(seed, "dequantize"))

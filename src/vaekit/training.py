@@ -204,7 +204,7 @@ def _warn_if_short(loop: Loop) -> None:
     if loop.state.step == 0 and tc.epochs * per_epoch < MIN_USEFUL_STEPS:
         loop.log(
             f"warning: this run takes only {tc.epochs * per_epoch} optimisation steps ({tc.epochs} "
-            f"epoch{'s' * (tc.epochs != 1)} of {per_epoch} batches); a VAE needs about {MIN_USEFUL_STEPS} or more "
+            f"epoch{'s' * (tc.epochs != 1)} of {per_epoch} batches); a model needs about {MIN_USEFUL_STEPS} or more "
             "to learn more than the mean image: "
             f"raise --epochs to about {-(-MIN_USEFUL_STEPS // per_epoch)} or lower --batch-size."
         )

@@ -26,6 +26,7 @@ import math
 import torch
 from torch import nn
 
+from vaekit.errors import ModelError
 from vaekit.likelihoods import LOG_2PI, standard_normal_log_prob
 
 
@@ -192,8 +193,8 @@ class NoPrior(_CentredCodes):
     )
     pictures_without = {name: "an autoencoder has no prior p(z) to draw codes from" for name in ("samples", "manifold")}
 
-    def _none(self) -> ValueError:
-        return ValueError("an autoencoder has no prior p(z): it has no log p(z), no samples and no bound on log p(x)")
+    def _none(self) -> ModelError:
+        return ModelError("an autoencoder has no prior p(z): it has no log p(z), no samples and no bound on log p(x).")
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         raise self._none()

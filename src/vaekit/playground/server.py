@@ -92,6 +92,7 @@ class Playground:
         """The model in a line: family, layers, prior, and what the sliders move."""
         m, sizes = self.config.model, self.model.latent_sizes
         family = {"none": f"{m.architecture} VAE", "two-layer": "two-layer VAE", "ladder": "ladder VAE"}[m.hierarchy]
+        family = family if self.model.family == "vae" else f"{m.architecture} {self.model.family}"
         flow = "" if m.posterior_flow == "none" else f", {m.posterior_flow} flow ({m.flow_steps} steps)"
         active = int(self.active.sum())
         if len(sizes) == 1:
@@ -124,7 +125,9 @@ class Playground:
                 {"index": j, "activity": round(float(self.activity[j]), 5), "active": bool(self.active[j])}
                 for j in self.order
             ],
-            "has_manifold": self.latent_dim == 2,
+            "has_manifold": self.latent_dim == 2 and "manifold" not in self.model.pictures_without,
+            "has_samples": "samples" not in self.model.pictures_without,
+            "no_bound": self.model.no_bound,  # why the test images get no ELBO; "" where they do
         }
 
     def class_name(self, label: int) -> str:
@@ -261,17 +264,22 @@ async def interpolate(request: Request) -> JSONResponse:
 
 
 async def samples(request: Request) -> JSONResponse:
+    pg = _playground(request)
+    if "samples" in pg.model.pictures_without:  # a model with no prior (an autoencoder) has no samples
+        raise HTTPException(404, f"no samples: {pg.model.pictures_without['samples']}.")
     body = await _json(request)
     n = _int(body, "n", 1, MAX_IMAGES, 16)
     temperature = _float(body, "temperature", 0.0, 10.0, 1.0)
     seed = _int(body, "seed", 0, 2**31 - 1, 0)
-    return JSONResponse({"images": _playground(request).samples(n, temperature, seed)})
+    return JSONResponse({"images": pg.samples(n, temperature, seed)})
 
 
 async def manifold(request: Request) -> JSONResponse:
     pg = _playground(request)
     if pg.latent_dim != 2:
         raise HTTPException(404, f"the manifold needs a 2-D latent space; this model has {pg.latent_dim}.")
+    if "manifold" in pg.model.pictures_without:
+        raise HTTPException(404, f"no manifold: {pg.model.pictures_without['manifold']}.")
     n = request.query_params.get("n", "12")
     if not n.isdigit() or not 2 <= int(n) <= 16:
         raise BadRequest(f"'n' must be an integer from 2 to 16, not {n!r}.")

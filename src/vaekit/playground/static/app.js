@@ -131,11 +131,12 @@ function showTest(index, moveSliders = true) {
     $("test-index").value = index;
     $("test-original").src = data.image;
     $("test-reconstruction").src = data.reconstruction;
-    $("test-terms").innerHTML =
-      `<tr><td>class</td><td>${escapeHtml(data.class_name)}</td></tr>` +
+    const bound = info && info.no_bound ?  // a model with no bound (an autoencoder): its reconstruction alone
+      `<tr><td>log p(x|z)</td><td>${data.reconstruction_term.toFixed(2)} nats (no ELBO)</td></tr>` :
       `<tr><td>ELBO</td><td>${data.elbo.toFixed(2)} nats</td></tr>` +
       `<tr><td>reconstruction</td><td>${data.reconstruction_term.toFixed(2)}</td></tr>` +
       `<tr><td>KL</td><td>${data.kl.toFixed(2)}</td></tr>`;
+    $("test-terms").innerHTML = `<tr><td>class</td><td>${escapeHtml(data.class_name)}</td></tr>` + bound;
     if (moveSliders) setZ(data.z);
   });
 }
@@ -173,6 +174,7 @@ async function start() {
       "coloured by class. Click a point to decode it.";
     drawScatter();
     drawLegend();
+    $("samples-panel").hidden = !info.has_samples;  // a model with no prior (an autoencoder) has none
     if (info.has_manifold) {
       $("manifold-panel").hidden = false;
       const m = await api("/api/manifold?n=12");
