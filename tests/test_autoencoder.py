@@ -16,9 +16,9 @@ from vaekit.objectives.losses import corrupt
 AUTOENCODER = {"model.family": "autoencoder", "train.objective": "reconstruction"}
 
 
-def _autoencoder(seed=0, **model):
+def _autoencoder(seed=0, latent_dim=3):
     torch.manual_seed(seed)
-    return build_model(ModelConfig(family="autoencoder", hidden_dim=32, latent_dim=3, image_shape=(1, 4, 4), **model))
+    return build_model(ModelConfig(family="autoencoder", hidden_dim=32, latent_dim=latent_dim, image_shape=(1, 4, 4)))
 
 
 def _images(n=64, seed=0):
@@ -73,7 +73,8 @@ def test_the_corruption_is_a_function_of_the_seed_and_the_step():
 def test_the_autoencoder_declares_no_bound_and_the_pictures_it_cannot_draw():
     model = _autoencoder()
     assert model.family == "autoencoder" and not model.has_bound
-    assert {"samples", "manifold"} <= set(model.pictures_without)
+    assert set(model.pictures_without) == {"samples"}  # the manifold is drawn for two latents only
+    assert set(_autoencoder(latent_dim=2).pictures_without) == {"samples", "manifold"}
     posterior = model.posterior(_images(8))
     assert posterior.as_gaussian() is None and not posterior.has_density
     assert torch.equal(posterior.mean, model.encoder(_images(8))[0])
@@ -187,3 +188,23 @@ def test_an_autoencoders_units_are_active_by_burda_et_al_s_absolute_rule():
     assert latents.posterior_variance is None
     assert torch.equal(latents.active, latents.activity > 0.01)
     assert not latents.active[:3].any() and 0 < latents.activity[0] < 0.01
+
+
+def test_an_autoencoders_traversals_sweep_each_code_over_its_own_spread(tmp_path, monkeypatch):
+    """A code has no N(0, I) prior to set its scale: the traversal of z_j runs over mean_j +- 3 std_j of the
+    codes, ranked by their variance (no KL per dimension)."""
+    from vaekit.diagnostics import latent_diagnostics
+    from vaekit.plots import traversals
+
+    model, x = _autoencoder(), _images(200)
+    latents = latent_diagnostics(model, x)
+    assert latents.kl_per_dim is None
+    decoded = []
+    real = model.decode
+    monkeypatch.setattr(model, "decode", lambda z: (decoded.append(z.clone()), real(z))[1])
+    traversals(model, x[:1], latents, tmp_path / "t.png", steps=5)
+    codes = latents.posterior_means
+    j = int(latents.activity.argmax())  # the first row: the code that moves most
+    swept = decoded[0][:, j]
+    centre, scale = codes[:, j].mean(), codes[:, j].std()
+    assert torch.allclose(swept, centre + scale * torch.linspace(-3, 3, 5), atol=1e-5)

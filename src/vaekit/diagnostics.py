@@ -127,8 +127,9 @@ def latent_diagnostics(
     model.train(was_training)
     mu = torch.cat(means)
     posterior_variance = torch.stack(noise).sum(0) / len(x)
-    if not posterior_variance.any():  # a point posterior (an autoencoder's code): Burda et al.'s absolute rule
-        posterior_variance = None
+    if not posterior_variance.any():  # a point posterior (an autoencoder's code): no noise and no KL, so
+        # Burda et al.'s absolute rule, and no KL per dimension: the units rank by how much their codes move
+        posterior_variance, kls = None, [[torch.zeros(len(batch[0]))] for batch in kls]
     activity = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
     layers = []
     for i, size in enumerate(model.latent_sizes):

@@ -172,14 +172,18 @@ def traversals(
     factor name), for data with known factors, adds to each row the factor its latent tells most about."""
     mu = model.posterior(x[:1]).mean
     values = torch.linspace(-span, span, steps)
+    codes = diagnostics.posterior_means  # a model with no prior: each code swept over its own spread
+    centre, scale = (0.0, 1.0) if model.has_bound else (codes.mean(0), codes.std(0).clamp_min(1e-6))
     rows, labels = [], []
     for layer, j, label in traversal_rows(diagnostics, max_dims):
         z = mu.repeat(steps, 1)
-        z[:, j] = values
+        z[:, j] = values if model.has_bound else centre[j] + scale[j] * values
         rows.append(model.decode(model.prior.fill_below(z, layer)).mean)
         labels.append(label if factor_of is None else f"{label} {factor_of[j]}")
     kind = "KL (nats)" if diagnostics.kl_per_dim is not None else "KL, else variance of the means"
-    title = f"latent traversals z_j in [-{span:g}, {span:g}]; active units by {kind}"
+    kind = kind if model.has_bound else "the variance of the codes"
+    sweep = f"[-{span:g}, {span:g}]" if model.has_bound else f"mean +- {span:g} std of the codes"
+    title = f"latent traversals z_j in {sweep}; active units by {kind}"
     return save_picture(grid_image(torch.cat(rows), steps, title, row_labels=labels), path)
 
 

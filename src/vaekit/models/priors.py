@@ -191,7 +191,12 @@ class NoPrior(_CentredCodes):
         "an autoencoder has no prior p(z), so it has no ELBO and no log p(x); its figure is the reconstruction "
         "log-likelihood log p(x|z) at its code z = f(x)"
     )
-    pictures_without = {name: "an autoencoder has no prior p(z) to draw codes from" for name in ("samples", "manifold")}
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(latent_dim)
+        why = "an autoencoder has no prior p(z) to draw codes from"
+        # the manifold is drawn for two latents only: only then is its absence worth a word
+        self.pictures_without = {"samples": why, **({"manifold": why} if latent_dim == 2 else {})}
 
     def _none(self) -> ModelError:
         return ModelError("an autoencoder has no prior p(z): it has no log p(z), no samples and no bound on log p(x).")
