@@ -300,7 +300,8 @@ def elbo_curves(
     if later:
         low, high = min(later), max(later)
         axes[0].set_ylim(low - 0.05 * (high - low) - 1e-3, high + 0.05 * (high - low) + 1e-3)
-    axes[0].set_ylabel("ELBO (nats per image)")
+    what = "log p(x|z)" if keys[0].endswith("reconstruction") else "ELBO"  # an autoencoder's curves have no bound
+    axes[0].set_ylabel(f"{what} (nats per image)")
     fig.suptitle(title)
     return _save_figure(fig, path)
 
