@@ -49,9 +49,10 @@ def test_the_reconstruction_loss_is_the_clean_images_negative_log_likelihood_at_
     pixels) of the clean image at the code of its corrupted copy, computed here from the networks directly.
     Catches scoring the corrupted image, encoding the clean one, a mean over pixels, or a KL term."""
     model, x = _autoencoder(), _images()
-    train = TrainConfig(objective="reconstruction", corruption=corruption, corruption_level=0.3)
+    level = 0.3 if corruption != "none" else 0.25  # a level applies with a corruption only
+    train = TrainConfig(objective="reconstruction", corruption=corruption, corruption_level=level)
     loss, terms = build_objective(model, train).loss(x, 0, generator=torch.Generator().manual_seed(5))
-    corrupted = corrupt(x, corruption, 0.3, torch.Generator().manual_seed(5))
+    corrupted = corrupt(x, corruption, level, torch.Generator().manual_seed(5))
     code, _ = model.encoder(corrupted)  # the first head is the code
     logits = model.decode(code).logits
     direct = torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
@@ -109,9 +110,11 @@ def test_a_family_and_an_objective_that_do_not_belong_together_are_refused(model
         RunConfig(ModelConfig(**model), DataConfig(), TrainConfig(**train))
 
 
-def test_a_masking_level_above_one_is_refused():
+def test_a_masking_level_above_one_and_a_level_without_a_corruption_are_refused():
     with pytest.raises(ConfigError, match="train.corruption_level = 1.5 is invalid: use 0 to 1 for masking"):
         TrainConfig(objective="reconstruction", corruption="masking", corruption_level=1.5)
+    with pytest.raises(ConfigError, match="corruption_level = 0.5 is invalid: it applies with train.corruption"):
+        TrainConfig(objective="reconstruction", corruption_level=0.5)
 
 
 @pytest.mark.parametrize("corruption", ["none", "masking"])
@@ -124,7 +127,7 @@ def test_the_autoencoders_train_on_real_mnist_and_resume_bit_for_bit(corruption,
 
 
 @pytest.mark.parametrize("preset", ["mnist-autoencoder", "mnist-denoising-autoencoder"])
-def test_the_mnist_autoencoders_train_draw_and_evaluate_from_the_command_line(preset, tmp_path, capsys):
+def test_the_mnist_autoencoders_train_draw_and_evaluate_from_the_command_line(preset, tmp_path, capsys, monkeypatch):
     """vaekit train on the preset writes the pictures a model without a prior can draw, says which it cannot,
     and vaekit evaluate prints the reconstruction error and in one sentence why no bound is given."""
     from vaekit.cli import main
@@ -146,6 +149,17 @@ def test_the_mnist_autoencoders_train_draw_and_evaluate_from_the_command_line(pr
     assert "elbo" not in out.lower().replace("no elbo", "") and "importance sampled" not in out
     saved = json.loads((tmp_path / "run" / "evaluation-test-k0.json").read_text())
     assert "elbo" not in saved and "log_likelihood" not in saved and saved["reconstruction"] < 0
+    if preset == "mnist-autoencoder":  # beside a VAE, compare overlays the one figure both have
+        from vaekit import compare
+
+        vae = str(tmp_path / "vae")
+        assert main(["train", "--epochs", "1", *limits, "--run-dir", vae, "--no-progress", "--no-pictures"]) == 0
+        rows, metrics = compare.compare([vae, run])
+        assert not rows[0]["no_bound"] and "an autoencoder has no prior" in rows[1]["no_bound"]
+        drawn = []
+        monkeypatch.setattr(compare, "elbo_curves", lambda m, path, title, keys: drawn.append((title, keys)) or path)
+        compare.curves_png(metrics, tmp_path / "c.png", rows)
+        assert drawn[0][1] == ("valid_reconstruction",) and "an autoencoder has no ELBO" in drawn[0][0]
 
 
 @pytest.mark.parametrize("corruption", ["none", "masking"])

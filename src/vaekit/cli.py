@@ -839,7 +839,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from vaekit import checkpoint, compare
 
     rows, metrics = compare.compare(args.run_dirs, args.baseline, _log)
-    png = compare.curves_png(metrics, args.png)
+    png = compare.curves_png(metrics, args.png, rows)
     print(json.dumps(rows, indent=1) if args.json else compare.text_table(rows), flush=True)
     _log(f"vaekit: wrote the validation curves to {png}")
     if args.html:

@@ -191,6 +191,7 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "test_elbo": test.get("test_elbo"),
         "test_reconstruction": test.get("test_reconstruction"),
         "test_kl": test.get("test_kl"),
+        "no_bound": summary.get("no_bound", ""),  # why a model has no ELBO (an autoencoder); "" where it has one
         "log_likelihood": evaluation.get("log_likelihood"),
         "log_likelihood_stderr": evaluation.get("log_likelihood_stderr"),
         "bits_per_dim": evaluation.get("log_likelihood_bits_per_dim"),
@@ -441,15 +442,23 @@ def metric_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
-def curves_png(metrics: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
-    """The runs' validation ELBO against training images seen, overlaid."""
+def curves_png(
+    metrics: dict[str, list[dict[str, Any]]], path: str | Path, rows: list[dict[str, Any]] | None = None
+) -> Path:
+    """The runs' validation ELBO against training images seen, overlaid; where a run has no bound (an
+    autoencoder, said by its row's no_bound), every run's validation log p(x|z), the ELBO's reconstruction
+    term and the one figure such a run has."""
+    if any(row.get("no_bound") for row in rows or []):
+        title = "validation log p(x|z): an autoencoder has no ELBO; a VAE's is its reconstruction term"
+        return elbo_curves(metrics, path, title, keys=("valid_reconstruction",))
     return elbo_curves(metrics, path, "validation ELBO", keys=("valid_elbo",))
 
 
 def html_page(rows: list[dict[str, Any]], png: Path) -> str:
     """The table and the curves as one self-contained page, like a run's report."""
     shown = [{head: _cell(row, key) for key, head, _ in columns(rows)} for row in rows]
-    caption = "Validation ELBO of each run against training images seen (log axis)."
+    what = "log p(x|z) (an autoencoder has no ELBO)" if any(row.get("no_bound") for row in rows) else "ELBO"
+    caption = f"Validation {what} of each run against training images seen (log axis)."
     parts = [
         "<h1>vaekit: runs compared</h1>",
         "<p class='note'>Bounds in nats per image, higher is better; log p(x) is the importance-sampled "

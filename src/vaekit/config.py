@@ -56,6 +56,7 @@ OPTIMIZER_NAMES = ("adam", "adagrad", "adamax")
 LR_SCHEDULES = ("constant", "burda", "step", "exponential", "cosine")  # schedules.py
 TC_SAMPLINGS = ("mss", "mws")
 CORRUPTIONS = ("none", "masking", "gaussian")  # objectives.losses.corrupt
+CORRUPTION_LEVEL = 0.25  # train.corruption_level's default: a quarter of the pixels masked
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
 SWITCHES = ("auto", "on", "off")  # a choice the CLI offers as --NAME / --no-NAME, "auto" when neither is given
@@ -585,7 +586,7 @@ class TrainConfig:
         CORRUPTIONS,
     )
     corruption_level: float = _opt(
-        0.25,
+        CORRUPTION_LEVEL,
         "masking: the share of pixels set to 0 (Vincent et al. 2008 take 0.1 to 0.5); gaussian: the noise's standard "
         "deviation, in units of the pixels' [0, 1] range",
     )
@@ -671,6 +672,8 @@ class TrainConfig:
         level = self.corruption_level
         bounded = math.isfinite(level) and 0 <= level <= (1 if self.corruption == "masking" else 1e3)
         _require(bounded, "train", "corruption_level", level, "use 0 to 1 for masking, 0 to 1000 for gaussian")
+        unused = self.corruption == "none" and level != CORRUPTION_LEVEL
+        _require(not unused, "train", "corruption_level", level, "it applies with train.corruption masking or gaussian")
         beta = "beta" if self.beta != 1.0 else "warmup_steps" if self.warmup_steps else "warmup_share"
         shaping = "capacity_max" if self.capacity_max else "free_bits"
         shaped = self.beta != 1.0 or self.warmup_steps + self.warmup_share > 0
