@@ -143,6 +143,8 @@ def test_the_mnist_autoencoders_train_draw_and_evaluate_from_the_command_line(pr
     written = {p.name for p in (tmp_path / "run" / "images").iterdir()}
     assert {"reconstructions.png", "interpolations.png", "traversals.png", "curves.png"} <= written
     assert "samples.png" not in written
+    page = (tmp_path / "run" / "report.html").read_text()  # the report says why there is no bound
+    assert "There is no bound: an autoencoder has no prior p(z)" in page and "validation log p(x|z)" in page
     assert main(["evaluate", run, "--samples", "50", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "log p(x|z)" in out and "an autoencoder has no prior p(z), so it has no ELBO" in out

@@ -145,17 +145,23 @@ def _disentanglement(figures: dict[str, Any], split: str) -> list[str]:
     ]
 
 
+# The curves' caption for a model with no bound: its train and validation log p(x|z) at the code.
+NO_BOUND_CURVES = "Training curves: train and validation log p(x|z) at the code against images seen (log axis)."
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report page of a run folder as one HTML string."""
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     metrics = rundir.read_metrics(run_dir)
+    summary = rundir.read_summary(run_dir)
+    no_bound = (summary or {}).get("no_bound")  # a model with no ELBO (an autoencoder) says why
+    units = "Bounds are" if not no_bound else f"There is no bound: {no_bound}. The log-likelihoods are"
     parts = [
         f"<h1>vaekit run: {html.escape(run_dir.resolve().name)}</h1>",
-        "<p class='note'>Bounds are in nats per image, summed over pixels; higher is better.</p>",
+        f"<p class='note'>{html.escape(units)} in nats per image, summed over pixels; higher is better.</p>",
     ]
     parts += _likelihood_note(config)
-    summary = rundir.read_summary(run_dir)
     if summary is not None:
         parts += ["<h2>Test summary</h2>", _key_value_table(summary)]
     for split in ("test", "valid"):  # the most complete evaluation of each split
@@ -173,7 +179,8 @@ def build_report(run_dir: str | Path) -> str:
     names += sorted(p.name for p in images.glob("*.png") if p.name not in CAPTIONS) if images.exists() else []
     if not names:
         parts.append("<p class='note'>No pictures yet: run <code>vaekit plot RUN_DIR</code>.</p>")
-    parts += [figure((images / name).read_bytes(), name, CAPTIONS.get(name, name)) for name in names]
+    captions = CAPTIONS if not no_bound else {**CAPTIONS, "curves.png": NO_BOUND_CURVES}
+    parts += [figure((images / name).read_bytes(), name, captions.get(name, name)) for name in names]
     sections = {k: v for k, v in config.to_dict().items()}
     parts.append("<h2>Config</h2>")
     for name, values in sections.items():
