@@ -32,6 +32,7 @@ def test_page_and_static_files(client):
 def test_info_scatter_and_decode(client):
     info = client.get("/api/info").json()
     assert info["latent_dim"] == 2 and info["has_manifold"] and len(info["dimensions"]) == 2
+    assert all(dim["range"] == [-3.0, 3.0] for dim in info["dimensions"])  # under the N(0, I) prior
     activities = [d["activity"] for d in info["dimensions"]]
     assert activities == sorted(activities, reverse=True)
     scatter = client.get("/api/scatter").json()
@@ -205,3 +206,8 @@ def test_an_autoencoder_gets_no_samples_and_no_elbo_in_the_playground(tiny_data,
     assert response.status_code == 404 and response.json()["error"].startswith("no samples: an autoencoder has no")
     assert client.get("/api/manifold").status_code == 404
     assert client.get("/api/test/0").json()["kl"] == 0
+    codes = client.get("/api/scatter").json()  # the sliders span each code's own spread, from the codes' mean
+    for dim in info["dimensions"]:
+        low, high = dim["range"]
+        assert low < info["start"][dim["index"]] < high and (low, high) != (-3.0, 3.0)
+    assert codes["points"]

@@ -115,20 +115,37 @@ class Playground:
         m = self.config.model
         return {
             "description": self.description(),
-            "start": [round(float(v), 5) for v in self.model.prior.typical_point()],
+            "start": [round(float(v), 5) for v in self.start()],
             "latent_dim": self.latent_dim,
             "image_shape": list(m.image_shape),
             "architecture": m.architecture,
             "likelihood": m.likelihood,
             "test_images": len(self.images),
             "dimensions": [
-                {"index": j, "activity": round(float(self.activity[j]), 5), "active": bool(self.active[j])}
+                {
+                    "index": j,
+                    "activity": round(float(self.activity[j]), 5),
+                    "active": bool(self.active[j]),
+                    "range": self.slider_range(j),
+                }
                 for j in self.order
             ],
             "has_manifold": self.latent_dim == 2 and "manifold" not in self.model.pictures_without,
             "has_samples": "samples" not in self.model.pictures_without,
             "no_bound": self.model.no_bound,  # why the test images get no ELBO; "" where they do
         }
+
+    def start(self) -> torch.Tensor:
+        """Where the sliders start: the prior's typical point, or for a model with no prior the codes' mean."""
+        return self.model.prior.typical_point() if self.model.has_bound else self.means.mean(0)
+
+    def slider_range(self, j: int) -> list[float]:
+        """Where slider j moves: [-3, 3] under a prior; for a model with none (an autoencoder), whose codes have
+        no N(0, I) scale, its codes' mean +- 3 standard deviations over the test images."""
+        if self.model.has_bound:
+            return [-3.0, 3.0]
+        centre, spread = float(self.means[:, j].mean()), 3 * float(self.means[:, j].std().clamp_min(1e-3))
+        return [round(centre - spread, 3), round(centre + spread, 3)]
 
     def class_name(self, label: int) -> str:
         return self.class_names[label] if label < len(self.class_names) else str(label)

@@ -56,11 +56,12 @@ function buildSliders() {
     label.textContent = `z${dim.index}` + (dim.active ? "" : " (off)");
     label.title = `activity ${dim.activity}`;
     const input = document.createElement("input");
-    Object.assign(input, { type: "range", min: -3, max: 3, step: 0.01, value: 0 });
+    const [low, high] = dim.range;  // [-3, 3] under a prior; an autoencoder's codes' own spread
+    Object.assign(input, { type: "range", min: low, max: high, step: (high - low) / 600, value: z[dim.index] });
     input.dataset.dim = dim.index;
     input.setAttribute("aria-label", `latent dimension ${dim.index}`);
     const output = document.createElement("output");
-    output.textContent = "0.00";
+    output.textContent = z[dim.index].toFixed(2);
     input.addEventListener("input", () => {
       z[dim.index] = Number(input.value);
       output.textContent = Number(input.value).toFixed(2);
@@ -75,7 +76,7 @@ function setZ(values) {
   z = values.slice();
   for (const input of document.querySelectorAll("#sliders input")) {
     const v = z[Number(input.dataset.dim)];
-    input.value = Math.max(-3, Math.min(3, v));
+    input.value = Math.max(Number(input.min), Math.min(Number(input.max), v));
     input.nextSibling.textContent = v.toFixed(2);
   }
   requestDecode();
