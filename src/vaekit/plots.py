@@ -374,7 +374,8 @@ def _factor_information(p: PictureInputs, folder: Path) -> Path | None:
     labels = [f"z{j}" if d.active[j] else f"z{j} (inactive)" for j in order]
     factors = p.factors.numpy()
     floor = metrics.information_floor(factors) / metrics.factor_entropies(factors)
-    figure = factor_information_figure(shares[order], p.factor_names, labels, floor, len(factors))
+    point_codes = d.posterior_variance is None  # an autoencoder's codes: the absolute rule decides activity
+    figure = factor_information_figure(shares[order], p.factor_names, labels, floor, len(factors), point_codes)
     return _save_figure(figure, folder / "factors.png")
 
 
@@ -384,10 +385,12 @@ def factor_information_figure(
     row_labels: Sequence[str] | None = None,
     floor: np.ndarray | None = None,
     points: int = 0,
+    point_codes: bool = False,
 ) -> Any:
     """A latents x factors heatmap of I(z_j; v_k) / H(v_k), each cell annotated (a disentangled code has one
     bright cell per row and per column); rows labelled row_labels (z0, z1, ...: None); floor (F,), the share
-    that the plug-in estimate gives a code that carries nothing with these `points`, said under each factor."""
+    that the plug-in estimate gives a code that carries nothing with these `points`, said under each factor;
+    point_codes: the codes are an autoencoder's, whose activity has no posterior noise to be measured against."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(1.6 + 0.9 * shares.shape[1], 1.3 + 0.35 * shares.shape[0]), dpi=100)
@@ -400,9 +403,10 @@ def factor_information_figure(
     ax.set_yticks(range(shares.shape[0]), list(row_labels or [f"z{j}" for j in range(shares.shape[0])]), fontsize=8)
     title = "I(z_j; factor) / H(factor) of the posterior means"
     if floor is not None:
-        title += (
-            f"\n20-bin plug-in estimate on {points} images: about 'floor' for a code that carries nothing;"
-            "\ninactive: the mean moves by less than 1/10 of the posterior's std, so z carries little of it"
+        title += f"\n20-bin plug-in estimate on {points} images: about 'floor' for a code that carries nothing;" + (
+            "\ninactive: the code's std over the data is below 0.1 (Burda et al.'s rule: it has no posterior noise)"
+            if point_codes
+            else "\ninactive: the mean moves by less than 1/10 of the posterior's std, so z carries little of it"
         )
     ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax)
