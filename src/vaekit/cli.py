@@ -643,7 +643,8 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
     lines += [f"  {result['no_bound']}."] if "no_bound" in result else []
     lines += _bits_lines(result)
-    lines += _layer_lines(result) + _disentanglement_lines(result.get("disentanglement"))
+    lines += _code_lines(result) if "codes_used" in result else _layer_lines(result)
+    lines += _disentanglement_lines(result.get("disentanglement"))
     lines.append(f"  ({result['seconds']:.1f} s; saved to {path})")
     return "\n".join(lines)
 
@@ -659,7 +660,21 @@ def _bits_lines(result: dict[str, Any]) -> list[str]:
         se = result["log_likelihood_bits_per_dim_stderr"]
         lines.append(f"    {'log p(x)':14s}{result['log_likelihood_bits_per_dim']:10.4f}   +- {se:.4f} (s.e.)")
     lines.append(f"    {'elbo':14s}{result['elbo_bits_per_dim']:10.4f}   an upper bound")
+    if "elbo_uniform_prior_bits_per_dim" in result:
+        lines.append(
+            f"    {'elbo, uniform':14s}{result['elbo_uniform_prior_bits_per_dim']:10.4f}   under the uniform prior"
+        )
     return lines
+
+
+def _code_lines(result: dict[str, Any]) -> list[str]:
+    """A VQ-VAE's prior, its bound under the uniform prior, why it has no log p(x), and its codebook's use."""
+    return [
+        f"  prior            {result['prior']}; under the uniform prior the elbo is {result['elbo_uniform_prior']:.3f}",
+        f"  codes used      {result['codes_used']:6d}       of {result['codebook_size']} (perplexity "
+        f"{result['perplexity']:.1f})",
+        f"  no log p(x): {result['no_marginal']}.",
+    ]
 
 
 def _disentanglement_lines(figures: dict[str, Any] | None) -> list[str]:

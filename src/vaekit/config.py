@@ -27,7 +27,7 @@ from vaekit.errors import ConfigError
 # data.DATASET_LOADERS and training.OPTIMIZER_CLASSES. config imports nothing of ours except the error
 # type, so the names live here as data, and the command line takes its choices from here.
 # models.vae.MODEL_BUILDERS: what a model is, before how its networks are built
-MODEL_FAMILY_NAMES = ("vae", "autoencoder")
+MODEL_FAMILY_NAMES = ("vae", "autoencoder", "vq-vae")
 ARCHITECTURE_NAMES = ("mlp", "conv", "resnet")
 # likelihood name -> its kind, which decides a run's unit: "binary" (pixels 0 or 1: log p(x) in nats, MNIST's
 # unit), "density" (a density on [0, 1]: bits/dim after uniform dequantization) or "levels" (a probability
@@ -57,6 +57,7 @@ LR_SCHEDULES = ("constant", "burda", "step", "exponential", "cosine")  # schedul
 TC_SAMPLINGS = ("mss", "mws")
 CORRUPTIONS = ("none", "masking", "gaussian")  # objectives.losses.corrupt
 CORRUPTION_LEVEL = 0.25  # train.corruption_level's default: a quarter of the pixels masked
+COMMITMENT_WEIGHT = 0.25  # train.commitment_weight's default: van den Oord et al. 2017's beta
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
 SWITCHES = ("auto", "on", "off")  # a choice the CLI offers as --NAME / --no-NAME, "auto" when neither is given
@@ -65,6 +66,8 @@ PRIOR_NAMES = ("standard", "mixture", "vampprior")  # models.priors
 FLOW_NAMES = ("none", "planar", "iaf")  # models.flows
 GRADIENT_ESTIMATORS = ("reparameterization", "stl", "dreg")
 HIERARCHY_NAMES = ("none", "two-layer", "ladder")  # models.hierarchy
+CODEBOOK_UPDATES = ("gradient", "ema")  # models.quantiser.VectorQuantiser
+CODEBOOK_INITS = ("random", "kmeans")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -129,6 +132,13 @@ OBJECTIVE_NEEDS = {
         gradient_estimators=("reparameterization",),
         family="autoencoder",
         corrupts_input=True,
+    ),
+    "vq-vae": ObjectiveNeeds(
+        beta_weighs="",
+        kl_shaping=False,
+        one_sample=True,
+        gradient_estimators=("reparameterization",),
+        family="vq-vae",
     ),
 }
 OBJECTIVES = tuple(OBJECTIVE_NEEDS)
@@ -198,6 +208,33 @@ class ModelConfig:
         "residual blocks of the resnet architecture (van den Oord et al. 2017, Section 4.1: strided convolutions, "
         "then these blocks, and a spatial latent map of latent_dim / (H/2^n * W/2^n) channels per position)",
     )
+    codebook_size: int = _opt(
+        512, "a VQ-VAE's codebook: K vectors, each of latent_dim / (positions of its code map) values"
+    )
+    codebook_update: str = _opt(
+        "gradient",
+        "how a VQ-VAE's codebook learns: gradient (the codebook loss ||sg[z_e] - e||^2, van den Oord et al. 2017, "
+        "Eq. 3) or ema (exponential moving averages of its assigned encoder outputs, Appendix A.1; no gradient)",
+        CODEBOOK_UPDATES,
+    )
+    codebook_decay: float = _opt(
+        0.99, "decay gamma of the ema codebook update, and of the usage that codebook_restart reads"
+    )
+    codebook_init: str = _opt(
+        "random",
+        "a VQ-VAE's first codebook: random (U(-1/K, 1/K)) or kmeans (k-means on the encoder outputs of the first "
+        "training batch)",
+        CODEBOOK_INITS,
+    )
+    codebook_restart: float = _opt(
+        0.0,
+        "restart each code whose moving average of assignments per training step falls below this from a random "
+        "encoder output of the batch (Dhariwal et al. 2020 use 1; 0: off)",
+    )
+    pixelcnn_channels: int = _opt(
+        64, "channels of the gated PixelCNN prior that `vaekit train-prior` fits to the codes"
+    )
+    pixelcnn_layers: int = _opt(10, "gated layers of the PixelCNN prior (the first masked type A, the rest type B)")
     prior: str = _opt(
         "standard",
         "p(z): standard (N(0, I)), mixture (a learned mixture of prior_components Gaussians) or vampprior "
@@ -286,7 +323,29 @@ class ModelConfig:
         )
         std = self.decoder_fixed_std
         _require(math.isfinite(std) and 1e-4 <= std <= 100, s, "decoder_fixed_std", std, "use 1e-4 to 100")
+        self._check_codebook()
         self._check_conv()
+
+    def _check_codebook(self) -> None:
+        """A VQ-VAE's codebook and PixelCNN prior, and the spatial code map it needs."""
+        s = "model"
+        _require(2 <= self.codebook_size <= 65536, s, "codebook_size", self.codebook_size, "use 2 to 65536")
+        _require_choice(s, "codebook_update", self.codebook_update, CODEBOOK_UPDATES)
+        _require(0 < self.codebook_decay < 1, s, "codebook_decay", self.codebook_decay, "use a value in (0, 1)")
+        _require_choice(s, "codebook_init", self.codebook_init, CODEBOOK_INITS)
+        restart = self.codebook_restart
+        _require(math.isfinite(restart) and restart >= 0, s, "codebook_restart", restart, "use 0 (off) or more")
+        _require(1 <= self.pixelcnn_channels <= 4096, s, "pixelcnn_channels", self.pixelcnn_channels, "use 1 to 4096")
+        _require(2 <= self.pixelcnn_layers <= 64, s, "pixelcnn_layers", self.pixelcnn_layers, "use 2 to 64")
+        if self.family == "vq-vae":
+            _require(
+                self.architecture in ("conv", "resnet"),
+                s,
+                "architecture",
+                self.architecture,
+                "a VQ-VAE quantises a spatial code map: use conv (strided convolutions) or resnet (with "
+                "conv_residual_blocks residual blocks)",
+            )
 
     def _check_conv(self) -> None:
         """The conv and resnet architectures' channels, residual blocks and latent map."""
@@ -301,14 +360,15 @@ class ModelConfig:
         _require(
             0 <= self.conv_residual_blocks <= 64, s, "conv_residual_blocks", self.conv_residual_blocks, "use 0 to 64"
         )
-        if self.architecture == "resnet":
+        if self.architecture == "resnet" or self.family == "vq-vae":
             positions = (shape[1] >> len(ch)) * (shape[2] >> len(ch))
+            where = "a VQ-VAE's code map" if self.family == "vq-vae" else "the resnet architecture's latent map"
             _require(
                 positions > 0 and self.latent_dim % positions == 0,
                 s,
                 "latent_dim",
                 self.latent_dim,
-                f"the resnet architecture's latent map has {positions} positions ({len(ch)} strided convolutions of "
+                f"{where} has {positions} positions ({len(ch)} strided convolutions of "
                 f"{tuple(shape)}): give a multiple of {positions}",
             )
         if self.architecture in ("conv", "resnet"):
@@ -585,6 +645,10 @@ class TrainConfig:
         "corruption_level added)",
         CORRUPTIONS,
     )
+    commitment_weight: float = _opt(
+        COMMITMENT_WEIGHT,
+        "beta of a VQ-VAE's commitment loss beta ||z_e - sg[e]||^2 (van den Oord et al. 2017, Eq. 3, use 0.25)",
+    )
     corruption_level: float = _opt(
         CORRUPTION_LEVEL,
         "masking: the share of pixels set to 0 (Vincent et al. 2008 take 0.1 to 0.5); gaussian: the noise's standard "
@@ -706,6 +770,10 @@ class TrainConfig:
         )
         for holds, key, why in rules:
             _require(bool(holds), "train", key, getattr(self, key), why)
+        weight = self.commitment_weight
+        _require(math.isfinite(weight) and weight >= 0, "train", "commitment_weight", weight, "use 0 or more")
+        why = f"it weighs the vq-vae objective's commitment loss, and the objective is {name}"
+        _require(name == "vq-vae" or weight == COMMITMENT_WEIGHT, "train", "commitment_weight", weight, why)
 
 
 @dataclass(frozen=True)
@@ -725,8 +793,8 @@ class RunConfig:
         why = f"{t.objective} trains the {family} family, and model.family is {m.family}: use {ours}"
         _require(family == m.family, "train", "objective", t.objective, why)
         for key, plain in (("prior", "standard"), ("posterior_flow", "none"), ("hierarchy", "none")):
-            why = f"an autoencoder has no prior, flow or hierarchy: leave model.{key} at {plain}"
-            _require(m.family != "autoencoder" or getattr(m, key) == plain, "model", key, getattr(m, key), why)
+            why = f"an {m.family} has no Gaussian prior, flow or hierarchy: leave model.{key} at {plain}"
+            _require(m.family == "vae" or getattr(m, key) == plain, "model", key, getattr(m, key), why)
         _require(
             t.free_bits == 0 or analytic,
             "train",

@@ -19,6 +19,7 @@ from vaekit.data import load_dataset
 from vaekit.diagnostics import disentanglement_figures, known_factors, latent_diagnostics, latent_figures
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
 from vaekit.likelihoods import level_of
+from vaekit.models.quantiser import perplexity
 from vaekit.models.vae import VAE
 from vaekit.objectives import elbo, log_importance_weights
 from vaekit.progress import progress_bar
@@ -34,6 +35,7 @@ class ElboSummary:
     kl: float
     count: int
     per_image: torch.Tensor | None = None  # (N,) float64: each image's ELBO estimate, where asked for
+    reconstruction_per_image: torch.Tensor | None = None  # (N,) float64: its reconstruction term, where asked for
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         return {f"{prefix}elbo": self.elbo, f"{prefix}reconstruction": self.reconstruction, f"{prefix}kl": self.kl}
@@ -72,19 +74,26 @@ def evaluate_elbo(
         xb = x[start : start + batch_size]
         eps = torch.randn((len(xb), num_samples, model.latent_dim), generator=generator)
         mine = _my_rows(len(xb), ctx)
-        bound = torch.zeros(0, dtype=torch.float64, device=device)
+        bound = torch.zeros(0, 2, dtype=torch.float64, device=device)
         if mine.stop > mine.start:
             terms = elbo(model, xb[mine].to(device), num_samples, eps=eps[mine])
             totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
-            bound = terms.elbo.double()
+            bound = torch.stack([terms.elbo, terms.reconstruction], 1).double()
         if per_image:  # each batch's rows in rank order are the batch's rows in order
             images.append(gather_rows(bound, ctx) if ctx is not None else bound)
     if ctx is not None:
         all_reduce_sum(totals, ctx)
     model.train(was_training)
     mean = (totals / max(len(x), 1)).tolist()
-    each = torch.cat(images).cpu() if per_image and images else None
-    return ElboSummary(elbo=mean[0], reconstruction=mean[1], kl=mean[2], count=len(x), per_image=each)
+    each = torch.cat(images).cpu() if per_image and images else torch.zeros(0, 2, dtype=torch.float64)
+    return ElboSummary(
+        elbo=mean[0],
+        reconstruction=mean[1],
+        kl=mean[2],
+        count=len(x),
+        per_image=each[:, 0] if per_image else None,
+        reconstruction_per_image=each[:, 1] if per_image else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -244,6 +253,8 @@ def _bits_figures(out: dict[str, Any], dims: int, unit: str, levels: int) -> dic
     offset = levels if unit == "dequantized bits/dim" else 0
     figures: dict[str, Any] = {"measure": unit, "levels": levels}
     figures["elbo_bits_per_dim"] = bits_per_dim(out["elbo"], dims, offset)
+    if "elbo_uniform_prior" in out:
+        figures["elbo_uniform_prior_bits_per_dim"] = bits_per_dim(out["elbo_uniform_prior"], dims, offset)
     if "log_likelihood" in out:
         figures["log_likelihood_bits_per_dim"] = bits_per_dim(out["log_likelihood"], dims, offset)
         figures["log_likelihood_bits_per_dim_stderr"] = out["log_likelihood_stderr"] / (dims * math.log(2.0))
@@ -262,6 +273,34 @@ def _reconstruction_figures(
     out["reconstruction_per_image"] = [round(v, 6) for v in per_image]  # = the per-image ELBO: its KL is 0
     latents = latent_figures(latent_diagnostics(model, x, batch_size, seed=seed))
     return {**out, "active_units": latents["active_units"], "collapsed_units": latents["collapsed_units"]}
+
+
+@torch.no_grad()
+def _code_figures(model: VAE, x: torch.Tensor, bound: ElboSummary, batch_size: int) -> dict[str, Any]:
+    """A VQ-VAE's figures beside its ELBO (which is under the model's prior: the PixelCNN once fitted, else the
+    uniform one): prior, that prior's label; elbo_uniform_prior = reconstruction - N ln K, the bound under the
+    uniform prior of training, with elbo_uniform_prior_per_image; no_marginal, why no log p(x) is estimated; the
+    codebook's use on the images: codebook_size, codes_used and perplexity (exp of the entropy of the shares)."""
+    quantiser = model.prior.quantiser
+    prior_kl = math.prod(model.prior.code_shape[1:]) * math.log(quantiser.codebook_size)
+    reconstruction = bound.reconstruction_per_image
+    per_image = [] if reconstruction is None else (reconstruction - prior_kl).tolist()
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
+    counts = sum(
+        quantiser.counts(model.posterior(x[i : i + batch_size].to(device)).quantised.codes).cpu()
+        for i in range(0, len(x), batch_size)
+    )
+    model.train(was_training)
+    return {
+        "prior": model.prior.label,
+        "no_marginal": model.no_marginal,
+        "elbo_uniform_prior": bound.reconstruction - prior_kl,
+        "elbo_uniform_prior_per_image": [round(v, 6) for v in per_image],
+        "codebook_size": quantiser.codebook_size,
+        "codes_used": int((counts > 0).sum()),
+        "perplexity": perplexity(counts),
+    }
 
 
 def _log_likelihood_figures(ll: LogLikelihood, elbo: float, precision: str) -> dict[str, Any]:
@@ -312,6 +351,11 @@ def evaluate_split(
     bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx, per_image=True)
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
     out["elbo_per_image"] = [round(v, 6) for v in bound.per_image.tolist()] if bound.per_image is not None else []
+    if model.no_marginal:  # a bound, but nothing to importance-sample (a VQ-VAE's point mass on codes)
+        if num_importance_samples or iwae_num_importance_samples:
+            log(f"no importance-sampled log p(x) and no IWAE bound: {model.no_marginal}")
+        out.update(_code_figures(model, x, bound, batch_size))
+        return _with_bits(out, x, unit, levels, start)
     if num_importance_samples > 0:
         options = dict(seed=seed, progress=progress, ctx=ctx, precision=precision, compile=compile, log=log)
         ll = importance_sampled_log_likelihood(model, x, num_importance_samples, **options)  # type: ignore[arg-type]
@@ -323,6 +367,11 @@ def evaluate_split(
         )
         out.update(iwae_num_importance_samples=iwae_num_importance_samples, iwae_bound=iwae.mean)
     out.update(latent_figures(latent_diagnostics(model, x, batch_size, seed=seed)))
+    return _with_bits(out, x, unit, levels, start)
+
+
+def _with_bits(out: dict[str, Any], x: torch.Tensor, unit: str, levels: int, start: float) -> dict[str, Any]:
+    """`out` with its bits/dim forms (for grey levels) and the seconds since `start`."""
     if unit != "nats":
         out.update(_bits_figures(out, math.prod(x.shape[1:]), unit, levels))
     out["seconds"] = time.perf_counter() - start

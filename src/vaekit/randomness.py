@@ -15,6 +15,7 @@ _PURPOSES = {
     "permutation": 6,
     "dequantize": 7,
     "corruption": 8,
+    "codebook": 9,
 }
 
 

@@ -233,7 +233,7 @@ def _warn_if_schedule_outlasts(loop: Loop) -> None:
 def _warn_if_collapsed(loop: Loop) -> None:
     """Posterior collapse, said at the end: most latent units inactive on the validation images
     (diagnostics.latent_diagnostics), with each layer's KL, and what usually helps."""
-    if not loop.ctx.is_main or len(loop.valid_x) < 2:
+    if not loop.ctx.is_main or len(loop.valid_x) < 2 or not loop.objective.warns_of_posterior_collapse:
         return
     latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size)
     latent_dim = latents.active_units + latents.collapsed_units
@@ -699,6 +699,8 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
         rundir.save_model(loop.run_dir, loop.model)
         rundir.write_metrics(loop.run_dir, state.metrics)
     loop.log(_epoch_line(row, state.skipped_steps, loop.model.has_bound))
+    if warning := loop.objective.epoch_warning(row):
+        loop.log(warning)
     return row
 
 

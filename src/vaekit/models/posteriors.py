@@ -33,6 +33,7 @@ from torch import nn
 
 from vaekit.likelihoods import DiagonalGaussian
 from vaekit.models.encoders import GaussianMLP
+from vaekit.models.quantiser import Quantised, VectorQuantiser
 
 
 def gaussian_log_prob_per_dim(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -361,6 +362,44 @@ class PointPosterior(Posterior):
 
     def detach(self) -> PointPosterior:
         return PointPosterior(self.code.detach())
+
+
+class QuantisedPosterior(PointPosterior):
+    """A VQ-VAE's q(z|x) (van den Oord et al. 2017, Section 3.1): all its mass on the code map z_q = e_codes of the
+    nearest codes, a one-hot distribution over the K^N code maps. As a probability (not a density) it is 1 there,
+    so log q = 0 and KL(q || p) = -log p(codes), exact: N ln K under the uniform prior of training, the PixelCNN's
+    -sum_i log p(c_i | c_<i) once it is fitted (`closed_form_kl`). The code z (batch, J) is the straight-through
+    z_q flattened, J = D h w; `quantised` keeps z_e, the codes and z_q for the objective."""
+
+    label = "nearest codes (VQ-VAE)"
+
+    def __init__(self, quantised: Quantised) -> None:
+        super().__init__(quantised.straight_through.flatten(1))
+        self.quantised = quantised
+
+    def closed_form_kl(self, prior: nn.Module) -> torch.Tensor | None:
+        """-log p(c_i | c_<i) of each position, shared evenly by its D coordinates: (batch, J), summing to the KL."""
+        per_position = -prior.code_log_prob(self.quantised.codes)  # (batch, h, w)
+        dim = self.quantised.z_q.shape[1]
+        return (per_position / dim).unsqueeze(1).expand_as(self.quantised.z_q).flatten(1).to(self.code.dtype)
+
+
+class QuantisedInference(nn.Module):
+    """encoder output (z_e flattened, ignored) -> QuantisedPosterior: the encoder's first head viewed as the code
+    map (batch, D, h, w) of `code_shape` and quantised. Holds the quantiser, and says why no importance-sampled
+    log p(x) exists for it (`why_no_marginal`)."""
+
+    why_no_marginal = (
+        "q(z|x) is a point mass on the nearest codes, so importance sampling with it as the proposal returns the "
+        "bound itself; log p(x) would need the sum over all K^N code maps"
+    )
+
+    def __init__(self, quantiser: VectorQuantiser, code_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.quantiser, self.code_shape = quantiser, tuple(code_shape)
+
+    def forward(self, encoded: tuple[torch.Tensor, torch.Tensor]) -> Posterior:
+        return QuantisedPosterior(self.quantiser(encoded[0].view(-1, *self.code_shape)))
 
 
 class PointInference(nn.Module):

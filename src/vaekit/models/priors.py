@@ -209,3 +209,76 @@ class NoPrior(_CentredCodes):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise self._none()
+
+
+class CodePrior(nn.Module):
+    """p(z) of a VQ-VAE (van den Oord et al. 2017, Section 3.1): a distribution over code maps c in {0..K-1}^N, N = h
+    w positions, with z = e_c. Uniform, p(c) = K^-N, while the VQ-VAE trains (its KL is then the constant N ln K);
+    or, once `vaekit train-prior` has fitted one (`attach`), autoregressive over raster order, p(c) = prod_i p(c_i |
+    c_<i), a gated PixelCNN (models.pixelcnn). It holds the quantiser, the same module as the inference's (the
+    checkpoint stores the codebook once). z is (*batch, J) with J = D h w, as the decoder takes it."""
+
+    closed_form_kl = True  # the posterior's KL is -log p(codes), exact (QuantisedPosterior)
+    has_density = True  # a probability of each code map: the ELBO, not importance sampling (the inference's word)
+
+    def __init__(self, quantiser: nn.Module, code_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.quantiser, self.code_shape = quantiser, tuple(code_shape)
+        self.latent_dim = math.prod(self.code_shape)
+        self.layer_sizes = (self.latent_dim,)
+        self.pixelcnn: nn.Module | None = None
+        self.pictures_without = {"traversals": "a VQ-VAE's codes are discrete: there is no direction to sweep"}
+
+    @property
+    def label(self) -> str:
+        k = self.quantiser.codebook_size
+        return f"PixelCNN over {k} codes" if self.pixelcnn is not None else f"uniform over {k} codes"
+
+    def attach(self, pixelcnn: nn.Module) -> None:
+        """Make the fitted PixelCNN (codes (batch, h, w) -> logits (batch, K, h, w)) the prior."""
+        self.pixelcnn = pixelcnn
+
+    def code_log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        """log p(c_i | c_<i) of each position of code maps (batch, h, w) -> (batch, h, w): -ln K everywhere under
+        the uniform prior, the PixelCNN's log-softmax at the codes under the learned one."""
+        if self.pixelcnn is None:
+            return torch.full(codes.shape, -math.log(self.quantiser.codebook_size), device=codes.device)
+        logits = self.pixelcnn(codes)  # (batch, K, h, w)
+        return torch.log_softmax(logits.float(), 1).gather(1, codes.unsqueeze(1)).squeeze(1)
+
+    def codes_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The code map (*batch, h, w) whose vectors are nearest to z (*batch, J)."""
+        d, h, w = self.code_shape
+        vectors = z.reshape(-1, d, h * w).transpose(1, 2).reshape(-1, d)
+        return self.quantiser.nearest(vectors).view(*z.shape[:-1], h, w)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(c) of the code map at the codebook vectors nearest to z (*batch, J) -> (*batch,)."""
+        codes = self.codes_of(z)
+        return self.code_log_prob(codes.reshape(-1, *codes.shape[-2:])).sum((1, 2)).view(z.shape[:-1])
+
+    def log_prob_by_layer(self, z: torch.Tensor) -> list[torch.Tensor]:
+        return [self.log_prob(z)]
+
+    def sample_codes(self, n: int, generator: torch.Generator | None = None, uniform: bool = False) -> torch.Tensor:
+        """n code maps (n, h, w) from the prior (from the uniform one, with uniform), on the codebook's device."""
+        _, h, w = self.code_shape
+        device = self.quantiser.codebook.device
+        if self.pixelcnn is None or uniform:
+            return torch.randint(self.quantiser.codebook_size, (n, h, w), generator=generator).to(device)
+        return self.pixelcnn.sample(n, (h, w), generator).to(device)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.quantiser.embed(self.sample_codes(n, generator)).flatten(1)
+
+    @torch.no_grad()
+    def typical_point(self) -> torch.Tensor:
+        """The most used code at every position (J,)."""
+        code = torch.full((1, *self.code_shape[1:]), int(self.quantiser.usage.argmax()), dtype=torch.long)
+        return self.quantiser.embed(code.to(self.quantiser.codebook.device)).flatten().detach().cpu()
+
+    def fill_below(self, z: torch.Tensor, layer: int) -> torch.Tensor:
+        return z
+
+    def learned_inputs(self) -> torch.Tensor | None:
+        return None

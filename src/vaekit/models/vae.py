@@ -18,7 +18,7 @@ from vaekit.likelihoods import (
     LikelihoodOptions,
 )
 from vaekit.models.decoders import ConvDecoder, MLPDecoder, ResidualDecoder
-from vaekit.models.encoders import ConvEncoder, GaussianMLP, MLPEncoder, ResidualEncoder
+from vaekit.models.encoders import ConvEncoder, GaussianMLP, MLPEncoder, ResidualEncoder, spatial_latent_channels
 from vaekit.models.flows import build_flows
 from vaekit.models.hierarchy import BottomDecoder, HierarchicalPrior, LadderEncoder, TopBlock
 from vaekit.models.posteriors import (
@@ -27,9 +27,11 @@ from vaekit.models.posteriors import (
     LadderInference,
     PointInference,
     Posterior,
+    QuantisedInference,
     TwoLayerInference,
 )
-from vaekit.models.priors import MixturePrior, NoPrior, StandardNormalPrior, VampPrior
+from vaekit.models.priors import CodePrior, MixturePrior, NoPrior, StandardNormalPrior, VampPrior
+from vaekit.models.quantiser import VectorQuantiser
 
 Likelihood = (
     BernoulliLikelihood
@@ -89,6 +91,12 @@ class VAE(nn.Module):
     def no_bound(self) -> str:
         """Why the model has no ELBO or log p(x), in one sentence its prior gives; "" where it has them."""
         return "" if self.has_bound else str(self.prior.why_no_density)
+
+    @property
+    def no_marginal(self) -> str:
+        """Why no importance-sampled log p(x) exists, in one sentence ("" where it does): the model has no bound,
+        or its inference declares why (a VQ-VAE's point mass on discrete codes)."""
+        return self.no_bound or str(getattr(self.inference, "why_no_marginal", ""))
 
     @property
     def pictures_without(self) -> dict[str, str]:
@@ -284,6 +292,34 @@ def build_autoencoder(config: ModelConfig, levels: int = 256) -> VAE:
     return _finished(model, config)
 
 
+def build_vq_vae(config: ModelConfig, levels: int = 256) -> VAE:
+    """A VQ-VAE (van den Oord et al. 2017, Section 4.1): the resnet encoder (conv: with no residual blocks) whose
+    first head gives the code map z_e of D = latent_dim / (h w) channels, the vector quantiser of
+    codebook_size codes (QuantisedInference), the mirroring decoder with the configured likelihood, and the code
+    prior, uniform until `vaekit train-prior` fits its PixelCNN (CodePrior). Trained by the vq-vae objective."""
+    channels, options = config.conv_channels, likelihood_options(config, levels)
+    blocks = config.conv_residual_blocks if config.architecture == "resnet" else 0
+    encoder = ResidualEncoder(config.image_shape, config.latent_dim, channels, blocks)
+    decoder = ResidualDecoder(config.image_shape, config.latent_dim, channels, blocks, config.likelihood, options)
+    _, h, w = config.image_shape
+    code_shape = (
+        spatial_latent_channels(config.image_shape, len(channels), config.latent_dim),
+        h >> len(channels),
+        w >> len(channels),
+    )
+    quantiser = VectorQuantiser(
+        config.codebook_size,
+        code_shape[0],
+        config.codebook_update,
+        config.codebook_decay,
+        config.codebook_init,
+        config.codebook_restart,
+    )
+    inference = QuantisedInference(quantiser, code_shape)
+    model = VAE(encoder, decoder, CodePrior(quantiser, code_shape), inference, config.image_shape, "vq-vae")
+    return _finished(model, config)
+
+
 def _finished(model: VAE, config: ModelConfig) -> VAE:
     """The model with its weights drawn as model.init says, and conv weights channels-last (faster conv steps:
     README, Benchmarks)."""
@@ -327,4 +363,5 @@ def _build(config: ModelConfig, options: LikelihoodOptions) -> VAE:
 MODEL_BUILDERS: dict[str, Callable[[ModelConfig, int], VAE]] = {
     "vae": build_vae,
     "autoencoder": build_autoencoder,
+    "vq-vae": build_vq_vae,
 }

@@ -8,6 +8,7 @@ An `Objective` is what the training loop asks of an objective, so that the loop 
   checkpointed()                                   what the checkpoint holds
   logged_weights(step)                             where its schedules stand (kl_weight, tc_weight, kl_target)
   epoch_figures(valid_x)                           the figures it adds to each epoch's metrics line
+  epoch_warning(row)                               what the loop warns of after an epoch, "" for nothing
   needs                                            config.ObjectiveNeeds: what it asks of model and settings
 It is an nn.Module that holds the model, so that DistributedDataParallel wraps it whole and averages the
 gradients of everything `forward` computes; the model itself never knows its objective. Each loss is
@@ -25,6 +26,7 @@ from torch.func import functional_call
 from vaekit.batch import Batch
 from vaekit.config import OBJECTIVE_NEEDS, ObjectiveNeeds, TrainConfig
 from vaekit.models.discriminators import TotalCorrelationDiscriminator, density_ratio
+from vaekit.models.quantiser import perplexity
 from vaekit.models.vae import VAE
 from vaekit.objectives.bounds import ElboTerms, elbo_at, iwae_training_terms
 from vaekit.objectives.disentangling import (
@@ -43,6 +45,8 @@ Loss = tuple[torch.Tensor, ElboTerms]  # the minimised scalar and the ELBO's ter
 
 class Objective(nn.Module):
     """One training objective over a model (see the module docstring); subclasses implement `loss`."""
+
+    warns_of_posterior_collapse = True  # the loop's end-of-run warning of inactive latent units applies
 
     def __init__(self, model: VAE, train: TrainConfig, dataset_size: int = 0) -> None:
         super().__init__()
@@ -70,6 +74,10 @@ class Objective(nn.Module):
 
     def epoch_figures(self, valid_x: torch.Tensor) -> dict[str, float]:
         return {}
+
+    def epoch_warning(self, row: dict[str, Any]) -> str:
+        """A warning the loop logs after an epoch whose metrics line is `row`, "" for none."""
+        return ""
 
 
 def shaped_kl_penalty(terms: ElboTerms, train: TrainConfig, step: int) -> torch.Tensor:
@@ -237,6 +245,61 @@ class ReconstructionObjective(Objective):
         return -terms.reconstruction.mean(), terms
 
 
+class VqVaeObjective(Objective):
+    """-(1/M) sum_i [log p(x_i | z_q(x_i)) - ||sg[z_e(x_i)] - e||^2 - beta ||z_e(x_i) - sg[e]||^2], the VQ-VAE's loss
+    (van den Oord et al. 2017, Eq. 3, with beta = train.commitment_weight), the reconstruction taken at the
+    straight-through z_q; under codebook_update ema the codebook term is left out and the codebook moves by the
+    moving averages instead (Appendix A.1). Each training step then updates the quantiser's own state from its
+    batch (`VectorQuantiser.update`: the usage, the ema codebook, the k-means start, dead-code restarts), with the
+    randomness a function of (seed, step). Its terms are the ELBO under the uniform prior: log p(x|z_q) - N ln K.
+    Each epoch's metrics line gets the codebook's usage on the validation images (`epoch_figures`)."""
+
+    warns_of_posterior_collapse = False  # its codes cannot collapse to a prior: its codebook can (epoch_warning)
+
+    def loss(self, x: Tensor, step: int, eps: Tensor | None = None, generator: Generator | None = None) -> Loss:
+        tc = self.train_config
+        posterior = self.model.posterior(x)
+        quantised = posterior.quantised
+        terms = elbo_at(self.model, x, posterior)
+        penalty = tc.commitment_weight * quantised.commitment_loss()
+        if self.quantiser.update_rule == "gradient":
+            penalty = penalty + quantised.codebook_loss()
+        if self.model.training and torch.is_grad_enabled():
+            self.quantiser.update(quantised, seeded_generator(tc.seed, "codebook", step))
+        return -(terms.reconstruction - penalty).mean(), terms
+
+    @property
+    def quantiser(self) -> nn.Module:
+        return self.model.inference.quantiser
+
+    @torch.no_grad()
+    def epoch_figures(self, valid_x: torch.Tensor) -> dict[str, float]:
+        """The codebook's use on the validation images: valid_perplexity (exp of the entropy of the codes' shares:
+        K at even use, 1 at collapse) and valid_codes_used (codes assigned at least once)."""
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        counts = torch.zeros(self.quantiser.codebook_size, device=device)
+        for start in range(0, len(valid_x), self.train_config.eval_batch_size):
+            batch = valid_x[start : start + self.train_config.eval_batch_size].to(device)
+            counts += self.quantiser.counts(self.model.posterior(batch).quantised.codes)
+        self.model.train(was_training)
+        return {"valid_perplexity": perplexity(counts), "valid_codes_used": int((counts > 0).sum())}
+
+    def epoch_warning(self, row: dict[str, Any]) -> str:
+        """Codebook collapse: fewer than COLLAPSED_SHARE of the codes in use on the validation images."""
+        used, k = row.get("valid_codes_used"), self.quantiser.codebook_size
+        if used is None or used >= COLLAPSED_SHARE * k:
+            return ""
+        return (
+            f"warning: only {used} of the {k} codes are in use on the validation images (perplexity "
+            f"{row['valid_perplexity']:.1f}): the codebook has collapsed. --codebook-init kmeans, "
+            "--codebook-restart 1 or --codebook-update ema usually help."
+        )
+
+
+COLLAPSED_SHARE = 0.05  # a codebook with fewer than this share of its codes in use is said to have collapsed
+
 # train.objective -> its Objective class; the names are config.OBJECTIVE_NEEDS's (a test checks)
 OBJECTIVES: dict[str, type[Objective]] = {
     "elbo": ElboObjective,
@@ -246,6 +309,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "dip-vae-i": DipVaeObjective,
     "dip-vae-ii": DipVaeObjective,
     "reconstruction": ReconstructionObjective,
+    "vq-vae": VqVaeObjective,
 }
 
 
