@@ -40,6 +40,7 @@ LAYERS = {
     "evaluation": 8,
     "plots": 9,
     "training": 9,
+    "prior_training": 9,
     "report": 10,
     "tensorboard": 10,
     "compare": 11,

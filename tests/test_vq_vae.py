@@ -153,7 +153,11 @@ def test_the_ema_codebook_is_a_buffer_outside_the_optimiser_and_in_the_state_dic
     assert id(quantiser.codebook) not in trained and not quantiser.codebook.requires_grad
     assert {"ema_count", "ema_sum", "usage", "codebook"} <= {k.split(".")[-1] for k in model.state_dict()}
     gradient = _vq_model()
-    params = {id(p) for group in build_objective(gradient, TrainConfig(objective="vq-vae")).parameter_groups() for p in group["params"]}
+    params = {
+        id(p)
+        for group in build_objective(gradient, TrainConfig(objective="vq-vae")).parameter_groups()
+        for p in group["params"]
+    }
     assert id(gradient.inference.quantiser.codebook) in params
 
 

@@ -11,6 +11,10 @@ Layout of a run folder:
                              log p(x), k of the IWAE bound, first N images, precision, the
                              disentanglement metrics' pairs, score points and grid classes, the
                              weights), so that a quick check never replaces an expensive result
+    prior.safetensors        a VQ-VAE's PixelCNN prior, fitted by `vaekit train-prior` to the codes of
+                             model.safetensors (whose digest it keeps: load_run ignores it for other weights)
+    prior-checkpoint.safetensors, prior-metrics.jsonl
+                             what resumes that fit, and one JSON line per epoch of it
     report.html              the one-page report
     images/                  PNG pictures
     .lock                    held by the process writing into the folder
@@ -40,6 +44,7 @@ from vaekit import checkpoint
 from vaekit.checkpoint import TrainState
 from vaekit.config import RunConfig, load_config
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.models.pixelcnn import GatedPixelCNN
 from vaekit.models.vae import VAE, build_model
 
 CONFIG_FILE = "config.json"
@@ -54,6 +59,9 @@ IMAGES_DIR = "images"
 TENSORBOARD_DIR = "tensorboard"  # event files of `vaekit train --tensorboard`
 LOCK_FILE = ".lock"
 EVALUATION_GLOB = "evaluation-*.json"
+PRIOR_FILE = "prior.safetensors"  # a VQ-VAE's fitted PixelCNN prior (vaekit train-prior)
+PRIOR_CHECKPOINT_FILE = "prior-checkpoint.safetensors"
+PRIOR_METRICS_FILE = "prior-metrics.jsonl"
 
 # What a resumed run may change: how long it trains, and where (not what it computes).
 RESUMABLE_KEYS = (
@@ -96,6 +104,7 @@ def remove_run_files(run_dir: Path) -> None:
     """Delete the files vaekit writes in a run folder (for --overwrite), and nothing else."""
     run_dir = Path(run_dir)
     written = [CONFIG_FILE, MODEL_FILE, BEST_MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE]
+    written += [PRIOR_FILE, PRIOR_CHECKPOINT_FILE, PRIOR_METRICS_FILE]
     for path in [run_dir / name for name in written] + list(run_dir.glob(EVALUATION_GLOB)):
         path.unlink(missing_ok=True)
     for folder in (IMAGES_DIR, TENSORBOARD_DIR):
@@ -170,7 +179,34 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", weights: s
     if weights == "best" and not path.exists():
         raise CheckpointError(f"{run_dir} has no {BEST_MODEL_FILE}: it was trained before vaekit kept the best model.")
     checkpoint.load_weights(path, model)
+    attach_prior(run_dir, model, config, path)
     return model.to(device).eval(), config
+
+
+def prior_network(config: RunConfig) -> torch.nn.Module:
+    """A fresh PixelCNN prior over a VQ-VAE's codes, as model.pixelcnn_* configure it."""
+    m = config.model
+    return GatedPixelCNN(m.codebook_size, m.pixelcnn_channels, m.pixelcnn_layers)
+
+
+def fitted_prior_digest(weights: Path) -> str:
+    """The digest of a weights file (its stored sha256), which prior.safetensors records as the codes it fits."""
+    return checkpoint.read_tensors(weights)[1].get("sha256", "")
+
+
+def attach_prior(run_dir: Path, model: VAE, config: RunConfig, weights: Path) -> bool:
+    """Make a VQ-VAE's fitted PixelCNN (prior.safetensors) its prior, where the folder has one fitted to these
+    weights' codes; whether it did. A prior fitted to other weights (a run trained on since) is left aside."""
+    path = run_dir / PRIOR_FILE
+    if config.model.family != "vq-vae" or not path.exists():
+        return False
+    tensors, metadata = checkpoint.read_tensors(path)
+    if metadata.get("model_sha256") != fitted_prior_digest(weights):
+        return False
+    network = prior_network(config)
+    checkpoint.load_weights_into(network, tensors, path)
+    model.prior.attach(network.eval())
+    return True
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
@@ -221,8 +257,9 @@ def read_metrics(run_dir: str | Path, problems: list[str] | None = None) -> list
     return rows
 
 
-def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    checkpoint.atomic_write_text(Path(run_dir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+def write_metrics(run_dir: Path, rows: list[dict[str, Any]], name: str = METRICS_FILE) -> None:
+    """One JSON line per row into the run's metrics file (or another jsonl file of the folder, `name`)."""
+    checkpoint.atomic_write_text(Path(run_dir) / name, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
