@@ -151,32 +151,45 @@ def paired_elbo(first: str | Path, other: str | Path, weights: tuple[str, str] =
             "paired_elbo_images": n}  # fmt: skip
 
 
+def paired_bound(first: str | Path, first_key: str, other: str | Path, other_key: str) -> dict[str, Any]:
+    """`other`'s per-image figure other_key minus `first`'s first_key (e.g. a VQ-VAE's elbo_per_image against a
+    VAE's log_likelihood_per_image) on the test images both evaluated, with the standard error of the
+    differences, in nats per image; {} where none compares."""
+    found = _paired(first, other, (first_key, other_key), lambda r: 0)
+    if not found:
+        return {}
+    d, _ = found
+    return {"paired_difference": statistics.fmean(d), "paired_stderr": statistics.stdev(d) / math.sqrt(len(d)),
+            "paired_images": len(d)}  # fmt: skip
+
+
 def _paired(
     first: str | Path,
     other: str | Path,
-    key: str,
+    key: str | tuple[str, str],
     setting: Callable[[dict[str, Any]], Any],
     weights: tuple[str, str] = ("last", "last"),
 ) -> tuple[list[float], Any] | None:
-    """The per-image differences (other - first) of `key` from the two runs' test evaluations of these
-    weights that agree in `setting` and share the most images (then the largest setting), with that setting;
-    None where none do."""
+    """The per-image differences (other - first) of `key` (or of first's key[0] and other's key[1]) from the two
+    runs' test evaluations of these weights that agree in `setting` and share the most images (then the largest
+    setting), with that setting; None where none do."""
+    key_a, key_b = (key, key) if isinstance(key, str) else key
     data_a, data_b = (
         dataclasses.replace(rundir.read_config(p).data, train_limit=0, eval_limit=0) for p in (first, other)
     )
     if data_a != data_b:
         return None
     pairs = [
-        (min(len(a[key]), len(b[key])), setting(a), a, b)
+        (min(len(a[key_a]), len(b[key_b])), setting(a), a, b)
         for a in rundir.evaluations(first, "test")
         if a.get("weights", "last") == weights[0]
         for b in rundir.evaluations(other, "test")
-        if b.get("weights", "last") == weights[1] and setting(a) == setting(b) and key in a and key in b
+        if b.get("weights", "last") == weights[1] and setting(a) == setting(b) and key_a in a and key_b in b
     ]
     n, chosen, a, b = max(pairs, key=lambda p: p[:2], default=(0, 0, {}, {}))
     if n < 2:
         return None
-    return [y - x for x, y in zip(a[key][:n], b[key][:n])], chosen
+    return [y - x for x, y in zip(a[key_a][:n], b[key_b][:n])], chosen
 
 
 def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dict[str, Any]:

@@ -414,6 +414,75 @@ def factor_information_figure(
     return fig
 
 
+@torch.no_grad()
+def prior_comparison(model: VAE, path: str | Path, rows: int = 3, per_row: int = 10, seed: int = 0) -> Path:
+    """A VQ-VAE's decoded code maps drawn from the uniform prior (the prior of training, top rows) and from the
+    fitted PixelCNN (ancestrally, bottom rows): a code map of independent codes decodes to no digit, which is
+    why the second stage is needed (van den Oord et al. 2017, Section 3.3)."""
+    prior, n = model.prior, rows * per_row
+    drawn = [prior.sample_codes(n, torch.Generator().manual_seed(seed), uniform=u) for u in (True, False)]
+    images = torch.cat([model.decode(prior.quantiser.embed(codes).flatten(1)).mean for codes in drawn])
+    labels = ["uniform"] * rows + ["PixelCNN"] * rows
+    title = f"decoded code maps from the uniform prior and the PixelCNN prior, seed {seed}"
+    return save_picture(grid_image(images, per_row, title, row_labels=labels), path)
+
+
+@torch.no_grad()
+def code_usage(model: VAE, images: torch.Tensor, path: str | Path, shown: int = 8, batch_size: int = 500) -> Path:
+    """A VQ-VAE's codes on a split: the first `shown` images above their code maps (each position's code index,
+    coloured by index), and how often each of the K codes is used over all the images, most used first, with the
+    perplexity (the codebook-collapse figure: K at even use, 1 when one code takes all)."""
+    from matplotlib.figure import Figure
+
+    from vaekit.models.quantiser import perplexity
+
+    quantiser = model.prior.quantiser
+    device = next(model.parameters()).device
+    codes = torch.cat(
+        [
+            model.posterior(images[i : i + batch_size].to(device)).quantised.codes.cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+    counts = quantiser.counts(codes).cpu()
+    fig = Figure(figsize=(1.3 * shown, 5.2), dpi=100)
+    grid = fig.add_gridspec(3, shown, height_ratios=(1, 1, 1.4))
+    for i in range(min(shown, len(images))):
+        top, middle = fig.add_subplot(grid[0, i]), fig.add_subplot(grid[1, i])
+        top.imshow(images[i].permute(1, 2, 0).squeeze(-1).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        middle.imshow(codes[i].numpy(), cmap="nipy_spectral", vmin=0, vmax=quantiser.codebook_size - 1)
+        for ax in (top, middle):
+            ax.set_xticks([]), ax.set_yticks([])
+    bars = fig.add_subplot(grid[2, :])
+    ranked = counts.sort(descending=True).values.numpy()
+    bars.bar(range(len(ranked)), ranked, width=1.0, color="C0")
+    bars.set_yscale("log")
+    used = int((counts > 0).sum())
+    bars.set(xlabel="codes, most used first", ylabel="assignments")
+    bars.set_title(
+        f"{len(images)} images, {codes[0].numel()} positions each: {used} of {quantiser.codebook_size} codes used, "
+        f"perplexity {perplexity(counts):.1f}",
+        fontsize=9,
+    )
+    fig.suptitle("images (top) and their code maps (middle, colour = code index); the codebook's use (bottom)")
+    return _save_figure(fig, path)
+
+
+def _prior_comparison(p: PictureInputs, folder: Path) -> Path | None:
+    prior = p.model.prior
+    if getattr(prior, "quantiser", None) is None:
+        return None
+    if prior.pixelcnn is None:
+        raise PictureSkipped("the PixelCNN prior is not fitted yet (vaekit train-prior RUN fits it)")
+    return prior_comparison(p.model, folder / "prior-samples.png", seed=p.seed)
+
+
+def _code_usage(p: PictureInputs, folder: Path) -> Path | None:
+    if getattr(p.model.prior, "quantiser", None) is None:
+        return None
+    return code_usage(p.model, p.images, folder / "codes.png")
+
+
 def _manifold(p: PictureInputs, folder: Path) -> Path | None:
     return manifold(p.model, folder / "manifold.png") if p.model.latent_dim == 2 else None
 
@@ -462,6 +531,8 @@ def _layer_samples(p: PictureInputs, folder: Path) -> Path | None:
 PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
     "reconstructions": _reconstructions,
     "samples": _samples,
+    "prior-samples": _prior_comparison,
+    "codes": _code_usage,
     "interpolations": _interpolations,
     "traversals": _traversals,
     "factors": _factor_information,

@@ -21,7 +21,8 @@ from torch import nn
 
 from vaekit import checkpoint, rundir
 from vaekit.checkpoint import TrainState
-from vaekit.data import load_dataset
+from vaekit.config import RunConfig
+from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.models.vae import VAE
 from vaekit.progress import progress_bar
@@ -77,10 +78,12 @@ def train_prior(
     progress: bool = True,
     log: Callable[[str], None] = lambda s: None,
     max_seconds: float | None = None,
+    dataset: Dataset | None = None,
 ) -> list[dict[str, Any]]:
     """Fit the PixelCNN prior of the VQ-VAE in run_dir (see the module docstring) for setting.epochs, or until an
     epoch ends past max_seconds (resume continues); returns the metrics, one row per epoch. The order of the code
-    maps is a function of (seed, epoch) and the network's initial weights of the seed, so a CPU fit repeats."""
+    maps is a function of (seed, epoch) and the network's initial weights of the seed, so a CPU fit repeats.
+    dataset: the run's data already loaded (else loaded from its config)."""
     run_dir, started = Path(run_dir), time.monotonic()
     with rundir.lock(run_dir):
         model, config = rundir.load_run(run_dir)
@@ -91,7 +94,7 @@ def train_prior(
             )
         digest = rundir.fitted_prior_digest(run_dir / rundir.MODEL_FILE)
         _check_prior_files(run_dir, digest, resume, overwrite)
-        data = load_dataset(config.data, config.model.image_shape, log)
+        data = dataset if dataset is not None else load_dataset(config.data, config.model.image_shape, log)
         batch = config.train.eval_batch_size
         train_codes = encode_codes(model, data.evaluation_observations("train"), batch)
         valid_codes = encode_codes(model, data.evaluation_observations("valid"), batch)
@@ -112,6 +115,28 @@ def train_prior(
                 log(f"stopping after epoch {state.epoch}, past the time given; --resume continues the fit")
                 break
         return state.metrics
+
+
+def has_code_prior(model: VAE) -> bool:
+    """Whether the model's prior is over discrete codes (a VQ-VAE's), which train_prior fits."""
+    return getattr(model.prior, "quantiser", None) is not None
+
+
+def prior_due(run_dir: str | Path, config: RunConfig, epochs: int) -> bool:
+    """Whether a run of this config still needs its code prior fitted for `epochs` epochs (a VQ-VAE's)."""
+    return config.model.family == "vq-vae" and epochs > 0 and not prior_fitted(run_dir, epochs)
+
+
+def prior_fitted(run_dir: str | Path, epochs: int) -> bool:
+    """Whether run_dir's prior has been fitted for `epochs` epochs to the codes of its current weights."""
+    run_dir = Path(run_dir)
+    path = run_dir / rundir.PRIOR_FILE
+    if not path.exists():
+        return False
+    metadata = checkpoint.read_tensors(path)[1]
+    if metadata.get("model_sha256") != rundir.fitted_prior_digest(run_dir / rundir.MODEL_FILE):
+        return False
+    return int(metadata.get("epochs", 0)) >= epochs
 
 
 def _check_prior_files(run_dir: Path, digest: str, resume: bool, overwrite: bool) -> None:
@@ -191,7 +216,7 @@ def _save_prior(
     """The epoch's checkpoint first (it holds the metrics), then the prior and the metrics file."""
     state.metrics = state.metrics + [row]
     checkpoint.save_checkpoint(run_dir / rundir.PRIOR_CHECKPOINT_FILE, network, optimizer, state)
-    metadata = {"model_sha256": digest}
+    metadata = {"model_sha256": digest, "epochs": str(state.epoch)}
     checkpoint.write_tensors(run_dir / rundir.PRIOR_FILE, checkpoint.model_tensors(network), metadata)
     rundir.write_metrics(run_dir, state.metrics, rundir.PRIOR_METRICS_FILE)
 

@@ -23,6 +23,8 @@ CAPTIONS = {
     "layer-samples.png": "Two stochastic layers: each row fixes a draw of the top layer and redraws the lower one.",
     "manifold.png": "The learned manifold of the 2-D latent space on a grid of prior quantiles.",
     "latents.png": "Posterior means of test images coloured by class.",
+    "prior-samples.png": "A VQ-VAE's decoded code maps drawn from the uniform prior (top) and the PixelCNN (bottom).",
+    "codes.png": "A VQ-VAE's code maps of test images and how often each code of the codebook is used.",
 }
 
 _STYLE = """
@@ -162,6 +164,8 @@ def build_report(run_dir: str | Path) -> str:
         f"<p class='note'>{html.escape(units)} in nats per image, summed over pixels; higher is better.</p>",
     ]
     parts += _likelihood_note(config)
+    if (summary or {}).get("no_marginal"):  # a bound but no importance-sampled log p(x) (a VQ-VAE)
+        parts.append(f"<p class='note'>No importance-sampled log p(x): {html.escape(summary['no_marginal'])}.</p>")
     if summary is not None:
         parts += ["<h2>Test summary</h2>", _key_value_table(summary)]
     for split in ("test", "valid"):  # the most complete evaluation of each split

@@ -347,11 +347,12 @@ def test_figures(summary: dict[str, Any], weights: str) -> dict[str, Any]:
 
 
 def find_evaluation(run_dir: str | Path, split: str, num_importance_samples: int) -> dict[str, Any] | None:
-    """The evaluation of a split with this K over the whole split (no --limit), if one was saved."""
+    """The evaluation of a split with this K over the whole split (no --limit), if one was saved; for a model with
+    no importance-sampled log p(x) (no_marginal: a VQ-VAE), its evaluation of the split, whatever K was asked."""
     matches = [
         r
         for r in evaluations(run_dir, split)
-        if r.get("num_importance_samples", 0) == num_importance_samples and not r.get("limit")
+        if (r.get("num_importance_samples", 0) == num_importance_samples or r.get("no_marginal")) and not r.get("limit")
     ]
     return max(matches, key=_completeness, default=None)
 

@@ -47,6 +47,9 @@ METRIC_TAGS = {
     "valid_mutual_information": "kl_decomposition/mutual_information",
     "valid_total_correlation": "kl_decomposition/total_correlation",
     "valid_dimension_kl": "kl_decomposition/dimension_kl",
+    # a VQ-VAE's codebook use on the validation images
+    "valid_perplexity": "codebook/perplexity",
+    "valid_codes_used": "codebook/codes_used",
 }
 LEARNING_RATE_TAG = "optimizer/learning_rate"
 ACTIVE_UNITS_TAG = "latent/active_units"
@@ -143,7 +146,8 @@ class TensorBoard(Callback):
             for key, tag in BITS_TAGS.items():
                 self.writer.add_scalar(tag, bits_per_dim(metrics[key], dims), epoch)
         self.writer.add_scalar(LEARNING_RATE_TAG, loop.optimizer.param_groups[0]["lr"], epoch)
-        self._latents(loop, epoch)
+        if loop.objective.latent_units_apply:
+            self._latents(loop, epoch)
         last = epoch == loop.config.train.epochs
         if last or (self.images_every and epoch % self.images_every == 0):
             self._grids(loop, epoch)

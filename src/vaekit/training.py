@@ -233,7 +233,7 @@ def _warn_if_schedule_outlasts(loop: Loop) -> None:
 def _warn_if_collapsed(loop: Loop) -> None:
     """Posterior collapse, said at the end: most latent units inactive on the validation images
     (diagnostics.latent_diagnostics), with each layer's KL, and what usually helps."""
-    if not loop.ctx.is_main or len(loop.valid_x) < 2 or not loop.objective.warns_of_posterior_collapse:
+    if not loop.ctx.is_main or len(loop.valid_x) < 2 or not loop.objective.latent_units_apply:
         return
     latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size)
     latent_dim = latents.active_units + latents.collapsed_units
@@ -741,14 +741,15 @@ def test_figures(loop: Loop) -> dict[str, Any]:
 
 def _test_elbo(loop: Loop, model: VAE) -> dict[str, Any]:
     """The test ELBO and its terms (test_elbo, test_reconstruction, test_kl) of a model, with the evaluation's noise;
-    for a model with no bound, test_reconstruction and no_bound (why, in one sentence)."""
+    for a model with no bound, test_reconstruction and no_bound (why, in one sentence); for one with a bound but
+    no importance-sampled log p(x) (a VQ-VAE), no_marginal (why)."""
     tc = loop.config.train
     observations = loop.data.evaluation_observations("test")
     generator = seeded_generator(tc.seed, "eval")
     figures = evaluate_elbo(model, observations, tc.eval_batch_size, 1, generator, loop.ctx).as_dict("test_")
     if not model.has_bound:  # an autoencoder: its reconstruction term alone, and why there is no bound
         return {"test_reconstruction": figures["test_reconstruction"], "no_bound": model.no_bound}
-    return figures
+    return {**figures, "no_marginal": model.no_marginal} if model.no_marginal else figures
 
 
 def _nonfinite(loss: torch.Tensor, parameters: Sequence[nn.Parameter], ctx: distributed.Context) -> torch.Tensor:

@@ -20,6 +20,7 @@ class Budget:
     # the beta-VAE and FactorVAE scores (half as many test them)
     grid_classes: int = 10
     score_points: int = SCORE_POINTS["train"]
+    prior_epochs: int = 0  # a VQ-VAE's PixelCNN prior: epochs of its fit (vaekit train-prior) before evaluation
 
 
 # budget name -> what each run gets (on MNIST; an experiment module may define its own BUDGETS)

@@ -11,7 +11,17 @@ from types import ModuleType
 
 from vaekit.config import DEVICES, DataConfig, RunConfig
 from vaekit.errors import ConfigError
-from vaekit.experiments import beta_sweep, burda2015, cifar10, kingma2013, locatello2019, mnist8bit, tomczak2018
+from vaekit.experiments import (
+    beta_sweep,
+    burda2015,
+    cifar10,
+    kingma2013,
+    locatello2019,
+    mnist8bit,
+    tomczak2018,
+    vandenoord2017,
+    vandenoord2017_cifar10,
+)
 from vaekit.experiments.budgets import BUDGETS, Budget
 
 # experiment name -> the module that defines its runs (`runs(epochs, data)`), TITLE and PUBLISHED figures
@@ -23,6 +33,8 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "locatello2019-dsprites": locatello2019,
     "mnist-8bit": mnist8bit,
     "cifar10-bpd": cifar10,
+    "vandenoord2017": vandenoord2017,
+    "vandenoord2017-cifar10": vandenoord2017_cifar10,
 }
 
 

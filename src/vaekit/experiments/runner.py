@@ -26,6 +26,7 @@ from vaekit.evaluation import evaluate_split, measure
 from vaekit.experiments.plan import ExperimentPlan
 from vaekit.experiments.summary import run_row, summarise, write_summary
 from vaekit.plots import PictureInputs, write_pictures
+from vaekit.prior_training import PriorTraining, prior_due, train_prior
 from vaekit.tensorboard import TensorBoard, add_evaluation
 from vaekit.training import train
 
@@ -37,9 +38,11 @@ def evaluated(run_dir: Path, num_importance_samples: int) -> bool:
     return summary is not None and evaluation is not None and evaluation.get("epochs") == summary["epochs"]
 
 
-def complete(run_dir: Path, config: RunConfig, num_importance_samples: int) -> bool:
+def complete(run_dir: Path, config: RunConfig, num_importance_samples: int, prior_epochs: int = 0) -> bool:
+    """Trained to its planned epochs, its code prior fitted where it has one, and evaluated since."""
     summary = rundir.read_summary(run_dir)
-    return evaluated(run_dir, num_importance_samples) and summary is not None and trained(summary, config)
+    done = evaluated(run_dir, num_importance_samples) and summary is not None and trained(summary, config)
+    return done and not prior_due(run_dir, config, prior_epochs)
 
 
 def trained(summary: dict[str, Any], config: RunConfig) -> bool:
@@ -67,7 +70,7 @@ def run_experiment(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     K = plan.spec.num_importance_samples
-    todo = [run for run, config in plan.runs() if not complete(out_dir / run, config, K)]
+    todo = [run for run, config in plan.runs() if not complete(out_dir / run, config, K, plan.spec.prior_epochs)]
     in_workers = jobs > 1 and len(todo) > 1
     failed = run_workers(plan, out_dir, todo, jobs, log) if in_workers else []
     shape = plan.runs()[0][1].model.image_shape  # the grid's runs share their data and image shape
@@ -121,6 +124,11 @@ def train_and_evaluate(
             callbacks=[TensorBoard()] if plan.tensorboard else [],
         )
     model, _ = rundir.load_run(run_dir, device=select_device(config.train.device))
+    if prior_due(run_dir, config, plan.spec.prior_epochs):
+        log(f"{run}: fitting the PixelCNN prior for {plan.spec.prior_epochs} epochs")
+        setting = PriorTraining(epochs=plan.spec.prior_epochs)
+        train_prior(run_dir, setting, resume=True, progress=progress, log=log, dataset=data)
+        model, _ = rundir.load_run(run_dir, device=select_device(config.train.device))
     test = data.evaluation_observations("test")  # one fixed binarization, shared by every run
     result = evaluate_split(
         model, test, plan.spec.num_importance_samples, seed=config.train.seed, measure=measure(config)
@@ -136,7 +144,8 @@ def train_and_evaluate(
         model.cpu(), data.test.images, data.test.labels, [], config.train.seed, data.class_names,
         data.test.factors, data.factor_names,
     )  # fmt: skip
-    write_pictures(pictures, run_dir / rundir.IMAGES_DIR, which=("traversals", "samples", "factors"))
+    which = ("traversals", "samples", "factors", "prior-samples", "codes")  # the last two: a VQ-VAE's
+    write_pictures(pictures, run_dir / rundir.IMAGES_DIR, which=which)
 
 
 def run_workers(

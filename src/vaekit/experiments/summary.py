@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import checkpoint, plots, rundir
-from vaekit.compare import over_seeds, paired_bits, paired_log_likelihood
+from vaekit.compare import over_seeds, paired_bits, paired_bound, paired_log_likelihood
 from vaekit.config import RunConfig
 from vaekit.disentanglement import METRICS
 from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan, base_run, seed_suffix
@@ -47,7 +47,7 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
         "log_likelihood": evaluation.get("log_likelihood"),
         "log_likelihood_stderr": evaluation.get("log_likelihood_stderr"),
         "num_importance_samples": plan.spec.num_importance_samples,
-        "active_units": evaluation["active_units"],
+        "active_units": evaluation.get("active_units"),  # none for a VQ-VAE: its codebook's use instead
         "training_minutes": summary["seconds_total"] / 60,
         # log p(x), the ELBO and latents, and the disentanglement metrics where the data has factors
         "evaluation_minutes": (evaluation["seconds"] + (evaluation.get("disentanglement") or {}).get("seconds", 0))
@@ -59,8 +59,37 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
         **{name: (evaluation.get("disentanglement") or {}).get(name) for name in METRICS},
         "published_metrics": getattr(EXPERIMENTS[plan.name], "PUBLISHED_METRICS", {}).get(base_run(run), {}),
         **_bits(evaluation, paired, math.prod(config.model.image_shape)),
+        **_code_bounds(evaluation, run_dir, run_dir.parent / baseline if baseline else None, config),
         "published_bits_per_dim": getattr(EXPERIMENTS[plan.name], "PUBLISHED_BITS", {}).get(base_run(run)),
     }
+
+
+# A VQ-VAE's bounds in bits/dim (its evaluation's per-image key) paired with its baseline's figures (their keys)
+CODE_BOUNDS = {"bound": "elbo_per_image", "uniform_bound": "elbo_uniform_prior_per_image"}
+BASELINE_FIGURES = {"log_likelihood": "log_likelihood_per_image", "elbo": "elbo_per_image"}
+
+
+def _code_bounds(evaluation: dict[str, Any], run_dir: Path, baseline: Path | None, config: RunConfig) -> dict[str, Any]:
+    """A VQ-VAE's figures (where its evaluation has them, `codes_used`): its prior, codebook use, and each bound in
+    bits/dim, bound_bits_per_dim (under its prior: the PixelCNN once fitted) and uniform_bound_bits_per_dim, with
+    its standard error over the images; each paired with the baseline's log p(x) and ELBO, image by image."""
+    if "codes_used" not in evaluation:
+        return {}
+    scale = math.prod(config.model.image_shape) * math.log(2.0)
+    out: dict[str, Any] = {key: evaluation[key] for key in ("prior", "codes_used", "codebook_size", "perplexity")}
+    for name, key in CODE_BOUNDS.items():
+        values = evaluation[key]
+        mean = sum(values) / len(values)
+        stderr = (
+            (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5 if len(values) > 1 else 0
+        )
+        out[f"{name}_bits_per_dim"], out[f"{name}_bits_per_dim_stderr"] = -mean / scale, stderr / scale
+        for figure, baseline_key in BASELINE_FIGURES.items() if baseline else ():
+            paired = paired_bound(baseline, baseline_key, run_dir, key)
+            if paired:
+                out[f"{name}_against_{figure}"] = -paired["paired_difference"] / scale
+                out[f"{name}_against_{figure}_stderr"] = paired["paired_stderr"] / scale
+    return out
 
 
 def _bits(evaluation: dict[str, Any], paired: dict[str, Any], dims: int) -> dict[str, Any]:
@@ -166,6 +195,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
     ]
     lines += [_markdown_row(r) for r in result["runs"]]
     lines += _bits_table(result["runs"])
+    lines += _code_table(result["runs"])
     lines += _metrics_table(result["runs"])
     lines += _seed_table(result.get("over_seeds") or [])
     if result.get("published_sources"):
@@ -199,6 +229,38 @@ def _bits_table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {r['run']} | {r['log_likelihood_bits_per_dim']:.4f} ± {r['log_likelihood_bits_per_dim_stderr']:.4f} | "
             f"{r['elbo_bits_per_dim']:.4f} | {against} | {published} |"
+        )
+    return lines
+
+
+def _code_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Each VQ-VAE's bound in bits/dim under its prior and under the uniform prior of training (lower is better),
+    each ± its standard error and paired with its baseline's log p(x) and ELBO; its codebook's use."""
+    rows = [r for r in rows if r.get("codes_used") is not None]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "A VQ-VAE's bound log p(x|z_q) + log p(z_q) in bits/dim (no importance-sampled log p(x): q(z|x) is a point "
+        "mass), under its prior and under the uniform prior, ± the standard error over the images; paired: minus "
+        "the baseline's log p(x) or ELBO in bits/dim on the same images, ± the standard error of the differences.",
+        "",
+        "| run | prior | bits/dim, bound | against log p(x) | against ELBO | bits/dim, uniform prior "
+        "| against log p(x) | codes used | published |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def paired(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:+.4f} ± {r[key + '_stderr']:.4f}" if key in r else "-"
+
+    for r in rows:
+        published = f"{r['published_bits_per_dim']:.2f}" if r.get("published_bits_per_dim") else "-"
+        lines.append(
+            f"| {r['run']} | {r['prior']} | {r['bound_bits_per_dim']:.4f} ± {r['bound_bits_per_dim_stderr']:.4f} | "
+            f"{paired(r, 'bound_against_log_likelihood')} | {paired(r, 'bound_against_elbo')} | "
+            f"{r['uniform_bound_bits_per_dim']:.4f} ± {r['uniform_bound_bits_per_dim_stderr']:.4f} | "
+            f"{paired(r, 'uniform_bound_against_log_likelihood')} | {r['codes_used']} of {r['codebook_size']} "
+            f"(perplexity {r['perplexity']:.1f}) | {published} |"
         )
     return lines
 
@@ -261,12 +323,12 @@ def _markdown_row(r: dict[str, Any]) -> str:
     published = f"{r['published_nll']:.2f}" if r["published_nll"] is not None else "-"
     epochs = str(r["epochs"]) if r["epochs"] == r["epochs_planned"] else f"{r['epochs']} of {r['epochs_planned']}"
     train_elbo = f"{r['train_elbo']:.2f}" if r["train_elbo"] is not None else "-"
-    against = "-"
+    against, units = "-", "-" if r["active_units"] is None else r["active_units"]
     if r.get("paired_against"):
         against = f"{r['paired_against']}: {r['paired_difference']:+.2f} ± {r['paired_stderr']:.2f}"
     return (
         f"| {r['run']} | {r['latent_dim']} | {r['optimizer']} | {r['objective']} | {r['num_samples']} | "
         f"{r['beta']:g} | {epochs} | {r['images_seen']:,} | {train_elbo} | {r['test_elbo']:.2f} | "
-        f"{r['test_reconstruction']:.2f} | {r['test_kl']:.2f} | {ll} | {against} | {r['active_units']} | {published} | "
+        f"{r['test_reconstruction']:.2f} | {r['test_kl']:.2f} | {ll} | {against} | {units} | {published} | "
         f"{r['training_minutes']:.1f} + {r['evaluation_minutes']:.1f} |"
     )

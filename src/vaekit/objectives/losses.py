@@ -46,7 +46,7 @@ Loss = tuple[torch.Tensor, ElboTerms]  # the minimised scalar and the ELBO's ter
 class Objective(nn.Module):
     """One training objective over a model (see the module docstring); subclasses implement `loss`."""
 
-    warns_of_posterior_collapse = True  # the loop's end-of-run warning of inactive latent units applies
+    latent_units_apply = True  # active units and the KL per unit describe its codes (warnings, TensorBoard)
 
     def __init__(self, model: VAE, train: TrainConfig, dataset_size: int = 0) -> None:
         super().__init__()
@@ -254,7 +254,7 @@ class VqVaeObjective(Objective):
     randomness a function of (seed, step). Its terms are the ELBO under the uniform prior: log p(x|z_q) - N ln K.
     Each epoch's metrics line gets the codebook's usage on the validation images (`epoch_figures`)."""
 
-    warns_of_posterior_collapse = False  # its codes cannot collapse to a prior: its codebook can (epoch_warning)
+    latent_units_apply = False  # its codes do not collapse to a prior, its codebook does (epoch_warning)
 
     def loss(self, x: Tensor, step: int, eps: Tensor | None = None, generator: Generator | None = None) -> Loss:
         tc = self.train_config

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from vaekit.data import load_dataset
 from vaekit.diagnostics import latent_diagnostics
+from vaekit.errors import ModelError
 from vaekit.objectives import elbo
 from vaekit.plots import prior_quantile_grid, project_2d, slerp
 from vaekit.rundir import load_run
@@ -57,6 +58,11 @@ class Playground:
 
     def __init__(self, run_dir: str | Path) -> None:
         self.model, self.config = load_run(run_dir)
+        if "traversals" in self.model.pictures_without:  # nothing continuous for a slider to sweep
+            raise ModelError(
+                f"the playground's sliders sweep continuous latents, and {run_dir} has none to sweep: "
+                f"{self.model.pictures_without['traversals']}; its pictures are in {Path(run_dir) / 'images'}."
+            )
         data = load_dataset(self.config.data, self.config.model.image_shape)
         self.images = data.test.images
         self.labels = data.test.labels
