@@ -20,7 +20,8 @@ def test_registry_and_config_agree():
 @pytest.mark.parametrize("family", MODEL_FAMILY_NAMES)
 def test_each_family_builds_the_model_that_declares_it(family):
     """A family's builder gives a model declaring that family, with what the rest of the code reads of it."""
-    model = build_model(ModelConfig(family=family, hidden_dim=8, latent_dim=2, image_shape=(1, 4, 4)))
+    spatial = dict(architecture="conv", conv_channels=(4,)) if family == "vq-vae" else {}  # a map of 2x2 codes
+    model = build_model(ModelConfig(family=family, hidden_dim=8, latent_dim=8, image_shape=(1, 4, 4), **spatial))
     assert model.family == family and isinstance(model.has_bound, bool)
     assert all(isinstance(why, str) and why for why in model.pictures_without.values())
 

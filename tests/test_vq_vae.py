@@ -214,6 +214,9 @@ def test_the_uniform_prior_bound_is_minus_log_p_x_given_z_q_plus_n_ln_k_over_d_l
     by_hand = (-log_px + 4 * math.log(5)) / (64 * math.log(2))
     assert result["elbo_bits_per_dim"] == pytest.approx(by_hand.mean().item(), rel=1e-6)
     assert result["elbo_uniform_prior_bits_per_dim"] == pytest.approx(by_hand.mean().item(), rel=1e-6)
+    stderr = by_hand.std().item() / math.sqrt(6)  # over the images, in bits/dim: s / sqrt(N), not s / N or s
+    assert result["elbo_uniform_prior_bits_per_dim_stderr"] == pytest.approx(stderr, rel=1e-5)
+    assert result["elbo_bits_per_dim_stderr"] == pytest.approx(stderr, rel=1e-5)  # the prior is the uniform one
     per_image = torch.tensor(result["elbo_per_image"], dtype=torch.float64)
     assert torch.allclose(per_image, log_px - 4 * math.log(5), atol=1e-4)
     assert "log_likelihood" not in result and "point mass" in result["no_marginal"]
@@ -242,3 +245,130 @@ def test_the_vq_vae_trains_on_real_mnist_and_resumes_bit_for_bit(update, tiny_co
     assert last["valid_elbo"] > first["valid_elbo"]
     assert last["valid_kl"] == pytest.approx(49 * math.log(32))  # the uniform prior's N ln K
     assert 1 <= last["valid_perplexity"] <= 32 and 1 <= last["valid_codes_used"] <= 32
+
+
+@pytest.fixture
+def vq_run(tmp_path, tiny_config, tiny_data):
+    """A small VQ-VAE trained for one epoch on 600 binarized MNIST images (nats), its run folder."""
+    from vaekit.training import train
+
+    overrides = {**VQ, "model.latent_dim": 4 * 49, "model.conv_channels": (16, 16), "model.codebook_size": 32}
+    overrides |= {"model.codebook_init": "kmeans", "model.pixelcnn_channels": 16, "model.pixelcnn_layers": 4}
+    config = tiny_config.with_overrides({**overrides, "train.epochs": 1})
+    train(config, tmp_path / "vq", progress=False, dataset=tiny_data)
+    return tmp_path / "vq", config
+
+
+def test_the_fitted_prior_gives_a_tighter_bound_than_the_uniform_one_and_its_fit_resumes_bit_for_bit(
+    vq_run, tiny_data, tmp_path
+):
+    """train_prior fits the PixelCNN to the codes: under it the test bound is above the uniform prior's (in nats,
+    higher is better), both from one evaluation; a fit cut after one epoch and resumed equals one of two epochs."""
+    import shutil
+
+    from vaekit import checkpoint, rundir
+    from vaekit.evaluation import evaluate_split
+    from vaekit.prior_training import PriorTraining, train_prior
+
+    run, _ = vq_run
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    two, one = (PriorTraining(epochs=n, batch_size=32, learning_rate=2e-3) for n in (2, 1))
+    metrics = train_prior(run, two, progress=False, dataset=tiny_data)
+    train_prior(cut, one, progress=False, dataset=tiny_data)
+    train_prior(cut, two, resume=True, progress=False, dataset=tiny_data)
+    (full, meta), (resumed, meta_resumed) = (checkpoint.read_tensors(r / rundir.PRIOR_FILE) for r in (run, cut))
+    assert meta == meta_resumed and full.keys() == resumed.keys()
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    assert metrics[-1]["valid_code_nll"] < min(metrics[0]["valid_code_nll"], 49 * math.log(32))
+    model, _ = rundir.load_run(run)
+    assert model.prior.label == "PixelCNN over 32 codes"
+    result = evaluate_split(model, tiny_data.evaluation_observations("test"))
+    assert result["elbo"] > result["elbo_uniform_prior"] + 10
+    assert result["kl"] == pytest.approx(result["reconstruction"] - result["elbo"])
+    assert result["elbo_uniform_prior"] == pytest.approx(result["reconstruction"] - 49 * math.log(32))
+
+
+def test_a_fitted_prior_is_kept_from_replacement_and_set_aside_once_the_model_trains_on(vq_run, tiny_data):
+    """A second fit without --resume or --overwrite is one sentence; after the VQ-VAE trains on, load_run leaves the
+    old prior aside (the uniform one is used) and resuming its fit is refused, while --overwrite fits anew."""
+    from vaekit import rundir
+    from vaekit.errors import CheckpointError
+    from vaekit.prior_training import PriorTraining, prior_fitted, train_prior
+    from vaekit.training import train
+
+    run, config = vq_run
+    one = PriorTraining(epochs=1, batch_size=64)
+    train_prior(run, one, progress=False, dataset=tiny_data)
+    assert prior_fitted(run, 1) and not prior_fitted(run, 2)
+    with pytest.raises(CheckpointError, match="already has a fitted prior .*--resume continues its fit, --overwrite"):
+        train_prior(run, one, progress=False, dataset=tiny_data)
+    train(config.with_overrides({"train.epochs": 2}), run, resume=True, progress=False, dataset=tiny_data)
+    assert rundir.load_run(run)[0].prior.label == "uniform over 32 codes" and not prior_fitted(run, 1)
+    with pytest.raises(CheckpointError, match="fitted to the codes of earlier weights"):
+        train_prior(run, one, resume=True, progress=False, dataset=tiny_data)
+    train_prior(run, one, overwrite=True, progress=False, dataset=tiny_data)
+    assert rundir.load_run(run)[0].prior.label == "PixelCNN over 32 codes"
+
+
+def test_train_prior_refuses_a_run_that_is_not_a_vq_vae(tmp_path, tiny_config, tiny_data):
+    from vaekit.prior_training import train_prior
+    from vaekit.training import train
+
+    train(tiny_config.with_overrides({"train.epochs": 1}), tmp_path / "vae", progress=False, dataset=tiny_data)
+    with pytest.raises(ConfigError, match="holds a vae run: train-prior fits the code prior of a VQ-VAE"):
+        train_prior(tmp_path / "vae", dataset=tiny_data)
+
+
+def test_the_mnist_vq_vae_trains_fits_its_prior_evaluates_and_draws_from_the_command_line(tmp_path, capsys):
+    """The README's three commands on 8-bit MNIST (cut to 300 images): the bound in bits/dim under both priors, why
+    there is no log p(x), the codebook's use; the pictures of both priors and of the codes; the report's note; the
+    playground's one sentence."""
+    from vaekit.cli import main
+
+    run = str(tmp_path / "run")
+    limits = ["--set", "data.train_limit=300", "--set", "data.eval_limit=100", "--set", "model.conv_channels=16,16"]
+    assert main(["train", "--config", "mnist-vq-vae", "--epochs", "1", *limits, "--run-dir", run, "--no-progress"]) == 0
+    assert "bits/dim" in capsys.readouterr().out
+    assert main(["train-prior", run, "--epochs", "1", "--no-progress"]) == 0
+    assert "prior fitted: valid -log p(c)" in capsys.readouterr().out
+    assert main(["evaluate", run, "--samples", "100", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "elbo, uniform" in out and "prior            PixelCNN over 256 codes" in out and "codes used" in out
+    assert "no importance-sampled log p(x)" in err and "no log p(x): q(z|x) is a point mass" in out
+    images = tmp_path / "run" / "images"
+    assert (images / "prior-samples.png").exists() and (images / "codes.png").exists()
+    assert not (images / "traversals.png").exists()
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "No importance-sampled log p(x)" in report and "prior-samples.png" in report
+    assert main(["playground", run, "--no-browser"]) == 2
+    assert "the playground's sliders sweep continuous latents" in capsys.readouterr().err
+
+
+def test_the_vandenoord2017_experiment_pairs_the_vq_vae_with_the_conv_vae(tmp_path, tiny_data):
+    """The smoke budget end to end: both runs, the prior fitted before the evaluation, and the summary's table of
+    the VQ-VAE's bounds paired image by image with the conv VAE's log p(x), as computed here from the files."""
+    import dataclasses
+
+    from vaekit import rundir
+    from vaekit.experiments import ExperimentPlan
+    from vaekit.experiments.runner import run_experiment
+
+    small = dataclasses.replace(tiny_data, binarization="none")
+    small = dataclasses.replace(small, train=type(small.train)(small.train.images[:200], small.train.labels[:200]))
+    result = run_experiment(ExperimentPlan("vandenoord2017", "smoke"), tmp_path, 1, dataset=small)
+    vq = {r["run"]: r for r in result["runs"]}["vq-vae"]
+    assert vq["prior"] == "PixelCNN over 256 codes" and vq["log_likelihood"] is None
+    a = rundir.find_evaluation(tmp_path / "conv-dmol", "test", 10)["log_likelihood_per_image"]
+    b = rundir.find_evaluation(tmp_path / "vq-vae", "test", 10)["elbo_per_image"]
+    d = [y - x for x, y in zip(a, b)]
+    assert vq["bound_against_log_likelihood"] == pytest.approx(-sum(d) / len(d) / (784 * math.log(2)))
+    table = (tmp_path / "summary.md").read_text()
+    assert f"| vq-vae | PixelCNN over 256 codes | {vq['bound_bits_per_dim']:.4f} ±" in table
+    assert f"{vq['bound_against_log_likelihood']:+.4f} ±" in table
+    from vaekit.compare import compare, text_table  # the same pairing in vaekit compare, marked as a bound
+
+    rows, _ = compare([tmp_path / "conv-dmol", tmp_path / "vq-vae"])
+    assert rows[1]["bits_are_bound"] and rows[1]["paired_difference"] == pytest.approx(sum(d) / len(d))
+    assert rows[1]["paired_bits_difference"] == pytest.approx(vq["bound_against_log_likelihood"])
+    assert f"{vq['bound_bits_per_dim']:.4f} ±" in text_table(rows) and "*: the run's bound" in text_table(rows)

@@ -158,9 +158,9 @@ def _train_prior_parser(sub: Any) -> None:
         "bound under this prior beside the uniform one, and the pictures sample from it.",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
-    p.add_argument("--epochs", type=int, default=20, help="passes over the training codes (default: 20)")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training codes (default: 10)")
     p.add_argument("--batch-size", type=int, default=128, help="code maps per step (default: 128)")
-    p.add_argument("--learning-rate", type=float, default=3e-4, help="Adam's step size (default: 3e-4)")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's step size (default: 1e-3)")
     p.add_argument("--minutes", type=float, default=None, help="stop after the first epoch that ends past this")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the fit from prior-checkpoint.safetensors")
@@ -704,18 +704,22 @@ def _bits_lines(result: dict[str, Any]) -> list[str]:
     if "log_likelihood_bits_per_dim" in result:
         se = result["log_likelihood_bits_per_dim_stderr"]
         lines.append(f"    {'log p(x)':14s}{result['log_likelihood_bits_per_dim']:10.4f}   +- {se:.4f} (s.e.)")
-    lines.append(f"    {'elbo':14s}{result['elbo_bits_per_dim']:10.4f}   an upper bound")
+    se = lambda key: f"+- {result[key]:.4f} (s.e.), " if key in result else ""  # noqa: E731
+    lines.append(
+        f"    {'elbo':14s}{result['elbo_bits_per_dim']:10.4f}   {se('elbo_bits_per_dim_stderr')}an upper bound"
+    )
     if "elbo_uniform_prior_bits_per_dim" in result:
-        lines.append(
-            f"    {'elbo, uniform':14s}{result['elbo_uniform_prior_bits_per_dim']:10.4f}   under the uniform prior"
-        )
+        value, stderr = result["elbo_uniform_prior_bits_per_dim"], se("elbo_uniform_prior_bits_per_dim_stderr")
+        lines.append(f"    {'elbo, uniform':14s}{value:10.4f}   {stderr}under the uniform prior of training")
     return lines
 
 
 def _code_lines(result: dict[str, Any]) -> list[str]:
     """A VQ-VAE's prior, its bound under the uniform prior, why it has no log p(x), and its codebook's use."""
     return [
-        f"  prior            {result['prior']}; under the uniform prior the elbo is {result['elbo_uniform_prior']:.3f}",
+        f"  prior            {result['prior']}; the elbo is {result['elbo']:.3f} +- {result['elbo_stderr']:.3f} (s.e.) "
+        f"under it, {result['elbo_uniform_prior']:.3f} +- {result['elbo_uniform_prior_stderr']:.3f} under the uniform "
+        "prior",
         f"  codes used      {result['codes_used']:6d}       of {result['codebook_size']} (perplexity "
         f"{result['perplexity']:.1f})",
         f"  no log p(x): {result['no_marginal']}.",

@@ -207,8 +207,7 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "no_bound": summary.get("no_bound", ""),  # why a model has no ELBO (an autoencoder); "" where it has one
         "log_likelihood": evaluation.get("log_likelihood"),
         "log_likelihood_stderr": evaluation.get("log_likelihood_stderr"),
-        "bits_per_dim": evaluation.get("log_likelihood_bits_per_dim"),
-        "bits_per_dim_stderr": evaluation.get("log_likelihood_bits_per_dim_stderr"),
+        **_bits_of(evaluation, rundir.read_config(run_dir)),
         "measure": (evaluation.get("measure"), evaluation.get("levels")),
         "test_images": summary.get("test_images"),
         "num_importance_samples": evaluation.get("num_importance_samples"),
@@ -220,6 +219,23 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "weights_used": weights,
         "training_minutes": sum(m["seconds"] for m in metrics) / 60,
         "disentanglement_settings": rundir.disentanglement_evaluations(run_dir, "test", weights),
+    }
+
+
+def _bits_of(evaluation: dict[str, Any], config: Any) -> dict[str, Any]:
+    """bits_per_dim and its stderr: of log p(x), or for a run with none to estimate (a VQ-VAE: no_marginal) of its
+    bound, the s.e. over the images, and bits_are_bound saying so."""
+    if not evaluation.get("no_marginal") or "elbo_bits_per_dim" not in evaluation:
+        return {
+            "bits_per_dim": evaluation.get("log_likelihood_bits_per_dim"),
+            "bits_per_dim_stderr": evaluation.get("log_likelihood_bits_per_dim_stderr"),
+        }
+    values, scale = evaluation["elbo_per_image"], math.prod(config.model.image_shape) * math.log(2.0)
+    stderr = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return {
+        "bits_per_dim": evaluation["elbo_bits_per_dim"],
+        "bits_per_dim_stderr": stderr / scale,
+        "bits_are_bound": True,
     }
 
 
@@ -244,6 +260,8 @@ def compare(
     for path, row in zip(paths[1:], rows[1:]):
         weights = (rows[0]["weights_used"], row["weights_used"])
         row.update(paired_log_likelihood(paths[0], path, weights) | paired_elbo(paths[0], path, weights))
+        if row.get("bits_are_bound"):  # its bound against the baseline's log p(x), image by image
+            row.update(paired_bound(paths[0], "log_likelihood_per_image", path, "elbo_per_image"))
         row["differs"] = differences(paths[0], path)
         row.update(_paired_bits(rows[0], row, math.prod(rundir.read_config(path).model.image_shape)))
     return rows, metrics
@@ -371,7 +389,8 @@ def _cell(row: dict[str, Any], key: str) -> str:
     if key == "log_likelihood":
         return "-" if value is None else f"{value:.2f} ± {row['log_likelihood_stderr']:.2f}"
     if key == "bits_per_dim":
-        return "-" if value is None else f"{value:.4f} ± {row['bits_per_dim_stderr']:.4f}"
+        bound = "*" if row.get("bits_are_bound") else ""
+        return "-" if value is None else f"{value:.4f} ± {row['bits_per_dim_stderr']:.4f}{bound}"
     if key == "paired_bits":
         if "paired_bits_difference" not in row:
             return "-"
@@ -406,6 +425,11 @@ def text_table(rows: list[dict[str, Any]]) -> str:
         "same test images, ± the s.e. of the differences"
         + ("; bits/dim: -log p(x) / (D ln 2), lower is better (dequantized for a density)" if bits else "")
     )
+    if any(r.get("bits_are_bound") for r in rows):
+        lines.append(
+            "*: the run's bound log p(x|z_q) + log p(z_q) in bits/dim, paired with the baseline's log p(x): a VQ-VAE "
+            "has no importance-sampled log p(x)"
+        )
     lines += coverage_lines(rows) + difference_lines(rows) + seed_lines(seed_groups(rows))
     scored = metric_rows(rows)
     if scored:

@@ -253,8 +253,11 @@ def _bits_figures(out: dict[str, Any], dims: int, unit: str, levels: int) -> dic
     offset = levels if unit == "dequantized bits/dim" else 0
     figures: dict[str, Any] = {"measure": unit, "levels": levels}
     figures["elbo_bits_per_dim"] = bits_per_dim(out["elbo"], dims, offset)
-    if "elbo_uniform_prior" in out:
-        figures["elbo_uniform_prior_bits_per_dim"] = bits_per_dim(out["elbo_uniform_prior"], dims, offset)
+    for key in ("elbo_stderr", "elbo_uniform_prior_stderr"):  # a VQ-VAE's bounds, each with its s.e.
+        if key in out:
+            name = key.removesuffix("_stderr")
+            figures[f"{name}_bits_per_dim"] = bits_per_dim(out[name], dims, offset)
+            figures[f"{name}_bits_per_dim_stderr"] = out[key] / (dims * math.log(2.0))
     if "log_likelihood" in out:
         figures["log_likelihood_bits_per_dim"] = bits_per_dim(out["log_likelihood"], dims, offset)
         figures["log_likelihood_bits_per_dim_stderr"] = out["log_likelihood_stderr"] / (dims * math.log(2.0))
@@ -275,12 +278,20 @@ def _reconstruction_figures(
     return {**out, "active_units": latents["active_units"], "collapsed_units": latents["collapsed_units"]}
 
 
+def _stderr(values: torch.Tensor | None) -> float:
+    """The standard error of the mean of per-image values (N,), s / sqrt(N); 0 for fewer than two."""
+    if values is None or len(values) < 2:
+        return 0.0
+    return values.double().std().item() / math.sqrt(len(values))
+
+
 @torch.no_grad()
 def _code_figures(model: VAE, x: torch.Tensor, bound: ElboSummary, batch_size: int) -> dict[str, Any]:
     """A VQ-VAE's figures beside its ELBO (which is under the model's prior: the PixelCNN once fitted, else the
     uniform one): prior, that prior's label; elbo_uniform_prior = reconstruction - N ln K, the bound under the
-    uniform prior of training, with elbo_uniform_prior_per_image; no_marginal, why no log p(x) is estimated; the
-    codebook's use on the images: codebook_size, codes_used and perplexity (exp of the entropy of the shares)."""
+    uniform prior of training, with elbo_uniform_prior_per_image; the standard errors of both over the images
+    (elbo_stderr, elbo_uniform_prior_stderr); no_marginal, why no log p(x) is estimated; the codebook's use on the
+    images: codebook_size, codes_used and perplexity (exp of the entropy of the shares)."""
     quantiser = model.prior.quantiser
     prior_kl = math.prod(model.prior.code_shape[1:]) * math.log(quantiser.codebook_size)
     reconstruction = bound.reconstruction_per_image
@@ -295,7 +306,9 @@ def _code_figures(model: VAE, x: torch.Tensor, bound: ElboSummary, batch_size: i
     return {
         "prior": model.prior.label,
         "no_marginal": model.no_marginal,
+        "elbo_stderr": _stderr(bound.per_image),
         "elbo_uniform_prior": bound.reconstruction - prior_kl,
+        "elbo_uniform_prior_stderr": _stderr(reconstruction),
         "elbo_uniform_prior_per_image": [round(v, 6) for v in per_image],
         "codebook_size": quantiser.codebook_size,
         "codes_used": int((counts > 0).sum()),

@@ -33,9 +33,9 @@ from vaekit.randomness import derive_seed, seeded_generator
 class PriorTraining:
     """How the PixelCNN prior is fitted: Adam at learning_rate over `epochs` passes in batches of code maps."""
 
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 128
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
         for name, value, top in (("epochs", self.epochs, 100_000), ("batch_size", self.batch_size, 1_000_000)):
@@ -107,8 +107,10 @@ def train_prior(
             log(f"resuming the prior's fit after epoch {state.epoch}")
         pixels = math.prod(config.model.image_shape)
         while state.epoch < setting.epochs:
-            seconds = _prior_epoch(network, optimizer, train_codes, state, setting, config.train.seed, progress)
-            row = _prior_row(network, train_codes, valid_codes, state, seconds, pixels, batch)
+            seconds, train_nll = _prior_epoch(
+                network, optimizer, train_codes, state, setting, config.train.seed, progress
+            )
+            row = _prior_row(network, train_nll, valid_codes, state, seconds, pixels, batch)
             _save_prior(run_dir, network, optimizer, state, row, digest)
             log(_prior_line(row, model))
             if max_seconds is not None and time.monotonic() - started > max_seconds and state.epoch < setting.epochs:
@@ -168,9 +170,10 @@ def _prior_epoch(
     setting: PriorTraining,
     seed: int,
     progress: bool,
-) -> float:
-    """One pass over the code maps (N, h, w) in a seeded order, minimising the mean -log p(c); its seconds."""
-    start = time.monotonic()
+) -> tuple[float, float]:
+    """One pass over the code maps (N, h, w) in a seeded order, minimising the mean -log p(c); its seconds and the
+    mean of the steps' losses (the training -log p(c) as the weights moved through the epoch)."""
+    start, total = time.monotonic(), torch.zeros((), dtype=torch.float64)
     network.train()
     device = next(network.parameters()).device
     order = torch.randperm(len(codes), generator=seeded_generator(seed, "order", 1_000_000 + state.epoch))
@@ -182,28 +185,30 @@ def _prior_epoch(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            total += loss.detach().double() * len(order[i : i + setting.batch_size])
             state.step += 1
             bar.update(1)
     state.epoch += 1
-    return time.monotonic() - start
+    return time.monotonic() - start, total.item() / len(codes)
 
 
 def _prior_row(
     network: nn.Module,
-    train_codes: torch.Tensor,
+    train_nll: float,
     valid_codes: torch.Tensor,
     state: TrainState,
     seconds: float,
     pixels: int,
     batch_size: int,
 ) -> dict[str, Any]:
-    """The epoch's metrics line: -log p(c) in nats per map on the training and validation codes, and the
-    validation figure as its share of the image's bits/dim, -log p(c) / (D ln 2) with D the pixels."""
+    """The epoch's metrics line: -log p(c) in nats per map on the training codes (the mean over the epoch's steps)
+    and the validation codes (at the epoch's end), and the validation figure as its share of the image's bits/dim,
+    -log p(c) / (D ln 2) with D the pixels."""
     valid = code_nll(network, valid_codes, batch_size)
     return {
         "epoch": state.epoch,
         "step": state.step,
-        "train_code_nll": code_nll(network, train_codes, batch_size),
+        "train_code_nll": train_nll,
         "valid_code_nll": valid,
         "valid_code_bits_per_dim": valid / (pixels * math.log(2)),
         "seconds": seconds,
