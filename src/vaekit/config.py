@@ -101,6 +101,10 @@ class ObjectiveNeeds:
     corrupts_input: bool = False  # train.corruption applies (a denoising autoencoder)
 
 
+# the needs of an objective with no KL term to weigh or shape and one deterministic code per image
+_NO_KL_TERM: dict[str, Any] = dict(
+    beta_weighs="", kl_shaping=False, one_sample=True, gradient_estimators=("reparameterization",)
+)
 _COVARIANCE = "penalises the covariance of the posterior means over each minibatch"
 # objective name -> what it needs; the registry vaekit.objectives.OBJECTIVES has the same names (a test checks)
 OBJECTIVE_NEEDS = {
@@ -125,21 +129,8 @@ OBJECTIVE_NEEDS = {
     ),
     "dip-vae-i": ObjectiveNeeds(one_gaussian_layer=True, minibatch=_COVARIANCE),
     "dip-vae-ii": ObjectiveNeeds(one_gaussian_layer=True, minibatch=_COVARIANCE),
-    "reconstruction": ObjectiveNeeds(
-        beta_weighs="",
-        kl_shaping=False,
-        one_sample=True,
-        gradient_estimators=("reparameterization",),
-        family="autoencoder",
-        corrupts_input=True,
-    ),
-    "vq-vae": ObjectiveNeeds(
-        beta_weighs="",
-        kl_shaping=False,
-        one_sample=True,
-        gradient_estimators=("reparameterization",),
-        family="vq-vae",
-    ),
+    "reconstruction": ObjectiveNeeds(**_NO_KL_TERM, family="autoencoder", corrupts_input=True),
+    "vq-vae": ObjectiveNeeds(**_NO_KL_TERM, family="vq-vae"),
 }
 OBJECTIVES = tuple(OBJECTIVE_NEEDS)
 

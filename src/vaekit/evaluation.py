@@ -427,6 +427,12 @@ def evaluate_run(
     in the run folder and return it with the file's path."""
     start = time.perf_counter()
     model, config = rundir.load_run(run_dir, weights=setting.weights)
+    if (Path(run_dir) / rundir.PRIOR_FILE).exists() and getattr(model.prior, "pixelcnn", 0) is None:
+        log(
+            f"the PixelCNN prior in {rundir.PRIOR_FILE} was fitted to other weights than the {setting.weights} ones "
+            "(the run trained on since, or --weights best): the bound is under the uniform prior; vaekit train-prior "
+            "RUN --overwrite fits it to these"
+        )
     summary = rundir.read_summary(run_dir) or {}
     data = load_dataset(config.data, config.model.image_shape, log)
     factors = known_factors(data, split, config.data.dataset) if setting.disentanglement else None

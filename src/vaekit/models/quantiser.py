@@ -83,9 +83,12 @@ class VectorQuantiser(nn.Module):
 
     def nearest(self, vectors: torch.Tensor) -> torch.Tensor:
         """argmin_k ||v - e_k||^2 for vectors (n, D) -> codes (n,), by ||v||^2 - 2 v.e_k + ||e_k||^2 (no cdist: its
-        square root has no finite gradient at 0 and it is slower); ties go to the lowest index."""
-        e = self.codebook.detach()
-        distances = vectors.pow(2).sum(1, keepdim=True) - 2 * vectors @ e.T + e.pow(2).sum(1)
+        square root has no finite gradient at 0 and it is slower); ties go to the lowest index. In float32 at least,
+        outside autocast: a bf16 product would pick codes that are not the nearest."""
+        dtype = torch.promote_types(vectors.dtype, torch.float32)
+        with torch.autocast(vectors.device.type, enabled=False):
+            v, e = vectors.detach().to(dtype), self.codebook.detach().to(dtype)
+            distances = v.pow(2).sum(1, keepdim=True) - 2 * v @ e.T + e.pow(2).sum(1)
         return distances.argmin(1)
 
     def forward(self, z_e: torch.Tensor) -> Quantised:
