@@ -152,6 +152,44 @@ def test_sharded_evaluation_equals_the_single_process_one(tmp_path):
     torch.testing.assert_close(torch.tensor(sharded["ll"], dtype=torch.float64), ll.per_datapoint, atol=1e-5, rtol=0)
 
 
+QUANTISER_SYNC = """
+import json, sys, torch, torch.distributed as dist
+from vaekit.distributed import init
+from vaekit.models.quantiser import VectorQuantiser
+ctx = init("cpu")
+torch.manual_seed(0)
+quantiser = VectorQuantiser(8, 2, init="kmeans", restart=5.0)
+z = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(10 + ctx.rank))  # each process its own batch
+for step in range(3):
+    quantiser.update(quantiser(z), torch.Generator().manual_seed(step))
+books = [torch.zeros_like(quantiser.codebook.data) for _ in range(2)]
+dist.all_gather(books, quantiser.codebook.data)
+mine = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(10)).permute(0, 2, 3, 1).reshape(-1, 2)
+if ctx.rank == 0:
+    same = torch.equal(books[0], books[1])
+    from_first = all(bool((mine == row).all(1).any()) for row in books[0])  # every code is one of rank 0's vectors
+    json.dump({"same": same, "from_first": from_first}, open(sys.argv[1], "w"))
+dist.destroy_process_group()
+"""
+
+
+def test_the_quantisers_k_means_start_and_restarts_leave_every_process_one_codebook(tmp_path):
+    """DistributedDataParallel averages gradients but not the in-place codebook moves of the k-means start and the
+    restarts: each process would keep its own codebook. After each update every process takes the first's."""
+    script = tmp_path / "sync.py"
+    script.write_text(QUANTISER_SYNC)
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text()) == {"same": True, "from_first": True}
+
+
 def test_device_selection():
     assert select_device("cpu") == torch.device("cpu")
     assert select_device("auto").type in ("cpu", "cuda", "mps")

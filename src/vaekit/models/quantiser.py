@@ -125,6 +125,16 @@ class VectorQuantiser(nn.Module):
             self.ema_step(vectors, codes)
         if self.restart > 0:
             self.restart_dead(vectors, generator)
+        self.sync_from_first_process()
+
+    def sync_from_first_process(self) -> None:
+        """Under torch.distributed, every process takes the first's codebook and statistics after each update, so
+        that the k-means start and the restarts (which DistributedDataParallel does not average) leave one
+        codebook: the quantiser's state then follows the first process's batches. Nothing without it."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        for tensor in (self.codebook.data, self.ema_count, self.ema_sum, self.usage, self.started):
+            torch.distributed.broadcast(tensor, 0)
 
     def ema_step(self, vectors: torch.Tensor, codes: torch.Tensor) -> None:
         """Appendix A.1 with gamma = decay: N_i <- gamma N_i + (1 - gamma) n_i, m_i <- gamma m_i + (1 - gamma)
