@@ -225,7 +225,10 @@ class ModelConfig:
     pixelcnn_channels: int = _opt(
         64, "channels of the gated PixelCNN prior that `vaekit train-prior` fits to the codes"
     )
-    pixelcnn_layers: int = _opt(10, "gated layers of the PixelCNN prior (the first masked type A, the rest type B)")
+    pixelcnn_layers: int = _opt(
+        10,
+        "gated layers of the PixelCNN prior (the first sees the codes before each position, type A; the rest, type B)",
+    )
     prior: str = _opt(
         "standard",
         "p(z): standard (N(0, I)), mixture (a learned mixture of prior_components Gaussians) or vampprior "
