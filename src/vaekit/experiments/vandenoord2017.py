@@ -25,7 +25,7 @@ BASELINES = {"vq-vae": "conv-dmol"}
 # smoke: a minute's check of the pipeline; short: the CPU budget of docs/results.md; long: a GPU's.
 BUDGETS = {
     "smoke": Budget(epochs=1, train_limit=500, eval_limit=100, num_importance_samples=10, prior_epochs=1),
-    "short": Budget(epochs=15, train_limit=0, eval_limit=1000, num_importance_samples=500, prior_epochs=6),
+    "short": Budget(epochs=15, train_limit=0, eval_limit=1000, num_importance_samples=500, prior_epochs=4),
     "long": Budget(epochs=100, train_limit=0, eval_limit=0, num_importance_samples=5000, prior_epochs=100),
 }
 
