@@ -3,6 +3,7 @@ terms and what each reaches, the moving-average codebook, the k-means start, dea
 the bound under the uniform prior, all exact and on the CPU; then training, resume and evaluation on real MNIST."""
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -366,9 +367,94 @@ def test_the_vandenoord2017_experiment_pairs_the_vq_vae_with_the_conv_vae(tmp_pa
     table = (tmp_path / "summary.md").read_text()
     assert f"| vq-vae | PixelCNN over 256 codes | {vq['bound_bits_per_dim']:.4f} ±" in table
     assert f"{vq['bound_against_log_likelihood']:+.4f} ±" in table
+    scale = 784 * math.log(2)  # bits/dim = -nats / (D ln 2); standard errors s / sqrt(n), s with n - 1
+    assert vq["bound_bits_per_dim"] == pytest.approx(-statistics.fmean(b) / scale)
+    assert vq["bound_bits_per_dim_stderr"] == pytest.approx(statistics.stdev(b) / math.sqrt(len(b)) / scale)
+    assert vq["bound_against_log_likelihood_stderr"] == pytest.approx(statistics.stdev(d) / math.sqrt(len(d)) / scale)
     from vaekit.compare import compare, text_table  # the same pairing in vaekit compare, marked as a bound
 
     rows, _ = compare([tmp_path / "conv-dmol", tmp_path / "vq-vae"])
     assert rows[1]["bits_are_bound"] and rows[1]["paired_difference"] == pytest.approx(sum(d) / len(d))
     assert rows[1]["paired_bits_difference"] == pytest.approx(vq["bound_against_log_likelihood"])
     assert f"{vq['bound_bits_per_dim']:.4f} ±" in text_table(rows) and "*: the run's bound" in text_table(rows)
+
+
+def test_the_kmeans_start_sets_the_ema_statistics_and_runs_once():
+    """Under ema, one update from the k-means start keeps the cluster means (its moving sums start there, not at
+    the random codebook); a second batch elsewhere moves no centre by k-means again (it runs on the first only)."""
+    z_e, mean_a, mean_b, _ = _clusters()
+    quantiser = VectorQuantiser(2, 2, update="ema", init="kmeans").double()
+    quantiser.update(quantiser(z_e), torch.Generator().manual_seed(0))
+    found = torch.tensor(sorted(quantiser.codebook.tolist()), dtype=torch.float64)
+    assert torch.allclose(found, torch.stack([mean_b, mean_a]), atol=1e-3)
+    gradient = VectorQuantiser(2, 2, init="kmeans").double()
+    gradient.update(gradient(z_e), torch.Generator().manual_seed(0))
+    before = gradient.codebook.detach().clone()
+    gradient.update(gradient(z_e + 100.0), torch.Generator().manual_seed(1))
+    assert torch.equal(gradient.codebook.detach(), before)
+
+
+@pytest.mark.parametrize("update", ["gradient", "ema"])
+def test_a_restart_moves_the_dead_codes_only_and_under_ema_they_stay_near_the_data(update):
+    z_e, _, _, vectors = _clusters()
+    quantiser = VectorQuantiser(4, 2, update=update, decay=0.8, restart=1.0).double()
+    quantiser.codebook.data.copy_(torch.tensor([[0.0, 2.0], [1e3, 1e3], [-1e3, 1e3], [1e3, -1e3]]))
+    quantiser.ema_sum.copy_(quantiser.codebook.data)
+    for step in range(20):  # code 0 takes everything until the others are restarted
+        quantiser.update(quantiser(z_e), torch.Generator().manual_seed(step))
+    assert (quantiser.codebook[1:].abs() < 10).all()  # moved from 1e3 onto the data, and kept there
+    if update == "gradient":
+        assert torch.equal(quantiser.codebook[0].detach(), torch.tensor([0.0, 2.0], dtype=torch.float64))
+
+
+def test_uniform_code_samples_follow_the_generator():
+    prior = _vq_model().prior
+    draw = lambda seed: prior.sample_codes(6, torch.Generator().manual_seed(seed), uniform=True)  # noqa: E731
+    assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
+
+
+def test_the_prior_fit_sees_every_map_once_an_epoch_in_a_new_order_and_states_its_nll(vq_run, tiny_data):
+    """Each epoch feeds all N training maps (the last partial batch too) in an order of its own; the validation
+    -log p(c) is the mean of the network's -log_prob over the validation maps, per map, and in bits/dim /(784 ln 2)."""
+    from vaekit import rundir
+    from vaekit.models.pixelcnn import GatedPixelCNN
+    from vaekit.prior_training import PriorTraining, code_nll, encode_codes, train_prior
+
+    run, _ = vq_run
+    seen, original = [], GatedPixelCNN.log_prob
+
+    def record(self, codes):
+        if self.training:
+            seen.append(codes.clone())
+        return original(self, codes)
+
+    GatedPixelCNN.log_prob = record
+    try:
+        metrics = train_prior(run, PriorTraining(epochs=2, batch_size=32), progress=False, dataset=tiny_data)
+    finally:
+        GatedPixelCNN.log_prob = original
+    per_epoch = len(seen) // 2
+    first, second = torch.cat(seen[:per_epoch]), torch.cat(seen[per_epoch:])
+    model, _ = rundir.load_run(run)
+    codes = encode_codes(model, tiny_data.evaluation_observations("train"))
+    assert len(first) == len(second) == len(codes) == 600 and not torch.equal(first, second)
+    key = lambda maps: sorted(m.flatten().tolist() for m in maps)  # noqa: E731
+    assert key(first) == key(codes) == key(second)  # every map once
+    valid = encode_codes(model, tiny_data.evaluation_observations("valid"))
+    by_hand = -model.prior.pixelcnn.log_prob(valid).double().mean().item()
+    assert metrics[-1]["valid_code_nll"] == pytest.approx(by_hand, rel=1e-5)
+    assert metrics[-1]["valid_code_bits_per_dim"] == pytest.approx(by_hand / (784 * math.log(2)), rel=1e-5)
+    assert code_nll(model.prior.pixelcnn, valid) == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_the_cifar10_experiment_plans_the_papers_vq_vae_beside_the_conv_vae():
+    """The paper's setup (Section 4.1): 8x8 codes of 64 values from 512 vectors, 256-unit convolutions, Adam 2e-4,
+    batch 128, beside the published 4.67 bits/dim; the model builds (its training needs the user's archive)."""
+    from vaekit.experiments import EXPERIMENTS, ExperimentPlan
+
+    runs = dict(ExperimentPlan("vandenoord2017-cifar10", "long").runs())
+    vq = runs["vq-vae"]
+    assert set(runs) == {"conv-vae-dmol", "vq-vae"} and vq.train.epochs == 711
+    assert (vq.model.codebook_size, vq.model.conv_channels, vq.train.learning_rate) == (512, (256, 256), 2e-4)
+    assert build_model(vq.model).prior.code_shape == (64, 8, 8)
+    assert EXPERIMENTS["vandenoord2017-cifar10"].PUBLISHED_BITS["vq-vae"] == 4.67
