@@ -216,8 +216,8 @@ def test_the_uniform_prior_bound_is_minus_log_p_x_given_z_q_plus_n_ln_k_over_d_l
     assert result["elbo_bits_per_dim"] == pytest.approx(by_hand.mean().item(), rel=1e-6)
     assert result["elbo_uniform_prior_bits_per_dim"] == pytest.approx(by_hand.mean().item(), rel=1e-6)
     stderr = by_hand.std().item() / math.sqrt(6)  # over the images, in bits/dim: s / sqrt(N), not s / N or s
-    assert result["elbo_uniform_prior_bits_per_dim_stderr"] == pytest.approx(stderr, rel=1e-5)
-    assert result["elbo_bits_per_dim_stderr"] == pytest.approx(stderr, rel=1e-5)  # the prior is the uniform one
+    assert result["elbo_uniform_prior_bits_per_dim_stderr"] == pytest.approx(stderr, rel=1e-3)
+    assert result["elbo_bits_per_dim_stderr"] == pytest.approx(stderr, rel=1e-3)  # the prior is the uniform one
     per_image = torch.tensor(result["elbo_per_image"], dtype=torch.float64)
     assert torch.allclose(per_image, log_px - 4 * math.log(5), atol=1e-4)
     assert "log_likelihood" not in result and "point mass" in result["no_marginal"]
@@ -336,7 +336,7 @@ def test_the_mnist_vq_vae_trains_fits_its_prior_evaluates_and_draws_from_the_com
     assert main(["evaluate", run, "--samples", "100", "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert "elbo, uniform" in out and "prior            PixelCNN over 256 codes" in out and "codes used" in out
-    assert "no importance-sampled log p(x)" in err and "no log p(x): q(z|x) is a point mass" in out
+    assert "--samples and --iwae-k do not apply" in err and "no log p(x): q(z|x) is a point mass" in out
     images = tmp_path / "run" / "images"
     assert (images / "prior-samples.png").exists() and (images / "codes.png").exists()
     assert not (images / "traversals.png").exists()
@@ -458,3 +458,12 @@ def test_the_cifar10_experiment_plans_the_papers_vq_vae_beside_the_conv_vae():
     assert (vq.model.codebook_size, vq.model.conv_channels, vq.train.learning_rate) == (512, (256, 256), 2e-4)
     assert build_model(vq.model).prior.code_shape == (64, 8, 8)
     assert EXPERIMENTS["vandenoord2017-cifar10"].PUBLISHED_BITS["vq-vae"] == 4.67
+
+
+def test_train_prior_on_a_missing_folder_is_one_sentence(tmp_path):
+    from vaekit.errors import CheckpointError
+    from vaekit.prior_training import train_prior
+
+    with pytest.raises(CheckpointError, match="is not a vaekit run folder"):
+        train_prior(tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()  # nothing written where there was no run

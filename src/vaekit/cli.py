@@ -717,9 +717,14 @@ def _bits_lines(result: dict[str, Any]) -> list[str]:
 def _code_lines(result: dict[str, Any]) -> list[str]:
     """A VQ-VAE's prior, its bound under the uniform prior, why it has no log p(x), and its codebook's use."""
     return [
-        f"  prior            {result['prior']}; the elbo is {result['elbo']:.3f} +- {result['elbo_stderr']:.3f} (s.e.) "
-        f"under it, {result['elbo_uniform_prior']:.3f} +- {result['elbo_uniform_prior_stderr']:.3f} under the uniform "
-        "prior",
+        f"  prior            {result['prior']}: the elbo and kl above are under it (kl = -log p(z_q)); the elbo is "
+        f"{result['elbo']:.3f} +- {result['elbo_stderr']:.3f} (s.e.)"
+        + (
+            ""
+            if result["prior"].startswith("uniform")
+            else f", and {result['elbo_uniform_prior']:.3f} +- {result['elbo_uniform_prior_stderr']:.3f} under the "
+            "uniform prior"
+        ),
         f"  codes used      {result['codes_used']:6d}       of {result['codebook_size']} (perplexity "
         f"{result['perplexity']:.1f})",
         f"  no log p(x): {result['no_marginal']}.",

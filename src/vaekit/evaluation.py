@@ -366,7 +366,7 @@ def evaluate_split(
     out["elbo_per_image"] = [round(v, 6) for v in bound.per_image.tolist()] if bound.per_image is not None else []
     if model.no_marginal:  # a bound, but nothing to importance-sample (a VQ-VAE's point mass on codes)
         if num_importance_samples or iwae_num_importance_samples:
-            log(f"no importance-sampled log p(x) and no IWAE bound: {model.no_marginal}")
+            log("--samples and --iwae-k do not apply: this model has no importance-sampled log p(x) (see below)")
         out.update(_code_figures(model, x, bound, batch_size))
         return _with_bits(out, x, unit, levels, start)
     if num_importance_samples > 0:

@@ -473,7 +473,10 @@ def _prior_comparison(p: PictureInputs, folder: Path) -> Path | None:
     if getattr(prior, "quantiser", None) is None:
         return None
     if prior.pixelcnn is None:
-        raise PictureSkipped("the PixelCNN prior is not fitted yet (vaekit train-prior RUN fits it)")
+        raise PictureSkipped(
+            "no PixelCNN prior is fitted to these weights (vaekit train-prior RUN fits one; --overwrite after the run "
+            "trained on)"
+        )
     return prior_comparison(p.model, folder / "prior-samples.png", seed=p.seed)
 
 

@@ -85,6 +85,7 @@ def train_prior(
     maps is a function of (seed, epoch) and the network's initial weights of the seed, so a CPU fit repeats.
     dataset: the run's data already loaded (else loaded from its config)."""
     run_dir, started = Path(run_dir), time.monotonic()
+    rundir.read_config(run_dir)  # a missing or foreign folder is one sentence, before the lock writes into it
     with rundir.lock(run_dir):
         model, config = rundir.load_run(run_dir)
         if config.model.family != "vq-vae":

@@ -291,10 +291,14 @@ class VqVaeObjective(Objective):
         used, k = row.get("valid_codes_used"), self.quantiser.codebook_size
         if used is None or used >= COLLAPSED_SHARE * k:
             return ""
+        q = self.quantiser
+        remedies = [("--codebook-init kmeans", q.init != "kmeans"), ("--codebook-restart 1", q.restart <= 0)]
+        remedies += [("--codebook-update ema", q.update_rule != "ema"), ("a lower --learning-rate", True)]
         return (
             f"warning: only {used} of the {k} codes are in use on the validation images (perplexity "
-            f"{row['valid_perplexity']:.1f}): the codebook has collapsed. --codebook-init kmeans, "
-            "--codebook-restart 1 or --codebook-update ema usually help."
+            f"{row['valid_perplexity']:.1f}): the codebook has collapsed. Try "
+            + ", ".join(name for name, untried in remedies if untried)
+            + "."
         )
 
 
