@@ -45,8 +45,10 @@ def test_every_picture_of_a_2d_run_and_the_report(trained_run_2d, capsys):
     images = trained_run_2d / "images"
     sizes = {p.name: Image.open(p).size for p in images.glob("*.png")}
     assert set(sizes) == {
-        f"{n}.png" for n in plots.PICTURES if n not in ("pseudo-inputs", "layer-samples", "factors")
-    }  # a VampPrior's, a hierarchy's and data with known factors' only
+        f"{n}.png"
+        for n in plots.PICTURES
+        if n not in ("pseudo-inputs", "layer-samples", "factors", "prior-samples", "codes")
+    }  # a VampPrior's, a hierarchy's, data with known factors' and a VQ-VAE's only
     cell = 2 * 30  # 28 pixels + padding, doubled
     assert sizes["samples.png"] == (10 * cell + 4, 10 * cell + 4 + plots.TITLE_HEIGHT)
     assert sizes["manifold.png"][0] == 20 * 30 + 2  # a 20 x 20 grid at zoom 1
