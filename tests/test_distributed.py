@@ -126,14 +126,10 @@ dist.destroy_process_group()
 """
 
 
-def test_sharded_evaluation_equals_the_single_process_one(tmp_path):
-    from vaekit.config import ModelConfig
-    from vaekit.evaluation import evaluate_elbo, importance_sampled_log_likelihood
-    from vaekit.models.vae import build_model
-
-    script = tmp_path / "shard.py"
-    script.write_text(SHARDED_EVAL)
-    out = tmp_path / "out.json"
+def _run_on_two_processes(source: str, tmp_path) -> dict:
+    """Run a script on two gloo processes under torchrun; what its rank 0 wrote to the JSON file in argv[1]."""
+    script, out = tmp_path / "script.py", tmp_path / "out.json"
+    script.write_text(source)
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)],
         capture_output=True,
@@ -142,7 +138,15 @@ def test_sharded_evaluation_equals_the_single_process_one(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr
-    sharded = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_sharded_evaluation_equals_the_single_process_one(tmp_path):
+    from vaekit.config import ModelConfig
+    from vaekit.evaluation import evaluate_elbo, importance_sampled_log_likelihood
+    from vaekit.models.vae import build_model
+
+    sharded = _run_on_two_processes(SHARDED_EVAL, tmp_path)
     torch.manual_seed(0)
     model = build_model(ModelConfig(hidden_dim=32, latent_dim=3, image_shape=(1, 6, 6)))
     x = torch.bernoulli(torch.full((23, 1, 6, 6), 0.3), generator=torch.Generator().manual_seed(1))
@@ -176,18 +180,7 @@ dist.destroy_process_group()
 def test_the_quantisers_k_means_start_and_restarts_leave_every_process_one_codebook(tmp_path):
     """DistributedDataParallel averages gradients but not the in-place codebook moves of the k-means start and the
     restarts: each process would keep its own codebook. After each update every process takes the first's."""
-    script = tmp_path / "sync.py"
-    script.write_text(QUANTISER_SYNC)
-    out = tmp_path / "out.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(out.read_text()) == {"same": True, "from_first": True}
+    assert _run_on_two_processes(QUANTISER_SYNC, tmp_path) == {"same": True, "from_first": True}
 
 
 def test_device_selection():
