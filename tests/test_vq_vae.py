@@ -418,7 +418,8 @@ def test_the_prior_fit_sees_every_map_once_an_epoch_in_a_new_order_and_states_it
     -log p(c) is the mean of the network's -log_prob over the validation maps, per map, and in bits/dim /(784 ln 2)."""
     from vaekit import rundir
     from vaekit.models.pixelcnn import GatedPixelCNN
-    from vaekit.prior_training import PriorTraining, code_nll, encode_codes, train_prior
+    from vaekit.models.quantiser import encode_codes
+    from vaekit.prior_training import PriorTraining, code_nll, train_prior
 
     run, _ = vq_run
     seen, original = [], GatedPixelCNN.log_prob

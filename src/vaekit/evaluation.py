@@ -19,7 +19,7 @@ from vaekit.data import load_dataset
 from vaekit.diagnostics import disentanglement_figures, known_factors, latent_diagnostics, latent_figures
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
 from vaekit.likelihoods import level_of
-from vaekit.models.quantiser import perplexity
+from vaekit.models.quantiser import encode_codes, perplexity
 from vaekit.models.vae import VAE
 from vaekit.objectives import elbo, log_importance_weights
 from vaekit.progress import progress_bar
@@ -296,13 +296,7 @@ def _code_figures(model: VAE, x: torch.Tensor, bound: ElboSummary, batch_size: i
     prior_kl = math.prod(model.prior.code_shape[1:]) * math.log(quantiser.codebook_size)
     reconstruction = bound.reconstruction_per_image
     per_image = [] if reconstruction is None else (reconstruction - prior_kl).tolist()
-    was_training, device = model.training, next(model.parameters()).device
-    model.eval()
-    counts = sum(
-        quantiser.counts(model.posterior(x[i : i + batch_size].to(device)).quantised.codes).cpu()
-        for i in range(0, len(x), batch_size)
-    )
-    model.train(was_training)
+    counts = quantiser.counts(encode_codes(model, x, batch_size).to(quantiser.usage.device)).cpu()
     return {
         "prior": model.prior.label,
         "no_marginal": model.no_marginal,

@@ -434,17 +434,11 @@ def code_usage(model: VAE, images: torch.Tensor, path: str | Path, shown: int = 
     perplexity (the codebook-collapse figure: K at even use, 1 when one code takes all)."""
     from matplotlib.figure import Figure
 
-    from vaekit.models.quantiser import perplexity
+    from vaekit.models.quantiser import encode_codes, perplexity
 
     quantiser = model.prior.quantiser
-    device = next(model.parameters()).device
-    codes = torch.cat(
-        [
-            model.posterior(images[i : i + batch_size].to(device)).quantised.codes.cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-    )
-    counts = quantiser.counts(codes).cpu()
+    codes = encode_codes(model, images, batch_size)
+    counts = quantiser.counts(codes.to(quantiser.usage.device)).cpu()
     fig = Figure(figsize=(1.3 * shown, 5.2), dpi=100)
     grid = fig.add_gridspec(3, shown, height_ratios=(1, 1, 1.4))
     for i in range(min(shown, len(images))):

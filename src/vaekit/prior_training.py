@@ -24,6 +24,7 @@ from vaekit.checkpoint import TrainState
 from vaekit.config import RunConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.models.quantiser import encode_codes
 from vaekit.models.vae import VAE
 from vaekit.progress import progress_bar
 from vaekit.randomness import derive_seed, seeded_generator
@@ -43,17 +44,6 @@ class PriorTraining:
                 raise ConfigError(f"train-prior --{name.replace('_', '-')} {value} is invalid: use 1 to {top}.")
         if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1):
             raise ConfigError(f"train-prior --learning-rate {self.learning_rate} is invalid: use a value in (0, 1].")
-
-
-@torch.no_grad()
-def encode_codes(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """The nearest codes of each image's encoder output, images x (N, C, H, W) -> code maps (N, h, w) int64, on
-    the CPU; the model in eval mode (nothing of the quantiser moves)."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat(
-        [model.posterior(x[i : i + batch_size].to(device)).quantised.codes.cpu() for i in range(0, len(x), batch_size)]
-    )
 
 
 @torch.no_grad()

@@ -43,6 +43,19 @@ class Quantised:
         return (self.z_e - self.z_q.detach()).pow(2).sum((1, 2, 3))
 
 
+@torch.no_grad()
+def encode_codes(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """The nearest codes of a VQ-VAE's encoder outputs for images x (N, C, H, W) -> code maps (N, h, w) int64 on the
+    CPU, in batches, the model in eval mode for the pass (nothing of the quantiser moves) and restored after."""
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
+    codes = [
+        model.posterior(x[i : i + batch_size].to(device)).quantised.codes.cpu() for i in range(0, len(x), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(codes) if codes else torch.zeros(0, dtype=torch.long)
+
+
 def perplexity(counts: torch.Tensor) -> float:
     """exp(H(p)) of the share p_k = n_k / sum n of each code's assignments (counts (K,)), 0 log 0 = 0: K when
     every code is used equally, 1 when one code takes everything (the codebook-collapse figure)."""

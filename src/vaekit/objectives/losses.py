@@ -26,7 +26,7 @@ from torch.func import functional_call
 from vaekit.batch import Batch
 from vaekit.config import OBJECTIVE_NEEDS, ObjectiveNeeds, TrainConfig
 from vaekit.models.discriminators import TotalCorrelationDiscriminator, density_ratio
-from vaekit.models.quantiser import perplexity
+from vaekit.models.quantiser import encode_codes, perplexity
 from vaekit.models.vae import VAE
 from vaekit.objectives.bounds import ElboTerms, elbo_at, iwae_training_terms
 from vaekit.objectives.disentangling import (
@@ -276,14 +276,8 @@ class VqVaeObjective(Objective):
     def epoch_figures(self, valid_x: torch.Tensor) -> dict[str, float]:
         """The codebook's use on the validation images: valid_perplexity (exp of the entropy of the codes' shares:
         K at even use, 1 at collapse) and valid_codes_used (codes assigned at least once)."""
-        was_training = self.model.training
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        counts = torch.zeros(self.quantiser.codebook_size, device=device)
-        for start in range(0, len(valid_x), self.train_config.eval_batch_size):
-            batch = valid_x[start : start + self.train_config.eval_batch_size].to(device)
-            counts += self.quantiser.counts(self.model.posterior(batch).quantised.codes)
-        self.model.train(was_training)
+        codes = encode_codes(self.model, valid_x, self.train_config.eval_batch_size)
+        counts = self.quantiser.counts(codes.to(self.quantiser.usage.device))
         return {"valid_perplexity": perplexity(counts), "valid_codes_used": int((counts > 0).sum())}
 
     def epoch_warning(self, row: dict[str, Any]) -> str:
