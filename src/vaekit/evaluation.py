@@ -18,10 +18,11 @@ from vaekit.config import LIKELIHOOD_KINDS
 from vaekit.data import load_dataset
 from vaekit.diagnostics import disentanglement_figures, known_factors, latent_diagnostics, latent_figures
 from vaekit.distributed import Context, all_reduce_sum, gather_rows
+from vaekit.errors import DataError
 from vaekit.likelihoods import level_of
 from vaekit.models.quantiser import encode_codes, perplexity
 from vaekit.models.vae import VAE
-from vaekit.objectives import elbo, log_importance_weights
+from vaekit.objectives import classification_error, elbo, log_importance_weights
 from vaekit.progress import progress_bar
 from vaekit.randomness import seeded_generator
 
@@ -58,9 +59,10 @@ def evaluate_elbo(
     generator: torch.Generator | None = None,
     ctx: Context | None = None,
     per_image: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> ElboSummary:
     """The ELBO estimator averaged over the images x (N, C, H, W), accumulated in float64; with per_image,
-    each image's estimate too (what paired_elbo compares).
+    each image's estimate too (what paired_elbo compares); with labels (N,), a conditional VAE's at them.
 
     The noise of each batch is drawn for the whole batch and each rank of a distributed run
     evaluates its share of the rows, so a sharded evaluation equals a single-process one.
@@ -76,7 +78,8 @@ def evaluate_elbo(
         mine = _my_rows(len(xb), ctx)
         bound = torch.zeros(0, 2, dtype=torch.float64, device=device)
         if mine.stop > mine.start:
-            terms = elbo(model, xb[mine].to(device), num_samples, eps=eps[mine])
+            given = None if labels is None else labels[start : start + batch_size][mine].to(device)
+            terms = elbo(model, xb[mine].to(device), num_samples, eps=eps[mine], labels=given)
             totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
             bound = torch.stack([terms.elbo, terms.reconstruction], 1).double()
         if per_image:  # each batch's rows in rank order are the batch's rows in order
@@ -118,8 +121,10 @@ def importance_sampled_log_likelihood(
     precision: str = "float32",
     compile: str = "auto",
     log: Callable[[str], None] = lambda line: None,
+    labels: torch.Tensor | None = None,
 ) -> LogLikelihood:
-    """Estimate log p(x) by importance sampling with q(z|x) as the proposal.
+    """Estimate log p(x) by importance sampling with q(z|x) as the proposal (with labels (N,), a conditional VAE's
+    log p(x|y) with q(z|x, y); a model whose latent holds a label, M2's, draws y from q(y|x) with z, summing it out).
 
     log p(x) ~= log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z | x)
     (Kingma & Welling 2013, Appendix D uses another estimator; this is the one of Burda et al.
@@ -154,7 +159,10 @@ def importance_sampled_log_likelihood(
         rows = indices[start : start + batch_size]
         xb = x[rows.start : rows.stop].to(device)
         generators = [seeded_generator(seed, "importance", i) for i in rows]
-        log_sum = _log_sum_of_weights(weights, model, xb, generators, num_importance_samples, sample_chunk, autocast)
+        given = None if labels is None else labels[rows.start : rows.stop].to(device)
+        log_sum = _log_sum_of_weights(
+            weights, model, xb, generators, num_importance_samples, sample_chunk, autocast, given
+        )
         local[start : start + len(xb)] = log_sum - math.log(num_importance_samples)
         bar.update(len(xb))
     bar.close()
@@ -199,6 +207,7 @@ def _log_sum_of_weights(
     k: int,
     chunk: int,
     autocast: torch.autocast,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log sum_k w_k (batch,) in float64 for images x (batch, C, H, W), image i drawing its k samples
     from generators[i], `chunk` at a time, each chunk's log-sum-exp folded into a running one;
@@ -209,7 +218,7 @@ def _log_sum_of_weights(
         n = min(chunk, k - done)
         eps = torch.stack([torch.randn((n, model.latent_dim), generator=g) for g in generators])
         with autocast:
-            log_w = weights(model, x, n, encoded=encoded, eps=eps)
+            log_w = weights(model, x, n, encoded=encoded, eps=eps, labels=labels)
         acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=1))
     return acc
 
@@ -278,6 +287,16 @@ def _reconstruction_figures(
     return {**out, "active_units": latents["active_units"], "collapsed_units": latents["collapsed_units"]}
 
 
+@torch.no_grad()
+def classification_figures(
+    model: VAE, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000, prefix: str = ""
+) -> dict[str, Any]:
+    """M2's classifier q(y|x) on images x (N, C, H, W) with labels (N,): `error`, the share whose most probable
+    label is not theirs, and `error_stderr`, sqrt(e (1 - e) / N) (each prefixed)."""
+    error, stderr = classification_error(model, x, labels, batch_size)
+    return {f"{prefix}error": error, f"{prefix}error_stderr": stderr}
+
+
 def _stderr(values: torch.Tensor | None) -> float:
     """The standard error of the mean of per-image values (N,), s / sqrt(N); 0 for fewer than two."""
     if values is None or len(values) < 2:
@@ -335,8 +354,10 @@ def evaluate_split(
     precision: str = "float32",
     compile: str = "auto",
     log: Callable[[str], None] = lambda line: None,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict.
+    """Every figure of a model on observations x (N, C, H, W), as a JSON-ready dict; with their labels (N,), a
+    conditional VAE's at them (its bounds are on log p(x|y)) and M2's classification error (`error`).
 
     For a model with no bound (an autoencoder) only `_reconstruction_figures`. Otherwise:
     keys: elbo, reconstruction, kl (nats per datapoint), elbo_per_image; with num_importance_samples > 0 also
@@ -355,8 +376,14 @@ def evaluate_split(
         return {**_reconstruction_figures(model, x, batch_size, seed, ctx), "seconds": time.perf_counter() - start}
     if unit == "dequantized bits/dim":
         x = dequantize(x, levels, seeded_generator(seed, "dequantize"))
-    bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx, per_image=True)
+    given = labels if model.needs_labels else None
+    if model.needs_labels and labels is None:
+        raise DataError("a conditional VAE is evaluated at its images' labels: pass labels.")
+    generator = seeded_generator(seed, "eval")
+    bound = evaluate_elbo(model, x, batch_size, 1, generator, ctx, per_image=True, labels=given)
     out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
+    if model.classifies and labels is not None:
+        out.update(classification_figures(model, x, labels, batch_size))
     out["elbo_per_image"] = [round(v, 6) for v in bound.per_image.tolist()] if bound.per_image is not None else []
     if model.no_marginal:  # a bound, but nothing to importance-sample (a VQ-VAE's point mass on codes)
         if num_importance_samples or iwae_num_importance_samples:
@@ -364,16 +391,18 @@ def evaluate_split(
         out.update(_code_figures(model, x, bound, batch_size))
         return _with_bits(out, x, unit, levels, start)
     if num_importance_samples > 0:
-        options = dict(seed=seed, progress=progress, ctx=ctx, precision=precision, compile=compile, log=log)
+        options = dict(
+            seed=seed, progress=progress, ctx=ctx, precision=precision, compile=compile, log=log, labels=given
+        )
         ll = importance_sampled_log_likelihood(model, x, num_importance_samples, **options)  # type: ignore[arg-type]
         out.update(_log_likelihood_figures(ll, bound.elbo, precision))
     if iwae_num_importance_samples > 0:
         # One draw of log (1/k) sum_k w_k per image is an unbiased estimate of the IWAE bound L_k.
         iwae = importance_sampled_log_likelihood(
-            model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx, compile=compile, log=log
+            model, x, iwae_num_importance_samples, seed=seed + 1, ctx=ctx, compile=compile, log=log, labels=given
         )
         out.update(iwae_num_importance_samples=iwae_num_importance_samples, iwae_bound=iwae.mean)
-    out.update(latent_figures(latent_diagnostics(model, x, batch_size, seed=seed)))
+    out.update(latent_figures(latent_diagnostics(model, x, batch_size, seed=seed, labels=given)))
     return _with_bits(out, x, unit, levels, start)
 
 
@@ -432,6 +461,7 @@ def evaluate_run(
     factors = known_factors(data, split, config.data.dataset) if setting.disentanglement else None
     x = data.evaluation_observations(split)
     x = x[: setting.limit] if setting.limit else x
+    labels = data.split(split).labels[: len(x)]
     epoch_key = "best_epoch" if setting.weights == "best" else "epochs"
     result = {
         "split": split,
@@ -450,6 +480,7 @@ def evaluate_run(
             precision=setting.precision,
             compile=setting.compile,
             log=log,
+            labels=labels,
         ),
     }
     if factors is not None:

@@ -326,7 +326,7 @@ class PictureInputs:
 
     @cached_property
     def diagnostics(self) -> LatentDiagnostics:
-        return latent_diagnostics(self.model, self.images)
+        return latent_diagnostics(self.model, self.images, labels=self.labels if self.model.needs_labels else None)
 
     @cached_property
     def factor_information(self) -> torch.Tensor | None:

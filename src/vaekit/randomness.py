@@ -16,6 +16,8 @@ _PURPOSES = {
     "dequantize": 7,
     "corruption": 8,
     "codebook": 9,
+    "labelled": 10,  # which training images keep their labels (data.labelled)
+    "labels": 11,  # M2's z at every label
 }
 
 

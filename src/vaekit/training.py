@@ -38,11 +38,11 @@ from vaekit import checkpoint, distributed, rundir
 from vaekit.batch import Batch
 from vaekit.checkpoint import EpochTotals, TrainState
 from vaekit.compiling import CompiledOrEager
-from vaekit.config import OBJECTIVE_NEEDS, RunConfig, TrainConfig
+from vaekit.config import LABELLED_FAMILY_NAMES, OBJECTIVE_NEEDS, RunConfig, TrainConfig
 from vaekit.data import Dataset, load_dataset
 from vaekit.diagnostics import latent_diagnostics
 from vaekit.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingStopped
-from vaekit.evaluation import evaluate_elbo
+from vaekit.evaluation import classification_figures, evaluate_elbo
 from vaekit.models.vae import VAE, build_model
 from vaekit.objectives import ElboTerms, Objective, build_objective
 from vaekit.progress import progress_bar
@@ -235,7 +235,8 @@ def _warn_if_collapsed(loop: Loop) -> None:
     (diagnostics.latent_diagnostics), with each layer's KL, and what usually helps."""
     if not loop.ctx.is_main or len(loop.valid_x) < 2 or not loop.objective.latent_units_apply:
         return
-    latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size)
+    labels = loop.valid_labels if loop.model.needs_labels else None
+    latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size, labels=labels)
     latent_dim = latents.active_units + latents.collapsed_units
     if latents.collapsed_units * 2 <= latent_dim:
         return
@@ -254,10 +255,25 @@ def check_data(config: RunConfig, data: Dataset, world_size: int = 1) -> None:
         raise ConfigError(
             f"model.image_shape = {config.model.image_shape} but the data's images are {data.image_shape}."
         )
+    _check_labels(config, data, world_size)
     batch, n = config.train.batch_size, len(data.train)
     if batch * world_size > n:
         per = f" x {world_size} processes = {batch * world_size}" if world_size > 1 else ""
         raise ConfigError(f"train.batch_size = {batch}{per} is larger than the {n} training images.")
+
+
+def _check_labels(config: RunConfig, data: Dataset, world_size: int) -> None:
+    """A model of labels needs labels within its classes, and M2's labelled minibatch one process."""
+    if config.model.family not in LABELLED_FAMILY_NAMES:
+        return
+    classes = config.model.classes
+    most = max(int(split.labels.max()) if len(split.labels) else -1 for split in (data.train, data.test))
+    if most >= classes:
+        raise ConfigError(
+            f"model.classes = {classes}, but the data has labels up to {most}: pass --classes {most + 1}."
+        )
+    if OBJECTIVE_NEEDS[config.train.objective].labelled_batch and world_size > 1:
+        raise ConfigError(f"{config.train.objective} trains on one process: launch it without torchrun.")
 
 
 def _prepare_on_every_rank(
@@ -309,7 +325,10 @@ class Loop:
     ctx: distributed.Context
     data: Dataset
     train_x: torch.Tensor  # (N, C, H, W) pixels on the device; batches are gathered there
+    train_labels: torch.Tensor  # (N,) on the device, -1 where hidden
+    labelled_rows: torch.Tensor  # (N_l,) on the device: the rows of train_x whose labels are known
     valid_x: torch.Tensor  # (N_valid, C, H, W) fixed validation observations
+    valid_labels: torch.Tensor  # (N_valid,)
     model: VAE
     optimizer: torch.optim.Optimizer
     objective: Objective  # the loss, what it trains, logs and saves (vaekit.objectives)
@@ -385,7 +404,8 @@ def set_up(
         torch.set_num_threads(tc.num_threads)
     torch.manual_seed(derive_seed(tc.seed, "init"))
     model = build_model(config.model, 2**config.data.bits).to(device)
-    objective = build_objective(model, tc, len(data.train.images))  # after the model: its own networks' weights
+    labelled_rows = (data.train.labels >= 0).nonzero()[:, 0]
+    objective = build_objective(model, tc, len(data.train), len(labelled_rows))  # after the model: its weights
     optimizer = make_optimizer(tc, objective.parameter_groups())
     state = _starting_state(run_dir, objective, optimizer, ctx, resume, log)
     step_loss: nn.Module = objective
@@ -402,7 +422,10 @@ def set_up(
         ctx=ctx,
         data=data,
         train_x=data.train.images.to(device),
+        train_labels=data.train.labels.to(device),
+        labelled_rows=labelled_rows.to(device),
         valid_x=data.evaluation_observations("valid"),
+        valid_labels=data.valid.labels,
         model=model,
         optimizer=optimizer,
         objective=objective,
@@ -589,10 +612,16 @@ def minibatch(loop: Loop, order: torch.Tensor, b: int) -> tuple[Batch, torch.Ten
     x = loop.data.training_observations(loop.train_x[rows], noise)
     shape = (len(rows), tc.num_samples, loop.model.latent_dim)  # all layers' noise
     eps = torch.randn(shape, generator=noise, device=noise.device)
+    labels = loop.train_labels[rows]
     if ctx.distributed:
         mine = slice(ctx.rank * tc.batch_size, (ctx.rank + 1) * tc.batch_size)
-        x, eps = x[mine], eps[mine]
-    return Batch(x), eps.to(ctx.device)
+        x, eps, labels = x[mine], eps[mine], labels[mine]
+    if OBJECTIVE_NEEDS[tc.objective].labelled_batch:  # M2: a minibatch of the labelled images besides
+        known = loop.labelled_rows
+        picked = known[torch.randperm(len(known), generator=noise, device=noise.device)[: tc.batch_size]]
+        x = torch.cat([x, loop.data.training_observations(loop.train_x[picked], noise)])
+        labels = torch.cat([labels, loop.train_labels[picked]])
+    return Batch(x, labels), eps.to(ctx.device)
 
 
 def train_step(loop: Loop, batch: Batch, eps: torch.Tensor, epoch: EpochProgress) -> torch.Tensor:
@@ -622,7 +651,7 @@ def train_step(loop: Loop, batch: Batch, eps: torch.Tensor, epoch: EpochProgress
     elif not bad[0].item():  # no fused kernel: one host sync per step
         loop.optimizer.step()
     loop.nonfinite.record(bad)
-    epoch.add(terms, len(batch), bad[0])
+    epoch.add(terms, len(terms.elbo), bad[0])
     return loss
 
 
@@ -666,7 +695,9 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
     """Validate, then save the checkpoint, the model and the metrics line, and log one line."""
     state, tc, ctx = loop.state, loop.config.train, loop.ctx
     n = len(loop.train_x)
-    valid = evaluate_elbo(loop.model, loop.valid_x, tc.eval_batch_size, 1, seeded_generator(tc.seed, "eval"), ctx)
+    labels = loop.valid_labels if loop.model.needs_labels else None
+    generator = seeded_generator(tc.seed, "eval")
+    valid = evaluate_elbo(loop.model, loop.valid_x, tc.eval_batch_size, 1, generator, ctx, labels=labels)
     train_elbo, train_reconstruction, train_kl = totals.means()
     row = {
         "epoch": state.epoch + 1,
@@ -686,7 +717,7 @@ def end_epoch(loop: Loop, totals: EpochTotals, seconds: float, images_per_second
     if tc.lr_schedule != "constant":
         row["learning_rate"] = loop.optimizer.param_groups[0]["lr"]
     row.update(loop.objective.logged_weights(last))
-    row.update(loop.objective.epoch_figures(loop.valid_x))
+    row.update(loop.objective.epoch_figures(loop.valid_x, loop.valid_labels))
     best = state.metrics[state.best_epoch - 1]["valid_elbo"] if state.best_epoch else -math.inf
     state.epoch, state.batch_in_epoch, state.totals, state.seconds = state.epoch + 1, 0, EpochTotals(), 0.0
     state.metrics = state.metrics + [row]
@@ -746,7 +777,13 @@ def _test_elbo(loop: Loop, model: VAE) -> dict[str, Any]:
     tc = loop.config.train
     observations = loop.data.evaluation_observations("test")
     generator = seeded_generator(tc.seed, "eval")
-    figures = evaluate_elbo(model, observations, tc.eval_batch_size, 1, generator, loop.ctx).as_dict("test_")
+    labels = loop.data.test.labels
+    given = labels if model.needs_labels else None
+    figures = evaluate_elbo(model, observations, tc.eval_batch_size, 1, generator, loop.ctx, labels=given).as_dict(
+        "test_"
+    )
+    if model.classifies:  # M2's q(y|x): its test error and the standard error of that share
+        figures.update(classification_figures(model, observations, labels, tc.eval_batch_size, "test_"))
     if not model.has_bound:  # an autoencoder: its reconstruction term alone, and why there is no bound
         return {"test_reconstruction": figures["test_reconstruction"], "no_bound": model.no_bound}
     return {**figures, "no_marginal": model.no_marginal} if model.no_marginal else figures

@@ -17,6 +17,7 @@ from vaekit.data.binarize import dynamic_binarize, static_binarize
 from vaekit.data.images import read_array_file, read_image_folder, split_arrays
 from vaekit.data.mnist import CLASS_NAMES, cache_dir, load_idx_dataset
 from vaekit.errors import ConfigError, DataError
+from vaekit.randomness import seeded_generator
 
 Log = Callable[[str], None]  # where a loader says what it does (a fetch, skipped files): the CLI's stderr
 Loader = Callable[[DataConfig, tuple[int, int, int], Log], dict[str, Any]]
@@ -136,8 +137,9 @@ _SPLIT_SEED_OFFSET = {name: i for i, name in enumerate(SPLIT_NAMES)}  # train 0,
 
 @dataclass(frozen=True)
 class Split:
-    """One split in memory: images (N, C, H, W) float32 in [0, 1], labels (N,) int64, and for data with
-    known generative factors their classes (N, F) int64 (None for other data)."""
+    """One split in memory: images (N, C, H, W) float32 in [0, 1], labels (N,) int64 (-1 where hidden: the
+    training images outside an m2 run's labelled subset, data.labelled), and for data with known generative
+    factors their classes (N, F) int64 (None for other data)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -195,6 +197,32 @@ def reduce_levels(images: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.floor(images * levels).clamp_(0, levels - 1).div_(levels)
 
 
+def labelled_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """The rows (n,) of a labelled subset, sorted: n / K of each of the K classes present, each class's drawn by a
+    permutation seeded by (seed, "labelled", class), so the subset of a class does not depend on the others
+    (Kingma et al. 2014, Section 4.1: the labelled images are spread evenly over the classes)."""
+    classes = labels.unique()
+    per = n // len(classes)
+    picks = []
+    for c in classes.tolist():
+        rows = (labels == c).nonzero()[:, 0]
+        if len(rows) < per:
+            raise DataError(
+                f"data.labelled = {n} asks for {per} labelled images of class {c}, but the training split has "
+                f"{len(rows)}: use at most {len(classes) * min(int((labels == k).sum()) for k in classes)}."
+            )
+        picks.append(rows[torch.randperm(len(rows), generator=seeded_generator(seed, "labelled", c))[:per]])
+    return torch.cat(picks).sort().values
+
+
+def hide_labels(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """The labels with all but a labelled subset of n (`labelled_subset`) set to -1, hidden."""
+    hidden = torch.full_like(labels, -1)
+    rows = labelled_subset(labels, n, seed)
+    hidden[rows] = labels[rows]
+    return hidden
+
+
 def load_dataset(
     config: RunConfig | DataConfig, image_shape: tuple[int, int, int] | None = None, log: Log = lambda line: None
 ) -> Dataset:
@@ -231,6 +259,11 @@ def load_dataset(
         if factors is not None:
             factors = torch.from_numpy(np.asarray(factors[:limit] if limit else factors, dtype=np.int64))
         splits[name] = Split(images, torch.from_numpy(np.asarray(y, dtype=np.int64)), factors)
+    if config.labelled:
+        train = splits["train"]
+        splits["train"] = Split(
+            train.images, hide_labels(train.labels, config.labelled, config.split_seed), train.factors
+        )
     names = tuple(str(n) for n in arrays["class_names"])
     return Dataset(
         **splits,

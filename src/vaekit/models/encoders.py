@@ -31,7 +31,20 @@ def dense(in_dim: int, out_dim: int, activation: str) -> nn.Module:
 
 
 # applied after each hidden layer's `dense` map; a gated layer needs nothing after it
-ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "gated": lambda h: h}
+ACTIVATION_FUNCTIONS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "softplus": nn.functional.softplus,  # Kingma et al. 2014's networks
+    "gated": lambda h: h,
+}
+
+
+def with_every_label(h: torch.Tensor, label: nn.Linear | None) -> torch.Tensor:
+    """A first hidden layer's pre-activation W [v; onehot(y)] + b at every label y at once, as W_v v + b + W_y[:, y]:
+    h (batch, H) -> (batch, classes, H), `label` holding W_y (H, classes) without a bias; h itself without one.
+    The one-hot label concatenated to the layer's input (Kingma et al. 2014, Section 3.1.2; Sohn et al. 2015),
+    with the product W_v v taken once for all labels."""
+    return h if label is None else h.unsqueeze(-2) + label.weight.T
 
 
 def gaussian_parameters(heads: nn.Linear, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +61,9 @@ class MLPEncoder(nn.Module):
     W2 and W3 are stored stacked as one (2J, H) layer: the same maps, one matrix product.
     With hidden_layers > 1, further layers h = act(W h + b) follow the first (Burda et al. 2016
     use two tanh layers); the paper's MLP has one, with tanh in the original, ReLU here by default.
-    Shapes: x (batch, C, H, W) -> mu, logvar (batch, latent_dim).
+    Shapes: x (batch, C, H, W) -> mu, logvar (batch, latent_dim). With `classes` > 0 it is q(z|x, y) of a model of
+    labels: the one-hot y joins x at the first layer (`with_every_label`), and mu, logvar are given at every label,
+    (batch, classes, latent_dim).
     """
 
     def __init__(
@@ -58,15 +73,17 @@ class MLPEncoder(nn.Module):
         latent_dim: int,
         hidden_layers: int = 1,
         activation: str = "relu",
+        classes: int = 0,
     ) -> None:
         super().__init__()
         self.hidden = dense(math.prod(image_shape), hidden_dim, activation)  # W1, b1
+        self.label = nn.Linear(classes, hidden_dim, bias=False) if classes else None  # W1's columns for y
         self.deeper = nn.ModuleList(dense(hidden_dim, hidden_dim, activation) for _ in range(hidden_layers - 1))
         self.heads = nn.Linear(hidden_dim, 2 * latent_dim)  # [W2; W3], [b2; b3]
         self.act = ACTIVATION_FUNCTIONS[activation]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.act(self.hidden(x.flatten(1)))  # (batch, hidden_dim)
+        h = self.act(with_every_label(self.hidden(x.flatten(1)), self.label))  # (batch, [classes,] hidden_dim)
         for layer in self.deeper:
             h = self.act(layer(h))
         return gaussian_parameters(self.heads, h)  # (batch, latent_dim) each
@@ -75,11 +92,18 @@ class MLPEncoder(nn.Module):
 class ConvEncoder(nn.Module):
     """Convolutional Gaussian encoder: n strided convolutions (kernel 4, stride 2, padding 1), each
     halving height and width, then h = ReLU(W h_conv + b) and the same (mu, log sigma^2) heads
-    as MLPEncoder. Shapes: x (batch, C, H, W) with H, W divisible by 2^n -> (batch, latent_dim) x 2.
+    as MLPEncoder. Shapes: x (batch, C, H, W) with H, W divisible by 2^n -> (batch, latent_dim) x 2; with
+    `classes` > 0 the one-hot label joins the convolutions' output at the dense layer, and the parameters are
+    given at every label, (batch, classes, latent_dim) x 2, as MLPEncoder's.
     """
 
     def __init__(
-        self, image_shape: tuple[int, int, int], hidden_dim: int, latent_dim: int, channels: tuple[int, ...]
+        self,
+        image_shape: tuple[int, int, int],
+        hidden_dim: int,
+        latent_dim: int,
+        channels: tuple[int, ...],
+        classes: int = 0,
     ) -> None:
         super().__init__()
         c, h, w = image_shape
@@ -89,10 +113,11 @@ class ConvEncoder(nn.Module):
         self.conv = nn.Sequential(*layers)
         scale = 2 ** len(channels)
         self.hidden = nn.Linear(channels[-1] * (h // scale) * (w // scale), hidden_dim)
+        self.label = nn.Linear(classes, hidden_dim, bias=False) if classes else None
         self.heads = nn.Linear(hidden_dim, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.relu(self.hidden(self.conv(x).flatten(1)))  # (batch, hidden_dim)
+        h = torch.relu(with_every_label(self.hidden(self.conv(x).flatten(1)), self.label))  # (batch, [classes,] hidden)
         return gaussian_parameters(self.heads, h)
 
 
@@ -155,3 +180,18 @@ class ResidualEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.heads(self.body(x)).chunk(2, dim=1)  # (batch, latent channels, H/2^n, W/2^n) each
         return mu.flatten(1), logvar.flatten(1).clamp(ENCODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX)
+
+
+class LabelledEncoder(nn.Module):
+    """The encoder of a model of labels (a conditional VAE, M2): x -> (logits of q(y|x) (batch, classes), or None
+    for a conditional VAE, which has no classifier; mu, logvar of q(z|x, y) at every label (batch, classes, J)).
+    `latent` is an MLPEncoder or ConvEncoder built with `classes`; `classifier` an encoder of the same architecture
+    with `classes` outputs, whose first head gives the logits (Kingma et al. 2014, Eq. 7: q(y|x) = Cat(pi(x)))."""
+
+    def __init__(self, latent: nn.Module, classifier: nn.Module | None) -> None:
+        super().__init__()
+        self.latent, self.classifier = latent, classifier
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.latent(x)
+        return (None if self.classifier is None else self.classifier(x)[0]), mu, logvar

@@ -20,6 +20,7 @@ The families:
   TwoLayerPosterior    q(z1|x) q(z2|z1), bottom-up (Burda et al. 2016, Section 5)
   LadderPosterior      bottom-up estimates merged top-down with p(z_i|z_{i+1}) (Sonderby et al. 2016)
   PointPosterior       an autoencoder's code f(x), all the mass at one point (no density)
+  LabelledPosterior    q(y|x) q(z|x, y) over v = [onehot(y), z], of a model of labels (Kingma et al. 2014)
 The latent vector of a hierarchy is z = [z_1, ..., z_L], bottom layer first; `layer_sizes` gives the
 J_i. The inference module of a VAE (`GaussianInference`, `FlowInference`, `TwoLayerInference`,
 `LadderInference`) maps the encoder's output to the posterior; what it shares with the prior (the
@@ -31,6 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vaekit.errors import DataError, ModelError
 from vaekit.likelihoods import DiagonalGaussian
 from vaekit.models.encoders import GaussianMLP
 from vaekit.models.quantiser import Quantised, VectorQuantiser
@@ -103,6 +105,10 @@ class Posterior:
         """This posterior as one factorized Gaussian layer N(mu, diag sigma^2), or None where it is not one
         (a flow, a hierarchy): what the objectives and metrics that read mu and sigma ask for."""
         return None
+
+    def given(self, labels: torch.Tensor) -> Posterior:
+        """The posterior with the label y observed (a model of labels); other models take no labels."""
+        raise ModelError(f"a {self.label} posterior takes no labels: only a cvae or m2 model reads them")
 
 
 class GaussianPosterior(Posterior):
@@ -451,3 +457,131 @@ class LadderInference(nn.Module):
 
     def forward(self, encoded: tuple[torch.Tensor, torch.Tensor]) -> Posterior:
         return LadderPosterior(*encoded, self.conditionals, self.sizes)
+
+
+NEEDS_LABELS = (
+    "a conditional VAE's q(z|x, y) needs the labels y of the images: pass labels (the split's labels), as "
+    "model.posterior(x, labels)"
+)
+
+
+def _at_label(onehot: torch.Tensor, per_label: torch.Tensor) -> torch.Tensor:
+    """The row of per_label (*batch, C, J) that a one-hot label (*batch', C) picks, broadcasting: (*, J)."""
+    return (onehot.unsqueeze(-1) * per_label).sum(-2)
+
+
+class LabelledPosterior(Posterior):
+    """q(y, z | x) = q(y|x) q(z|x, y) of a model of labels (Kingma et al. 2014, Eq. 7), over v = [onehot(y), z]
+    (*batch, C + J): the label's one-hot code first, then z. log_q_y (*batch, C) is log q(y|x), the classifier's
+    log-softmax, or where y is observed 0 at it and -inf elsewhere (`given`); None for a conditional VAE before its
+    labels are given, which has no q(y|x). mu, logvar (*batch, C, J) are q(z|x, y)'s at every label.
+
+    rsample draws y ~ q(y|x) by inverting its CDF at Phi(eps_0) (the other C - 1 noise coordinates of the label
+    are unused), then z = mu_y + sigma_y eps_z, so that log p(x) by importance sampling sums y out with q(y|x) as
+    its proposal. The KL has a closed form against the LabelledPrior p(y) N(0, I):
+        KL(q(y|x) q(z|x,y) || p(y) p(z)) = sum_y q(y|x) [log q(y|x) - log p(y) + KL(q(z|x, y) || N(0, I))],
+    split as its label part (C terms) and its z part (J terms, Appendix B of Kingma & Welling 2013 under q(y|x)).
+    With y given it is -log p(y) + KL(q(z|x, y) || N(0, I)), so the ELBO is Kingma et al.'s L(x, y) (Eq. 6)."""
+
+    label = "q(y|x) q(z|x, y)"
+
+    def __init__(self, log_q_y: torch.Tensor | None, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        self.log_q_y, self.mu, self.logvar = log_q_y, mu, logvar
+        self.classes = mu.shape[-2]
+        self.layer_sizes = (self.classes + mu.shape[-1],)
+
+    @property
+    def label_log_probs(self) -> torch.Tensor:
+        """log q(y|x) (*batch, C); a conditional VAE without its labels has none and says so."""
+        if self.log_q_y is None:
+            raise DataError(NEEDS_LABELS + ".")
+        return self.log_q_y
+
+    def given(self, labels: torch.Tensor) -> LabelledPosterior:
+        """q(z|x, y) at observed labels (*batch,) int64 in 0 .. C-1, as a posterior over v that puts all of y's
+        mass on them."""
+        labels = torch.as_tensor(labels, device=self.mu.device)
+        if labels.is_floating_point() or labels.shape != self.mu.shape[:-2]:
+            raise DataError(
+                f"labels must be integers of shape {tuple(self.mu.shape[:-2])}, one per image, but they are "
+                f"{labels.dtype} of shape {tuple(labels.shape)}."
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.classes):
+            raise DataError(f"labels must lie in 0 .. {self.classes - 1}, the model's classes.")
+        onehot = nn.functional.one_hot(labels, self.classes).bool()
+        log_q_y = torch.zeros(onehot.shape, dtype=self.mu.dtype, device=self.mu.device).masked_fill(~onehot, -torch.inf)
+        return LabelledPosterior(log_q_y, self.mu, self.logvar)
+
+    def every_label(self) -> LabelledPosterior:
+        """Each of the B images at each of the C labels, C * B rows label by label (rows c B .. c B + B - 1 at
+        label c): what M2's unlabelled bound sums over (objectives/labelled.py)."""
+        batch = self.mu.shape[0]
+        labels = torch.arange(self.classes, device=self.mu.device).repeat_interleave(batch)
+        repeat = LabelledPosterior(None, self.mu.repeat(self.classes, 1, 1), self.logvar.repeat(self.classes, 1, 1))
+        return repeat.given(labels)
+
+    def rsample(
+        self, num_samples: int = 1, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """v = [onehot(y), mu_y + sigma_y eps_z], y ~ q(y|x), and log q(y, z|x): (*batch, L, C + J), (*batch, L)."""
+        if eps is None:
+            eps = _noise((*self.mu.shape[:-2], num_samples, self.latent_dim), self.mu, generator)
+        eps = eps.to(self.mu)
+        probs = self.label_log_probs.exp()  # (*batch, C)
+        cdf = probs.cumsum(-1).unsqueeze(-2)  # (*batch, 1, C)
+        u = torch.special.ndtr(eps[..., :1]) * cdf[..., -1:]  # (*batch, L, 1), in (0, total]
+        y = (cdf < u).sum(-1)  # the first label whose CDF reaches u: never one of probability 0
+        onehot = nn.functional.one_hot(y, self.classes).to(self.mu.dtype)  # (*batch, L, C)
+        at = self.at_samples()
+        z = _at_label(onehot, at.mu) + torch.exp(0.5 * _at_label(onehot, at.logvar)) * eps[..., self.classes :]
+        v = torch.cat([onehot, z], -1)
+        return v, at.log_prob(v)
+
+    def at_samples(self) -> LabelledPosterior:
+        log_q_y = None if self.log_q_y is None else self.log_q_y.unsqueeze(-2)
+        return LabelledPosterior(log_q_y, self.mu.unsqueeze(-3), self.logvar.unsqueeze(-3))
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """[onehot(y*), mu_y*] at the most probable label y* of q(y|x) (the observed one, where given)."""
+        onehot = nn.functional.one_hot(self.label_log_probs.argmax(-1), self.classes).to(self.mu.dtype)
+        return torch.cat([onehot, _at_label(onehot, self.mu)], -1)
+
+    def log_prob_by_layer(self, v: torch.Tensor) -> list[torch.Tensor]:
+        """[log q(y|x) on the label's coordinate (0 on the others), log N(z_j; mu_yj, sigma_yj^2)]: (*, C + J)."""
+        onehot, z = v.split([self.classes, v.shape[-1] - self.classes], -1)
+        log_y = torch.where(onehot > 0, self.label_log_probs, 0.0)
+        log_z = gaussian_log_prob_per_dim(z, _at_label(onehot, self.mu), _at_label(onehot, self.logvar))
+        return [torch.cat([log_y, log_z], -1)]
+
+    def kl_is_closed_form(self, prior: nn.Module) -> bool:
+        return hasattr(prior, "label_log_probs") and self.log_q_y is not None
+
+    def closed_form_kl(self, prior: nn.Module) -> torch.Tensor | None:
+        """The KL split by coordinate of v (batch, C + J): q(y|x) (log q(y|x) - log p(y)) for each label (0 where
+        q(y|x) = 0), then sum_y q(y|x) KL_j(q(z|x, y) || N(0, I)) for each z_j."""
+        if not self.kl_is_closed_form(prior):
+            return None
+        log_q = self.label_log_probs
+        q = log_q.exp()
+        kl_y = torch.where(q > 0, q * (log_q - prior.label_log_probs()), 0.0)
+        kl_z = _at_label(q, DiagonalGaussian(self.mu, self.logvar).kl_per_dimension())
+        return torch.cat([kl_y, kl_z], -1)
+
+    def detach(self) -> LabelledPosterior:
+        log_q_y = None if self.log_q_y is None else self.log_q_y.detach()
+        return LabelledPosterior(log_q_y, self.mu.detach(), self.logvar.detach())
+
+
+class LabelledInference(nn.Module):
+    """encoder output (logits of q(y|x) or None, mu, logvar at every label) -> LabelledPosterior. `needs_labels`:
+    a conditional VAE, which has no classifier, takes its posterior only at given labels; `classifies`: M2's
+    q(y|x) predicts them."""
+
+    def __init__(self, needs_labels: bool) -> None:
+        super().__init__()
+        self.needs_labels, self.classifies = needs_labels, not needs_labels
+
+    def forward(self, encoded: tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]) -> Posterior:
+        logits, mu, logvar = encoded
+        return LabelledPosterior(None if logits is None else torch.log_softmax(logits, -1), mu, logvar)

@@ -282,3 +282,61 @@ class CodePrior(nn.Module):
 
     def learned_inputs(self) -> torch.Tensor | None:
         return None
+
+
+class LabelledPrior(nn.Module):
+    """p(y) p(z) of a model of labels over v = [onehot(y), z] (*batch, C + J): z ~ N(0, I) and y uniform over the
+    C classes (Kingma et al. 2014, Eq. 5: p(y) = Cat(y | pi), pi uniform), or for a conditional VAE, whose label is
+    an input rather than a variable it models (`given`), log p(y) = 0, so that its bound is on log p(x|y) (Sohn et
+    al. 2015); its samples draw y uniformly. `join` and `split` convert between v and (labels, z)."""
+
+    closed_form_kl = True  # LabelledPosterior.closed_form_kl
+    has_density = True
+    pictures_without = {
+        "traversals": "the first coordinates of a labelled model's latent are the label's one-hot code; the classes "
+        "picture shows each label instead",
+        "interpolations": "a path between two posterior means would cross the label's one-hot code; the analogies "
+        "picture keeps an image's z and changes its label",
+        "manifold": "a labelled model's latent holds the label beside z",
+        "latents": "a labelled model's latent holds the label beside z; the classes picture shows each label",
+    }
+
+    def __init__(self, classes: int, latent_dim: int, given: bool = False) -> None:
+        super().__init__()
+        self.classes, self.latent_dim, self.given = classes, latent_dim, given
+        self.layer_sizes = (classes + latent_dim,)
+        self.label = "N(0, I), y given" if given else "uniform p(y) N(0, I)"
+
+    def label_log_probs(self) -> torch.Tensor:
+        """log p(y) for each class (C,): -log C, or 0 for a conditional VAE's given label."""
+        return torch.full((self.classes,), 0.0 if self.given else -math.log(self.classes))
+
+    def join(self, labels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """v = [onehot(labels), z]: labels (n,) int64, z (n, J) -> (n, C + J)."""
+        return torch.cat([nn.functional.one_hot(labels.to(z.device), self.classes).to(z.dtype), z], -1)
+
+    def split(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labels (*batch,), z (*batch, J)) of v (*batch, C + J)."""
+        return v[..., : self.classes].argmax(-1), v[..., self.classes :]
+
+    def log_prob_by_layer(self, v: torch.Tensor) -> list[torch.Tensor]:
+        onehot, z = v.split([self.classes, self.latent_dim], -1)
+        log_y = onehot * self.label_log_probs().to(v)  # log p(y) on the label's coordinate
+        return [torch.cat([log_y, -0.5 * (LOG_2PI + z**2)], -1)]
+
+    def log_prob(self, v: torch.Tensor) -> torch.Tensor:
+        return self.log_prob_by_layer(v)[0].sum(-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = generator.device if generator is not None else torch.device("cpu")
+        labels = torch.randint(self.classes, (n,), generator=generator, device=device)
+        return self.join(labels, torch.randn(n, self.latent_dim, generator=generator, device=device))
+
+    def typical_point(self) -> torch.Tensor:
+        return self.join(torch.zeros(1, dtype=torch.int64), torch.zeros(1, self.latent_dim))[0]
+
+    def fill_below(self, z: torch.Tensor, layer: int) -> torch.Tensor:
+        return z
+
+    def learned_inputs(self) -> torch.Tensor | None:
+        return None

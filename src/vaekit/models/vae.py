@@ -18,19 +18,27 @@ from vaekit.likelihoods import (
     LikelihoodOptions,
 )
 from vaekit.models.decoders import ConvDecoder, MLPDecoder, ResidualDecoder
-from vaekit.models.encoders import ConvEncoder, GaussianMLP, MLPEncoder, ResidualEncoder, spatial_latent_channels
+from vaekit.models.encoders import (
+    ConvEncoder,
+    GaussianMLP,
+    LabelledEncoder,
+    MLPEncoder,
+    ResidualEncoder,
+    spatial_latent_channels,
+)
 from vaekit.models.flows import build_flows
 from vaekit.models.hierarchy import BottomDecoder, HierarchicalPrior, LadderEncoder, TopBlock
 from vaekit.models.posteriors import (
     FlowInference,
     GaussianInference,
+    LabelledInference,
     LadderInference,
     PointInference,
     Posterior,
     QuantisedInference,
     TwoLayerInference,
 )
-from vaekit.models.priors import CodePrior, MixturePrior, NoPrior, StandardNormalPrior, VampPrior
+from vaekit.models.priors import CodePrior, LabelledPrior, MixturePrior, NoPrior, StandardNormalPrior, VampPrior
 from vaekit.models.quantiser import VectorQuantiser
 
 Likelihood = (
@@ -111,15 +119,31 @@ class VAE(nn.Module):
     def latent_dim(self) -> int:
         return sum(self.latent_sizes)
 
-    def posterior(self, x: torch.Tensor) -> Posterior:
-        """q(z|x) for float images x (batch, C, H, W) in the data's range [0, 1]."""
+    @property
+    def needs_labels(self) -> bool:
+        """Whether q(z|x) exists only given the images' labels (a conditional VAE): evaluation then passes them."""
+        return bool(getattr(self.inference, "needs_labels", False))
+
+    @property
+    def classifies(self) -> bool:
+        """Whether the posterior holds a classifier q(y|x) (M2), whose test error evaluation reports."""
+        return bool(getattr(self.inference, "classifies", False))
+
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
+        """q(z|x) for float images x (batch, C, H, W) in the data's range [0, 1]; for a model of labels, with
+        labels (batch,) given, q(z|x, y) at them (Posterior.given)."""
         check_images(x, self.image_shape)
         weight = next(self.encoder.parameters(), None)
         if weight is not None and x.dtype != weight.dtype:
             raise DataError(
                 f"the model's weights are {weight.dtype} but the batch is {x.dtype}: pass x.to({weight.dtype})."
             )
-        return self.inference(self.encoder(x))
+        return self.infer(self.encoder(x), labels)
+
+    def infer(self, encoded: tuple[torch.Tensor | None, ...], labels: torch.Tensor | None = None) -> Posterior:
+        """The posterior from the encoder's output, at the given labels where there are any."""
+        posterior = self.inference(encoded)
+        return posterior if labels is None else posterior.given(labels)
 
     def decode(self, z: torch.Tensor) -> Likelihood:
         """The likelihood p(x|z) for float latents z of shape (batch, latent_dim)."""
@@ -137,9 +161,10 @@ class VAE(nn.Module):
         return self.decode(self.sample_prior(n, generator)).mean
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Decoded mean at the posterior's mean: E[x | z = mean of q(z|x)], images shaped like x."""
-        return self.decode(self.posterior(x).mean).mean
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoded mean at the posterior's mean: E[x | z = mean of q(z|x)], images shaped like x (a conditional
+        VAE's at the given labels)."""
+        return self.decode(self.posterior(x, labels).mean).mean
 
 
 def check_images(x: torch.Tensor, image_shape: tuple[int, int, int] | None) -> None:
@@ -320,6 +345,28 @@ def build_vq_vae(config: ModelConfig, levels: int = 256) -> VAE:
     return _finished(model, config)
 
 
+def build_labelled(config: ModelConfig, levels: int = 256) -> VAE:
+    """A model of labels over v = [onehot(y), z] (LabelledPosterior, LabelledPrior): the configured architecture's
+    q(z|x, y) at every label (its encoder built with `classes`), the decoder p(x|y, z) of the likelihood taking v,
+    the label's one-hot code concatenated to z; for m2 (Kingma et al. 2014, Section 3.1.2) also the classifier
+    q(y|x), an encoder of the same architecture with `classes` outputs, and the uniform p(y); for cvae (Sohn et al.
+    2015) no classifier, and the label given."""
+    options, c, m2 = likelihood_options(config, levels), config.classes, config.family == "m2"
+    shape, hidden, layers, act = config.image_shape, config.hidden_dim, config.hidden_layers, config.activation
+    if config.architecture == "mlp":
+        latent = MLPEncoder(shape, hidden, config.latent_dim, layers, act, classes=c)
+        classifier = MLPEncoder(shape, hidden, c, layers, act) if m2 else None
+        decoder = MLPDecoder(shape, hidden, c + config.latent_dim, config.likelihood, options, layers, act)
+    else:
+        channels = config.conv_channels
+        latent = ConvEncoder(shape, hidden, config.latent_dim, channels, classes=c)
+        classifier = ConvEncoder(shape, hidden, c, channels) if m2 else None
+        decoder = ConvDecoder(shape, hidden, c + config.latent_dim, channels, config.likelihood, options)
+    prior = LabelledPrior(c, config.latent_dim, given=not m2)
+    model = VAE(LabelledEncoder(latent, classifier), decoder, prior, LabelledInference(not m2), shape, config.family)
+    return _finished(model, config)
+
+
 def _finished(model: VAE, config: ModelConfig) -> VAE:
     """The model with its weights drawn as model.init says, and conv weights channels-last (faster conv steps:
     README, Benchmarks)."""
@@ -364,4 +411,6 @@ MODEL_BUILDERS: dict[str, Callable[[ModelConfig, int], VAE]] = {
     "vae": build_vae,
     "autoencoder": build_autoencoder,
     "vq-vae": build_vq_vae,
+    "cvae": build_labelled,
+    "m2": build_labelled,
 }

@@ -53,8 +53,10 @@ def elbo(
     generator: torch.Generator | None = None,
     eps: torch.Tensor | None = None,
     estimator: str = "reparameterization",
+    labels: torch.Tensor | None = None,
 ) -> ElboTerms:
-    """The SGVB estimator of the variational lower bound with L samples per datapoint.
+    """The SGVB estimator of the variational lower bound with L samples per datapoint (with labels (batch,), a
+    conditional VAE's at them).
 
     L(x) ~= -KL(q(z|x) || p(z)) + 1/L sum_l log p(x | z_l),  z_l ~ q(z|x) by reparameterization
     (Kingma & Welling 2013, Section 2.3, the second estimator, with the KL in closed form) where the
@@ -64,7 +66,7 @@ def elbo(
     the Monte-Carlo form with log q at stopped parameters: the same values, another gradient.
     Shapes: x (batch, C, H, W); z and eps, if given, (batch, L, latent_dim); terms (batch,).
     """
-    return elbo_at(model, x, model.posterior(x), num_samples, generator, eps, estimator)
+    return elbo_at(model, x, model.posterior(x, labels), num_samples, generator, eps, estimator)
 
 
 def elbo_at(
@@ -118,15 +120,17 @@ def log_importance_weights(
     generator: torch.Generator | None = None,
     encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
     eps: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x),  z_k ~ q(z | x).
 
     The summands of the importance-sampled likelihood (Burda et al. 2016, Eq. 8; Kingma &
     Welling 2013, Appendix D). `encoded`, the encoder's output for x, lets a caller reuse one
-    encoder pass across many chunks of samples (tensors, so that the function compiles).
+    encoder pass across many chunks of samples (tensors, so that the function compiles); labels (batch,), a
+    conditional VAE's, at which q(z|x, y) is taken (the weights of log p(x|y)).
     Shapes: x (batch, C, H, W) -> (batch, K).
     """
-    posterior = model.inference(encoded if encoded is not None else model.encoder(x))
+    posterior = model.infer(encoded if encoded is not None else model.encoder(x), labels)
     return _log_weights(model, x, num_importance_samples, posterior, generator, eps)[0]
 
 

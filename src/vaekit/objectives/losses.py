@@ -36,6 +36,7 @@ from vaekit.objectives.disentangling import (
     gaussian_posterior,
     kl_decomposition,
 )
+from vaekit.objectives.labelled import classification_log_prob, labelled_bound, unlabelled_bound
 from vaekit.randomness import derive_seed, seeded_generator
 from vaekit.schedules import beta_at, capacity_at
 
@@ -48,11 +49,12 @@ class Objective(nn.Module):
 
     latent_units_apply = True  # active units and the KL per unit describe its codes (warnings, TensorBoard)
 
-    def __init__(self, model: VAE, train: TrainConfig, dataset_size: int = 0) -> None:
+    def __init__(self, model: VAE, train: TrainConfig, dataset_size: int = 0, labelled_size: int = 0) -> None:
         super().__init__()
         self.model = model
         self.train_config = train
         self.dataset_size = dataset_size  # N, the training images (beta-TCVAE's aggregate posterior)
+        self.labelled_size = labelled_size  # of them, those whose labels the objective sees (M2)
         self.needs: ObjectiveNeeds = OBJECTIVE_NEEDS[train.objective]
 
     def forward(self, batch: Batch, step: int, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, ElboTerms]:
@@ -72,7 +74,7 @@ class Objective(nn.Module):
     def logged_weights(self, step: int) -> dict[str, float]:
         return {}
 
-    def epoch_figures(self, valid_x: torch.Tensor) -> dict[str, float]:
+    def epoch_figures(self, valid_x: torch.Tensor, valid_labels: torch.Tensor | None = None) -> dict[str, float]:
         return {}
 
     def epoch_warning(self, row: dict[str, Any]) -> str:
@@ -162,7 +164,7 @@ class BetaTcvaeObjective(Objective):
         tc = self.train_config  # beta, warmed up as the ELBO's, weighs the total correlation alone
         return {"tc_weight": beta_at(step, tc.beta, tc.warmup_steps)}
 
-    def epoch_figures(self, valid_x: torch.Tensor) -> dict[str, float]:
+    def epoch_figures(self, valid_x: torch.Tensor, valid_labels: torch.Tensor | None = None) -> dict[str, float]:
         """The KL's three parts on the validation images (valid_mutual_information, ...), in nats."""
         tc = self.train_config
         generator = seeded_generator(tc.seed, "eval", 1)
@@ -198,8 +200,8 @@ class FactorVaeObjective(Objective):
     betas (0.5, 0.9) (Kim & Mnih 2018, Appendix A), and saved beside the model. The permutations, like the
     noise, are a function of (seed, step)."""
 
-    def __init__(self, model: VAE, train: TrainConfig, dataset_size: int = 0) -> None:
-        super().__init__(model, train, dataset_size)
+    def __init__(self, model: VAE, train: TrainConfig, dataset_size: int = 0, labelled_size: int = 0) -> None:
+        super().__init__(model, train, dataset_size, labelled_size)
         device = next(model.parameters()).device
         self.discriminator = TotalCorrelationDiscriminator(model.latent_dim).to(device)
 
@@ -273,7 +275,7 @@ class VqVaeObjective(Objective):
         return self.model.inference.quantiser
 
     @torch.no_grad()
-    def epoch_figures(self, valid_x: torch.Tensor) -> dict[str, float]:
+    def epoch_figures(self, valid_x: torch.Tensor, valid_labels: torch.Tensor | None = None) -> dict[str, float]:
         """The codebook's use on the validation images: valid_perplexity (exp of the entropy of the codes' shares:
         K at even use, 1 at collapse) and valid_codes_used (codes assigned at least once)."""
         codes = encode_codes(self.model, valid_x, self.train_config.eval_batch_size)
@@ -296,6 +298,72 @@ class VqVaeObjective(Objective):
         )
 
 
+class CvaeObjective(ElboObjective):
+    """-(1/M) sum_i [E_q log p(x_i|y_i, z) - penalty_i], the ELBO objective (beta, warm-up, capacity, free bits)
+    of a conditional VAE at each image's label: its bound is on log p(x|y) (Sohn et al. 2015, Eq. 4)."""
+
+    def forward(self, batch: Batch, step: int, eps: torch.Tensor | None = None) -> Loss:
+        tc = self.train_config
+        posterior = self.model.posterior(batch.x, batch.labels)
+        terms = elbo_at(self.model, batch.x, posterior, tc.num_samples, None, eps, tc.gradient_estimator)
+        return -terms.reconstruction.mean() + shaped_kl_penalty(terms, tc, step), terms
+
+
+class M2Objective(Objective):
+    """Kingma et al. 2014's J^alpha (Eq. 9) per training image, for a minibatch whose labels are -1 where hidden:
+        -[(N_u mean_u U(x) + N_l mean_l L(x, y)) / (N_u + N_l) + a mean_l log q(y|x)],
+    N_l the labelled training images (`labelled_size`), N_u the others, a = train.classification_weight (their
+    alpha = 0.1 N is a = 0.1 per image). The loop adds a minibatch of labelled images to every step
+    (ObjectiveNeeds.labelled_batch), so both means are taken each step. Each z is drawn from a generator seeded by
+    (seed, "labels", step). Its terms are the images' bounds: U(x) where the label is hidden, L(x, y) where not."""
+
+    def forward(self, batch: Batch, step: int, eps: torch.Tensor | None = None) -> Loss:
+        tc, x = self.train_config, batch.x
+        labels = batch.labels if batch.labels is not None else torch.full((len(x),), -1, device=x.device)
+        known = labels >= 0
+        generator = torch.Generator(device=x.device).manual_seed(derive_seed(tc.seed, "labels", step))
+        xu, xl, yl = x[~known], x[known], labels[known]
+        unlabelled = unlabelled_bound(self.model, xu, self.model.posterior(xu), generator) if len(xu) else None
+        posterior = self.model.posterior(xl)
+        labelled = labelled_bound(self.model, xl, yl, generator, posterior=posterior)
+        n_l = self.labelled_size or len(xl)
+        n_u = max(self.dataset_size - n_l, 0) if unlabelled is not None else 0
+        bound = n_l * labelled.elbo.mean() + (n_u * unlabelled.elbo.mean() if unlabelled is not None else 0.0)
+        log_q = classification_log_prob(posterior, yl).mean()
+        loss = -(bound / (n_u + n_l) + tc.classification_weight * log_q)
+        parts = [t for t in (unlabelled, labelled) if t is not None]
+        terms = ElboTerms(*(torch.cat([getattr(t, k) for t in parts]) for k in ("elbo", "reconstruction", "kl")), None)
+        return loss, terms
+
+    @torch.no_grad()
+    def epoch_figures(self, valid_x: torch.Tensor, valid_labels: torch.Tensor | None = None) -> dict[str, float]:
+        """valid_error: the share of validation images whose most probable label under q(y|x) is not theirs."""
+        if valid_labels is None:
+            return {}
+        return {
+            "valid_error": classification_error(self.model, valid_x, valid_labels, self.train_config.eval_batch_size)[0]
+        }
+
+
+@torch.no_grad()
+def classification_error(
+    model: VAE, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
+) -> tuple[float, float]:
+    """The error of argmax_y q(y|x) on images x (N, C, H, W) with labels (N,), and its standard error
+    sqrt(e (1 - e) / N)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    wrong = 0
+    for start in range(0, len(x), batch_size):
+        posterior = model.posterior(x[start : start + batch_size].to(device))
+        guess = posterior.label_log_probs.argmax(-1).cpu()
+        wrong += int((guess != labels[start : start + batch_size]).sum())
+    model.train(was_training)
+    error = wrong / max(len(x), 1)
+    return error, (error * (1 - error) / max(len(x), 1)) ** 0.5
+
+
 COLLAPSED_SHARE = 0.05  # a codebook with fewer than this share of its codes in use is said to have collapsed
 
 # train.objective -> its Objective class; the names are config.OBJECTIVE_NEEDS's (a test checks)
@@ -308,12 +376,15 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "dip-vae-ii": DipVaeObjective,
     "reconstruction": ReconstructionObjective,
     "vq-vae": VqVaeObjective,
+    "cvae": CvaeObjective,
+    "m2": M2Objective,
 }
 
 
-def build_objective(model: VAE, train: TrainConfig, dataset_size: int = 0) -> Objective:
-    """The configured objective over a model; dataset_size is N, the number of training images."""
-    return OBJECTIVES[train.objective](model, train, dataset_size)
+def build_objective(model: VAE, train: TrainConfig, dataset_size: int = 0, labelled_size: int = 0) -> Objective:
+    """The configured objective over a model; dataset_size is N, the number of training images, labelled_size
+    the number of them whose labels it sees (M2)."""
+    return OBJECTIVES[train.objective](model, train, dataset_size, labelled_size)
 
 
 def training_loss(
