@@ -36,6 +36,7 @@ LAYERS = {
     "distributed": 4,
     "rundir": 5,
     "disentanglement": 6,
+    "features": 6,
     "diagnostics": 7,
     "evaluation": 8,
     "plots": 9,

@@ -134,6 +134,15 @@ def _train_parser(sub: Any) -> None:
         "--resume continues); default: no limit",
     )
     p.add_argument(
+        "--features-from",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="train on the posterior means of a trained VAE run instead of images (Kingma et al. 2014's M1 + M2, "
+        "with --config mnist-m1-m2): writes RUN/features.npz first where it is missing, and sets data.dataset "
+        "features, data.path and model.image_shape",
+    )
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (there is none when output is not a terminal)"
     )
     p.add_argument("--no-pictures", action="store_true", help="skip writing the pictures and the report at the end")
@@ -144,6 +153,20 @@ def _train_parser(sub: Any) -> None:
         "'vaekit[tensorboard]'; view with tensorboard --logdir RUN_DIR/tensorboard)",
     )
     _add_config_options(p)
+
+
+def _features_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "features",
+        help="write a VAE run's posterior means as a dataset (RUN_DIR/features.npz), for M1 + M2",
+        epilog=EPILOG,
+        description="Encode a trained VAE's train, valid and test images and save the means of q(z|x), with the "
+        "labels, as RUN_DIR/features.npz; latent units whose mean barely moves over the training images (standard "
+        "deviation <= --min-std) are dropped. Kingma et al. 2014's M1 + M2 trains M2 on these: vaekit train "
+        "--config mnist-m1-m2 --features-from RUN_DIR does both.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
+    p.add_argument("--min-std", type=float, default=0.1, help="keep units whose mean's std exceeds this (default: 0.1)")
 
 
 def _train_prior_parser(sub: Any) -> None:
@@ -286,10 +309,17 @@ def _picture_parsers(sub: Any) -> None:
     p.add_argument("-n", "--num", type=int, default=100, help="number of samples (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of z ~ N(0, I) (default: 0)")
     p.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        help="a cvae or m2 run's class to draw, p(x|y, z) at this y (default: labels drawn from p(y))",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="PNG path (default: RUN_DIR/images/samples-nN-seedS.png, beside the run's own samples.png)",
+        help="PNG path (default: RUN_DIR/images/samples-nN-seedS.png, beside the run's own samples.png; with --label "
+        "L, samples-labelL-nN-seedS.png)",
     )
 
     p = sub.add_parser("reconstruct", help="write images beside their reconstructions as PNG")
@@ -490,6 +520,7 @@ def build_parser() -> Parser:
     for add in (
         _train_parser,
         _train_prior_parser,
+        _features_parser,
         _evaluate_parser,
         _picture_parsers,
         _playground_parser,
@@ -561,6 +592,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --run-dir, the folder of the run to continue.")
     if args.minutes is not None:
         _positive("--minutes", args.minutes, 10**6)
+    if args.features_from is not None:
+        args.set = args.set + _features_settings(args.features_from)
     config = train_config(args)
     callbacks = [TensorBoard()] if args.tensorboard else []
     run_dir = args.run_dir or Path("runs") / f"{Path(args.config or 'mnist-mlp').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -583,6 +616,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         pictures = plots.write_run_pictures(run_dir, seed=config.train.seed, log=lambda s: _log(f"vaekit: {s}"))
         _log(f"vaekit: wrote {len(pictures)} pictures in {run_dir / rundir.IMAGES_DIR} and {write_report(run_dir)}")
     print(_test_line(result.test, len(result.metrics), config, run_dir))
+    return 0
+
+
+def _features_settings(run_dir: Path) -> list[str]:
+    """The --set items that train on a VAE run's features, written first where they are missing."""
+    import numpy as np
+
+    from vaekit.features import write_features
+
+    path = run_dir / rundir.FEATURES_FILE
+    if not path.exists():
+        path = write_features(run_dir, log=lambda s: _log(f"vaekit: {s}"))
+    with np.load(path, allow_pickle=False) as loaded:
+        width = loaded["train_x"].shape[-1]
+    return ["data.dataset=features", f"data.path={path}", "data.binarization=none", f"model.image_shape=1,1,{width}"]
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from vaekit.features import write_features
+
+    print(write_features(args.run_dir, args.min_std, log=lambda s: _log(f"vaekit: {s}")))
     return 0
 
 
@@ -815,8 +869,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     _positive("--num", args.num, 10_000)
     model, _ = rundir.load_run(args.run_dir)
-    default = args.run_dir / rundir.IMAGES_DIR / f"samples-n{args.num}-seed{args.seed}.png"
-    print(plots.prior_samples(model, args.out or default, args.num, args.seed))
+    at = "" if args.label is None else f"-label{args.label}"
+    default = args.run_dir / rundir.IMAGES_DIR / f"samples{at}-n{args.num}-seed{args.seed}.png"
+    print(plots.prior_samples(model, args.out or default, args.num, args.seed, args.label))
     return 0
 
 
@@ -826,9 +881,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     _positive("--num", args.num, 10_000)
     model, config = rundir.load_run(args.run_dir)
-    x = load_dataset(config.data, config.model.image_shape).split(args.split).images[: args.num]
+    split = load_dataset(config.data, config.model.image_shape).split(args.split)
+    x, labels = split.images[: args.num], split.labels[: args.num] if model.needs_labels else None
     default = args.run_dir / rundir.IMAGES_DIR / f"reconstructions-{args.split}-n{args.num}.png"
-    print(plots.reconstructions(model, x, args.out or default))
+    print(plots.reconstructions(model, x, args.out or default, labels=labels))
     return 0
 
 
@@ -942,6 +998,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train-prior": cmd_train_prior,
     "plot": cmd_plot,
     "report": cmd_report,
+    "features": cmd_features,
     "sample": cmd_sample,
     "reconstruct": cmd_reconstruct,
     "playground": cmd_playground,

@@ -464,7 +464,8 @@ class DataConfig:
         "centre-cropped to model.image_shape); array (a .npy/.npz file at --path, with an optional 'factors' "
         "array of discrete factor classes); dsprites (64 x 64, rendered on dSprites' factor grid, or "
         "DeepMind's file with --source file --path F); cifar10 (its Python archive cifar-10-python.tar.gz: "
-        "--source file --path F, or the download checked against its MD5)",
+        "--source file --path F, or the download checked against its MD5); features (a VAE's posterior means, "
+        "written by vaekit features RUN to --path RUN/features.npz: M1 + M2)",
         DATASET_NAMES,
     )
     source: str = _opt(
@@ -560,7 +561,7 @@ class DataConfig:
             "dsprites is rendered here (source auto) or read from DeepMind's file (source file)",
         )
         _require(
-            self.dataset not in ("image-folder", "array") or bool(self.path),
+            self.dataset not in ("image-folder", "array", "features") or bool(self.path),
             s,
             "path",
             self.path,

@@ -244,9 +244,10 @@ MEASURE_OF_KIND = {"binary": "nats", "density": "dequantized bits/dim", "levels"
 
 
 def measure(config: Any) -> tuple[str, int]:
-    """(one of MEASURES, grey levels 2^data.bits) for a RunConfig: binarized data are in nats."""
+    """(one of MEASURES, grey levels 2^data.bits) for a RunConfig: binarized data and features (real vectors, not
+    levels) are in nats."""
     levels, kind = 2**config.data.bits, LIKELIHOOD_KINDS[config.model.likelihood]
-    if config.data.binarization != "none":
+    if config.data.binarization != "none" or config.data.dataset == "features":
         return "nats", levels
     return MEASURE_OF_KIND[kind], levels
 

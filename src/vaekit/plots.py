@@ -66,10 +66,12 @@ def save_picture(picture: Image.Image, path: str | Path) -> Path:
 
 
 @torch.no_grad()
-def reconstructions(model: VAE, x: torch.Tensor, path: str | Path, per_row: int = 10) -> Path:
-    """Inputs and their reconstructions E[x | z = mu(x)] in alternating rows."""
+def reconstructions(
+    model: VAE, x: torch.Tensor, path: str | Path, per_row: int = 10, labels: torch.Tensor | None = None
+) -> Path:
+    """Inputs and their reconstructions E[x | z = mu(x)] in alternating rows (a conditional VAE's at the labels)."""
     x = x[: (len(x) // per_row) * per_row or len(x)]
-    recon = model.reconstruct(x)
+    recon = model.reconstruct(x, None if labels is None else labels[: len(x)])
     rows = []
     for start in range(0, len(x), per_row):
         rows += [x[start : start + per_row], recon[start : start + per_row]]
@@ -79,11 +81,46 @@ def reconstructions(model: VAE, x: torch.Tensor, path: str | Path, per_row: int 
 
 
 @torch.no_grad()
-def prior_samples(model: VAE, path: str | Path, n: int = 100, seed: int = 0) -> Path:
-    """Decoded means of n draws from the model's prior p(z)."""
-    images = model.sample(n, generator=torch.Generator().manual_seed(seed))
-    title = f"decoded means of {n} samples z ~ p(z), {model.prior.label}, seed {seed}"
+def prior_samples(model: VAE, path: str | Path, n: int = 100, seed: int = 0, label: int | None = None) -> Path:
+    """Decoded means of n draws from the model's prior p(z) (a model of labels: at one label, where given)."""
+    labels = None if label is None else torch.full((n,), label)
+    images = model.sample(n, generator=torch.Generator().manual_seed(seed), labels=labels)
+    at = "" if label is None else f" at label {label}"
+    title = f"decoded means of {n} samples z ~ p(z){at}, {model.prior.label}, seed {seed}"
     return save_picture(grid_image(images, max(1, int(math.sqrt(n))), title), path)
+
+
+@torch.no_grad()
+def class_samples(model: VAE, path: str | Path, draws: int = 10, seed: int = 0, names: Sequence[str] = ()) -> Path:
+    """A model of labels' p(x|y, z): one row per class y, one column per draw z_j ~ N(0, I), the same z_j down each
+    column, so that a row shows one label in many styles and a column one style at every label (Kingma et al.
+    2014, Figure 1)."""
+    classes = model.prior.classes
+    z = model.prior.split(model.sample_prior(draws, torch.Generator().manual_seed(seed)))[1]
+    labels = torch.arange(classes).repeat_interleave(draws)
+    images = model.decode(model.prior.join(labels, z.repeat(classes, 1))).mean
+    rows = [str(names[c]) if c < len(names) else str(c) for c in range(classes)]
+    title = f"p(x|y, z): a row per label y, a column per z ~ N(0, I) (seed {seed})"
+    return save_picture(grid_image(images, draws, title, row_labels=rows), path)
+
+
+@torch.no_grad()
+def analogies(model: VAE, x: torch.Tensor, labels: torch.Tensor, path: str | Path, names: Sequence[str] = ()) -> Path:
+    """Kingma et al. 2014's analogies (Figure 1b): each test image (first column) kept at the z of its posterior
+    mean, q(z|x, y) at its label (its most probable one under M2's q(y|x)), and decoded at every label y."""
+    posterior = model.posterior(x, labels if model.needs_labels else None)
+    held, z = model.prior.split(posterior.mean)
+    classes = model.prior.classes
+    every = torch.arange(classes).repeat(len(x))
+    images = model.decode(model.prior.join(every, z.repeat_interleave(classes, 0))).mean.view(
+        len(x), classes, *x.shape[1:]
+    )
+    grid = torch.cat([x.unsqueeze(1).to(images), images], 1).flatten(0, 1)
+    rows = [f"{names[int(y)] if int(y) < len(names) else int(y)}" for y in held]
+    title = "analogies: an image (left), then its z decoded at each label " + ", ".join(
+        str(names[c]) if c < len(names) else str(c) for c in range(classes)
+    )
+    return save_picture(grid_image(grid, classes + 1, title, row_labels=rows), path)
 
 
 def _save_figure(fig: Any, path: str | Path) -> Path:
@@ -341,7 +378,20 @@ class PictureInputs:
 
 
 def _reconstructions(p: PictureInputs, folder: Path) -> Path:
-    return reconstructions(p.model, p.images[:50], folder / "reconstructions.png")
+    labels = p.labels[:50] if p.model.needs_labels else None
+    return reconstructions(p.model, p.images[:50], folder / "reconstructions.png", labels=labels)
+
+
+def _classes(p: PictureInputs, folder: Path) -> Path | None:
+    if not hasattr(p.model.prior, "join"):
+        return None  # a model of labels' picture
+    return class_samples(p.model, folder / "classes.png", seed=p.seed, names=p.class_names)
+
+
+def _analogies(p: PictureInputs, folder: Path) -> Path | None:
+    if not hasattr(p.model.prior, "join"):
+        return None
+    return analogies(p.model, p.images[:8], p.labels[:8], folder / "analogies.png", p.class_names)
 
 
 def _samples(p: PictureInputs, folder: Path) -> Path:
@@ -528,6 +578,8 @@ def _layer_samples(p: PictureInputs, folder: Path) -> Path | None:
 PICTURES: dict[str, Callable[[PictureInputs, Path], Path | None]] = {
     "reconstructions": _reconstructions,
     "samples": _samples,
+    "classes": _classes,
+    "analogies": _analogies,
     "prior-samples": _prior_comparison,
     "codes": _code_usage,
     "interpolations": _interpolations,

@@ -59,6 +59,7 @@ IMAGES_DIR = "images"
 TENSORBOARD_DIR = "tensorboard"  # event files of `vaekit train --tensorboard`
 LOCK_FILE = ".lock"
 EVALUATION_GLOB = "evaluation-*.json"
+FEATURES_FILE = "features.npz"  # the posterior means of a run's images (vaekit features): M1's features for M2
 PRIOR_FILE = "prior.safetensors"  # a VQ-VAE's fitted PixelCNN prior (vaekit train-prior)
 PRIOR_CHECKPOINT_FILE = "prior-checkpoint.safetensors"
 PRIOR_METRICS_FILE = "prior-metrics.jsonl"
@@ -260,6 +261,19 @@ def read_metrics(run_dir: str | Path, problems: list[str] | None = None) -> list
 def write_metrics(run_dir: Path, rows: list[dict[str, Any]], name: str = METRICS_FILE) -> None:
     """One JSON line per row into the run's metrics file (or another jsonl file of the folder, `name`)."""
     checkpoint.atomic_write_text(Path(run_dir) / name, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def write_features(run_dir: str | Path, arrays: dict[str, Any]) -> Path:
+    """A run's features (data.features_file's arrays), written whole or not at all; returns the path."""
+    import os
+
+    import numpy as np
+
+    path = Path(run_dir) / FEATURES_FILE
+    partial = path.with_name(FEATURES_FILE + ".partial.npz")
+    np.savez(partial, **arrays)
+    os.replace(partial, path)
+    return path
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:

@@ -117,6 +117,23 @@ def _cifar10(config: DataConfig, image_shape: tuple[int, int, int], log: Log) ->
     return cifar10.load_cifar10(config.source, config.path, cache_dir(), log)
 
 
+def _features(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, Any]:
+    """A model's features (vaekit features RUN: features.npz at data.path), each image a (1, 1, J) vector of reals."""
+    path = Path(config.path or "")
+    keys = [f"{name}_{part}" for name in SPLIT_NAMES for part in ("x", "y")]
+    try:
+        with np.load(path, allow_pickle=False) as loaded:
+            arrays = {key: loaded[key] for key in keys + ["class_names"]}
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise DataError(
+            f"{path}: not a features file of vaekit features ({err}); write it with vaekit features RUN."
+        ) from None
+    shape = tuple(arrays["train_x"].shape[1:])
+    if shape != tuple(image_shape):
+        raise DataError(f"{path} holds features of shape {shape}, but model.image_shape is {tuple(image_shape)}.")
+    return {**arrays, "scale": np.array(1.0)}
+
+
 # dataset name -> loader of arrays {train,valid,test}_{x,y}, `scale` (x / scale lies in [0, 1]) and
 # `class_names` (the name of each label); for data with known factors also {train,valid,test}_factors
 # (N, F) of classes and factor_names, factor_sizes, factor_values;
@@ -129,6 +146,7 @@ DATASET_LOADERS: dict[str, Loader] = {
     "array": _array,
     "dsprites": _dsprites,
     "cifar10": _cifar10,
+    "features": _features,
 }
 
 # Offsets that keep the fixed evaluation binarizations of the splits independent of each other.

@@ -16,6 +16,7 @@ from vaekit.experiments import (
     burda2015,
     cifar10,
     kingma2013,
+    kingma2014,
     locatello2019,
     mnist8bit,
     tomczak2018,
@@ -35,6 +36,7 @@ EXPERIMENTS: dict[str, ModuleType] = {
     "cifar10-bpd": cifar10,
     "vandenoord2017": vandenoord2017,
     "vandenoord2017-cifar10": vandenoord2017_cifar10,
+    "kingma2014-ssl": kingma2014,
 }
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vaekit import rundir
 from vaekit.config import RunConfig
 from vaekit.data import Dataset, load_dataset
@@ -23,8 +25,9 @@ from vaekit.diagnostics import disentanglement_figures
 from vaekit.distributed import select_device
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation import evaluate_split, measure
-from vaekit.experiments.plan import ExperimentPlan
+from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan, base_run, seed_suffix
 from vaekit.experiments.summary import run_row, summarise, write_summary
+from vaekit.features import MIN_FEATURE_STD, write_features
 from vaekit.plots import PictureInputs, write_pictures
 from vaekit.prior_training import PriorTraining, prior_due, train_prior
 from vaekit.tensorboard import TensorBoard, add_evaluation
@@ -72,6 +75,8 @@ def run_experiment(
     K = plan.spec.num_importance_samples
     todo = [run for run, config in plan.runs() if not complete(out_dir / run, config, K, plan.spec.prior_epochs)]
     in_workers = jobs > 1 and len(todo) > 1
+    if in_workers and getattr(EXPERIMENTS[plan.name], "FEATURES_FROM", None):
+        raise ConfigError(f"{plan.name} trains on features of its own runs, one after the other: use --jobs 1.")
     failed = run_workers(plan, out_dir, todo, jobs, log) if in_workers else []
     shape = plan.runs()[0][1].model.image_shape  # the grid's runs share their data and image shape
     data = dataset if dataset is not None else load_dataset(plan.data_config, shape, log)
@@ -80,7 +85,9 @@ def run_experiment(
         if run not in todo:
             log(f"{run}: complete, skipped")
         elif not in_workers:  # a worker ran it otherwise; its folder holds what it reached
-            train_and_evaluate(plan, run, config, out_dir / run, data, progress, log)
+            config = on_features(plan, run, config, out_dir, log)
+            run_data = data if config.data == plan.data_config else load_dataset(config.data, config.model.image_shape)
+            train_and_evaluate(plan, run, config, out_dir / run, run_data, progress, log)
         if evaluated(out_dir / run, K):
             rows.append(run_row(plan, run, config, out_dir / run))
     done = {r["run"] for r in rows}
@@ -93,6 +100,27 @@ def run_experiment(
             "summary holds the others. Run the same command again to resume them."
         )
     return result
+
+
+def on_features(
+    plan: ExperimentPlan, run: str, config: RunConfig, out_dir: Path, log: Callable[[str], None]
+) -> RunConfig:
+    """A run that trains on another run's features (the module's FEATURES_FROM: M1 + M2 on M1, the same seed), with
+    its data.path and model.image_shape set to them, written first where they are missing; other runs as they are."""
+    source = getattr(EXPERIMENTS[plan.name], "FEATURES_FROM", {}).get(base_run(run))
+    if source is None:
+        return config
+    source_dir = out_dir / (source + seed_suffix(run))
+    path = source_dir / rundir.FEATURES_FILE
+    if not path.exists():
+        if not evaluated(source_dir, plan.spec.num_importance_samples):
+            raise VaekitError(f"{run} trains on the features of {source_dir.name}, which is not trained yet.")
+        min_std = getattr(EXPERIMENTS[plan.name], "FEATURE_MIN_STD", MIN_FEATURE_STD)
+        path = write_features(source_dir, min_std, log=log)
+    with np.load(path, allow_pickle=False) as loaded:
+        shape = tuple(int(n) for n in loaded["train_x"].shape[1:])
+    model = dataclasses.replace(config.model, image_shape=shape)
+    return dataclasses.replace(config, model=model, data=dataclasses.replace(config.data, path=str(path)))
 
 
 def train_and_evaluate(
@@ -131,7 +159,12 @@ def train_and_evaluate(
         model, _ = rundir.load_run(run_dir, device=select_device(config.train.device))
     test = data.evaluation_observations("test")  # one fixed binarization, shared by every run
     result = evaluate_split(
-        model, test, plan.spec.num_importance_samples, seed=config.train.seed, measure=measure(config)
+        model,
+        test,
+        plan.spec.num_importance_samples,
+        seed=config.train.seed,
+        measure=measure(config),
+        labels=data.test.labels,
     )
     if data.test.factors is not None:  # data with known factors: every disentanglement metric too
         result["disentanglement"] = disentanglement_figures(
@@ -144,7 +177,8 @@ def train_and_evaluate(
         model.cpu(), data.test.images, data.test.labels, [], config.train.seed, data.class_names,
         data.test.factors, data.factor_names,
     )  # fmt: skip
-    which = ("traversals", "samples", "factors", "prior-samples", "codes")  # the last two: a VQ-VAE's
+    # then a VQ-VAE's, then a model of labels'
+    which = ("traversals", "samples", "factors", "prior-samples", "codes", "classes", "analogies")
     write_pictures(pictures, run_dir / rundir.IMAGES_DIR, which=which)
 
 

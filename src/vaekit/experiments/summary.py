@@ -48,6 +48,8 @@ def run_row(plan: ExperimentPlan, run: str, config: RunConfig, run_dir: Path) ->
         "log_likelihood_stderr": evaluation.get("log_likelihood_stderr"),
         "num_importance_samples": plan.spec.num_importance_samples,
         "active_units": evaluation.get("active_units"),  # none for a VQ-VAE: its codebook's use instead
+        "error": evaluation.get("error"),  # M2's classifier q(y|x): its test error and that share's standard error
+        "error_stderr": evaluation.get("error_stderr"),
         "training_minutes": summary["seconds_total"] / 60,
         # log p(x), the ELBO and latents, and the disentanglement metrics where the data has factors
         "evaluation_minutes": (evaluation["seconds"] + (evaluation.get("disentanglement") or {}).get("seconds", 0))
@@ -135,6 +137,7 @@ SEED_FIGURES = (
     "active_units",
     "log_likelihood_bits_per_dim",
     "paired_bits",
+    "error",
     *METRICS,
 )
 
@@ -173,6 +176,27 @@ def write_summary(result: dict[str, Any], out_dir: Path) -> None:
     plots.elbo_curves(runs, out_dir / SUMMARY_FIGURE, title, panels)
 
 
+def _error_table(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> list[str]:
+    """The classifiers' test error in percent (M2's q(y|x)), each run's with its standard error, then over seeds
+    (median, range), beside the published figure (mean +- its spread over runs) where the module gives one."""
+    classifying = [r for r in rows if r.get("error") is not None]
+    if not classifying:
+        return []
+    lines = ["", "| run | test error % | ± s.e. | published % |", "|---|---|---|---|"]
+    for r in classifying:
+        published = r.get("published_metrics") or {}
+        cited = f"{published['error']:.2f} ± {published['error_spread']:.2f}" if "error" in published else ""
+        lines.append(f"| {r['run']} | {100 * r['error']:.2f} | {100 * r['error_stderr']:.2f} | {cited} |")
+    for g in groups:
+        figure = g["figures"].get("error")
+        if figure:
+            values = ", ".join(f"{100 * v:.2f}" for v in figure["values"])
+            lines.append(
+                f"| {g['run']} over {g['seeds']} seeds: median | {100 * figure['median']:.2f} | ({values}) | |"
+            )
+    return lines
+
+
 def summary_markdown(result: dict[str, Any]) -> str:
     """The summary as a Markdown table, bounds in nats per image (higher is better)."""
     capped = (
@@ -196,6 +220,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
     lines += [_markdown_row(r) for r in result["runs"]]
     lines += _bits_table(result["runs"])
     lines += _code_table(result["runs"])
+    lines += _error_table(result["runs"], result.get("over_seeds") or [])
     lines += _metrics_table(result["runs"])
     lines += _seed_table(result.get("over_seeds") or [])
     if result.get("published_sources"):

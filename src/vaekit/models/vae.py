@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
-from vaekit.errors import DataError
+from vaekit.errors import DataError, ModelError
 from vaekit.likelihoods import (
     BernoulliLikelihood,
     CategoricalLevels,
@@ -151,14 +151,28 @@ class VAE(nn.Module):
         return self.decoder(z)
 
     @torch.no_grad()
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws z ~ p(z) from the model's prior, (n, latent_dim), on the model's device."""
-        return self.prior.sample(n, generator).to(next(self.parameters()).device)
+    def sample_prior(
+        self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """n draws z ~ p(z) from the model's prior, (n, latent_dim), on the model's device; for a model of labels
+        with labels (n,) given, the draws of z joined to those labels instead of drawn ones."""
+        v = self.prior.sample(n, generator).to(next(self.parameters()).device)
+        if labels is None:
+            return v
+        if not hasattr(self.prior, "join"):
+            raise ModelError(f"a {self.family} model takes no labels: only cvae and m2 models draw at a label")
+        labels = torch.as_tensor(labels)
+        if labels.shape != (n,) or labels.is_floating_point() or labels.min() < 0 or labels.max() >= self.prior.classes:
+            raise DataError(f"labels must be {n} integers in 0 .. {self.prior.classes - 1}, one per sample.")
+        return self.prior.join(labels, self.prior.split(v)[1])
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decoded means of n draws z ~ p(z): images (n, C, H, W) in the data's range."""
-        return self.decode(self.sample_prior(n, generator)).mean
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Decoded means of n draws z ~ p(z): images (n, C, H, W) in the data's range (at the given labels (n,), for
+        a model of labels)."""
+        return self.decode(self.sample_prior(n, generator, labels)).mean
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
