@@ -584,4 +584,6 @@ class LabelledInference(nn.Module):
 
     def forward(self, encoded: tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]) -> Posterior:
         logits, mu, logvar = encoded
-        return LabelledPosterior(None if logits is None else torch.log_softmax(logits, -1), mu, logvar)
+        if logits is None or self.needs_labels:  # a conditional VAE has no q(y|x)
+            return LabelledPosterior(None, mu, logvar)
+        return LabelledPosterior(torch.log_softmax(logits, -1), mu, logvar)
