@@ -7,6 +7,7 @@ is exact, the samples against the decoder at the asked label, and the labelled s
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -166,9 +167,10 @@ class _Call(nn.Module):
 
 
 def test_log_p_x_with_y_summed_out_is_exact_under_the_exact_posterior_and_a_bound_under_another():
-    """With q(y|x) q(z|x, y) the exact posterior every importance weight is p(x): the estimate equals, and the ELBO's
-    expectation is, the closed-form log p(x) = log (1/C) sum_y N(x; m_y, W W^T + s^2 I). With z's means moved, the ELBO falls below
-    the K-sample estimate, which stays below log p(x) (up to its noise) and close to it."""
+    """With q(y|x) q(z|x, y) the exact posterior every importance weight is p(x): the estimate equals, and the
+    ELBO's expectation is, the closed-form log p(x) = log (1/C) sum_y N(x; m_y, W W^T + s^2 I). With z's means
+    moved, the ELBO falls below the K-sample estimate, which stays below log p(x) (up to its noise) and close to
+    it."""
     model, oracle = linear_gaussian_model()
     x = torch.randn(40, 1, 1, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
     exact = oracle.marginal(x)[0]
@@ -287,3 +289,50 @@ def test_m2_learns_to_classify_real_mnist_from_100_labels_and_resumes_bit_for_bi
     assert 0 < full.test["test_error"] < 0.5 and full.test["test_error_stderr"] == pytest.approx(
         math.sqrt(full.test["test_error"] * (1 - full.test["test_error"]) / 200)
     )
+
+
+def test_m1_plus_m2_trains_from_a_vae_runs_features_in_one_command(tmp_path, trained_run_2d, capsys):
+    """vaekit train --config mnist-m1-m2 --features-from RUN writes RUN/features.npz (the posterior means of every
+    split, with their labels) and trains M2 on them; its summary states the test error, and vaekit evaluate too."""
+    import shutil
+
+    from vaekit.cli import main
+    from vaekit.features import posterior_means
+    from vaekit.rundir import load_run
+
+    m1 = tmp_path / "m1"
+    shutil.copytree(trained_run_2d, m1)
+    run = tmp_path / "m1m2"
+    argv = ["train", "--config", "mnist-m1-m2", "--features-from", str(m1), "--run-dir", str(run)]
+    assert main([*argv, "--epochs", "1", "--batch-size", "50", "--no-progress", "--no-pictures"]) == 0
+    assert "test error" in capsys.readouterr().out
+    with np.load(m1 / "features.npz") as features:
+        model, config = load_run(m1)
+        x = load_dataset(config.data, config.model.image_shape).evaluation_observations("test")
+        np.testing.assert_allclose(features["test_x"][:, 0, 0], posterior_means(model, x)[:, features["kept"]].numpy())
+        assert features["train_x"].shape[1:] == (1, 1, len(features["kept"]))
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["data"]["dataset"] == "features" and saved["data"]["path"] == str(m1 / "features.npz")
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0 <= summary["test_error"] <= 1 and summary["test_error_stderr"] > 0
+    assert main(["evaluate", str(run), "--samples", "10"]) == 0
+    assert "test error" in capsys.readouterr().out
+
+
+def test_the_kingma2014_experiment_runs_m2_m1_and_m1_m2_on_m1s_features(tmp_path, tiny_data):
+    """The smoke budget: M2 on pixels with 100 labels, M1, then M1 + M2 on M1's features (written by the runner),
+    each with its test error in the summary beside the paper's Table 1, and the class pictures of the models of
+    labels."""
+    from vaekit.experiments import ExperimentPlan
+    from vaekit.experiments.runner import run_experiment
+
+    out = tmp_path / "ssl"
+    result = run_experiment(ExperimentPlan("kingma2014-ssl", "smoke"), out, dataset=tiny_data)
+    rows = {row["run"]: row for row in result["runs"]}
+    assert set(rows) == {"m2", "m1", "m1-m2"}
+    assert 0 <= rows["m2"]["error"] <= 1 and 0 <= rows["m1-m2"]["error"] <= 1 and rows["m1"]["error"] is None
+    table = (out / "summary.md").read_text()
+    assert "| test error % |" in table and "| m1-m2 | " in table and "3.33 ± 0.14" in table
+    saved = json.loads((out / "m1-m2" / "config.json").read_text())
+    assert saved["data"]["path"] == str(out / "m1" / "features.npz") and saved["model"]["image_shape"] == [1, 1, 50]
+    assert (out / "m2" / "images" / "classes.png").exists() and (out / "m1-m2" / "images" / "analogies.png").exists()

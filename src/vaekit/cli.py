@@ -651,9 +651,12 @@ def _test_line(t: dict[str, Any], epochs: int, config: RunConfig, run_dir: Path)
         return f"{reconstruction}, {after}; {t['no_bound']}"
     dims = math.prod(config.model.image_shape)
     bits = f", {bits_per_dim(t['test_elbo'], dims):.4f} bits/dim" if measure(config)[0] == "bits/dim" else ""
+    error = (
+        f", test error {100 * t['test_error']:.2f}% +- {100 * t['test_error_stderr']:.2f}" if "test_error" in t else ""
+    )
     return (
         f"test elbo {t['test_elbo']:.2f} nats{bits} (reconstruction {t['test_reconstruction']:.2f}, "
-        f"kl {t['test_kl']:.2f}) {after}"
+        f"kl {t['test_kl']:.2f}){error} {after}"
     )
 
 
@@ -741,6 +744,10 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
     lines = [f"{result['split']} split, {result['images']} images{weights}; nats per image, higher is better"]
     lines += [f"  {name:16s}{value:10.3f}   {what}" for name, value, what in rows]
     lines += [f"  {result['no_bound']}."] if "no_bound" in result else []
+    if "error" in result:  # M2's classifier q(y|x)
+        error, stderr = 100 * result["error"], 100 * result["error_stderr"]
+        name = "test error" if result["split"] == "test" else "error"
+        lines.append(f"  {name:16s}{error:9.2f}%   +- {stderr:.2f} (s.e.) of argmax q(y|x)")
     lines += _bits_lines(result)
     lines += _code_lines(result) if "codes_used" in result else _layer_lines(result)
     lines += _disentanglement_lines(result.get("disentanglement"))
