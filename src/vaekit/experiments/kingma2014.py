@@ -44,7 +44,7 @@ LABELLED = 100  # N; `vaekit experiment kingma2014-ssl --set data.labelled=600` 
 # smoke: the pipeline in a minute; short: the CPU budget of docs/results.md; long: a GPU's share of the paper's
 BUDGETS = {
     "smoke": Budget(epochs=1, train_limit=1000, eval_limit=200, num_importance_samples=10),
-    "short": Budget(epochs=10, train_limit=0, eval_limit=0, num_importance_samples=100),
+    "short": Budget(epochs=50, train_limit=0, eval_limit=0, num_importance_samples=100),
     "long": Budget(epochs=300, train_limit=0, eval_limit=0, num_importance_samples=5000),
 }
 
