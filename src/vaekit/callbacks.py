@@ -27,6 +27,7 @@ class TrainingLoop(Protocol):
     optimizer: torch.optim.Optimizer
     data: Any  # vaekit.data.Dataset: the splits as tensors
     valid_x: torch.Tensor  # (N_valid, C, H, W): the fixed validation observations
+    valid_labels: torch.Tensor  # (N_valid,): their labels (what a conditional VAE is evaluated at)
     state: Any  # vaekit.checkpoint.TrainState: epoch, step, metrics (the rows of metrics.jsonl so far)
 
 

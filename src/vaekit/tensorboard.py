@@ -170,7 +170,8 @@ class TensorBoard(Callback):
     def _latents(self, loop: TrainingLoop, epoch: int) -> None:
         was_training = loop.model.training
         loop.model.eval()
-        latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size)
+        labels = loop.valid_labels if loop.model.needs_labels else None  # a conditional VAE's q(z|x, y)
+        latents = latent_diagnostics(loop.model, loop.valid_x, loop.config.train.eval_batch_size, labels=labels)
         loop.model.train(was_training)
         self.writer.add_scalar(ACTIVE_UNITS_TAG, latents.active_units, epoch)
         for layer in latents.layers:
@@ -185,7 +186,8 @@ class TensorBoard(Callback):
         was_training = model.training
         model.eval()
         x = loop.valid_x[: self.images // 2].to(next(model.parameters()).device)
-        pairs = torch.stack([x, model.reconstruct(x)], 1).flatten(0, 1)  # input, reconstruction, ...
+        labels = loop.valid_labels[: len(x)] if model.needs_labels else None
+        pairs = torch.stack([x, model.reconstruct(x, labels)], 1).flatten(0, 1)  # input, reconstruction, ...
         samples = model.sample(self.images, generator=torch.Generator().manual_seed(loop.config.train.seed))
         model.train(was_training)
         for tag, images in (("images/reconstructions", pairs), ("images/samples", samples)):
