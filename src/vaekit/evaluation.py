@@ -123,8 +123,8 @@ def importance_sampled_log_likelihood(
     log: Callable[[str], None] = lambda line: None,
     labels: torch.Tensor | None = None,
 ) -> LogLikelihood:
-    """Estimate log p(x) by importance sampling with q(z|x) as the proposal (with labels (N,), a conditional VAE's
-    log p(x|y) with q(z|x, y); a model whose latent holds a label, M2's, draws y from q(y|x) with z, summing it out).
+    """Estimate log p(x) by importance sampling with q(z|x) as the proposal (M2's draws y ~ q(y|x) with z, summing y
+    out); with labels (N,), a conditional VAE's log p(x|y) with q(z|x, y).
 
     log p(x) ~= log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z | x)
     (Kingma & Welling 2013, Appendix D uses another estimator; this is the one of Burda et al.
@@ -150,16 +150,13 @@ def importance_sampled_log_likelihood(
     model.eval()
     mine = _my_rows(len(x), ctx)
     indices = range(mine.start, mine.stop)
-    # One buffer for every image's estimate, written in place: a small tensor kept per image would
-    # sit between the large temporaries that the allocator frees and reuses, so that the heap could
-    # not be reused or trimmed and grew by about a decoder output per image (8.6 GB over 10,000).
+    # One buffer written in place: small tensors kept per image fragmented the heap (8.6 GB over 10,000 images).
     local = torch.empty(len(indices), dtype=torch.float64)
     bar = progress_bar(len(indices), progress, desc=f"log p(x), K={num_importance_samples}", unit="img")
     for start in range(0, len(indices), batch_size):
         rows = indices[start : start + batch_size]
         xb = x[rows.start : rows.stop].to(device)
-        generators = [seeded_generator(seed, "importance", i) for i in rows]
-        given = None if labels is None else labels[rows.start : rows.stop].to(device)
+        generators, given = [seeded_generator(seed, "importance", i) for i in rows], _rows_of(labels, rows, device)
         log_sum = _log_sum_of_weights(
             weights, model, xb, generators, num_importance_samples, sample_chunk, autocast, given
         )
@@ -171,6 +168,10 @@ def importance_sampled_log_likelihood(
     n = len(per_datapoint)
     stderr = per_datapoint.std().item() / math.sqrt(n) if n > 1 else float("nan")
     return LogLikelihood(per_datapoint.mean().item(), stderr, per_datapoint, num_importance_samples)
+
+
+def _rows_of(labels: torch.Tensor | None, rows: range, device: torch.device) -> torch.Tensor | None:
+    return None if labels is None else labels[rows.start : rows.stop].to(device)
 
 
 def _chunk_sizes(num_importance_samples: int, rows_per_call: int | None, device: torch.device) -> tuple[int, int]:
@@ -378,14 +379,7 @@ def evaluate_split(
     if unit == "dequantized bits/dim":
         x = dequantize(x, levels, seeded_generator(seed, "dequantize"))
     given = labels if model.needs_labels else None
-    if model.needs_labels and labels is None:
-        raise DataError("a conditional VAE is evaluated at its images' labels: pass labels.")
-    generator = seeded_generator(seed, "eval")
-    bound = evaluate_elbo(model, x, batch_size, 1, generator, ctx, per_image=True, labels=given)
-    out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
-    if model.classifies and labels is not None:
-        out.update(classification_figures(model, x, labels, batch_size))
-    out["elbo_per_image"] = [round(v, 6) for v in bound.per_image.tolist()] if bound.per_image is not None else []
+    bound, out = _bound_figures(model, x, labels, batch_size, seed, ctx)
     if model.no_marginal:  # a bound, but nothing to importance-sample (a VQ-VAE's point mass on codes)
         if num_importance_samples or iwae_num_importance_samples:
             log("--samples and --iwae-k do not apply: this model has no importance-sampled log p(x) (see below)")
@@ -405,6 +399,22 @@ def evaluate_split(
         out.update(iwae_num_importance_samples=iwae_num_importance_samples, iwae_bound=iwae.mean)
     out.update(latent_figures(latent_diagnostics(model, x, batch_size, seed=seed, labels=given)))
     return _with_bits(out, x, unit, levels, start)
+
+
+def _bound_figures(
+    model: VAE, x: torch.Tensor, labels: torch.Tensor | None, batch_size: int, seed: int, ctx: Context | None
+) -> tuple[ElboSummary, dict[str, Any]]:
+    """The ELBO over x with each image's (a conditional VAE's at the labels, which it needs) and, for M2, the
+    classification error at the labels."""
+    if model.needs_labels and labels is None:
+        raise DataError("a conditional VAE is evaluated at its images' labels: pass labels.")
+    given = labels if model.needs_labels else None
+    bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx, per_image=True, labels=given)
+    out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
+    if model.classifies and labels is not None:
+        out.update(classification_figures(model, x, labels, batch_size))
+    out["elbo_per_image"] = [round(v, 6) for v in bound.per_image.tolist()] if bound.per_image is not None else []
+    return bound, out
 
 
 def _with_bits(out: dict[str, Any], x: torch.Tensor, unit: str, levels: int, start: float) -> dict[str, Any]:
