@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from vaekit import rundir
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import Dataset, Split, hide_labels, labelled_subset, load_dataset
 from vaekit.errors import ConfigError, DataError
@@ -213,7 +214,7 @@ def test_samples_at_a_label_are_the_decoder_at_that_label():
     draws = lambda: torch.Generator().manual_seed(4)  # noqa: E731
     z = model.prior.split(model.sample_prior(6, draws()))[1]
     for y in range(CLASSES):
-        labels = torch.full((6,), y)
+        labels = (torch.arange(6) + y) % CLASSES  # mixed labels: each row's own
         images = model.sample(6, draws(), labels=labels)
         torch.testing.assert_close(images, model.decode(model.prior.join(labels, z)).mean)
         other = model.decode(model.prior.join((labels + 1) % CLASSES, z)).mean
@@ -248,7 +249,7 @@ def test_the_labelled_subset_is_balanced_reproducible_and_disjoint_from_the_vali
 def test_the_config_refuses_labels_where_they_do_not_apply():
     with pytest.raises(ConfigError, match="labels are hidden only from m2"):
         RunConfig(ModelConfig(family="cvae"), DataConfig(labelled=100), TrainConfig(objective="cvae"))
-    with pytest.raises(ConfigError, match="multiple of it"):
+    with pytest.raises(ConfigError, match="multiple of 10"):
         RunConfig(ModelConfig(family="m2"), DataConfig(labelled=105), TrainConfig(objective="m2"))
     with pytest.raises(ConfigError, match="use mlp or conv"):
         ModelConfig(family="m2", architecture="resnet", latent_dim=49)
@@ -335,4 +336,104 @@ def test_the_kingma2014_experiment_runs_m2_m1_and_m1_m2_on_m1s_features(tmp_path
     assert "| test error % |" in table and "| m1-m2 | " in table and "3.33 ± 0.14" in table
     saved = json.loads((out / "m1-m2" / "config.json").read_text())
     assert saved["data"]["path"] == str(out / "m1" / "features.npz") and saved["model"]["image_shape"] == [1, 1, 50]
-    assert (out / "m2" / "images" / "classes.png").exists() and (out / "m1-m2" / "images" / "analogies.png").exists()
+    assert (out / "m2" / "images" / "classes.png").exists() and (out / "m2" / "images" / "analogies.png").exists()
+    assert not (out / "m1-m2" / "images" / "classes.png").exists()  # features are no images to draw
+    evaluation = rundir.find_evaluation(out / "m2", "test", 10)
+    assert evaluation["active_units"] + evaluation["collapsed_units"] == 50  # z's units; the label is none
+    assert len(evaluation["layers"][0]["kl_per_dim"]) == 50
+
+
+def test_the_posteriors_parts_label_mean_and_detached_form_and_the_priors_join_and_draws():
+    """The mean's one-hot is argmax q(y|x) (the given label once given); detach stops every part; the prior's split
+    undoes join, and its labels are uniform over all C classes."""
+    model, x = small_model(), binary_images(6)
+    posterior = model.posterior(x)
+    labels, z = model.prior.split(posterior.mean)
+    assert torch.equal(labels, posterior.label_log_probs.argmax(-1))
+    given = torch.tensor([3, 0, 1, 2, 3, 1])
+    assert torch.equal(model.prior.split(posterior.given(given).mean)[0], given)
+    stopped = posterior.detach()
+    assert not any(t.requires_grad for t in (stopped.log_q_y, stopped.mu, stopped.logvar))
+    round_trip = model.prior.split(model.prior.join(given, z))
+    assert torch.equal(round_trip[0], given) and torch.equal(round_trip[1], z)
+    drawn = model.prior.split(model.prior.sample(40_000, torch.Generator().manual_seed(0)))[0]
+    assert (torch.bincount(drawn, minlength=CLASSES).double() / 40_000 - 1 / CLASSES).abs().max() < 0.01
+
+
+def test_the_encoders_take_the_label_at_their_first_layer_and_the_classifier_gives_unclamped_logits():
+    """q(z|x, y)'s parameters at label y are the heads of act(W1 x + b1 + W_y[:, y]) (the one-hot concatenated to
+    x), and the logits of q(y|x) are the classifier's first head as it is."""
+    model, x = small_model(), binary_images(3)
+    logits, mu, logvar = model.encoder(x)
+    latent, classifier = model.encoder.latent, model.encoder.classifier
+    for y in range(CLASSES):
+        h = torch.nn.functional.softplus(latent.hidden(x.flatten(1)) + latent.label.weight[:, y])
+        mu_y, logvar_y = latent.heads(h).chunk(2, -1)
+        torch.testing.assert_close(mu[:, y], mu_y)
+        torch.testing.assert_close(logvar[:, y], logvar_y)
+    torch.testing.assert_close(
+        logits, classifier.heads(torch.nn.functional.softplus(classifier.hidden(x.flatten(1))))[:, :CLASSES]
+    )
+    assert build_model(ModelConfig(family="cvae", latent_dim=2, hidden_dim=8)).needs_labels
+    assert not build_model(ModelConfig(family="m2", latent_dim=2, hidden_dim=8)).needs_labels
+
+
+def test_the_cvae_objective_is_the_elbo_at_each_images_own_label():
+    from vaekit.batch import Batch
+
+    model, x = small_model("cvae"), binary_images(6)
+    labels = torch.tensor([0, 1, 2, 3, 2, 1])
+    objective = build_objective(model, TrainConfig(objective="cvae"))
+    eps = _noise(6, 9)
+    loss, terms = objective(Batch(x, labels), step=0, eps=eps)
+    expected = elbo_at(model, x, model.posterior(x, labels), 1, eps=eps)
+    torch.testing.assert_close(terms.elbo, expected.elbo)
+    torch.testing.assert_close(loss, -expected.elbo.mean())
+
+
+def test_the_labelled_subset_follows_its_protocol_and_the_labelled_minibatches_vary(tmp_path, tiny_data):
+    """Class c's picks are the first N / K rows of its images under a permutation seeded by (seed, "labelled", c);
+    M2's labelled minibatch is drawn afresh each step; labels beyond model.classes are refused."""
+    from vaekit.randomness import seeded_generator
+    from vaekit.training import check_data, minibatch, set_up
+
+    labels = tiny_data.train.labels
+    picked = labelled_subset(labels, 50, 3)
+    for c in range(10):
+        rows = (labels == c).nonzero()[:, 0]
+        expected = rows[torch.randperm(len(rows), generator=seeded_generator(3, "labelled", c))[:5]]
+        assert torch.equal(picked[labels[picked] == c], expected.sort().values)
+    config = RunConfig(
+        ModelConfig(family="m2", hidden_dim=16, latent_dim=2),
+        DataConfig(labelled=100),
+        TrainConfig(objective="m2", batch_size=20),
+    )
+    hidden = _hidden(tiny_data, 100)
+    from vaekit import distributed
+
+    loop = set_up(config, tmp_path, hidden, distributed.init("cpu"), False, lambda s: None, False)
+    order = torch.arange(len(hidden.train))
+    seen = []
+    for step in range(3):
+        loop.state.step = step
+        batch, _ = minibatch(loop, order, step)
+        assert len(batch) == 40 and (batch.labels[20:] >= 0).all()
+        seen.append(batch.x[20:])
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+    with pytest.raises(ConfigError, match="pass --classes 10"):
+        check_data(config.with_overrides({"model.classes": 9, "data.labelled": 90}), hidden)
+
+
+def test_evaluating_a_cvae_takes_the_split_labels(tmp_path, tiny_data):
+    """evaluate_split on a conditional VAE states its bound at the labels: the same as evaluate_elbo's at them."""
+    from vaekit.evaluation import evaluate_split
+
+    model, x = small_model("cvae").float(), binary_images(20).float()
+    labels = torch.arange(20) % CLASSES
+    result = evaluate_split(model, x, num_importance_samples=5, labels=labels, seed=2)
+    from vaekit.randomness import seeded_generator
+
+    expected = evaluate_elbo(model, x, generator=seeded_generator(2, "eval"), labels=labels)
+    assert result["elbo"] == pytest.approx(expected.elbo) and result["log_likelihood"] >= result["elbo"] - 5
+    with pytest.raises(DataError, match="evaluated at its images' labels"):
+        evaluate_split(model, x, num_importance_samples=0)

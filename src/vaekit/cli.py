@@ -159,14 +159,19 @@ def _features_parser(sub: Any) -> None:
     p = sub.add_parser(
         "features",
         help="write a VAE run's posterior means as a dataset (RUN_DIR/features.npz), for M1 + M2",
-        epilog=EPILOG,
         description="Encode a trained VAE's train, valid and test images and save the means of q(z|x), with the "
-        "labels, as RUN_DIR/features.npz; latent units whose mean barely moves over the training images (standard "
+        "labels, as RUN_DIR/features.npz; latent units whose mean does not move over the training images (standard "
         "deviation <= --min-std) are dropped. Kingma et al. 2014's M1 + M2 trains M2 on these: vaekit train "
         "--config mnist-m1-m2 --features-from RUN_DIR does both.",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
-    p.add_argument("--min-std", type=float, default=0.1, help="keep units whose mean's std exceeds this (default: 0.1)")
+    p.add_argument(
+        "--min-std",
+        type=float,
+        default=0.0,
+        help="keep the units whose mean's standard deviation over the training images exceeds this (default: 0, "
+        "every unit that moves; Kingma et al.'s code: 0.1)",
+    )
 
 
 def _train_prior_parser(sub: Any) -> None:
@@ -625,7 +630,7 @@ def _features_settings(run_dir: Path) -> list[str]:
 
     from vaekit.features import write_features
 
-    path = run_dir / rundir.FEATURES_FILE
+    path = run_dir.resolve() / rundir.FEATURES_FILE  # absolute: the run is then read from any folder
     if not path.exists():
         path = write_features(run_dir, log=lambda s: _log(f"vaekit: {s}"))
     with np.load(path, allow_pickle=False) as loaded:
@@ -876,6 +881,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     _positive("--num", args.num, 10_000)
     model, _ = rundir.load_run(args.run_dir)
+    classes = getattr(model.prior, "classes", 0) if hasattr(model.prior, "join") else 0
+    if args.label is not None and not 0 <= args.label < classes:
+        raise ConfigError(
+            f"--label {args.label} is not a class of {args.run_dir}: use 0 .. {classes - 1}."
+            if classes
+            else f"--label draws a cvae or m2 run at a class, and {args.run_dir} holds a {model.family} model."
+        )
     at = "" if args.label is None else f"-label{args.label}"
     default = args.run_dir / rundir.IMAGES_DIR / f"samples{at}-n{args.num}-seed{args.seed}.png"
     print(plots.prior_samples(model, args.out or default, args.num, args.seed, args.label))

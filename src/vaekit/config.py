@@ -478,7 +478,9 @@ class DataConfig:
     path: str | None = _opt(None, "the IDX folder (source folder), image folder or array file")
     valid_fraction: float = _opt(0.1, "share of an image-folder or array dataset held out for validation")
     test_fraction: float = _opt(0.1, "share of an image-folder or array dataset held out for testing")
-    split_seed: int = _opt(0, "seed of the shuffle that splits an image-folder or array dataset")
+    split_seed: int = _opt(
+        0, "seed of the shuffle that splits an image-folder or array dataset, and of an m2 run's labelled images"
+    )
     on_bad_file: str = _opt(
         "stop", "an unreadable image in a folder: stop with its name, or skip it", BAD_FILE_POLICIES
     )
@@ -605,7 +607,9 @@ class TrainConfig:
         "(Chen et al. 2018); factor-vae: the ELBO minus gamma times the total correlation a discriminator "
         "estimates (Kim & Mnih 2018); dip-vae-i, dip-vae-ii: the ELBO with a penalty matching the posterior's "
         "covariance to the identity (Kumar et al. 2018); reconstruction: -log p(x | f(x)) of an autoencoder "
-        "(model.family autoencoder), denoising with train.corruption (Vincent et al. 2008)",
+        "(model.family autoencoder), denoising with train.corruption (Vincent et al. 2008); vq-vae (model.family "
+        "vq-vae); cvae: the ELBO of a conditional VAE at each image's label, a bound on log p(x|y); m2: Kingma et al. "
+        "2014's semi-supervised objective (model.family m2, data.labelled labels)",
         OBJECTIVES,
     )
     num_samples: int = _opt(1, "samples of z per datapoint: L for the ELBO, k for the IWAE objective")
@@ -828,7 +832,7 @@ class RunConfig:
         if d.labelled:
             why = "labels are hidden only from m2 (model.family m2); other models see every label: leave it at 0"
             _require(m.family == "m2", "data", "labelled", d.labelled, why)
-            why = f"the labelled images are the same number of each of the {m.classes} classes: use a multiple of it"
+            why = f"the labelled images are as many of each of the {m.classes} classes: use a multiple of {m.classes}"
             _require(d.labelled % m.classes == 0, "data", "labelled", d.labelled, why)
         why = "features (a model's posterior means) are real values, not pixels: use --binarization none"
         _require(d.dataset != "features" or d.binarization == "none", "data", "binarization", d.binarization, why)

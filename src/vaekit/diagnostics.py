@@ -116,20 +116,22 @@ def latent_diagnostics(
 ) -> LatentDiagnostics:
     """Active units, and the KL of each stochastic layer (per dimension where it splits so), over the
     images x (N, C, H, W) (a conditional VAE's at their labels (N,)). The posterior's mean is exact without a
-    flow, a stand-in with one."""
+    flow, a stand-in with one. A model of labels is described by its z alone: the KL of q(z|x, y), not of the
+    label's part."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(derive_seed(seed, "eval", 1))
     means, kls, noise, closed = [], [], [], True
+    skip = int(getattr(model.prior, "label_dims", 0))  # a model of labels: y's one-hot coordinates are not units
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
         posterior = model.posterior(xb, None if labels is None else labels[start : start + batch_size].to(device))
-        means.append(posterior.mean.double().cpu())  # latents are small: gathered on the CPU
+        means.append(posterior.mean[..., skip:].double().cpu())  # latents are small: gathered on the CPU
         contributions, closed = _kl_contributions(model, posterior, generator)
-        kls.append([t.double().cpu() for t in contributions])
+        kls.append([t[..., skip:].double().cpu() if t.dim() == 2 else t.double().cpu() for t in contributions])
         z, _ = posterior.rsample(VARIANCE_SAMPLES, generator)  # (batch, S, J): after the KL's draws, which stay
-        noise.append(z.double().var(1).sum(0).cpu())
+        noise.append(z[..., skip:].double().var(1).sum(0).cpu())
     model.train(was_training)
     mu = torch.cat(means)
     posterior_variance = torch.stack(noise).sum(0) / len(x)
@@ -139,6 +141,7 @@ def latent_diagnostics(
     activity = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
     layers = []
     for i, size in enumerate(model.latent_sizes):
+        size -= skip if i == 0 else 0
         per_image = torch.cat([batch[i] for batch in kls])  # (N, J_i) or (N,)
         total = per_image.sum(-1) if per_image.dim() == 2 else per_image
         stderr = 0.0 if closed or len(total) < 2 else total.std().item() / math.sqrt(len(total))

@@ -4,8 +4,8 @@
 `write_features(RUN)` writes RUN/features.npz: {train,valid,test}_x (N, 1, 1, J') float32, the means of q(z|x) at
 each split's evaluation observations (a fixed binarization, where the run binarizes), {train,valid,test}_y the
 labels, and `kept`, the latent units whose mean moves across the training images (standard deviation above
-min_std: Kingma et al.'s released code keeps those with 0.1). `vaekit train --features-from RUN` trains on it
-(data.dataset features).
+min_std, 0 by default; Kingma et al.'s released code keeps those above 0.1). `vaekit train --features-from RUN`
+trains on it (data.dataset features).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from vaekit.config import SPLIT_NAMES
 from vaekit.data import load_dataset
 from vaekit.errors import ModelError
 
-MIN_FEATURE_STD = 0.1  # a latent unit whose posterior mean varies less over the training images is dropped
+MIN_FEATURE_STD = 0.0  # keep every unit whose mean moves at all (Kingma et al.'s code: 0.1, `--min-std 0.1`)
 
 
 @torch.no_grad()
@@ -37,14 +37,19 @@ def write_features(
 ) -> Path:
     """RUN/features.npz from the run's model and data (see the module docstring); returns its path."""
     model, config = rundir.load_run(run_dir)
-    if not model.has_bound or model.needs_labels or model.family != "vae":
-        raise ModelError(f"features come from a VAE's posterior means, and {run_dir} holds a {model.family}.")
+    if model.family != "vae":
+        raise ModelError(
+            f"features come from a VAE's posterior means, and {run_dir} holds a model of family {model.family}."
+        )
     model.eval()
     data = load_dataset(config.data, config.model.image_shape, log)
     means = {name: posterior_means(model, data.evaluation_observations(name)) for name in SPLIT_NAMES}
     kept = (means["train"].std(0) > min_std).nonzero()[:, 0]
     if len(kept) == 0:
-        raise ModelError(f"no latent unit of {run_dir} moves by more than {min_std} over the training images.")
+        raise ModelError(
+            f"no latent unit of {run_dir} moves by more than {min_std} over the training images: train it longer, "
+            "or write its features with vaekit features RUN --min-std 0."
+        )
     arrays: dict[str, np.ndarray] = {"kept": kept.numpy(), "class_names": np.array(data.class_names)}
     for name in SPLIT_NAMES:
         arrays[f"{name}_x"] = means[name][:, kept].reshape(-1, 1, 1, len(kept)).numpy()

@@ -631,6 +631,9 @@ def write_run_pictures(
 ) -> list[Path]:
     """The pictures of a run folder, from its model, its test split and its metrics (into RUN_DIR/images)."""
     model, config = rundir.load_run(run_dir)
+    if config.data.dataset == "features":  # vectors, not images: only the curves picture applies
+        log("pictures of images do not apply to features (a model's posterior means): only the curves")
+        which = [name for name in which if name == "curves"]
     data = load_dataset(config.data, config.model.image_shape, log)
     inputs = PictureInputs(
         model,

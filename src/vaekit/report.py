@@ -25,6 +25,8 @@ CAPTIONS = {
     "latents.png": "Posterior means of test images coloured by class.",
     "prior-samples.png": "A VQ-VAE's decoded code maps drawn from the uniform prior (top) and the PixelCNN (bottom).",
     "codes.png": "A VQ-VAE's code maps of test images and how often each code of the codebook is used.",
+    "classes.png": "A model of labels: a row per label y, a column per draw of z, the same z down each column.",
+    "analogies.png": "A model of labels: a test image (left) and its z decoded at every label.",
 }
 
 _STYLE = """
@@ -107,6 +109,11 @@ def _likelihood_note(config: Any) -> list[str]:
     kind = LIKELIHOOD_KINDS[config.model.likelihood]
     if kind == "binary":
         return []
+    if config.data.dataset == "features":
+        return [
+            f"<p class='note'>This run models features, another model's posterior means, with the {name} density: "
+            "its bounds and log p(x) are in nats per feature vector, not comparable with any model of the images.</p>"
+        ]
     if kind == "levels":
         return [
             f"<p class='note'>The {name} likelihood is a probability over the {2**config.data.bits} grey levels, so "

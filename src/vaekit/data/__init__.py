@@ -120,6 +120,11 @@ def _cifar10(config: DataConfig, image_shape: tuple[int, int, int], log: Log) ->
 def _features(config: DataConfig, image_shape: tuple[int, int, int], log: Log) -> dict[str, Any]:
     """A model's features (vaekit features RUN: features.npz at data.path), each image a (1, 1, J) vector of reals."""
     path = Path(config.path or "")
+    if not path.is_file():
+        raise DataError(
+            f"{path} does not exist: train on a VAE run's features with vaekit train --features-from RUN, which writes "
+            "RUN/features.npz (or vaekit features RUN)."
+        )
     keys = [f"{name}_{part}" for name in SPLIT_NAMES for part in ("x", "y")]
     try:
         with np.load(path, allow_pickle=False) as loaded:

@@ -110,7 +110,7 @@ def on_features(
     source = getattr(EXPERIMENTS[plan.name], "FEATURES_FROM", {}).get(base_run(run))
     if source is None:
         return config
-    source_dir = out_dir / (source + seed_suffix(run))
+    source_dir = out_dir.resolve() / (source + seed_suffix(run))
     path = source_dir / rundir.FEATURES_FILE
     if not path.exists():
         if not evaluated(source_dir, plan.spec.num_importance_samples):
@@ -177,8 +177,9 @@ def train_and_evaluate(
         model.cpu(), data.test.images, data.test.labels, [], config.train.seed, data.class_names,
         data.test.factors, data.factor_names,
     )  # fmt: skip
-    # then a VQ-VAE's, then a model of labels'
+    # then a VQ-VAE's, then a model of labels'; none of a model of features, which are not images
     which = ("traversals", "samples", "factors", "prior-samples", "codes", "classes", "analogies")
+    which = () if config.data.dataset == "features" else which
     write_pictures(pictures, run_dir / rundir.IMAGES_DIR, which=which)
 
 

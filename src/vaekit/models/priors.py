@@ -305,7 +305,8 @@ class LabelledPrior(nn.Module):
         super().__init__()
         self.classes, self.latent_dim, self.given = classes, latent_dim, given
         self.layer_sizes = (classes + latent_dim,)
-        self.label = "N(0, I), y given" if given else "uniform p(y) N(0, I)"
+        self.label_dims = classes  # the latent's first coordinates, which are no latent units (diagnostics)
+        self.label = "N(0, I), y drawn uniformly" if given else "uniform p(y) N(0, I)"
 
     def label_log_probs(self) -> torch.Tensor:
         """log p(y) for each class (C,): -log C, or 0 for a conditional VAE's given label."""

@@ -60,7 +60,7 @@ class Playground:
         self.model, self.config = load_run(run_dir)
         if "traversals" in self.model.pictures_without:  # nothing continuous for a slider to sweep
             raise ModelError(
-                f"the playground's sliders sweep continuous latents, and {run_dir} has none to sweep: "
+                f"the playground's sliders cannot sweep the latents of {run_dir}: "
                 f"{self.model.pictures_without['traversals']}; its pictures are in {Path(run_dir) / 'images'}."
             )
         data = load_dataset(self.config.data, self.config.model.image_shape)
