@@ -726,14 +726,18 @@ def _evaluation_table(result: dict[str, Any], path: Path) -> str:
         rows = [("log p(x|z)", result["reconstruction"], "reconstruction log-likelihood at the code z = f(x)")]
     else:
         rows = [
-            ("elbo", result["elbo"], "variational lower bound"),
+            (
+                "elbo",
+                result["elbo"],
+                "variational lower bound" + (" on log p(x|y)" if result.get("given_labels") else ""),
+            ),
             ("reconstruction", result["reconstruction"], "E_q[log p(x|z)]"),
             ("kl", result["kl"], "KL(q(z|x) || p(z))"),
         ]
     if "log_likelihood" in result:
         rows += [
             (
-                "log p(x)",
+                "log p(x|y)" if result.get("given_labels") else "log p(x)",
                 result["log_likelihood"],
                 f"importance sampled, K={result['num_importance_samples']}, "
                 f"+- {result['log_likelihood_stderr']:.3f} (s.e.)"

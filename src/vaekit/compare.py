@@ -205,6 +205,7 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "test_reconstruction": test.get("test_reconstruction"),
         "test_kl": test.get("test_kl"),
         "no_bound": summary.get("no_bound", ""),  # why a model has no ELBO (an autoencoder); "" where it has one
+        "figures_of": _figures_of(rundir.read_config(run_dir)),
         "log_likelihood": evaluation.get("log_likelihood"),
         "log_likelihood_stderr": evaluation.get("log_likelihood_stderr"),
         **_bits_of(evaluation, rundir.read_config(run_dir)),
@@ -220,6 +221,13 @@ def run_figures(run_dir: Path, label: str, metrics: list[dict[str, Any]]) -> dic
         "training_minutes": sum(m["seconds"] for m in metrics) / 60,
         "disentanglement_settings": rundir.disentanglement_evaluations(run_dir, "test", weights),
     }
+
+
+def _figures_of(config: Any) -> str:
+    """What a run's bounds are of where it is not the images' log p(x): "" for most runs."""
+    if config.data.dataset == "features":
+        return "features (another model's posterior means), not images"
+    return "log p(x|y), conditional on the labels (a cvae)" if config.model.family == "cvae" else ""
 
 
 def _bits_of(evaluation: dict[str, Any], config: Any) -> dict[str, Any]:
@@ -321,6 +329,12 @@ def coverage_lines(rows: list[dict[str, Any]]) -> list[str]:
     paired = [f"{r['run']} {r['paired_images']}" for r in rows[1:] if r.get("paired_images")]
     if paired:
         lines.append(f"vs base, paired: on the test images both runs evaluated ({', '.join(paired)})")
+    other = [f"{r['run']}: {r['figures_of']}" for r in rows if r.get("figures_of")]
+    if other and len(rows) > 1:
+        lines.append(
+            f"warning: the bounds of some runs are not the images' log p(x) ({'; '.join(other)}), so they do not "
+            "compare with the others'"
+        )
     return lines
 
 

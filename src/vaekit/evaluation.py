@@ -410,7 +410,7 @@ def _bound_figures(
         raise DataError("a conditional VAE is evaluated at its images' labels: pass labels.")
     given = labels if model.needs_labels else None
     bound = evaluate_elbo(model, x, batch_size, 1, seeded_generator(seed, "eval"), ctx, per_image=True, labels=given)
-    out: dict[str, Any] = {"images": len(x), **bound.as_dict()}
+    out: dict[str, Any] = {"images": len(x), **bound.as_dict(), **({"given_labels": True} if given is not None else {})}
     if model.classifies and labels is not None:
         out.update(classification_figures(model, x, labels, batch_size))
     out["elbo_per_image"] = [round(v, 6) for v in bound.per_image.tolist()] if bound.per_image is not None else []
