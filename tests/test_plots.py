@@ -47,7 +47,7 @@ def test_every_picture_of_a_2d_run_and_the_report(trained_run_2d, capsys):
     assert set(sizes) == {
         f"{n}.png"
         for n in plots.PICTURES
-        if n not in ("pseudo-inputs", "layer-samples", "factors", "prior-samples", "codes")
+        if n not in ("pseudo-inputs", "layer-samples", "factors", "prior-samples", "codes", "classes", "analogies")
     }  # a VampPrior's, a hierarchy's, data with known factors' and a VQ-VAE's only
     cell = 2 * 30  # 28 pixels + padding, doubled
     assert sizes["samples.png"] == (10 * cell + 4, 10 * cell + 4 + plots.TITLE_HEIGHT)

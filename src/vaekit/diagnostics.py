@@ -126,7 +126,8 @@ def latent_diagnostics(
     skip = int(getattr(model.prior, "label_dims", 0))  # a model of labels: y's one-hot coordinates are not units
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
-        posterior = model.posterior(xb, None if labels is None else labels[start : start + batch_size].to(device))
+        given = () if labels is None else (labels[start : start + batch_size].to(device),)
+        posterior = model.posterior(xb, *given)
         means.append(posterior.mean[..., skip:].double().cpu())  # latents are small: gathered on the CPU
         contributions, closed = _kl_contributions(model, posterior, generator)
         kls.append([t[..., skip:].double().cpu() if t.dim() == 2 else t.double().cpu() for t in contributions])
