@@ -191,9 +191,10 @@ def _error_table(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> li
         figure = g["figures"].get("error")
         if figure:
             values = ", ".join(f"{100 * v:.2f}" for v in figure["values"])
-            lines.append(
-                f"| {g['run']} over {g['seeds']} seeds: median | {100 * figure['median']:.2f} | ({values}) | |"
-            )
+            published = g.get("published_metrics") or {}
+            cited = f"{published['error']:.2f} ± {published['error_spread']:.2f}" if "error" in published else ""
+            median = 100 * figure["median"]
+            lines.append(f"| {g['run']}: median of {g['seeds']} seeds ({values}) | {median:.2f} | | {cited} |")
     return lines
 
 
