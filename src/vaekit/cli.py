@@ -626,15 +626,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _features_settings(run_dir: Path) -> list[str]:
     """The --set items that train on a VAE run's features, written first where they are missing."""
-    import numpy as np
-
-    from vaekit.features import write_features
+    from vaekit.features import feature_shape, write_features
 
     path = run_dir.resolve() / rundir.FEATURES_FILE  # absolute: the run is then read from any folder
     if not path.exists():
         path = write_features(run_dir, log=lambda s: _log(f"vaekit: {s}"))
-    with np.load(path, allow_pickle=False) as loaded:
-        width = loaded["train_x"].shape[-1]
+    width = feature_shape(path)[-1]
     return ["data.dataset=features", f"data.path={path}", "data.binarization=none", f"model.image_shape=1,1,{width}"]
 
 

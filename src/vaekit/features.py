@@ -32,6 +32,12 @@ def posterior_means(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1
     return torch.cat(means) if means else torch.zeros(0, model.latent_dim)
 
 
+def feature_shape(path: str | Path) -> tuple[int, int, int]:
+    """The (1, 1, J') shape of one feature vector in a features file: the model.image_shape that trains on it."""
+    with np.load(path, allow_pickle=False) as loaded:
+        return tuple(int(n) for n in loaded["train_x"].shape[1:])  # type: ignore[return-value]
+
+
 def write_features(
     run_dir: str | Path, min_std: float = MIN_FEATURE_STD, log: Callable[[str], None] = lambda line: None
 ) -> Path:

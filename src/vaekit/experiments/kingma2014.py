@@ -12,7 +12,7 @@ read for what the paper leaves out):
     correction": first moment 0.1, second 0.001 as decays, i.e. Adam's defaults), 3000 epochs in the code.
 Where this differs, and why:
   - features: M2 trains on M1's posterior means; the code draws a fresh sample of q(z|x) every step;
-  - every M1 unit is a feature (FEATURE_MIN_STD; the code keeps those whose posterior mean's std exceeds 0.1);
+  - every M1 unit is a feature (the code keeps those whose posterior mean's std exceeds 0.1);
   - the labelled minibatch: 100 labelled images beside each unlabelled minibatch of 100 (the code: 1 and 499);
   - initialisation: PyTorch's default (the paper: N(0, 0.001^2)); no N(0, I) prior on the weights (the code has one);
   - epochs: the budget's, far below the code's 3000 (the summary states them).
@@ -35,10 +35,7 @@ PUBLISHED_SOURCES = (
     "(+- 0.63), 2.18 (+- 0.04)",
 )
 # run -> the run whose posterior means it trains on (the runner writes them first: vaekit features)
-FEATURES_FROM = {"m1-m2": "m1"}
-# every M1 unit is kept as a feature (the code drops those whose mean's std is below 0.1): the features then have the
-# same width at every budget, and a unit that does not move costs M2 nothing that depends on y
-FEATURE_MIN_STD = 0.0
+FEATURES_FROM = {"m1-m2": "m1"}  # every M1 unit that moves is a feature (features.MIN_FEATURE_STD)
 LABELLED = 100  # N; `vaekit experiment kingma2014-ssl --set data.labelled=600` is not offered: edit and rerun
 
 # smoke: the pipeline in a minute; short: the CPU budget of docs/results.md; long: a GPU's share of the paper's

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vaekit import rundir
 from vaekit.config import RunConfig
 from vaekit.data import Dataset, load_dataset
@@ -27,7 +25,7 @@ from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation import evaluate_split, measure
 from vaekit.experiments.plan import EXPERIMENTS, ExperimentPlan, base_run, seed_suffix
 from vaekit.experiments.summary import run_row, summarise, write_summary
-from vaekit.features import MIN_FEATURE_STD, write_features
+from vaekit.features import feature_shape, write_features
 from vaekit.plots import PictureInputs, write_pictures
 from vaekit.prior_training import PriorTraining, prior_due, train_prior
 from vaekit.tensorboard import TensorBoard, add_evaluation
@@ -115,11 +113,8 @@ def on_features(
     if not path.exists():
         if not evaluated(source_dir, plan.spec.num_importance_samples):
             raise VaekitError(f"{run} trains on the features of {source_dir.name}, which is not trained yet.")
-        min_std = getattr(EXPERIMENTS[plan.name], "FEATURE_MIN_STD", MIN_FEATURE_STD)
-        path = write_features(source_dir, min_std, log=log)
-    with np.load(path, allow_pickle=False) as loaded:
-        shape = tuple(int(n) for n in loaded["train_x"].shape[1:])
-    model = dataclasses.replace(config.model, image_shape=shape)
+        path = write_features(source_dir, log=log)  # every unit that moves: the same width at every budget
+    model = dataclasses.replace(config.model, image_shape=feature_shape(path))
     return dataclasses.replace(config, model=model, data=dataclasses.replace(config.data, path=str(path)))
 
 
